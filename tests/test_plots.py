@@ -1,0 +1,31 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tutorial_utils import plots  # noqa: E402
+
+
+def test_figures_draw(splits):
+    figures = [
+        plots.image_grid(splits.x_test, splits.y_test, predicted=torch.zeros(1000, dtype=torch.long)),
+        plots.training_curves([{"epoch": 1, "loss": 1.0, "train_accuracy": 0.5, "test_accuracy": 0.4},
+                               {"epoch": 2, "loss": 0.5, "train_accuracy": 0.7, "test_accuracy": 0.6}]),
+        plots.confusion_matrix(torch.eye(10, dtype=torch.long) * 9),
+        plots.weight_histogram({"0.weight": torch.randn(20, 30), "2.weight": torch.randn(5, 20)}),
+    ]
+    assert len(figures[0].axes) == 20
+    # mistakes are red in the image grid: label 0 predicted 0 is black, any other label is red
+    colors = [ax.title.get_color() for ax in figures[0].axes]
+    assert "red" in colors
+    for fig in figures:
+        fig.canvas.draw()
+        plt.close(fig)
+
+
+def test_image_grid_rejects_empty_input():
+    with pytest.raises(ValueError, match="no images"):
+        plots.image_grid(torch.zeros(0, 784), torch.zeros(0, dtype=torch.long))

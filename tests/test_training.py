@@ -1,0 +1,183 @@
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tutorial_utils import models, pruning, training
+
+
+def test_setup_seeds_everything_and_returns_a_device():
+    device = training.setup(7)
+    a = torch.rand(3)
+    training.setup(7)
+    assert torch.equal(a, torch.rand(3))
+    assert device.type in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed": -1}, "seed=-1"), ({"seed": 1.5}, "seed=1.5"), ({"threads": 0}, "threads=0"),
+])
+def test_setup_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        training.setup(**kwargs)
+
+
+def test_evaluate_matches_argmax_accuracy(small_splits):
+    model = models.teacher()
+    expected = (model(small_splits.x_test).argmax(1) == small_splits.y_test).float().mean().item()
+    assert training.evaluate(model, small_splits.x_test, small_splits.y_test) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="same length"):
+        training.evaluate(model, small_splits.x_test, small_splits.y_test[:3])
+
+
+def test_predict_restores_training_mode():
+    model = models.big_teacher()
+    model.train()
+    x = torch.randn(4, 784)
+    first, second = training.predict(model, x), training.predict(model, x)
+    torch.testing.assert_close(first, second)  # dropout is off while predicting
+    assert model.training
+
+
+def test_confusion_matrix_counts(small_splits):
+    model = models.teacher()
+    matrix = training.confusion_matrix(model, small_splits.x_test, small_splits.y_test)
+    assert matrix.sum() == len(small_splits.y_test)
+    assert torch.equal(matrix.sum(dim=1), torch.bincount(small_splits.y_test, minlength=10))
+    accuracy = training.evaluate(model, small_splits.x_test, small_splits.y_test)
+    assert matrix.diag().sum().item() / matrix.sum().item() == pytest.approx(accuracy)
+
+
+def test_fit_learns_and_records_history(small_splits):
+    model = models.teacher()
+    history = training.fit(model, small_splits, epochs=3, lr=1e-3, batch_size=32, progress=False)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["test_accuracy"] > 0.75
+    assert not model.training
+
+
+def test_fit_is_deterministic_under_setup(small_splits):
+    weights = []
+    for _ in range(2):
+        training.setup(3)
+        model = models.student()
+        training.fit(model, small_splits, epochs=2, progress=False)
+        weights.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.equal(*weights)
+
+
+def test_fit_one_step_equals_a_hand_written_adam_step(small_splits):
+    training.setup(0)
+    model = models.student()
+    reference = models.student()
+    reference.load_state_dict(model.state_dict())
+    one_batch = type(small_splits)(small_splits.x_train[:16], small_splits.y_train[:16],
+                                   small_splits.x_test, small_splits.y_test)
+    training.fit(model, one_batch, epochs=1, lr=0.01, batch_size=16, progress=False)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.01)
+    F.cross_entropy(reference(one_batch.x_train), one_batch.y_train).backward()  # order of rows does not matter
+    optimizer.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_fit_uses_the_pluggable_loss(small_splits):
+    seen = []
+
+    def loss_fn(logits, batch):
+        seen.append((logits.shape, batch.x.shape, batch.index.shape))
+        return F.cross_entropy(logits, batch.y)
+
+    training.fit(models.student(), small_splits, epochs=1, batch_size=100, loss_fn=loss_fn, progress=False)
+    assert len(seen) == 8 and seen[0] == ((100, 10), (100, 784), (100,))
+
+
+def test_fit_keeps_masked_weights_at_zero(small_splits):
+    model = models.teacher()
+    mask = (torch.rand(128, 784) > 0.7).float()
+    training.fit(model, small_splits, epochs=2, masks={"0.weight": mask}, progress=False)
+    assert torch.all(model[0].weight[mask == 0] == 0)
+    assert pruning.sparsity(model) > 0.6
+
+
+def test_fit_applies_augmentation(small_splits):
+    calls = []
+
+    def augment(x, generator):
+        calls.append(x.shape)
+        return x
+
+    training.fit(models.student(), small_splits, epochs=1, batch_size=400, augment=augment, progress=False)
+    assert calls == [(400, 784), (400, 784)]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs=0"), ({"epochs": -2}, "epochs=-2"), ({"epochs": 1.5}, "epochs=1.5"),
+    ({"lr": 0}, "lr=0"), ({"lr": -1e-3}, "lr=-0.001"), ({"lr": float("nan")}, "lr=nan"),
+    ({"batch_size": 0}, "batch_size=0"), ({"weight_decay": -1.0}, "weight_decay=-1.0"),
+])
+def test_fit_rejects_bad_arguments(small_splits, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        training.fit(models.student(), small_splits, **{"epochs": 1, **kwargs})
+
+
+def test_fit_rejects_masks_that_do_not_fit(small_splits):
+    with pytest.raises(ValueError, match=r"masks\['0.weight'\] has shape \(3, 3\)"):
+        training.fit(models.student(), small_splits, epochs=1, masks={"0.weight": torch.ones(3, 3)})
+
+
+def test_progress_prints_one_line_per_epoch(small_splits, capsys):
+    training.fit(models.student(), small_splits, epochs=2, progress=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2 and "test" in lines[0]
+
+
+def test_teacher_cache_round_trip(small_splits, tmp_path):
+    first = training.load_or_train_teacher(small_splits, epochs=2, cache_dir=tmp_path)
+    files = list(tmp_path.glob("teacher-*.pt"))
+    assert len(files) == 1
+    state = torch.load(files[0], weights_only=True)
+    assert state["meta"]["sizes"] == [784, 128, 10] and state["meta"]["epochs"] == 2
+    again = training.load_or_train_teacher(small_splits, epochs=2, cache_dir=tmp_path)
+    for a, b in zip(first.parameters(), again.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_teacher_cache_does_not_disturb_callers_rng(small_splits, tmp_path):
+    training.setup(5)
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)   # miss: trains
+    after_miss = torch.rand(2)
+    training.setup(5)
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)   # hit: loads
+    assert torch.equal(after_miss, torch.rand(2))
+
+
+def test_cached_teacher_equals_a_fresh_seeded_run(small_splits, tmp_path):
+    cached = training.load_or_train_teacher(small_splits, epochs=2, seed=4, cache_dir=tmp_path)
+    training.setup(4)
+    fresh = models.teacher()
+    training.fit(fresh, small_splits, epochs=2, lr=1e-3, batch_size=32, progress=False)
+    for a, b in zip(cached.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_stale_or_corrupt_checkpoints_are_retrained(small_splits, tmp_path):
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    path = next(tmp_path.glob("teacher-*.pt"))
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    assert any("unreadable checkpoint" in str(w.message) for w in caught)
+    assert training.evaluate(model, small_splits.x_test, small_splits.y_test) > 0.5
+    assert torch.load(path, weights_only=True)["meta"]["epochs"] == 1  # rewritten whole
+
+
+def test_other_recipes_get_other_files(small_splits, tmp_path):
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    training.load_or_train_teacher(small_splits, epochs=1, lr=2e-3, cache_dir=tmp_path)
+    training.load_or_train_teacher(small_splits, preset="student", epochs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 3
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind

@@ -1,0 +1,193 @@
+"""Measurements that stay honest: parameters, non-zeros, bytes of real files, measured latency, MACs.
+
+Bytes are the size of a file actually written; latency is timed (warm-up, repeats, median, fixed
+threads); MACs come from torch's own FLOP counter. The `Ledger` keeps one row per stage.
+
+Example:
+    >>> ledger = Ledger()
+    >>> ledger.measure("teacher", model, splits)      # one row: accuracy, parameters, bytes, ...
+    >>> ledger.to_csv("runs/ledger.csv")
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from tutorial_utils import data, storage, training
+
+COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalars in all parameters, weights and biases: sum of p.numel()."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_nonzeros(model: nn.Module) -> int:
+    """Number of non-zero scalars in all parameters (a pruned weight still counts as a parameter)."""
+    return sum(int(torch.count_nonzero(p).item()) for p in model.parameters())
+
+
+def storage_bytes(model: nn.Module, path: str | os.PathLike | None = None) -> int:
+    """Bytes of the model's state_dict written with torch.save: to `path` if given, else a temporary file.
+
+    This is the fp32 baseline every compression ratio is measured against: a real file, not a formula.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if path is not None:
+        return storage.atomic_write(path, lambda f: torch.save(state, f))
+    with tempfile.TemporaryDirectory() as tmp:
+        return storage.atomic_write(os.path.join(tmp, "model.pt"), lambda f: torch.save(state, f))
+
+
+def latency_ms(model: nn.Module, batch_size: int = 1, *, repeats: int = 50, warmup: int = 10,
+               threads: int | None = None, in_features: int = 784) -> float:
+    """Median wall-clock milliseconds of one forward pass on a (batch_size, in_features) input.
+
+    Runs `warmup` untimed passes, then `repeats` timed ones under torch.inference_mode; on a GPU it
+    synchronises around each pass. `threads` fixes torch's CPU threads for the measurement and restores
+    them after. Compare latencies only as ratios measured in one run: a shared machine is noisy.
+    """
+    for name, value in (("batch_size", batch_size), ("repeats", repeats), ("in_features", in_features)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup={warmup!r} must be a non-negative integer")
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    x = torch.randn(batch_size, in_features, device=device)  # (batch, 784)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    previous_threads = torch.get_num_threads()
+    was_training = model.training
+    model.eval()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        times = []
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                sync()
+                start = time.perf_counter()
+                model(x)
+                sync()
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1e3)
+    finally:
+        torch.set_num_threads(previous_threads)
+        model.train(was_training)
+    return statistics.median(times)
+
+
+def macs(model: nn.Module, *, in_features: int = 784) -> int:
+    """Multiply-accumulates of one sample's forward pass, counted by torch.utils.flop_counter (MACs = FLOPs / 2).
+
+    For a Linear layer n_in -> n_out this is n_in * n_out. Zeros are counted: dense hardware
+    multiplies by a pruned weight all the same.
+    """
+    counter = FlopCounterMode(display=False)
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    with counter, torch.no_grad():
+        model(torch.zeros(1, in_features, device=device))
+    return counter.get_total_flops() // 2
+
+
+class Ledger:
+    """Rows of (stage, accuracy, parameters, nonzeros, bytes, latency_ms, macs, ...) kept after every step.
+
+    `measure` fills a row from a model; `add` takes a row as given (extra columns are kept).
+    In a notebook a Ledger shows as an HTML table; `to_csv` and `to_json` write files atomically.
+    """
+
+    def __init__(self, *, latency_batch_size: int = 256, threads: int | None = None) -> None:
+        self.rows: list[dict] = []
+        self.latency_batch_size = latency_batch_size
+        self.threads = threads
+
+    def add(self, stage: str, **values: object) -> dict:
+        """Append a row {stage, **values} and return it."""
+        if not isinstance(stage, str) or not stage:
+            raise ValueError(f"stage={stage!r} must be a non-empty string")
+        row = {"stage": stage, **values}
+        self.rows.append(row)
+        return row
+
+    def measure(self, stage: str, model: nn.Module, splits: data.Splits, *, file_bytes: int | None = None,
+                **extra: object) -> dict:
+        """Measure `model` and append its row.
+
+        accuracy on the test split; bytes = `file_bytes` if the caller wrote the model's file itself,
+        else the size of its torch.save'd state_dict; latency at `latency_batch_size`.
+        """
+        return self.add(stage, accuracy=training.evaluate(model, splits.x_test, splits.y_test),
+                        parameters=count_parameters(model), nonzeros=count_nonzeros(model),
+                        bytes=file_bytes if file_bytes is not None else storage_bytes(model),
+                        latency_ms=latency_ms(model, self.latency_batch_size, threads=self.threads),
+                        macs=macs(model, in_features=splits.x_test.shape[1]), **extra)
+
+    def columns(self) -> list[str]:
+        extra = [k for row in self.rows for k in row if k not in COLUMNS]
+        return [c for c in COLUMNS if any(c in row for row in self.rows)] + list(dict.fromkeys(extra))
+
+    @staticmethod
+    def _format(column: str, value: object) -> str:
+        if column == "accuracy" and isinstance(value, float):
+            return f"{value:.2%}"
+        if isinstance(value, float):
+            return f"{value:.3g}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return "" if value is None else str(value)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __str__(self) -> str:
+        cols = self.columns()
+        cells = [cols] + [[self._format(c, row.get(c)) for c in cols] for row in self.rows]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
+        lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+                 for r in cells]
+        return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
+
+    __repr__ = __str__  # the text table is what a console or a plain-text notebook output should show
+
+    def _repr_html_(self) -> str:
+        cols = self.columns()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(self._format(c, row.get(c)))}</td>" for c in cols)
+                       + "</tr>" for row in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def to_csv(self, path: str | os.PathLike) -> int:
+        """Write the rows as CSV (full precision), atomically; return the bytes written."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns(), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return storage.atomic_write(path, lambda f: f.write(buffer.getvalue().encode()))
+
+    def to_json(self, path: str | os.PathLike) -> int:
+        """Write the rows as a JSON list of objects, atomically; return the bytes written."""
+        text = json.dumps(self.rows, indent=2)
+        return storage.atomic_write(path, lambda f: f.write(text.encode()))
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> Ledger:
+        """Read rows written by `to_json`."""
+        ledger = cls()
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "stage" in r for r in rows):
+            raise ValueError(f"{os.fspath(path)!r} is not a ledger: expected a JSON list of rows with a 'stage'")
+        ledger.rows = rows
+        return ledger

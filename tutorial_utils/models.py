@@ -1,0 +1,81 @@
+"""The one model family of the tutorial: multi-layer perceptrons on flat 28x28 images.
+
+`mlp([784, 128, 10])` is Linear(784, 128) -> ReLU -> Linear(128, 10); a Linear layer of
+n_in -> n_out holds n_in * n_out weights and n_out biases, so the 784-128-10 teacher has
+784*128 + 128 + 128*10 + 10 = 101,770 parameters.
+
+Example:
+    >>> model = teacher()
+    >>> model(torch.zeros(2, 784)).shape     # logits, (batch, 10); needs `import torch`
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+PRESETS: dict[str, tuple[list[int], float]] = {
+    # name: (layer sizes, dropout after each hidden ReLU)
+    "teacher": ([784, 128, 10], 0.0),
+    "student": ([784, 64, 10], 0.0),
+    "lenet-300-100": ([784, 300, 100, 10], 0.0),
+    "big-teacher": ([784, 1200, 1200, 10], 0.3),
+}
+
+
+def mlp(sizes: Sequence[int], *, dropout: float = 0.0) -> nn.Sequential:
+    """Build Linear -> ReLU (-> Dropout) ... -> Linear for consecutive `sizes` (input first, classes last).
+
+    Layers are numbered as nn.Sequential numbers them, so parameter names read "0.weight", "2.weight", ...
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2 or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sizes):
+        raise ValueError(f"sizes={sizes} must list at least two positive integers (input, ..., classes)")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout} must be in [0, 1)")
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def layer_sizes(model: nn.Module) -> list[int]:
+    """The sizes list of an MLP: [in_features of the first Linear, out_features of every Linear]."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TypeError(f"model of type {type(model).__name__} has no nn.Linear layers")
+    return [linears[0].in_features] + [m.out_features for m in linears]
+
+
+def preset(name: str) -> nn.Sequential:
+    """A fresh, untrained model of a named preset (see PRESETS)."""
+    if name not in PRESETS:
+        raise ValueError(f"name={name!r} is not a preset; choose one of {sorted(PRESETS)}")
+    sizes, dropout = PRESETS[name]
+    return mlp(sizes, dropout=dropout)
+
+
+def teacher() -> nn.Sequential:
+    """784-128-10, the original description's teacher (101,770 parameters)."""
+    return preset("teacher")
+
+
+def student() -> nn.Sequential:
+    """784-64-10, the original description's student (50,890 parameters)."""
+    return preset("student")
+
+
+def lenet_300_100() -> nn.Sequential:
+    """784-300-100-10, LeNet-300-100 of LeCun et al. (1998) and Deep Compression (266,610 parameters)."""
+    return preset("lenet-300-100")
+
+
+def big_teacher() -> nn.Sequential:
+    """784-1200-1200-10 with dropout 0.3, Hinton et al.'s (2015) MNIST teacher size (2,395,210 parameters)."""
+    return preset("big-teacher")

@@ -1,0 +1,84 @@
+"""Figures for the notebooks: image grids, training curves, confusion matrices, histograms.
+
+Each function draws one small figure and returns it; in a notebook, `fig = plots.image_grid(...)`
+shows it once. Figures are drawn at a modest dpi so that executed notebooks stay small.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from tutorial_utils import data
+
+DPI = 72
+
+
+def image_grid(x: torch.Tensor, y: torch.Tensor, *, class_names: list[str] | None = None,
+               predicted: torch.Tensor | None = None, columns: int = 10, rows: int = 2) -> Figure:
+    """Show the first rows*columns flat images of x (normalised, (n, 784)) with their labels.
+
+    With `predicted`, titles read "label→prediction" and mistakes are drawn in red.
+    """
+    n = min(len(x), rows * columns)
+    if n == 0:
+        raise ValueError("x holds no images to show")
+    names = class_names or [str(i) for i in range(10)]
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.1), dpi=DPI, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow((x[i].reshape(28, 28) * data.STD + data.MEAN).cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
+        title, color = names[int(y[i])], "black"
+        if predicted is not None:
+            title += f"→{names[int(predicted[i])]}"
+            color = "black" if int(predicted[i]) == int(y[i]) else "red"
+        ax.set_title(title[:12], fontsize=8, color=color)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: list[dict[str, float]], *, title: str = "") -> Figure:
+    """Loss and accuracy per epoch, from the history that training.fit returns."""
+    epochs = [row["epoch"] for row in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8), dpi=DPI)
+    left.plot(epochs, [row["loss"] for row in history], marker=".")
+    left.set(xlabel="epoch", ylabel="training loss", title=title or "loss")
+    right.plot(epochs, [row["train_accuracy"] for row in history], marker=".", label="train")
+    right.plot(epochs, [row["test_accuracy"] for row in history], marker=".", label="test")
+    right.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    right.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(matrix: torch.Tensor, *, class_names: list[str] | None = None) -> Figure:
+    """Heat map of a (classes, classes) count matrix (rows: true class, columns: prediction)."""
+    k = matrix.shape[0]
+    names = class_names or [str(i) for i in range(k)]
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=DPI)
+    image = ax.imshow(matrix.cpu().numpy(), cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            value = int(matrix[i, j])
+            if value:
+                ax.text(j, i, value, ha="center", va="center", fontsize=7,
+                        color="white" if value > matrix.max() / 2 else "black")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true")
+    ax.set_xticklabels(names, fontsize=7, rotation=90 if max(map(len, names)) > 2 else 0)
+    ax.set_yticklabels(names, fontsize=7)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def weight_histogram(weights: dict[str, torch.Tensor], *, bins: int = 80, log: bool = True) -> Figure:
+    """Histograms of weight values, one panel per named tensor (zeros included, so pruning shows)."""
+    fig, axes = plt.subplots(1, len(weights), figsize=(3.2 * len(weights), 2.5), dpi=DPI, squeeze=False)
+    for ax, (name, w) in zip(axes.flat, weights.items()):
+        ax.hist(w.detach().flatten().cpu().numpy(), bins=bins, log=log)
+        ax.set(title=name, xlabel="weight value")
+    fig.tight_layout()
+    return fig
