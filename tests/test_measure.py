@@ -74,3 +74,11 @@ def test_ledger_rejects_bad_input(tmp_path):
     (tmp_path / "bad.json").write_text('{"a": 1}')
     with pytest.raises(ValueError, match="not a ledger"):
         measure.Ledger.from_json(tmp_path / "bad.json")
+
+
+def test_time_ms_measures_the_median_of_calls():
+    calls = []
+    ms = measure.time_ms(lambda: calls.append(1), repeats=7, warmup=3)
+    assert len(calls) == 10 and ms >= 0
+    with pytest.raises(ValueError, match="repeats=0"):
+        measure.time_ms(lambda: None, repeats=0)

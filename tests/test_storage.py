@@ -1,6 +1,9 @@
-import pytest
+import copy
 
-from tutorial_utils import storage
+import pytest
+import torch
+
+from tutorial_utils import measure, models, pruning, storage
 
 
 def test_atomic_write_writes_and_reports_bytes(tmp_path):
@@ -29,3 +32,64 @@ def test_unwritable_path_is_a_clear_error(tmp_path):
     blocker.write_bytes(b"")
     with pytest.raises(OSError, match="cannot be written"):
         storage.atomic_write(blocker / "inside.bin", lambda f: f.write(b"x"))
+
+
+@pytest.fixture
+def pruned():
+    torch.manual_seed(0)
+    model = models.teacher()
+    pruning.apply_masks_(model, pruning.magnitude_masks(model, 0.9, scope="global"))
+    return model
+
+
+@pytest.mark.parametrize("sparse", ["auto", "dense", "bitmask", "relative"])
+def test_round_trip_is_exact(pruned, tmp_path, sparse):
+    path = tmp_path / "model.dcmp"
+    written = storage.save(pruned, path, sparse=sparse)
+    assert written == path.stat().st_size
+    loaded = storage.load(path)
+    for a, b in zip(pruned.parameters(), loaded.parameters()):
+        assert torch.equal(a, b)
+    x = torch.randn(8, 784)
+    assert torch.equal(pruned(x), loaded(x))
+
+
+def test_sizes_follow_the_encodings(pruned, tmp_path):
+    sizes = {how: storage.save(pruned, tmp_path / f"{how}.dcmp", sparse=how)
+             for how in ("dense", "bitmask", "relative", "auto")}
+    assert sizes["dense"] == pytest.approx(4 * 101_770, rel=0.01)
+    nonzeros = measure.count_nonzeros(pruned)
+    # bitmask: one bit per weight + 4 bytes per stored value (+ dense biases and a small header)
+    assert sizes["bitmask"] == pytest.approx(101_632 / 8 + 4 * nonzeros, rel=0.02)
+    assert sizes["auto"] <= min(sizes["bitmask"], sizes["relative"])
+    assert sizes["auto"] < sizes["dense"] / 7
+    assert storage.csr_bytes(pruned, tmp_path / "csr.pt") > sizes["bitmask"]
+
+
+def test_corrupt_truncated_and_foreign_files(pruned, tmp_path):
+    path = tmp_path / "model.dcmp"
+    storage.save(pruned, path)
+    raw = path.read_bytes()
+    (tmp_path / "short.dcmp").write_bytes(raw[:-100])
+    flipped = bytearray(raw)
+    flipped[len(raw) // 2] ^= 0x01
+    (tmp_path / "flipped.dcmp").write_bytes(bytes(flipped))
+    torch.save(pruned.state_dict(), tmp_path / "foreign.pt")
+    for name in ("short.dcmp", "flipped.dcmp"):
+        with pytest.raises(ValueError, match="truncated or corrupt"):
+            storage.load(tmp_path / name)
+    with pytest.raises(ValueError, match="not a distill-and-compress model file"):
+        storage.load(tmp_path / "foreign.pt")
+    with pytest.raises(FileNotFoundError, match="is not a file"):
+        storage.load(tmp_path / "missing.dcmp")
+
+
+def test_bad_encoding_name(pruned, tmp_path):
+    with pytest.raises(ValueError, match="sparse='csr'"):
+        storage.save(pruned, tmp_path / "x.dcmp", sparse="csr")
+
+
+def test_save_does_not_change_the_model(pruned, tmp_path):
+    before = copy.deepcopy(pruned.state_dict())
+    storage.save(pruned, tmp_path / "x.dcmp")
+    assert all(torch.equal(v, before[k]) for k, v in pruned.state_dict().items())

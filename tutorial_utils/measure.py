@@ -19,6 +19,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -51,41 +52,51 @@ def storage_bytes(model: nn.Module, path: str | os.PathLike | None = None) -> in
         return storage.atomic_write(os.path.join(tmp, "model.pt"), lambda f: torch.save(state, f))
 
 
+def time_ms(fn: Callable[[], object], *, repeats: int = 50, warmup: int = 10, sync: bool = False) -> float:
+    """Median wall-clock milliseconds of fn() over `repeats` calls, after `warmup` untimed calls.
+
+    With sync=True, CUDA is synchronised around each call so that queued GPU work is counted.
+    """
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats={repeats!r} must be a positive integer")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup={warmup!r} must be a non-negative integer")
+    barrier = torch.cuda.synchronize if sync else (lambda: None)
+    times = []
+    for i in range(warmup + repeats):
+        barrier()
+        start = time.perf_counter()
+        fn()
+        barrier()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
 def latency_ms(model: nn.Module, batch_size: int = 1, *, repeats: int = 50, warmup: int = 10,
                threads: int | None = None, in_features: int = 784) -> float:
     """Median wall-clock milliseconds of one forward pass on a (batch_size, in_features) input.
 
-    Runs `warmup` untimed passes, then `repeats` timed ones under torch.inference_mode; on a GPU it
-    synchronises around each pass. `threads` fixes torch's CPU threads for the measurement and restores
-    them after. Compare latencies only as ratios measured in one run: a shared machine is noisy.
+    Runs `warmup` untimed passes, then `repeats` timed ones under torch.inference_mode (see time_ms);
+    on a GPU it synchronises around each pass. `threads` fixes torch's CPU threads for the measurement
+    and restores them after. Compare latencies only as ratios measured in one run: a shared machine is noisy.
     """
-    for name, value in (("batch_size", batch_size), ("repeats", repeats), ("in_features", in_features)):
+    for name, value in (("batch_size", batch_size), ("in_features", in_features)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive integer")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup={warmup!r} must be a non-negative integer")
     device = next(iter(model.parameters()), torch.empty(0)).device
     x = torch.randn(batch_size, in_features, device=device)  # (batch, 784)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     previous_threads = torch.get_num_threads()
     was_training = model.training
     model.eval()
     try:
         if threads is not None:
             torch.set_num_threads(threads)
-        times = []
         with torch.inference_mode():
-            for i in range(warmup + repeats):
-                sync()
-                start = time.perf_counter()
-                model(x)
-                sync()
-                if i >= warmup:
-                    times.append((time.perf_counter() - start) * 1e3)
+            return time_ms(lambda: model(x), repeats=repeats, warmup=warmup, sync=device.type == "cuda")
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)
-    return statistics.median(times)
 
 
 def macs(model: nn.Module, *, in_features: int = 784) -> int:

@@ -82,3 +82,24 @@ def weight_histogram(weights: dict[str, torch.Tensor], *, bins: int = 80, log: b
         ax.set(title=name, xlabel="weight value")
     fig.tight_layout()
     return fig
+
+
+def curves(x: list[float], series: dict[str, list[float] | list[list[float]]], *, xlabel: str, ylabel: str,
+           title: str = "", logx: bool = False) -> Figure:
+    """One line per series over x. A series of lists (one list per x, e.g. over seeds) is drawn as
+    its mean with a band from its min to its max."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2), dpi=DPI)
+    for label, ys in series.items():
+        if ys and isinstance(ys[0], (list, tuple)):
+            values = torch.tensor(ys, dtype=torch.float64)
+            ax.plot(x, values.mean(dim=1).numpy(), marker=".", label=label)
+            ax.fill_between(x, values.min(dim=1).values.numpy(), values.max(dim=1).values.numpy(), alpha=0.25)
+        else:
+            ax.plot(x, ys, marker=".", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logx:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

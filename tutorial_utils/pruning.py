@@ -1,17 +1,95 @@
-"""Pruning: masks that zero weights, and the bookkeeping of what is zero.
+"""Pruning: masks that zero weights, schedules that raise sparsity gradually, and neurons removed for real.
 
 A mask is a 0/1 tensor of a weight's shape; pruning applies w <- w * m. Masks are kept as a dict
-{parameter name: mask}, keyed like `model.named_parameters()` ("0.weight", "2.weight", ...).
+{parameter name: mask}, keyed like `model.named_parameters()` ("0.weight", "2.weight", ...). Only the
+weights of nn.Linear layers are pruned; biases are few and stay dense.
+
+Unstructured masks keep the tensor shapes, so a masked model has the same bytes and the same latency
+as the dense one; `prune_neurons` removes whole hidden units and gives a model that is really smaller.
+
+Example:
+    >>> masks = magnitude_masks(model, 0.9)           # 90 % of each layer's smallest |w|
+    >>> apply_masks_(model, masks)
+    >>> round(sparsity(model), 2)
+    0.9
 """
 
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
 from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from tutorial_utils import data, training
+
+SCOPES = ("layer", "global")
+
+
+def _linear_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{"<module>.weight": weight} for every nn.Linear, in order."""
+    weights = {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    if not weights:
+        raise TypeError(f"model of type {type(model).__name__} has no nn.Linear layers")
+    return weights
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value < 1:
+        raise ValueError(f"{name}={value!r} must be a number in [0, 1)")
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in SCOPES:
+        raise ValueError(f"scope={scope!r} must be one of {SCOPES}")
+
+
+def _smallest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Mask of scores' shape with 0 at the k smallest entries (ties broken as torch.topk breaks them)."""
+    mask = torch.ones_like(scores)
+    if k > 0:
+        mask.view(-1)[torch.topk(scores.reshape(-1), k=k, largest=False).indices] = 0
+    return mask
+
+
+def _masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> dict[str, torch.Tensor]:
+    """Zero the round(sparsity * n) lowest scores, per tensor (scope="layer") or over all of them ("global")."""
+    _check_fraction("sparsity", sparsity)
+    _check_scope(scope)
+    if scope == "layer":
+        return {name: _smallest_k_mask(s, round(sparsity * s.numel())) for name, s in scores.items()}
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    pieces = _smallest_k_mask(flat, round(sparsity * flat.numel())).split([s.numel() for s in scores.values()])
+    return {name: piece.view_as(s) for (name, s), piece in zip(scores.items(), pieces)}
+
+
+@torch.no_grad()
+def magnitude_masks(model: nn.Module, sparsity: float, *, scope: str = "layer") -> dict[str, torch.Tensor]:
+    """Masks that zero the weights of smallest |w|: round(sparsity * n) of them.
+
+    scope="layer": each Linear weight loses the same fraction (torch's `l1_unstructured`).
+    scope="global": one threshold over all Linear weights together (torch's `global_unstructured`),
+    so layers with many small weights lose more. Returns a new dict; the model is not changed.
+    """
+    return _masks_from_scores({name: w.abs() for name, w in _linear_weights(model).items()}, sparsity, scope)
+
+
+def random_masks(model: nn.Module, sparsity: float, *, scope: str = "layer",
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Masks that zero round(sparsity * n) weights chosen uniformly at random, per layer or globally.
+
+    This is the baseline (and the original description's method): it ignores which weights matter.
+    """
+    scores = {name: torch.rand(w.shape, generator=generator) for name, w in _linear_weights(model).items()}
+    return _masks_from_scores(scores, sparsity, scope)
 
 
 def _check_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, nn.Parameter]:
     params = dict(model.named_parameters())
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict {{parameter name: 0/1 tensor}}, got {type(masks).__name__}")
     for name, mask in masks.items():
         if name not in params:
             raise ValueError(f"masks has key {name!r}, which is not a parameter of the model; "
@@ -36,8 +114,133 @@ def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
 
 def sparsity(model: nn.Module) -> float:
     """Fraction of zero entries over the weights of all nn.Linear layers (biases are not counted)."""
-    weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
-    if not weights:
-        raise TypeError(f"model of type {type(model).__name__} has no nn.Linear layers")
-    zeros = sum((w == 0).sum().item() for w in weights)
-    return zeros / sum(w.numel() for w in weights)
+    weights = _linear_weights(model).values()
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+def layer_sparsity(model: nn.Module) -> dict[str, float]:
+    """{weight name: fraction of zeros} for every nn.Linear weight."""
+    return {name: (w == 0).float().mean().item() for name, w in _linear_weights(model).items()}
+
+
+def to_torch_prune_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    """Hand masks to torch.nn.utils.prune: each masked Linear gets weight_orig and a weight_mask buffer.
+
+    Side effect: re-parametrises the model in place (weight becomes weight_orig * weight_mask).
+    """
+    _check_masks(model, masks)
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        torch_prune.custom_from_mask(modules[name.rsplit(".", 1)[0]], "weight", mask)
+    return model
+
+
+def from_torch_prune_(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Take the masks back from torch.nn.utils.prune and make pruning permanent with prune.remove.
+
+    Side effect: each pruned module's weight becomes a plain Parameter holding weight_orig * weight_mask.
+    """
+    masks = {}
+    for name, module in model.named_modules():
+        if torch_prune.is_pruned(module) and hasattr(module, "weight_mask"):
+            masks[f"{name}.weight"] = module.weight_mask.detach().clone()
+            torch_prune.remove(module, "weight")
+    return masks
+
+
+def agp_sparsity(step: int, total_steps: int, final: float, initial: float = 0.0) -> float:
+    """Automated gradual pruning (Zhu & Gupta, 2017): s_t = s_f + (s_i - s_f) * (1 - t / n)^3.
+
+    Sparsity rises fast at first, while many redundant weights remain, and slowly at the end.
+    step runs from 0 (initial) to total_steps (final).
+    """
+    _check_fraction("final", final)
+    _check_fraction("initial", initial)
+    if not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps={total_steps!r} must be a positive integer")
+    if not isinstance(step, int) or not 0 <= step <= total_steps:
+        raise ValueError(f"step={step!r} must be an integer in [0, {total_steps}]")
+    return final + (initial - final) * (1 - step / total_steps) ** 3
+
+
+def _hidden_linears(model: nn.Sequential) -> list[int]:
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(f"model must be an nn.Sequential MLP, got {type(model).__name__}")
+    return [i for i, m in enumerate(model) if isinstance(m, nn.Linear)]
+
+
+@torch.no_grad()
+def neuron_scores(model: nn.Sequential) -> list[torch.Tensor]:
+    """Importance of each hidden unit j: (||W_in[j, :]||_1 + |b_j|) * ||W_out[:, j]||_1.
+
+    A unit whose incoming weights and bias are zero outputs ReLU(0) = 0, and one whose outgoing
+    weights are zero reaches nothing: both score 0, and removing them leaves the outputs unchanged.
+    The product bounds how much a unit can change the next layer's input.
+    """
+    linears = [model[i] for i in _hidden_linears(model)]
+    return [(a.weight.abs().sum(dim=1) + a.bias.abs()) * b.weight.abs().sum(dim=0)
+            for a, b in zip(linears[:-1], linears[1:])]
+
+
+@torch.no_grad()
+def prune_neurons(model: nn.Sequential, amount: float) -> nn.Sequential:
+    """A new, physically smaller MLP without the round(amount * width) lowest-scoring units of each hidden layer.
+
+    Rows of a unit's incoming Linear and columns of its outgoing Linear are removed, so parameters,
+    bytes and MACs really drop. At least one unit per layer is kept. The input model is unchanged.
+    """
+    _check_fraction("amount", amount)
+    indices = _hidden_linears(model)
+    smaller = copy.deepcopy(model)
+    for position, scores in enumerate(neuron_scores(model)):
+        keep_count = max(1, len(scores) - round(amount * len(scores)))
+        keep = scores.topk(keep_count).indices.sort().values  # keep the original order of units
+        a, b = smaller[indices[position]], smaller[indices[position + 1]]
+        new_a, new_b = nn.Linear(a.in_features, keep_count), nn.Linear(keep_count, b.out_features)
+        new_a.weight.copy_(a.weight[keep])
+        new_a.bias.copy_(a.bias[keep])
+        new_b.weight.copy_(b.weight[:, keep])
+        new_b.bias.copy_(b.bias)
+        smaller[indices[position]], smaller[indices[position + 1]] = new_a, new_b
+    return smaller
+
+
+def sensitivity_scan(model: nn.Module, splits: data.Splits, sparsities: list[float]) -> dict[str, list[float]]:
+    """Test accuracy when one Linear layer alone is magnitude-pruned to each sparsity (Han et al., 2015).
+
+    Returns {weight name: [accuracy at each sparsity]}; layers whose accuracy falls late can be
+    pruned harder. The model is not changed (each point prunes a copy).
+    """
+    for s in sparsities:
+        _check_fraction("sparsities[i]", s)
+    result = {}
+    for name in _linear_weights(model):
+        result[name] = []
+        for s in sparsities:
+            pruned = copy.deepcopy(model)
+            apply_masks_(pruned, {name: magnitude_masks(pruned, s)[name]})
+            result[name].append(training.evaluate(pruned, splits.x_test, splits.y_test))
+    return result
+
+
+def prune_agp_(model: nn.Module, splits: data.Splits, *, final: float, steps: int = 5, epochs_per_step: int = 1,
+               scope: str = "layer", lr: float = 5e-4, batch_size: int = 32,
+               loss_fn: training.LossFn | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Iterative pruning: at step t = 1..steps prune to agp_sparsity(t, steps, final) by magnitude, then
+    fine-tune for epochs_per_step epochs with the masks held (training.fit). Returns the final masks.
+
+    Weights pruned at one step are zero, hence among the smallest at the next, so they stay pruned.
+    Side effect: trains and prunes the model in place.
+    """
+    _check_fraction("final", final)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
+    masks: dict[str, torch.Tensor] = {}
+    for step in range(1, steps + 1):
+        masks = magnitude_masks(model, agp_sparsity(step, steps, final), scope=scope)
+        training.fit(model, splits, epochs=epochs_per_step, lr=lr, batch_size=batch_size, masks=masks,
+                     loss_fn=loss_fn, progress=False)
+        if progress:
+            print(f"step {step}/{steps}: sparsity {sparsity(model):.1%}, "
+                  f"test accuracy {training.evaluate(model, splits.x_test, splits.y_test):.2%}", flush=True)
+    return masks
