@@ -155,3 +155,9 @@ def test_prune_neurons_bad_input(model):
         pruning.prune_neurons(model, 1.0)
     with pytest.raises(TypeError, match="nn.Sequential"):
         pruning.prune_neurons(torch.nn.Linear(3, 3), 0.5)
+
+
+def test_apply_masks_returns_a_pruned_copy(model):
+    masks = pruning.magnitude_masks(model, 0.5)
+    pruned = pruning.apply_masks(model, masks)
+    assert pruning.sparsity(pruned) == pytest.approx(0.5) and pruning.sparsity(model) == 0.0

@@ -112,6 +112,11 @@ def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     return model
 
 
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    """A pruned copy of `model` (w * m for every masked weight); the model itself is not changed."""
+    return apply_masks_(copy.deepcopy(model), masks)
+
+
 def sparsity(model: nn.Module) -> float:
     """Fraction of zero entries over the weights of all nn.Linear layers (biases are not counted)."""
     weights = _linear_weights(model).values()
@@ -217,8 +222,7 @@ def sensitivity_scan(model: nn.Module, splits: data.Splits, sparsities: list[flo
     for name in _linear_weights(model):
         result[name] = []
         for s in sparsities:
-            pruned = copy.deepcopy(model)
-            apply_masks_(pruned, {name: magnitude_masks(pruned, s)[name]})
+            pruned = apply_masks(model, {name: magnitude_masks(model, s)[name]})
             result[name].append(training.evaluate(pruned, splits.x_test, splits.y_test))
     return result
 
