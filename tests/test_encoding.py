@@ -31,40 +31,48 @@ def test_pack_bits_bad_input():
 
 
 @pytest.fixture
-def sparse_matrix():
+def present():
     rng = np.random.default_rng(0)
-    dense = rng.normal(size=(30, 50)).astype(np.float32)
-    dense[rng.random(dense.shape) < 0.9] = 0
-    dense[0, :] = 0
-    dense[-1, -1] = 1.5  # a non-zero after a long gap
-    return dense
+    mask = rng.random((30, 50)) > 0.9
+    mask[0, :] = False
+    mask[-1, -1] = True  # a stored entry after a long gap
+    return mask
 
 
-def test_bitmask_round_trip(sparse_matrix):
-    mask, values = encoding.bitmask_encode(sparse_matrix)
-    assert len(mask) == (1500 + 7) // 8 and len(values) == np.count_nonzero(sparse_matrix)
-    assert np.array_equal(encoding.bitmask_decode(mask, values, sparse_matrix.shape), sparse_matrix)
-    with pytest.raises(ValueError, match="does not fit"):
-        encoding.bitmask_decode(mask, values[:-1], sparse_matrix.shape)
+def test_bitmask_round_trip(present):
+    packed = encoding.bitmask_encode(present)
+    assert len(packed) == (1500 + 7) // 8
+    assert np.array_equal(encoding.bitmask_decode(packed, 1500), np.flatnonzero(present))
+    with pytest.raises(ValueError, match="does not fit 2000 entries"):
+        encoding.bitmask_decode(packed, 2000)
 
 
 @pytest.mark.parametrize("index_bits", [1, 3, 5, 8])
-def test_relative_round_trip_with_fillers(sparse_matrix, index_bits):
-    codes, values = encoding.relative_encode(sparse_matrix, index_bits)
+def test_relative_round_trip_with_fillers(present, index_bits):
+    codes, positions = encoding.relative_encode(present, index_bits)
     assert codes.max() < 2**index_bits
-    fillers = len(codes) - np.count_nonzero(sparse_matrix)
-    assert fillers >= 0 and np.count_nonzero(values) == np.count_nonzero(sparse_matrix)
-    assert np.array_equal(encoding.relative_decode(codes, values, sparse_matrix.shape), sparse_matrix)
+    real = np.flatnonzero(present)
+    assert set(real) <= set(positions) and len(positions) == len(codes)
+    fillers = np.setdiff1d(positions, real)
+    assert not present.reshape(-1)[fillers].any()  # fillers only land on absent entries
+    assert np.array_equal(encoding.relative_decode(codes, present.size), positions)
 
 
 def test_relative_indices_by_hand():
-    dense = np.zeros(12, dtype=np.float32)
-    dense[[2, 3, 11]] = [5, 6, 7]
-    codes, values = encoding.relative_encode(dense, index_bits=2)  # a code covers gaps 1..4
-    # gaps: 3 (code 2), 1 (code 0), 8 (one filler of 4 at position 7, then gap 4 -> code 3)
-    assert codes.tolist() == [2, 0, 3, 3] and values.tolist() == [5, 6, 0, 7]
+    present = np.zeros(12, dtype=bool)
+    present[[2, 3, 11]] = True
+    codes, positions = encoding.relative_encode(present, index_bits=2)  # a code covers gaps 1..4
+    # gaps: 3 (code 2), 1 (code 0), 8 (a filler at position 7, then gap 4 -> code 3)
+    assert codes.tolist() == [2, 0, 3, 3] and positions.tolist() == [2, 3, 7, 11]
 
 
 def test_relative_decode_rejects_overflow():
     with pytest.raises(ValueError, match="outside a tensor of 4 entries"):
-        encoding.relative_decode(np.array([3, 3]), np.array([1.0, 2.0], dtype=np.float32), (4,))
+        encoding.relative_decode(np.array([3, 3]), 4)
+
+
+def test_empty_and_full_masks():
+    for present in (np.zeros(10, dtype=bool), np.ones(10, dtype=bool)):
+        codes, positions = encoding.relative_encode(present, 5)
+        assert np.array_equal(positions, np.flatnonzero(present))
+        assert np.array_equal(encoding.bitmask_decode(encoding.bitmask_encode(present), 10), np.flatnonzero(present))

@@ -10,6 +10,9 @@ Per weight of a layer with density d (fraction of non-zeros) and b-bit values, r
     bitmask  = 1 + d * b bits,      relative = d * (index_bits + b) bits (+ fillers),
 so relative indices win when the layer is sparse (d below about 1 / index_bits).
 
+The sparse encodings only say *where* the stored entries are; the values (float32 or packed codes)
+are stored by the caller, one per position.
+
 Example:
     >>> codes = np.array([3, 0, 7, 5]); packed = pack_bits(codes, 3)
     >>> len(packed), unpack_bits(packed, 3, 4).tolist()
@@ -46,52 +49,39 @@ def unpack_bits(buffer: bytes, bits: int, count: int) -> np.ndarray:
     return flat.reshape(count, bits) @ (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
 
 
-def bitmask_encode(dense: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """(packed mask of dense != 0, the non-zero values in row-major order)."""
-    flat = np.asarray(dense).reshape(-1)
-    stored = flat != 0
-    return np.packbits(stored).tobytes(), flat[stored]
+def bitmask_encode(present: np.ndarray) -> bytes:
+    """One bit per entry, 1 where the entry is stored (row-major), packed into bytes."""
+    return np.packbits(np.asarray(present, dtype=bool).reshape(-1)).tobytes()
 
 
-def bitmask_decode(mask: bytes, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Dense array of `shape` with `values` at the set bits of `mask`, zeros elsewhere."""
-    n = int(np.prod(shape))
-    stored = np.unpackbits(np.frombuffer(mask, dtype=np.uint8))[:n].astype(bool)
-    if len(mask) != (n + 7) // 8 or stored.sum() != len(values):
-        raise ValueError(f"bitmask of {len(mask)} bytes with {int(stored.sum())} set bits does not fit "
-                         f"{len(values)} values and shape {shape}")
-    dense = np.zeros(n, dtype=values.dtype)
-    dense[stored] = values
-    return dense.reshape(shape)
+def bitmask_decode(mask: bytes, count: int) -> np.ndarray:
+    """Flat positions of the set bits among the first `count` bits of `mask`."""
+    if len(mask) != (count + 7) // 8:
+        raise ValueError(f"bitmask of {len(mask)} bytes does not fit {count} entries")
+    return np.flatnonzero(np.unpackbits(np.frombuffer(mask, dtype=np.uint8))[:count])
 
 
-def relative_encode(dense: np.ndarray, index_bits: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """(gap codes, values) of the non-zeros of `dense`, with zero-valued fillers for long gaps.
+def relative_encode(present: np.ndarray, index_bits: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """(gap codes, flat positions) of the stored entries, with filler entries bridging long gaps.
 
-    gap code = (position - previous position) - 1, in [0, 2^index_bits); previous starts at -1.
+    gap code = (position - previous position) - 1, in [0, 2^index_bits); previous starts at -1. The
+    returned positions include the fillers', so that the caller stores one value per code: a filler's
+    value must be the tensor's "absent" value (a zero weight).
     """
     _check_bits(index_bits, "index_bits", 16)
-    flat = np.asarray(dense).reshape(-1)
-    positions = np.flatnonzero(flat)
+    positions = np.flatnonzero(np.asarray(present, dtype=bool).reshape(-1))
     gaps = np.diff(positions, prepend=-1)  # >= 1
     span = 2**index_bits
-    fillers = (gaps - 1) // span  # filler entries needed before each stored value
-    total = len(positions) + int(fillers.sum())
-    codes = np.full(total, span - 1, dtype=np.int64)  # a filler advances `span` positions
-    values = np.zeros(total, dtype=flat.dtype)
+    fillers = (gaps - 1) // span  # filler entries needed before each stored one
+    codes = np.full(len(positions) + int(fillers.sum()), span - 1, dtype=np.int64)  # a filler advances `span`
     slots = np.cumsum(fillers + 1) - 1  # where each real entry lands after its fillers
     codes[slots] = gaps - 1 - fillers * span
-    values[slots] = flat[positions]
-    return codes, values
+    return codes, relative_decode(codes, positions[-1] + 1 if len(positions) else 0)
 
 
-def relative_decode(codes: np.ndarray, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Dense array of `shape` from relative_encode's (codes, values)."""
-    n = int(np.prod(shape))
+def relative_decode(codes: np.ndarray, count: int) -> np.ndarray:
+    """Flat positions (fillers included) from relative_encode's gap codes, checked against `count` entries."""
     positions = np.cumsum(np.asarray(codes, dtype=np.int64) + 1) - 1
-    if len(codes) != len(values) or (len(positions) and positions[-1] >= n):
-        raise ValueError(f"relative indices reach position {positions[-1] if len(positions) else -1}, "
-                         f"outside a tensor of {n} entries, or codes and values differ in length")
-    dense = np.zeros(n, dtype=values.dtype)
-    dense[positions] = values
-    return dense.reshape(shape)
+    if len(positions) and positions[-1] >= count:
+        raise ValueError(f"relative indices reach position {positions[-1]}, outside a tensor of {count} entries")
+    return positions

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tutorial_utils import data, storage, training
+from tutorial_utils import data, models, storage, training
 
 COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs")
 
@@ -84,7 +84,7 @@ def latency_ms(model: nn.Module, batch_size: int = 1, *, repeats: int = 50, warm
     for name, value in (("batch_size", batch_size), ("in_features", in_features)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive integer")
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    device = models.device_of(model)
     x = torch.randn(batch_size, in_features, device=device)  # (batch, 784)
     previous_threads = torch.get_num_threads()
     was_training = model.training
@@ -106,7 +106,7 @@ def macs(model: nn.Module, *, in_features: int = 784) -> int:
     multiplies by a pruned weight all the same.
     """
     counter = FlopCounterMode(display=False)
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    device = models.device_of(model)
     with counter, torch.no_grad():
         model(torch.zeros(1, in_features, device=device))
     return counter.get_total_flops() // 2

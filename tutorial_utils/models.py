@@ -6,7 +6,7 @@ n_in -> n_out holds n_in * n_out weights and n_out biases, so the 784-128-10 tea
 
 Example:
     >>> model = teacher()
-    >>> model(torch.zeros(2, 784)).shape     # logits, (batch, 10); needs `import torch`
+    >>> model(torch.zeros(2, 784)).shape     # logits, (batch, 10)
     torch.Size([2, 10])
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 PRESETS: dict[str, tuple[list[int], float]] = {
@@ -46,11 +47,21 @@ def mlp(sizes: Sequence[int], *, dropout: float = 0.0) -> nn.Sequential:
 
 
 def layer_sizes(model: nn.Module) -> list[int]:
-    """The sizes list of an MLP: [in_features of the first Linear, out_features of every Linear]."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    """The sizes list of an MLP: [in_features of the first Linear, out_features of every Linear].
+
+    Any layer with in_features and out_features counts (nn.Linear, quantized Linear layers).
+    """
+    linears = [m for m in model.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")]
     if not linears:
         raise TypeError(f"model of type {type(model).__name__} has no nn.Linear layers")
     return [linears[0].in_features] + [m.out_features for m in linears]
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer; cpu for a model with neither (e.g. int8 backends)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def preset(name: str) -> nn.Sequential:

@@ -9,10 +9,12 @@ File layout (all integers little-endian; no pickle anywhere):
     payload            the blobs the header points to, as [offset, length] pairs
     sha256   32 bytes  SHA-256 of everything before it
 
-Each layer entry holds its weight's "shape", its "encoding" ("dense", "bitmask" or "relative" with
-"index_bits") and blobs: "index" (packed mask bits or packed gap codes), "values" (float32 weights,
-the stored ones only) and "bias" (float32). `save` picks, per layer, the encoding that gives the
-fewest bytes unless told otherwise. Loading verifies the magic, the version and the trailing SHA-256,
+Each layer entry holds its weight's "shape", its sparse "encoding" ("dense", "bitmask" or
+"relative" with "index_bits"), a "spec" of what an entry is (float32 weights; "uniform" codes of
+"bits" bits with "scale" and "zero_point" blobs; "kmeans" codes with a "centroids" blob), and
+blobs: "index" (packed mask bits or packed gap codes), "values" (the stored entries only: float32,
+or codes packed in `bits` bits) and "bias" (float32). `save` picks, per layer, the encoding that
+gives the fewest bytes unless told otherwise. Loading verifies the magic, the version and the trailing SHA-256,
 so a truncated, corrupt or foreign file is a clear error; the round trip is exact.
 """
 
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tutorial_utils import encoding, models
+from tutorial_utils import encoding, models, quantization
 
 MAGIC, VERSION = b"DCMP", 1
 ENCODINGS = ("auto", "dense", "bitmask", "relative")
@@ -70,25 +72,59 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     return path.stat().st_size
 
 
-def _encode_layer(weight: np.ndarray, how: str, index_bits: int) -> tuple[str, bytes, np.ndarray]:
-    """(encoding, index bytes, stored float32 values) for one weight matrix."""
+def _entries(module: nn.Module) -> tuple[np.ndarray, np.ndarray, dict, dict[str, bytes]]:
+    """(per-weight entries (out, in), the entry meaning "zero weight" (broadcastable), value spec, blobs).
+
+    float32 layers store weights; quantized layers store unsigned integer codes in [0, 2^bits).
+    """
+    if not isinstance(module, quantization.QuantizedLinear):
+        return module.weight.detach().cpu().numpy().astype("<f4"), np.array(0.0, "<f4"), {"kind": "float32"}, {}
+    qw, spec, blobs = module.qweight, {}, {}
+    if isinstance(qw, quantization.Codebook):
+        entries = qw.q.cpu().numpy().astype(np.int64)
+        absent = np.array(-1 if qw.zero_code is None else qw.zero_code)
+        spec = {"kind": "kmeans", "bits": qw.bits, "zero_code": qw.zero_code}
+        blobs = {"centroids": qw.centroids.cpu().numpy().astype("<f4").tobytes()}
+    else:
+        q, qmin = qw.q.cpu().numpy().astype(np.int64), qw.qmin
+        one_bit = qw.symmetric and qw.bits == 1  # codes -1/+1 -> 0/1; no code means zero
+        entries = (q + 1) // 2 if one_bit else q - qmin
+        absent = np.array(-1) if one_bit else qw.zero_point.cpu().numpy().astype(np.int64) - qmin
+        spec = {"kind": "uniform", "bits": qw.bits, "symmetric": qw.symmetric, "axis": qw.axis,
+                "scale_shape": list(qw.scale.shape)}
+        blobs = {"scale": qw.scale.cpu().numpy().astype("<f4").tobytes(),
+                 "zero_point": qw.zero_point.cpu().numpy().astype("<i4").tobytes()}
+    if module.act is not None:
+        a = module.act
+        spec["act"] = {"bits": a.bits, "scale": float(a.scale), "zero_point": int(a.zero_point)}
+    return entries, absent, spec, blobs
+
+
+def _pack_values(values: np.ndarray, spec: dict) -> bytes:
+    return values.astype("<f4").tobytes() if spec["kind"] == "float32" else encoding.pack_bits(values, spec["bits"])
+
+
+def _encode(entries: np.ndarray, absent: np.ndarray, how: str, index_bits: int) -> tuple[bytes, np.ndarray]:
+    """(index bytes, flat positions whose entries are stored) under one sparse encoding."""
+    present = entries != absent
     if how == "dense":
-        return "dense", b"", weight.reshape(-1)
+        return b"", np.arange(entries.size)
     if how == "bitmask":
-        mask, values = encoding.bitmask_encode(weight)
-        return "bitmask", mask, values
-    codes, values = encoding.relative_encode(weight, index_bits)
-    return "relative", encoding.pack_bits(codes, index_bits), values
+        return encoding.bitmask_encode(present), np.flatnonzero(present)
+    codes, positions = encoding.relative_encode(present, index_bits)
+    return encoding.pack_bits(codes, index_bits), positions
 
 
 def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", index_bits: int = 5) -> int:
-    """Write `model` (an MLP of nn.Linear layers) in the compact format; return the bytes written.
+    """Write an MLP of nn.Linear and quantization.QuantizedLinear layers compactly; return the bytes written.
 
-    sparse="auto" stores each layer as dense, bitmask or relative indices, whichever is smallest.
-    The file is written atomically.
+    Float layers store float32 weights; quantized layers store their integer codes packed in `bits`
+    bits each, plus scales and zero points (or the k-means centroids). sparse="auto" stores each
+    layer dense, as a bitmask or with relative indices, whichever is smallest. Written atomically.
     """
     if sparse not in ENCODINGS:
         raise ValueError(f"sparse={sparse!r} must be one of {ENCODINGS}")
+    encoding._check_bits(index_bits, "index_bits", 16)
     sizes = models.layer_sizes(model)
     payload, layers = bytearray(), []
 
@@ -97,14 +133,19 @@ def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", ind
         return [len(payload) - len(data), len(data)]
 
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear):
+        if not isinstance(module, (nn.Linear, quantization.QuantizedLinear)):
             continue
-        weight = module.weight.detach().cpu().numpy().astype(np.float32)
+        entries, absent, spec, extra = _entries(module)
         options = [sparse] if sparse != "auto" else ["dense", "bitmask", "relative"]
-        candidates = [_encode_layer(weight, how, index_bits) for how in options]
-        how, index, values = min(candidates, key=lambda c: len(c[1]) + 4 * len(c[2]))
-        layers.append({"name": name, "shape": list(weight.shape), "encoding": how, "index_bits": index_bits,
-                       "count": len(values), "index": blob(index), "values": blob(values.astype("<f4").tobytes()),
+        candidates = []
+        for how in options:
+            index, positions = _encode(entries, absent, how, index_bits)
+            candidates.append((len(index) + len(_pack_values(entries.reshape(-1)[positions], spec)), how, index, positions))
+        _, how, index, positions = min(candidates, key=lambda c: c[0])
+        spec = {**spec, **{key: blob(data) for key, data in extra.items()}}
+        layers.append({"name": name, "shape": list(entries.shape), "encoding": how, "index_bits": index_bits,
+                       "count": len(positions), "index": blob(index),
+                       "values": blob(_pack_values(entries.reshape(-1)[positions], spec)), "spec": spec,
                        "bias": blob(module.bias.detach().cpu().numpy().astype("<f4").tobytes())})
     header = json.dumps({"sizes": sizes, "layers": layers}, separators=(",", ":")).encode()
     body = MAGIC + struct.pack("<BI", VERSION, len(header)) + header + bytes(payload)
@@ -124,32 +165,66 @@ def _read(path: pathlib.Path) -> tuple[dict, bytes]:
     return json.loads(body[9:9 + hlen]), body[9 + hlen:]
 
 
+def _layer(layer: dict, take: Callable[[list[int]], bytes]) -> nn.Module:
+    """Rebuild one nn.Linear or QuantizedLinear from its header entry and blobs."""
+    shape, count, spec = tuple(layer["shape"]), layer["count"], layer["spec"]
+    n = int(np.prod(shape))
+    if layer["encoding"] == "dense":
+        positions = np.arange(n)
+    elif layer["encoding"] == "bitmask":
+        positions = encoding.bitmask_decode(take(layer["index"]), n)
+    else:
+        positions = encoding.relative_decode(encoding.unpack_bits(take(layer["index"]), layer["index_bits"], count), n)
+    if len(positions) != count:
+        raise ValueError(f"layer {layer['name']}: the index holds {len(positions)} entries, the header says {count}")
+    bias = torch.from_numpy(np.frombuffer(take(layer["bias"]), dtype="<f4").copy())
+    if spec["kind"] == "float32":
+        weight = np.zeros(n, dtype="<f4")
+        weight[positions] = np.frombuffer(take(layer["values"]), dtype="<f4")
+        linear = nn.Linear(shape[1], shape[0])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(weight.reshape(shape)))
+            linear.bias.copy_(bias)
+        return linear
+    codes = encoding.unpack_bits(take(layer["values"]), spec["bits"], count)
+    if spec["kind"] == "kmeans":
+        entries = np.full(n, -1 if spec["zero_code"] is None else spec["zero_code"], dtype=np.int64)
+        entries[positions] = codes
+        centroids = torch.from_numpy(np.frombuffer(take(spec["centroids"]), dtype="<f4").copy())
+        qweight = quantization.Codebook(torch.from_numpy(entries.reshape(shape)).to(torch.int32), centroids,
+                                        spec["bits"], spec["zero_code"])
+    else:
+        scale_shape = tuple(spec["scale_shape"])
+        scale = torch.from_numpy(np.frombuffer(take(spec["scale"]), dtype="<f4").copy()).reshape(scale_shape)
+        zero_point = torch.from_numpy(np.frombuffer(take(spec["zero_point"]), dtype="<i4").copy()).reshape(scale_shape)
+        qmin = quantization.qrange(spec["bits"], spec["symmetric"])[0]
+        one_bit = spec["symmetric"] and spec["bits"] == 1
+        entries = np.broadcast_to(-1 if one_bit else zero_point.numpy().astype(np.int64) - qmin, shape).reshape(-1).copy()
+        entries[positions] = codes
+        q = 2 * entries - 1 if one_bit else entries + qmin
+        qweight = quantization.QTensor(torch.from_numpy(q.reshape(shape)).to(torch.int32), scale, zero_point,
+                                       spec["bits"], spec["symmetric"], spec["axis"])
+    act = None
+    if "act" in spec:
+        a = spec["act"]
+        act = quantization.QTensor(torch.zeros(0, dtype=torch.int32), torch.tensor(a["scale"], dtype=torch.float32),
+                                   torch.tensor(a["zero_point"], dtype=torch.int32), a["bits"], False)
+    return quantization.QuantizedLinear(qweight, bias, act=act)
+
+
 def load(path: str | os.PathLike) -> nn.Sequential:
     """Read a file written by `save` and rebuild the MLP (in eval mode) with exactly the saved weights."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path={str(path)!r} is not a file")
     header, payload = _read(path)
-    model = models.mlp(header["sizes"])
-    modules = dict(model.named_modules())
 
     def take(span: list[int]) -> bytes:
         return payload[span[0]:span[0] + span[1]]
 
-    with torch.no_grad():
-        for layer in header["layers"]:
-            shape, count = tuple(layer["shape"]), layer["count"]
-            values = np.frombuffer(take(layer["values"]), dtype="<f4")
-            if layer["encoding"] == "dense":
-                weight = values.reshape(shape)
-            elif layer["encoding"] == "bitmask":
-                weight = encoding.bitmask_decode(take(layer["index"]), values, shape)
-            else:
-                codes = encoding.unpack_bits(take(layer["index"]), layer["index_bits"], count)
-                weight = encoding.relative_decode(codes, values, shape)
-            module = modules[layer["name"]]
-            module.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
-            module.bias.copy_(torch.from_numpy(np.frombuffer(take(layer["bias"]), dtype="<f4").copy()))
+    model = models.mlp(header["sizes"])
+    for layer in header["layers"]:
+        model[int(layer["name"])] = _layer(layer, take)
     return model.eval()
 
 

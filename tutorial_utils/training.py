@@ -83,7 +83,7 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) -> tor
     _check_positive("batch_size", batch_size)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = models.device_of(model)
     try:
         return torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
     finally:
@@ -124,7 +124,7 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 
     if weight_decay < 0:
         raise ValueError(f"weight_decay={weight_decay} must be >= 0")
     loss_fn = loss_fn or cross_entropy_loss
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else models.device_of(model)
     model.to(device)
     if masks is not None:
         pruning.apply_masks_(model, masks)

@@ -1,0 +1,80 @@
+"""Integer-only inference and real int8 backends: where quantization turns into speed (or does not).
+
+Integer-only Linear (Jacob et al. 2018), input x ~ Sx (qx - Zx) per tensor, weight w ~ Sw qw per
+output channel (symmetric, Zw = 0):
+    y_j = sum_i x_i w_ji + b_j ~ Sx Sw_j * ( sum_i (qx_i - Zx) qw_ji  +  qb_j ),   qb_j = round(b_j / (Sx Sw_j))
+The sum runs over int8 products accumulated in int32; one float multiply per output rescales it.
+
+For speed, the float model is handed to a maintained int8 backend: torchao's `quantize_` with
+`Int8DynamicActivationInt8WeightConfig` (weights int8 per channel, activations quantized on the fly
+per row), or the deprecated `torch.ao.quantization.quantize_dynamic` (fbgemm/x86 kernels).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from tutorial_utils.quantization import QTensor, quantize
+
+BACKENDS = ("torchao", "torchao+compile", "legacy")
+
+
+def integer_linear(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
+    """y = Sx Sw (int32 sum of (qx - Zx) qw + qb): a Linear layer computed with integer arithmetic.
+
+    x: per-tensor QTensor of shape (batch, in); w: symmetric per-channel QTensor of shape (out, in),
+    both of at most 8 bits. Returns float32 (batch, out), equal to F.linear(dequantize(x), dequantize(w),
+    bias) up to the rounding of the bias to integers.
+    """
+    if x.axis is not None or x.bits > 8 or w.bits > 8 or not w.symmetric or w.axis != 0:
+        raise ValueError("integer_linear needs x per tensor and w symmetric per channel (axis 0), both <= 8 bits")
+    if x.q.shape[1] != w.q.shape[1]:
+        raise ValueError(f"x has {x.q.shape[1]} features but w expects {w.q.shape[1]}")
+    # Unsigned 8-bit input codes 0..255 become int8 by a shift of 128: (qx - Zx) = (qx - 128) - (Zx - 128).
+    shift = 0 if x.symmetric else 2 ** (x.bits - 1)
+    qx, qw = (x.q - shift).to(torch.int8), w.q.to(torch.int8)
+    accumulator = torch._int_mm(qx, qw.T.contiguous())               # int8 x int8 -> int32, (batch, out)
+    zero_point = (x.zero_point - shift).to(torch.int32)
+    accumulator = accumulator - zero_point * qw.to(torch.int32).sum(dim=1)  # the Zx term, per output
+    scale = x.scale * w.scale.reshape(1, -1)                         # (1, out): Sx Sw_j
+    qbias = torch.round(bias.detach() / scale).to(torch.int32)       # bias on the accumulator's grid
+    return scale * (accumulator + qbias).float()
+
+
+def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
+    """An int8 copy of a float MLP for real speed: "torchao", "torchao+compile" or "legacy" (deprecated).
+
+    torch.compile needs a C++ compiler and takes seconds to tens of seconds the first time it runs.
+    Raises RuntimeError naming the backend if it is not available here.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} must be one of {BACKENDS}")
+    model = copy.deepcopy(model).eval()
+    if backend == "legacy":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its deprecation is taught in notebook 03, not repeated on every call
+            return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError as exc:
+        raise RuntimeError(f"backend={backend!r} needs torchao (pip install torchao): {exc}") from exc
+    quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    return torch.compile(model) if backend.endswith("+compile") else model
+
+
+def legacy_deprecation_message() -> str:
+    """The first line of the warning torch.ao.quantization.quantize_dynamic raises, or '' if none."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.ao.quantization.quantize_dynamic(nn.Sequential(nn.Linear(2, 2)), {nn.Linear}, dtype=torch.qint8)
+    messages = [str(w.message).strip().splitlines()[0] for w in caught if "deprecated" in str(w.message)]
+    return messages[0] if messages else ""
+
+
+def quantize_input(x: torch.Tensor, bits: int = 8) -> QTensor:
+    """Per-tensor asymmetric quantization of activations, as integer_linear expects them."""
+    return quantize(x, bits, symmetric=False)
