@@ -82,3 +82,11 @@ def test_time_ms_measures_the_median_of_calls():
     assert len(calls) == 10 and ms >= 0
     with pytest.raises(ValueError, match="repeats=0"):
         measure.time_ms(lambda: None, repeats=0)
+
+
+def test_quantized_layers_count_their_weights():
+    from tutorial_utils import quantization
+
+    model = quantization.quantize_model(models.teacher(), 2)
+    assert measure.count_parameters(model) == 101_770
+    assert measure.count_nonzeros(model) < 101_770  # a 2-bit grid sends many weights to 0

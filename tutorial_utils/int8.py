@@ -12,12 +12,15 @@ per row), or the deprecated `torch.ao.quantization.quantize_dynamic` (fbgemm/x86
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import warnings
 
 import torch
 from torch import nn
 
+from tutorial_utils import measure
 from tutorial_utils.quantization import QTensor, quantize
 
 BACKENDS = ("torchao", "torchao+compile", "legacy")
@@ -63,7 +66,7 @@ def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
     except ImportError as exc:
         raise RuntimeError(f"backend={backend!r} needs torchao (pip install torchao): {exc}") from exc
     quantize_(model, Int8DynamicActivationInt8WeightConfig())
-    return torch.compile(model) if backend.endswith("+compile") else model
+    return torch.compile(model, dynamic=True) if backend.endswith("+compile") else model
 
 
 def legacy_deprecation_message() -> str:
@@ -78,3 +81,45 @@ def legacy_deprecation_message() -> str:
 def quantize_input(x: torch.Tensor, bits: int = 8) -> QTensor:
     """Per-tensor asymmetric quantization of activations, as integer_linear expects them."""
     return quantize(x, bits, symmetric=False)
+
+
+def latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 64, 1024),
+                  backends: tuple[str, ...] = ("torchao", "legacy"), threads: int | None = None,
+                  repeats: int = 100) -> list[dict]:
+    """Median latency (ms) of the float model and of each int8 backend at each batch size, in one run.
+
+    Returns rows {"batch_size", "fp32", <backend>: ms, ...}; a backend that cannot run here is
+    reported as its error message instead of a time.
+    """
+    with warnings.catch_warnings(), _quiet_torch_logs():  # compile chatter is not a result
+        warnings.simplefilter("ignore")
+        return _latency_rows(model, batch_sizes, backends, threads, repeats)
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _latency_rows(model: nn.Module, batch_sizes: tuple[int, ...], backends: tuple[str, ...],
+                  threads: int | None, repeats: int) -> list[dict]:
+    fast: dict[str, nn.Module | str] = {}
+    for backend in backends:
+        try:
+            fast[backend] = to_backend(model, backend)
+        except Exception as exc:  # a missing compiler or package must not stop the comparison
+            fast[backend] = f"unavailable ({type(exc).__name__})"
+    rows = []
+    for batch_size in batch_sizes:
+        row = {"batch_size": batch_size, "fp32": measure.latency_ms(model, batch_size, threads=threads, repeats=repeats)}
+        for backend, candidate in fast.items():
+            row[backend] = candidate if isinstance(candidate, str) else measure.latency_ms(
+                candidate, batch_size, threads=threads, repeats=repeats)
+        rows.append(row)
+    return rows

@@ -30,14 +30,21 @@ from tutorial_utils import data, models, storage, training
 COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs")
 
 
+def _weights_and_biases(model: nn.Module) -> list[torch.Tensor]:
+    """Parameters, plus weight/bias buffers of layers that keep them as buffers (quantized layers)."""
+    tensors = [p for p in model.parameters()]
+    tensors += [b for name, b in model.named_buffers() if name.rsplit(".", 1)[-1] in ("weight", "bias")]
+    return tensors
+
+
 def count_parameters(model: nn.Module) -> int:
-    """Number of scalars in all parameters, weights and biases: sum of p.numel()."""
-    return sum(p.numel() for p in model.parameters())
+    """Number of scalars in all weights and biases: sum of numel() (quantized layers included)."""
+    return sum(t.numel() for t in _weights_and_biases(model))
 
 
 def count_nonzeros(model: nn.Module) -> int:
-    """Number of non-zero scalars in all parameters (a pruned weight still counts as a parameter)."""
-    return sum(int(torch.count_nonzero(p).item()) for p in model.parameters())
+    """Number of non-zero weights and biases (a pruned weight still counts as a parameter)."""
+    return sum(int(torch.count_nonzero(t).item()) for t in _weights_and_biases(model))
 
 
 def storage_bytes(model: nn.Module, path: str | os.PathLike | None = None) -> int:
@@ -45,7 +52,7 @@ def storage_bytes(model: nn.Module, path: str | os.PathLike | None = None) -> in
 
     This is the fp32 baseline every compression ratio is measured against: a real file, not a formula.
     """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()}
     if path is not None:
         return storage.atomic_write(path, lambda f: torch.save(state, f))
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,17 +140,25 @@ class Ledger:
         return row
 
     def measure(self, stage: str, model: nn.Module, splits: data.Splits, *, file_bytes: int | None = None,
-                **extra: object) -> dict:
+                **given: object) -> dict:
         """Measure `model` and append its row.
 
         accuracy on the test split; bytes = `file_bytes` if the caller wrote the model's file itself,
-        else the size of its torch.save'd state_dict; latency at `latency_batch_size`.
+        else the size of its torch.save'd state_dict; latency at `latency_batch_size`. A column passed
+        in `given` (e.g. parameters= for an int8 backend that hides its weights) is taken as given,
+        not measured; other keyword arguments become extra columns.
         """
-        return self.add(stage, accuracy=training.evaluate(model, splits.x_test, splits.y_test),
-                        parameters=count_parameters(model), nonzeros=count_nonzeros(model),
-                        bytes=file_bytes if file_bytes is not None else storage_bytes(model),
-                        latency_ms=latency_ms(model, self.latency_batch_size, threads=self.threads),
-                        macs=macs(model, in_features=splits.x_test.shape[1]), **extra)
+        measurements = {
+            "accuracy": lambda: training.evaluate(model, splits.x_test, splits.y_test),
+            "parameters": lambda: count_parameters(model),
+            "nonzeros": lambda: count_nonzeros(model),
+            "bytes": lambda: file_bytes if file_bytes is not None else storage_bytes(model),
+            "latency_ms": lambda: latency_ms(model, self.latency_batch_size, threads=self.threads,
+                                             in_features=splits.x_test.shape[1]),
+            "macs": lambda: macs(model, in_features=splits.x_test.shape[1]),
+        }
+        row = {key: given[key] if key in given else measure() for key, measure in measurements.items()}
+        return self.add(stage, **row, **{k: v for k, v in given.items() if k not in measurements})
 
     def columns(self) -> list[str]:
         extra = [k for row in self.rows for k in row if k not in COLUMNS]
