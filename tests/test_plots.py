@@ -16,6 +16,8 @@ def test_figures_draw(splits):
                                {"epoch": 2, "loss": 0.5, "train_accuracy": 0.7, "test_accuracy": 0.6}]),
         plots.confusion_matrix(torch.eye(10, dtype=torch.long) * 9),
         plots.weight_histogram({"0.weight": torch.randn(20, 30), "2.weight": torch.randn(5, 20)}),
+        plots.soft_targets(splits.x_test[:2], {"T=1": torch.softmax(torch.randn(2, 10), 1),
+                                               "T=4": torch.softmax(torch.randn(2, 10), 1)}),
         plots.curves([0.1, 0.5, 0.9], {"one run": [0.9, 0.8, 0.5], "three seeds": [[0.9, 0.8], [0.7, 0.6], [0.4, 0.2]]},
                      xlabel="sparsity", ylabel="accuracy", logx=True),
     ]

@@ -103,3 +103,26 @@ def curves(x: list[float], series: dict[str, list[float] | list[list[float]]], *
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def soft_targets(x: torch.Tensor, probabilities: dict[str, torch.Tensor], *,
+                 class_names: list[str] | None = None) -> Figure:
+    """One row per image: the image, then a bar chart of class probabilities per setting (e.g. per T)."""
+    n = len(x)
+    names = class_names or [str(i) for i in range(10)]
+    fig, axes = plt.subplots(n, 1 + len(probabilities), figsize=(2.2 * (1 + len(probabilities)), 1.5 * n),
+                             dpi=DPI, squeeze=False)
+    for row in range(n):
+        axes[row, 0].imshow((x[row].reshape(28, 28) * data.STD + data.MEAN).cpu().numpy(), cmap="gray_r")
+        axes[row, 0].axis("off")
+        for col, (label, p) in enumerate(probabilities.items(), start=1):
+            ax = axes[row, col]
+            ax.bar(range(len(names)), p[row].cpu().numpy())
+            ax.set_ylim(0, 1)
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, fontsize=6)
+            ax.tick_params(axis="y", labelsize=6)
+            if row == 0:
+                ax.set_title(label, fontsize=9)
+    fig.tight_layout()
+    return fig

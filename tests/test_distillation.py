@@ -1,0 +1,118 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tutorial_utils import distillation, models, training
+
+
+@pytest.fixture
+def logits():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(6, 10, generator=g), torch.randn(6, 10, generator=g) * 3, torch.randint(0, 10, (6,), generator=g)
+
+
+@pytest.mark.parametrize("temperature, alpha", [(1.0, 0.5), (4.0, 0.9), (20.0, 1.0), (2.5, 0.0)])
+def test_kd_loss_matches_the_formula_from_torch_functions(logits, temperature, alpha):
+    s, t, y = logits
+    soft = F.kl_div(F.log_softmax(s / temperature, dim=1), F.softmax(t / temperature, dim=1), reduction="batchmean")
+    expected = alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(s, y)
+    actual = distillation.kd_loss(s, t, y, temperature=temperature, alpha=alpha)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)  # T^2 = 400 magnifies float32 rounding
+
+
+def test_kd_loss_by_hand_is_a_per_sample_kl_mean(logits):
+    s, t, y = logits
+    p, q = F.softmax(t / 2, dim=1), F.softmax(s / 2, dim=1)
+    kl = (p * (p.log() - q.log())).sum(dim=1).mean()
+    torch.testing.assert_close(distillation.kd_loss(s, t, y, temperature=2.0, alpha=1.0), 4 * kl)
+
+
+def test_kd_loss_is_zero_when_the_student_copies_the_teacher(logits):
+    _, t, y = logits
+    assert distillation.kd_loss(t.clone(), t, y, alpha=1.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_no_gradient_reaches_the_teacher(logits):
+    s, t, y = logits
+    s, t = s.clone().requires_grad_(True), t.clone().requires_grad_(True)
+    distillation.kd_loss(s, t, y, temperature=3.0, alpha=0.7).backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    assert t.grad is None
+
+
+def test_t_squared_keeps_the_soft_gradient_scale(logits):
+    # without T^2 the soft term's gradient shrinks roughly as 1/T^2 for large T; with it, it stays put
+    s, t, y = logits
+    norms = []
+    for temperature in (5.0, 20.0):
+        student = s.clone().requires_grad_(True)
+        distillation.kd_loss(student, t, y, temperature=temperature, alpha=1.0).backward()
+        norms.append(student.grad.norm().item())
+    assert 0.5 < norms[1] / norms[0] < 2.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": 0}, "temperature=0"), ({"temperature": -1.0}, "temperature=-1.0"),
+    ({"temperature": float("inf")}, "temperature=inf"), ({"alpha": 1.5}, "alpha=1.5"), ({"alpha": -0.1}, "alpha=-0.1"),
+])
+def test_bad_arguments(logits, kwargs, message):
+    s, t, y = logits
+    with pytest.raises(ValueError, match=message):
+        distillation.kd_loss(s, t, y, **kwargs)
+
+
+def test_shape_mismatches(logits):
+    s, t, y = logits
+    with pytest.raises(ValueError, match=r"student_logits \(6, 10\) and teacher_logits \(6, 9\)"):
+        distillation.kd_loss(s, t[:, :9], y)
+    with pytest.raises(ValueError, match="targets must be"):
+        distillation.kd_loss(s, t, y[:3])
+
+
+def test_distill_trains_the_student_and_leaves_the_teacher_alone(small_splits):
+    teacher = models.teacher()
+    training.fit(teacher, small_splits, epochs=2, progress=False)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = models.student()
+    history = distillation.distill(student, teacher, small_splits, epochs=2, progress=False)
+    assert history[-1]["test_accuracy"] > 0.7
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+
+
+def test_distill_with_cached_logits_equals_computing_them_per_batch(small_splits):
+    teacher = models.teacher()
+    training.fit(teacher, small_splits, epochs=1, progress=False)
+    students = []
+    for augment in (None, lambda x, g: x):  # an identity augmentation forces per-batch teacher logits
+        training.setup(1)
+        student = models.student()
+        distillation.distill(student, teacher, small_splits, epochs=1, augment=augment, progress=False)
+        students.append(student)
+    for a, b in zip(students[0].parameters(), students[1].parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_distill_rejects_a_teacher_with_other_classes(small_splits):
+    with pytest.raises(ValueError, match="teacher predicts 5 classes but the student 10"):
+        distillation.distill(models.student(), models.mlp([784, 5]), small_splits, epochs=1)
+
+
+def test_match_class_prior_reaches_the_prior_without_labels(small_splits):
+    model = models.student()
+    keep = small_splits.y_train != 3
+    no_threes = type(small_splits)(small_splits.x_train[keep], small_splits.y_train[keep],
+                                   small_splits.x_test, small_splits.y_test)
+    training.fit(model, no_threes, epochs=2, progress=False)
+    x = small_splits.x_test
+    assert (training.predict(model, x).argmax(1) == 3).float().mean() < 0.02
+    added = distillation.match_class_prior_(model, x, 3, prior=0.1)
+    share = (training.predict(model, x).argmax(1) == 3).float().mean().item()
+    assert added > 0 and 0.08 <= share <= 0.14
+    with pytest.raises(ValueError, match="class_index=10"):
+        distillation.match_class_prior_(model, x, 10)
+    with pytest.raises(ValueError, match="prior=1.5"):
+        distillation.match_class_prior_(model, x, 3, prior=1.5)
+
+
+def test_big_teacher_recipe_names_a_preset():
+    assert models.layer_sizes(models.preset(distillation.BIG_TEACHER_RECIPE["preset"])) == [784, 1200, 1200, 10]
