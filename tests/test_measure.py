@@ -90,3 +90,26 @@ def test_quantized_layers_count_their_weights():
     model = quantization.quantize_model(models.teacher(), 2)
     assert measure.count_parameters(model) == 101_770
     assert measure.count_nonzeros(model) < 101_770  # a 2-bit grid sends many weights to 0
+
+
+def test_energy_estimate_follows_the_formula():
+    from tutorial_utils import quantization
+
+    teacher = models.teacher()
+    estimate = measure.energy_estimate(teacher)
+    assert estimate["compute_pj"] == pytest.approx(101_632 * (3.7 + 0.9))
+    assert estimate["weights_pj"] == pytest.approx(101_632 * 640)          # 406 KB: from DRAM
+    assert estimate["activations_pj"] == pytest.approx((784 + 128 + 128 + 10) * 5)
+    assert "estimate" in estimate["assumptions"] and "DRAM" in estimate["assumptions"]
+    small = measure.energy_estimate(quantization.quantize_model(teacher, 4), weight_bytes=6_000)
+    assert small["compute_pj"] == pytest.approx(101_632 * (0.2 + 0.03))
+    assert small["weights_pj"] == pytest.approx(6_000 / 4 * 5)            # fits on chip: SRAM
+    assert small["total_nj"] < estimate["total_nj"] / 100
+
+
+def test_ledger_takes_given_values_instead_of_measuring(small_splits):
+    ledger = measure.Ledger(latency_batch_size=8, repeats=3)
+    row = ledger.measure("given", models.teacher(), small_splits, parameters=7, macs=1, note="x")
+    assert row["parameters"] == 7 and row["macs"] == 1 and row["note"] == "x" and row["energy_nj"] > 0
+    with pytest.raises(ValueError, match="latency_batch_size=0"):
+        measure.Ledger(latency_batch_size=0)

@@ -2,38 +2,71 @@ import json
 import subprocess
 import sys
 
-from tutorial_utils import pipeline
+import pytest
+import torch
+
+from tutorial_utils import data, models, pipeline, pruning, quantization, storage, training
+
+FAST = ["--epochs", "2", "--finetune-epochs", "1", "--qat-epochs", "1", "--teacher", "teacher"]
 
 
-def test_pipeline_writes_ledger_files(tmp_path, capsys):
+def test_pipeline_writes_every_stage_and_a_reloadable_file(tmp_path, capsys):
     out = tmp_path / "run"
-    assert pipeline.main(["--out", str(out), "--epochs", "2", "--finetune-epochs", "1", "--sparsity", "0.8"]) == 0
+    assert pipeline.main(["--out", str(out), *FAST, "--sparsity", "0.8", "--bits", "4"]) == 0
     rows = json.loads((out / "ledger.json").read_text())
-    assert rows[0]["stage"] == "teacher (teacher)" and rows[0]["parameters"] == 101_770
-    assert rows[1]["nonzeros"] < 0.25 * rows[1]["parameters"] and rows[1]["bytes"] == rows[0]["bytes"]
-    assert rows[2]["bytes"] == (out / "pruned.dcmp").stat().st_size < rows[0]["bytes"] / 3
-    assert rows[3]["parameters"] == 50_890
+    stages = [r["stage"] for r in rows]
+    assert stages[0].startswith("reference teacher 784-128-10") and rows[0]["parameters"] == 101_770
+    assert any("distilled" in s for s in stages) and any("entropy coding" in s for s in stages)
+    final = rows[stages.index(next(s for s in stages if "entropy coding" in s))]
+    assert final["bytes"] == (out / "model.dcmp").stat().st_size < rows[0]["bytes"] / 20
+    assert final["nonzeros"] < 0.25 * final["parameters"]
+    assert all(r["energy_nj"] > 0 for r in rows)
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "ledger.csv").read_text().startswith("stage,accuracy")
-    assert "teacher (teacher)" in capsys.readouterr().out
+    splits = data.load("mnist-5k")
+    assert training.evaluate(storage.load(out / "model.dcmp"), splits.x_test, splits.y_test) == final["accuracy"]
+    assert "final model" in capsys.readouterr().out
 
 
-def test_pipeline_reports_bad_input_clearly(tmp_path, capsys):
+def test_pipeline_without_a_teacher(tmp_path):
+    assert pipeline.main(["--out", str(tmp_path), *FAST[:-2], "--teacher", "none", "--student", "student"]) == 0
+    stages = [r["stage"] for r in json.loads((tmp_path / "ledger.json").read_text())]
+    assert not any("distilled" in s for s in stages)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sparsity", "1.0"], "--sparsity=1.0"), (["--bits", "0"], "--bits=0"), (["--bits", "17"], "--bits=17"),
+    (["--epochs", "0"], "--epochs=0"), (["--temperature", "0"], "--temperature=0.0"), (["--alpha", "2"], "--alpha=2.0"),
+    (["--dataset", "fashion-mnist", "--data-dir", "/no/such/folder"], "does not exist"),
+])
+def test_pipeline_reports_bad_input_clearly(tmp_path, capsys, argv, message):
+    assert pipeline.main(["--out", str(tmp_path / "x"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x" / "ledger.json").exists()
+
+
+def test_out_that_is_a_file(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert pipeline.main(["--out", str(blocker)]) == 2
     assert "--out=" in capsys.readouterr().err
-    assert pipeline.main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "nope")]) == 2
-    assert "does not exist" in capsys.readouterr().err
-    assert pipeline.main(["--epochs", "0", "--out", str(tmp_path / "x")]) == 2
-    assert "--epochs=0" in capsys.readouterr().err
-    assert pipeline.main(["--sparsity", "1.0", "--out", str(tmp_path / "x")]) == 2
-    assert "--sparsity=1.0" in capsys.readouterr().err
+
+
+def test_compress_keeps_masks_and_the_input_model(small_splits):
+    student = models.student()
+    training.fit(student, small_splits, epochs=1, progress=False)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    model = pipeline.compress(student, None, small_splits, sparsity=0.9, bits=4, finetune_epochs=1, qat_epochs=1)
+    assert isinstance(model[0], quantization.QuantizedLinear) and model[0].qweight.bits == 4
+    assert pruning.sparsity(model) >= 0.9 - 1e-4  # round(0.9 * n) zeros, and quantization adds more
+    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
 
 
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "tutorial_utils", "pipeline", "--help"],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "--dataset" in result.stdout and "--out" in result.stdout
+    for option in ("--dataset", "--data-dir", "--out", "--teacher", "--student", "--sparsity", "--bits", "--seed"):
+        assert option in result.stdout
     result = subprocess.run([sys.executable, "-m", "tutorial_utils", "train"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and "unknown command 'train'" in result.stderr

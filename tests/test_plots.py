@@ -18,6 +18,9 @@ def test_figures_draw(splits):
         plots.weight_histogram({"0.weight": torch.randn(20, 30), "2.weight": torch.randn(5, 20)}),
         plots.soft_targets(splits.x_test[:2], {"T=1": torch.softmax(torch.randn(2, 10), 1),
                                                "T=4": torch.softmax(torch.randn(2, 10), 1)}),
+        plots.pareto([{"stage": "a", "bytes": 100, "accuracy": 0.9, "latency_ms": 1.0},
+                      {"stage": "b", "bytes": 10, "accuracy": 0.8, "latency_ms": 0.5},
+                      {"stage": "c", "bytes": 50, "accuracy": 0.7, "latency_ms": 0.9}], reference_bytes=100),
         plots.curves([0.1, 0.5, 0.9], {"one run": [0.9, 0.8, 0.5], "three seeds": [[0.9, 0.8], [0.7, 0.6], [0.4, 0.2]]},
                      xlabel="sparsity", ylabel="accuracy", logx=True),
     ]

@@ -157,3 +157,11 @@ def test_quantize_model_bad_method():
         quantization.quantize_model(models.teacher(), 4, method="huffman")
     with pytest.raises(TypeError, match="nn.Sequential"):
         quantization.quantize_model(torch.nn.Linear(4, 4), 4)
+
+
+def test_dequantize_model_gives_plain_linears_with_the_same_outputs():
+    model = quantization.quantize_model(models.teacher(), 4)
+    plain = quantization.dequantize_model(model)
+    assert all(type(m) is not quantization.QuantizedLinear for m in plain)
+    x = torch.randn(5, 784)
+    torch.testing.assert_close(plain(x), model(x))

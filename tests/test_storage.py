@@ -93,3 +93,60 @@ def test_save_does_not_change_the_model(pruned, tmp_path):
     before = copy.deepcopy(pruned.state_dict())
     storage.save(pruned, tmp_path / "x.dcmp")
     assert all(torch.equal(v, before[k]) for k, v in pruned.state_dict().items())
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_quantized_round_trip_is_exact(pruned, tmp_path, bits, per_channel):
+    from tutorial_utils import quantization
+
+    model = quantization.quantize_model(pruned, bits, per_channel=per_channel)
+    storage.save(model, tmp_path / "q.dcmp")
+    loaded = storage.load(tmp_path / "q.dcmp")
+    x = torch.randn(8, 784)
+    assert torch.equal(model(x), loaded(x))
+    assert torch.equal(loaded[0].qweight.q, model[0].qweight.q)
+
+
+def test_kmeans_and_activation_quantized_round_trip(pruned, tmp_path):
+    from tutorial_utils import quantization
+
+    for model in (quantization.quantize_model(pruned, 3, method="kmeans"),
+                  quantization.quantize_model(pruned, 8, act_bits=8, calibration=torch.randn(64, 784))):
+        storage.save(model, tmp_path / "m.dcmp")
+        x = torch.randn(8, 784)
+        assert torch.equal(model(x), storage.load(tmp_path / "m.dcmp")(x))
+
+
+def test_packed_codes_take_bits_per_weight(tmp_path):
+    from tutorial_utils import quantization
+
+    torch.manual_seed(0)
+    model = quantization.quantize_model(models.teacher(), 4, symmetric=False)  # asymmetric: few codes are zero
+    written = storage.save(model, tmp_path / "q4.dcmp", sparse="dense")
+    assert written == pytest.approx(101_632 / 2 + 4 * 138 + 8 * 138, rel=0.02)  # codes + biases + scales/zero points
+
+
+@pytest.mark.parametrize("compress", ["zlib", "lzma", "auto"])
+def test_entropy_coding_round_trips_and_shrinks(pruned, tmp_path, compress):
+    from tutorial_utils import quantization
+
+    model = quantization.quantize_model(pruned, 4)
+    plain = storage.save(model, tmp_path / "plain.dcmp")
+    coded = storage.save(model, tmp_path / "coded.dcmp", compress=compress)
+    assert coded < plain
+    x = torch.randn(4, 784)
+    assert torch.equal(model(x), storage.load(tmp_path / "coded.dcmp")(x))
+
+
+def test_bad_compression_and_old_versions(pruned, tmp_path):
+    with pytest.raises(ValueError, match="compress='gzip'"):
+        storage.save(pruned, tmp_path / "x.dcmp", compress="gzip")
+    path = tmp_path / "v.dcmp"
+    storage.save(pruned, path)
+    raw = bytearray(path.read_bytes()[:-32])
+    raw[4] = 1  # an older format version, with a valid checksum
+    import hashlib
+    path.write_bytes(bytes(raw) + hashlib.sha256(bytes(raw)).digest())
+    with pytest.raises(ValueError, match="format version 1"):
+        storage.load(path)

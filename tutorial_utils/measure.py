@@ -27,7 +27,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tutorial_utils import data, models, storage, training
 
-COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs")
+COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs", "energy_nj")
+
+# Energy per operation at 45 nm, in picojoules (M. Horowitz, "Computing's energy problem", ISSCC 2014).
+PJ = {"int8_add": 0.03, "int8_mult": 0.2, "fp32_add": 0.9, "fp32_mult": 3.7, "sram_read_32bit": 5.0,
+      "dram_read_32bit": 640.0}
 
 
 def _weights_and_biases(model: nn.Module) -> list[torch.Tensor]:
@@ -119,6 +123,45 @@ def macs(model: nn.Module, *, in_features: int = 784) -> int:
     return counter.get_total_flops() // 2
 
 
+def _linear_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")]
+
+
+def energy_estimate(model: nn.Module, *, weight_bytes: int | None = None, sram_bytes: int = 64 * 1024) -> dict:
+    """An *estimate* of the energy of one inference (batch 1), from operation counts and Horowitz's 45 nm
+    energies (ISSCC 2014): 32-bit float mult 3.7 pJ + add 0.9 pJ; 8-bit int mult 0.2 pJ + add 0.03 pJ;
+    32-bit SRAM read 5 pJ; 32-bit DRAM read 640 pJ.
+
+        compute     = sum over layers of in * out MACs x (mult + add) at the layer's precision
+        weights     = weight_bytes / 4 reads, from SRAM if weight_bytes <= sram_bytes, else from DRAM
+        activations = sum over layers of (in + out) 32-bit SRAM accesses
+
+    Assumptions: dense hardware (zeros are multiplied too); layers with codes of <= 8 bits run 8-bit
+    integer arithmetic, others float32; weights are read once per inference with no reuse;
+    weight_bytes defaults to 4 bytes per float weight and bits/8 per quantized one, and is best
+    given as the real file size. Returns picojoule components, the total in nanojoules, and the
+    assumptions as text.
+    """
+    layers = _linear_layers(model)
+    if not layers:
+        raise TypeError(f"model of type {type(model).__name__} has no Linear layers")
+    compute = 0.0
+    implied_bytes = 0.0
+    for layer in layers:
+        bits = getattr(getattr(layer, "qweight", None), "bits", 32)
+        kind = "int8" if bits <= 8 else "fp32"
+        compute += layer.in_features * layer.out_features * (PJ[f"{kind}_mult"] + PJ[f"{kind}_add"])
+        implied_bytes += layer.in_features * layer.out_features * min(bits, 32) / 8
+    weight_bytes = int(implied_bytes) if weight_bytes is None else weight_bytes
+    on_chip = weight_bytes <= sram_bytes
+    weights = weight_bytes / 4 * PJ["sram_read_32bit" if on_chip else "dram_read_32bit"]
+    activations = sum(layer.in_features + layer.out_features for layer in layers) * PJ["sram_read_32bit"]
+    return {"compute_pj": compute, "weights_pj": weights, "activations_pj": activations,
+            "total_nj": (compute + weights + activations) / 1000,
+            "assumptions": (f"estimate, Horowitz 45 nm energies; dense compute; weights ({weight_bytes:,} bytes) read "
+                            f"once from {'on-chip SRAM' if on_chip else 'DRAM'} (SRAM assumed {sram_bytes // 1024} KB)")}
+
+
 class Ledger:
     """Rows of (stage, accuracy, parameters, nonzeros, bytes, latency_ms, macs, ...) kept after every step.
 
@@ -126,10 +169,11 @@ class Ledger:
     In a notebook a Ledger shows as an HTML table; `to_csv` and `to_json` write files atomically.
     """
 
-    def __init__(self, *, latency_batch_size: int = 256, threads: int | None = None) -> None:
+    def __init__(self, *, latency_batch_size: int = 256, threads: int | None = None, repeats: int = 100) -> None:
         self.rows: list[dict] = []
-        self.latency_batch_size = latency_batch_size
-        self.threads = threads
+        if not isinstance(latency_batch_size, int) or latency_batch_size < 1:
+            raise ValueError(f"latency_batch_size={latency_batch_size!r} must be a positive integer")
+        self.latency_batch_size, self.threads, self.repeats = latency_batch_size, threads, repeats
 
     def add(self, stage: str, **values: object) -> dict:
         """Append a row {stage, **values} and return it."""
@@ -144,7 +188,8 @@ class Ledger:
         """Measure `model` and append its row.
 
         accuracy on the test split; bytes = `file_bytes` if the caller wrote the model's file itself,
-        else the size of its torch.save'd state_dict; latency at `latency_batch_size`. A column passed
+        else the size of its torch.save'd state_dict; latency at `latency_batch_size`; energy_nj from
+        energy_estimate (an estimate, with the file's bytes as the weight traffic when given). A column passed
         in `given` (e.g. parameters= for an int8 backend that hides its weights) is taken as given,
         not measured; other keyword arguments become extra columns.
         """
@@ -154,8 +199,9 @@ class Ledger:
             "nonzeros": lambda: count_nonzeros(model),
             "bytes": lambda: file_bytes if file_bytes is not None else storage_bytes(model),
             "latency_ms": lambda: latency_ms(model, self.latency_batch_size, threads=self.threads,
-                                             in_features=splits.x_test.shape[1]),
+                                             repeats=self.repeats, in_features=splits.x_test.shape[1]),
             "macs": lambda: macs(model, in_features=splits.x_test.shape[1]),
+            "energy_nj": lambda: energy_estimate(model, weight_bytes=file_bytes)["total_nj"],
         }
         row = {key: given[key] if key in given else measure() for key, measure in measurements.items()}
         return self.add(stage, **row, **{k: v for k, v in given.items() if k not in measurements})

@@ -126,3 +126,26 @@ def soft_targets(x: torch.Tensor, probabilities: dict[str, torch.Tensor], *,
                 ax.set_title(label, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def pareto(rows: list[dict], *, reference_bytes: int, x: str = "bytes", title: str = "") -> Figure:
+    """Accuracy against compression (reference_bytes / bytes, log scale) or latency for ledger-like rows;
+    the Pareto front (no other point both smaller and more accurate) is drawn as a line."""
+    if x not in ("bytes", "latency_ms"):
+        raise ValueError(f"x={x!r} must be 'bytes' or 'latency_ms'")
+    values = [(reference_bytes / r["bytes"] if x == "bytes" else r["latency_ms"], r["accuracy"], r["stage"])
+              for r in rows]
+    better = (lambda a, b: a >= b) if x == "bytes" else (lambda a, b: a <= b)
+    front = sorted(v for v in values if not any(better(o[0], v[0]) and o[1] >= v[1] and o[:2] != v[:2] for o in values))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=DPI)
+    ax.scatter([v[0] for v in values], [v[1] for v in values], s=18, alpha=0.7)
+    ax.plot([v[0] for v in front], [v[1] for v in front], color="C1", label="Pareto front")
+    for v in front:
+        ax.annotate(v[2], (v[0], v[1]), fontsize=6, xytext=(3, -8), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set(xlabel="compression vs the reference float32 file (x)" if x == "bytes" else "latency (ms)",
+           ylabel="test accuracy", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

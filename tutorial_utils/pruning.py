@@ -28,9 +28,13 @@ from tutorial_utils import data, training
 SCOPES = ("layer", "global")
 
 
-def _linear_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """{"<module>.weight": weight} for every nn.Linear, in order."""
-    weights = {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+def _linear_weights(model: nn.Module, *, quantized: bool = False) -> dict[str, torch.Tensor]:
+    """{"<module>.weight": weight} for every nn.Linear (and, with quantized=True, every layer with
+    in_features and a weight, such as QuantizedLinear), in order."""
+    def wanted(m: nn.Module) -> bool:
+        return isinstance(m, nn.Linear) or (quantized and hasattr(m, "in_features") and hasattr(m, "weight"))
+
+    weights = {f"{name}.weight": m.weight for name, m in model.named_modules() if wanted(m)}
     if not weights:
         raise TypeError(f"model of type {type(model).__name__} has no nn.Linear layers")
     return weights
@@ -118,14 +122,14 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
 
 
 def sparsity(model: nn.Module) -> float:
-    """Fraction of zero entries over the weights of all nn.Linear layers (biases are not counted)."""
-    weights = _linear_weights(model).values()
+    """Fraction of zero entries over the weights of all Linear layers, quantized ones included (biases not counted)."""
+    weights = _linear_weights(model, quantized=True).values()
     return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
 
 
 def layer_sparsity(model: nn.Module) -> dict[str, float]:
     """{weight name: fraction of zeros} for every nn.Linear weight."""
-    return {name: (w == 0).float().mean().item() for name, w in _linear_weights(model).items()}
+    return {name: (w == 0).float().mean().item() for name, w in _linear_weights(model, quantized=True).items()}
 
 
 def to_torch_prune_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:

@@ -253,6 +253,25 @@ def prepare_qat(model: torch.nn.Sequential, bits: int, *, per_channel: bool = Tr
 
 
 @torch.no_grad()
+def dequantize_model(model: torch.nn.Sequential) -> torch.nn.Sequential:
+    """A float copy: every QuantizedLinear becomes an nn.Linear holding its dequantized weights.
+
+    Used to hand a quantized model to an int8 backend, whose converter expects nn.Linear layers.
+    """
+    def build(layer: torch.nn.Module) -> torch.nn.Module:
+        if not isinstance(layer, QuantizedLinear):
+            return copy.deepcopy(layer)
+        linear = torch.nn.Linear(layer.in_features, layer.out_features)
+        linear.weight.copy_(layer.weight)
+        linear.bias.copy_(layer.bias)
+        return linear
+
+    if not isinstance(model, torch.nn.Sequential):
+        raise TypeError(f"model must be an nn.Sequential MLP, got {type(model).__name__}")
+    return torch.nn.Sequential(*[build(m) for m in model])
+
+
+@torch.no_grad()
 def quantize_model(model: torch.nn.Sequential, bits: int, *, per_channel: bool = True, symmetric: bool = True,
                    method: str = "uniform", act_bits: int | None = None,
                    calibration: torch.Tensor | None = None) -> torch.nn.Sequential:

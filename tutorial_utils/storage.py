@@ -2,19 +2,22 @@
 
 File layout (all integers little-endian; no pickle anywhere):
 
-    magic    4 bytes   b"DCMP"
-    version  1 byte    1
-    hlen     4 bytes   length of the header
-    header   hlen      UTF-8 JSON: {"sizes": [784, ..., 10], "layers": [...]}
-    payload            the blobs the header points to, as [offset, length] pairs
-    sha256   32 bytes  SHA-256 of everything before it
+    magic        4 bytes   b"DCMP"
+    version      1 byte    2
+    compression  1 byte    0 none, 1 zlib, 2 lzma: how the block below is entropy-coded
+    block                  hlen (4 bytes), header (hlen bytes of UTF-8 JSON:
+                           {"sizes": [784, ..., 10], "layers": [...]}), payload (the blobs the
+                           header points to, as [offset, length] pairs)
+    sha256       32 bytes  SHA-256 of everything before it
 
 Each layer entry holds its weight's "shape", its sparse "encoding" ("dense", "bitmask" or
 "relative" with "index_bits"), a "spec" of what an entry is (float32 weights; "uniform" codes of
 "bits" bits with "scale" and "zero_point" blobs; "kmeans" codes with a "centroids" blob), and
 blobs: "index" (packed mask bits or packed gap codes), "values" (the stored entries only: float32,
 or codes packed in `bits` bits) and "bias" (float32). `save` picks, per layer, the encoding that
-gives the fewest bytes unless told otherwise. Loading verifies the magic, the version and the trailing SHA-256,
+gives the fewest bytes unless told otherwise. The optional entropy-coding stage (zlib or lzma from
+the standard library) plays the part of Deep Compression's Huffman coding: packed codes that are
+not uniformly used (most weights near zero) compress further. Loading verifies the magic, the version and the trailing SHA-256,
 so a truncated, corrupt or foreign file is a clear error; the round trip is exact.
 """
 
@@ -22,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import os
 import pathlib
 import struct
 import tempfile
 import warnings
+import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -36,8 +41,9 @@ from torch import nn
 
 from tutorial_utils import encoding, models, quantization
 
-MAGIC, VERSION = b"DCMP", 1
+MAGIC, VERSION = b"DCMP", 2
 ENCODINGS = ("auto", "dense", "bitmask", "relative")
+COMPRESSIONS = {"none": 0, "zlib": 1, "lzma": 2}
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> int:
@@ -115,15 +121,20 @@ def _encode(entries: np.ndarray, absent: np.ndarray, how: str, index_bits: int) 
     return encoding.pack_bits(codes, index_bits), positions
 
 
-def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", index_bits: int = 5) -> int:
+def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", index_bits: int = 5,
+         compress: str = "none") -> int:
     """Write an MLP of nn.Linear and quantization.QuantizedLinear layers compactly; return the bytes written.
 
     Float layers store float32 weights; quantized layers store their integer codes packed in `bits`
     bits each, plus scales and zero points (or the k-means centroids). sparse="auto" stores each
-    layer dense, as a bitmask or with relative indices, whichever is smallest. Written atomically.
+    layer dense, as a bitmask or with relative indices, whichever is smallest. compress = "zlib" or
+    "lzma" entropy-codes the header and payload; "auto" keeps the smallest of none, zlib and lzma.
+    Written atomically.
     """
     if sparse not in ENCODINGS:
         raise ValueError(f"sparse={sparse!r} must be one of {ENCODINGS}")
+    if compress not in (*COMPRESSIONS, "auto"):
+        raise ValueError(f"compress={compress!r} must be one of {(*COMPRESSIONS, 'auto')}")
     encoding._check_bits(index_bits, "index_bits", 16)
     sizes = models.layer_sizes(model)
     payload, layers = bytearray(), []
@@ -148,8 +159,18 @@ def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", ind
                        "values": blob(_pack_values(entries.reshape(-1)[positions], spec)), "spec": spec,
                        "bias": blob(module.bias.detach().cpu().numpy().astype("<f4").tobytes())})
     header = json.dumps({"sizes": sizes, "layers": layers}, separators=(",", ":")).encode()
-    body = MAGIC + struct.pack("<BI", VERSION, len(header)) + header + bytes(payload)
+    block = struct.pack("<I", len(header)) + header + bytes(payload)
+    coded = {name: _CODERS[name][0](block) for name in (COMPRESSIONS if compress == "auto" else [compress])}
+    name = min(coded, key=lambda n: len(coded[n]))
+    body = MAGIC + struct.pack("<BB", VERSION, COMPRESSIONS[name]) + coded[name]
     return atomic_write(path, lambda f: f.write(body + hashlib.sha256(body).digest()))
+
+
+_CODERS = {
+    "none": (lambda b: b, lambda b: b),
+    "zlib": (lambda b: zlib.compress(b, 9), zlib.decompress),
+    "lzma": (lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
+}
 
 
 def _read(path: pathlib.Path) -> tuple[dict, bytes]:
@@ -157,12 +178,17 @@ def _read(path: pathlib.Path) -> tuple[dict, bytes]:
     if raw[:4] != MAGIC:
         raise ValueError(f"{path.name} is not a distill-and-compress model file (magic {raw[:4]!r}, expected {MAGIC!r})")
     body, digest = raw[:-32], raw[-32:]
-    if len(raw) < 9 + 32 or hashlib.sha256(body).digest() != digest:
+    if len(raw) < 6 + 32 or hashlib.sha256(body).digest() != digest:
         raise ValueError(f"{path.name} is truncated or corrupt: its SHA-256 does not match ({len(raw)} bytes)")
-    version, hlen = struct.unpack("<BI", body[4:9])
+    version, code = struct.unpack("<BB", body[4:6])
     if version != VERSION:
         raise ValueError(f"{path.name} has format version {version}; this code reads version {VERSION}")
-    return json.loads(body[9:9 + hlen]), body[9 + hlen:]
+    names = {number: name for name, number in COMPRESSIONS.items()}
+    if code not in names:
+        raise ValueError(f"{path.name} uses an unknown compression code {code}")
+    block = _CODERS[names[code]][1](body[6:])
+    (hlen,) = struct.unpack("<I", block[:4])
+    return json.loads(block[4:4 + hlen]), block[4 + hlen:]
 
 
 def _layer(layer: dict, take: Callable[[list[int]], bytes]) -> nn.Module:
