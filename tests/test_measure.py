@@ -113,3 +113,10 @@ def test_ledger_takes_given_values_instead_of_measuring(small_splits):
     assert row["parameters"] == 7 and row["macs"] == 1 and row["note"] == "x" and row["energy_nj"] > 0
     with pytest.raises(ValueError, match="latency_batch_size=0"):
         measure.Ledger(latency_batch_size=0)
+
+
+def test_latency_ratio_sees_a_wider_model_as_slower():
+    narrow, wide = models.mlp([784, 16, 10]), models.mlp([784, 1024, 10])
+    assert measure.latency_ratio(wide, narrow, 64, rounds=3, repeats=10) > 1.5
+    with pytest.raises(ValueError, match="rounds=0"):
+        measure.latency_ratio(wide, narrow, rounds=0)

@@ -124,7 +124,7 @@ def test_packed_codes_take_bits_per_weight(tmp_path):
     torch.manual_seed(0)
     model = quantization.quantize_model(models.teacher(), 4, symmetric=False)  # asymmetric: few codes are zero
     written = storage.save(model, tmp_path / "q4.dcmp", sparse="dense")
-    assert written == pytest.approx(101_632 / 2 + 4 * 138 + 8 * 138, rel=0.02)  # codes + biases + scales/zero points
+    assert written == pytest.approx(101_632 / 2 + 4 * 138 + 8 * 138, rel=0.02)  # codes + biases + scales + zero points
 
 
 @pytest.mark.parametrize("compress", ["zlib", "lzma", "auto"])

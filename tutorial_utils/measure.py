@@ -110,6 +110,21 @@ def latency_ms(model: nn.Module, batch_size: int = 1, *, repeats: int = 50, warm
         model.train(was_training)
 
 
+def latency_ratio(baseline: nn.Module, candidate: nn.Module, batch_size: int = 256, *, rounds: int = 5,
+                  threads: int | None = None, repeats: int = 50) -> float:
+    """How many times faster `candidate` is than `baseline`: median over `rounds` of
+    latency_ms(baseline) / latency_ms(candidate), the two measured alternately, side by side.
+
+    Alternating cancels slow drifts of a shared machine (other jobs, clock changes) that two
+    measurements taken minutes apart would fold into the ratio.
+    """
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds={rounds!r} must be a positive integer")
+    ratios = [latency_ms(baseline, batch_size, threads=threads, repeats=repeats)
+              / latency_ms(candidate, batch_size, threads=threads, repeats=repeats) for _ in range(rounds)]
+    return statistics.median(ratios)
+
+
 def macs(model: nn.Module, *, in_features: int = 784) -> int:
     """Multiply-accumulates of one sample's forward pass, counted by torch.utils.flop_counter (MACs = FLOPs / 2).
 

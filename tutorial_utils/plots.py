@@ -128,9 +128,11 @@ def soft_targets(x: torch.Tensor, probabilities: dict[str, torch.Tensor], *,
     return fig
 
 
-def pareto(rows: list[dict], *, reference_bytes: int, x: str = "bytes", title: str = "") -> Figure:
+def pareto(rows: list[dict], *, reference_bytes: int, x: str = "bytes", title: str = "",
+           marks: dict[str, float] | None = None) -> Figure:
     """Accuracy against compression (reference_bytes / bytes, log scale) or latency for ledger-like rows;
-    the Pareto front (no other point both smaller and more accurate) is drawn as a line."""
+    the Pareto front (no other point both smaller and more accurate) is drawn as a line; `marks` adds
+    labelled vertical lines at given x positions."""
     if x not in ("bytes", "latency_ms"):
         raise ValueError(f"x={x!r} must be 'bytes' or 'latency_ms'")
     values = [(reference_bytes / r["bytes"] if x == "bytes" else r["latency_ms"], r["accuracy"], r["stage"])
@@ -142,6 +144,10 @@ def pareto(rows: list[dict], *, reference_bytes: int, x: str = "bytes", title: s
     ax.plot([v[0] for v in front], [v[1] for v in front], color="C1", label="Pareto front")
     for v in front:
         ax.annotate(v[2], (v[0], v[1]), fontsize=6, xytext=(3, -8), textcoords="offset points")
+    for label, position in (marks or {}).items():  # reference lines, e.g. a published compression ratio
+        ax.axvline(position, color="gray", linestyle="--", linewidth=1)
+        ax.annotate(label, (position, ax.get_ylim()[0]), fontsize=6, rotation=90, xytext=(3, 3),
+                    textcoords="offset points", color="gray")
     ax.set_xscale("log")
     ax.set(xlabel="compression vs the reference float32 file (x)" if x == "bytes" else "latency (ms)",
            ylabel="test accuracy", title=title)

@@ -86,28 +86,43 @@ def _reduce(x: torch.Tensor, fn: str, per_channel: bool, axis: int) -> torch.Ten
     return getattr(x, "amin" if fn == "min" else "amax" if fn == "max" else "mean")(dim=dims, keepdim=True)
 
 
+def _round_scale(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """scale rounded *up* to the nearest value of `dtype` (so max|x| / scale never exceeds qmax), as float32."""
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel: any scale works
+    if dtype == torch.float32:
+        return scale
+    if dtype != torch.float16:
+        raise ValueError(f"scale_dtype={dtype} must be torch.float32 or torch.float16")
+    rounded = scale.to(torch.float16)
+    rounded = torch.where(rounded.float() < scale, torch.nextafter(rounded, torch.tensor(float("inf"), dtype=torch.float16)), rounded)
+    if not torch.isfinite(rounded).all() or (rounded == 0).any():
+        raise ValueError("the scale does not fit float16 (values too large or too small); use scale_dtype=torch.float32")
+    return rounded.float()
+
+
 def quantize(x: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False,
-             axis: int = 0) -> QTensor:
-    """Affine quantization of x to `bits`-bit integer codes (see the module docstring for the formulas)."""
+             axis: int = 0, scale_dtype: torch.dtype = torch.float32) -> QTensor:
+    """Affine quantization of x to `bits`-bit integer codes (see the module docstring for the formulas).
+
+    scale_dtype=torch.float16 rounds each scale up to a half-precision value, so that a file can store
+    it in 2 bytes without changing the model.
+    """
     check_bits(bits)
     _check_tensor(x, per_channel, axis)
     x = x.detach().float()
     qmin, qmax = qrange(bits, symmetric)
     if symmetric and bits == 1:
-        scale = _reduce(x.abs(), "mean", per_channel, axis)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        scale = _round_scale(_reduce(x.abs(), "mean", per_channel, axis), scale_dtype)
         q = torch.where(x >= 0, 1, -1)
         zero_point = torch.zeros_like(scale, dtype=torch.int32)
     elif symmetric:
-        scale = _reduce(x.abs(), "max", per_channel, axis) / qmax
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel: any scale works
+        scale = _round_scale(_reduce(x.abs(), "max", per_channel, axis) / qmax, scale_dtype)
         zero_point = torch.zeros_like(scale, dtype=torch.int32)
         q = torch.clamp(torch.round(x / scale), qmin, qmax)
     else:
         low = torch.clamp(_reduce(x, "min", per_channel, axis), max=0.0)
         high = torch.clamp(_reduce(x, "max", per_channel, axis), min=0.0)
-        scale = (high - low) / (qmax - qmin)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        scale = _round_scale((high - low) / (qmax - qmin), scale_dtype)
         zero_point = torch.clamp(torch.round(-low / scale), qmin, qmax).to(torch.int32)
         q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
     return QTensor(q.to(torch.int32), scale, zero_point, bits, symmetric, axis % x.ndim if per_channel else None)
@@ -126,24 +141,26 @@ class _FakeQuantize(torch.autograd.Function):
     """Forward: dequantize(quantize(x)). Backward: the straight-through estimator, d out / d x = 1."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, bits: int, symmetric: bool, per_channel: bool, axis: int) -> torch.Tensor:
-        return dequantize(quantize(x, bits, symmetric=symmetric, per_channel=per_channel, axis=axis)).to(x.dtype)
+    def forward(ctx, x: torch.Tensor, bits: int, symmetric: bool, per_channel: bool, axis: int,
+                scale_dtype: torch.dtype) -> torch.Tensor:
+        qt = quantize(x, bits, symmetric=symmetric, per_channel=per_channel, axis=axis, scale_dtype=scale_dtype)
+        return dequantize(qt).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         # round() has zero gradient almost everywhere; pretending it is the identity lets training move
         # the float weights that the rounding is applied to (Bengio et al. 2013; Jacob et al. 2018).
-        return grad_output, None, None, None, None
+        return grad_output, None, None, None, None, None
 
 
 def fake_quantize(x: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False,
-                  axis: int = 0) -> torch.Tensor:
+                  axis: int = 0, scale_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """x rounded to its quantization grid but kept in floating point, with a straight-through gradient.
 
     Used for quantization-aware training: the forward pass sees the quantized values, the backward
     pass updates the underlying float values as if no rounding had happened.
     """
-    return _FakeQuantize.apply(x, bits, symmetric, per_channel, axis)
+    return _FakeQuantize.apply(x, bits, symmetric, per_channel, axis, scale_dtype)
 
 
 def kmeans_quantize(x: torch.Tensor, bits: int, *, iterations: int = 30) -> Codebook:
@@ -225,8 +242,10 @@ class FakeQuantLinear(torch.nn.Linear):
     per_channel: bool = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = fake_quantize(self.weight, self.bits, per_channel=self.per_channel)
-        return torch.nn.functional.linear(x, weight, self.bias)
+        # The same grid quantize_model will use: float16 scales, float16 biases (straight-through).
+        weight = fake_quantize(self.weight, self.bits, per_channel=self.per_channel, scale_dtype=torch.float16)
+        bias = self.bias + (self.bias.to(torch.float16).float() - self.bias).detach()
+        return torch.nn.functional.linear(x, weight, bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", bits={self.bits}, per_channel={self.per_channel}"
@@ -273,13 +292,16 @@ def dequantize_model(model: torch.nn.Sequential) -> torch.nn.Sequential:
 
 @torch.no_grad()
 def quantize_model(model: torch.nn.Sequential, bits: int, *, per_channel: bool = True, symmetric: bool = True,
-                   method: str = "uniform", act_bits: int | None = None,
-                   calibration: torch.Tensor | None = None) -> torch.nn.Sequential:
+                   method: str = "uniform", act_bits: int | None = None, calibration: torch.Tensor | None = None,
+                   half_precision_meta: bool = True) -> torch.nn.Sequential:
     """Post-training quantization: a copy of `model` whose Linear weights are `bits`-bit codes.
 
     method="uniform" uses quantize(...); method="kmeans" uses kmeans_quantize (per layer).
     With act_bits, each layer's input is quantized asymmetrically per tensor, with min and max
     calibrated by running `calibration` inputs (a few hundred training images) through the model.
+    With half_precision_meta (the default), weight scales are rounded up to float16 and biases rounded
+    to float16, so the file stores them in 2 bytes each with an exact round trip; the effect on
+    accuracy is far below the quantization of the weights themselves.
     Works on nn.Linear and FakeQuantLinear layers (after QAT). The input model is not changed.
     """
     check_bits(bits)
@@ -301,9 +323,11 @@ def quantize_model(model: torch.nn.Sequential, bits: int, *, per_channel: bool =
     recorded = iter(inputs)
 
     def build(linear: torch.nn.Linear) -> QuantizedLinear:
+        scale_dtype = torch.float16 if half_precision_meta else torch.float32
         weight = (kmeans_quantize(linear.weight, bits) if method == "kmeans"
-                  else quantize(linear.weight, bits, symmetric=symmetric, per_channel=per_channel))
+                  else quantize(linear.weight, bits, symmetric=symmetric, per_channel=per_channel, scale_dtype=scale_dtype))
         act = quantize(next(recorded), act_bits, symmetric=False) if act_bits is not None else None
-        return QuantizedLinear(weight, linear.bias, act=act)
+        bias = linear.bias.detach().to(scale_dtype).float()
+        return QuantizedLinear(weight, bias, act=act)
 
     return _replace_linears(model, build).eval()

@@ -98,12 +98,20 @@ def _entries(module: nn.Module) -> tuple[np.ndarray, np.ndarray, dict, dict[str,
         absent = np.array(-1) if one_bit else qw.zero_point.cpu().numpy().astype(np.int64) - qmin
         spec = {"kind": "uniform", "bits": qw.bits, "symmetric": qw.symmetric, "axis": qw.axis,
                 "scale_shape": list(qw.scale.shape)}
-        blobs = {"scale": qw.scale.cpu().numpy().astype("<f4").tobytes(),
-                 "zero_point": qw.zero_point.cpu().numpy().astype("<i4").tobytes()}
+        spec["scale_dtype"] = _float_dtype(qw.scale)
+        blobs = {"scale": qw.scale.cpu().numpy().astype(spec["scale_dtype"]).tobytes()}
+        if not qw.symmetric:  # symmetric grids have Z = 0 everywhere: nothing to store
+            blobs["zero_point"] = qw.zero_point.cpu().numpy().astype("<i4").tobytes()
     if module.act is not None:
         a = module.act
         spec["act"] = {"bits": a.bits, "scale": float(a.scale), "zero_point": int(a.zero_point)}
     return entries, absent, spec, blobs
+
+
+def _float_dtype(t: torch.Tensor) -> str:
+    """'<f2' if every value of t survives a round trip through float16 exactly, else '<f4'."""
+    t = t.detach().cpu().float()
+    return "<f2" if torch.equal(t.half().float(), t) else "<f4"
 
 
 def _pack_values(values: np.ndarray, spec: dict) -> bytes:
@@ -147,6 +155,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", ind
         if not isinstance(module, (nn.Linear, quantization.QuantizedLinear)):
             continue
         entries, absent, spec, extra = _entries(module)
+        bias_dtype = _float_dtype(module.bias) if isinstance(module, quantization.QuantizedLinear) else "<f4"
         options = [sparse] if sparse != "auto" else ["dense", "bitmask", "relative"]
         candidates = []
         for how in options:
@@ -157,7 +166,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", ind
         layers.append({"name": name, "shape": list(entries.shape), "encoding": how, "index_bits": index_bits,
                        "count": len(positions), "index": blob(index),
                        "values": blob(_pack_values(entries.reshape(-1)[positions], spec)), "spec": spec,
-                       "bias": blob(module.bias.detach().cpu().numpy().astype("<f4").tobytes())})
+                       "bias_dtype": bias_dtype, "bias": blob(module.bias.detach().cpu().numpy().astype(bias_dtype).tobytes())})
     header = json.dumps({"sizes": sizes, "layers": layers}, separators=(",", ":")).encode()
     block = struct.pack("<I", len(header)) + header + bytes(payload)
     coded = {name: _CODERS[name][0](block) for name in (COMPRESSIONS if compress == "auto" else [compress])}
@@ -203,7 +212,7 @@ def _layer(layer: dict, take: Callable[[list[int]], bytes]) -> nn.Module:
         positions = encoding.relative_decode(encoding.unpack_bits(take(layer["index"]), layer["index_bits"], count), n)
     if len(positions) != count:
         raise ValueError(f"layer {layer['name']}: the index holds {len(positions)} entries, the header says {count}")
-    bias = torch.from_numpy(np.frombuffer(take(layer["bias"]), dtype="<f4").copy())
+    bias = torch.from_numpy(np.frombuffer(take(layer["bias"]), dtype=layer["bias_dtype"]).astype("<f4"))
     if spec["kind"] == "float32":
         weight = np.zeros(n, dtype="<f4")
         weight[positions] = np.frombuffer(take(layer["values"]), dtype="<f4")
@@ -221,8 +230,9 @@ def _layer(layer: dict, take: Callable[[list[int]], bytes]) -> nn.Module:
                                         spec["bits"], spec["zero_code"])
     else:
         scale_shape = tuple(spec["scale_shape"])
-        scale = torch.from_numpy(np.frombuffer(take(spec["scale"]), dtype="<f4").copy()).reshape(scale_shape)
-        zero_point = torch.from_numpy(np.frombuffer(take(spec["zero_point"]), dtype="<i4").copy()).reshape(scale_shape)
+        scale = torch.from_numpy(np.frombuffer(take(spec["scale"]), dtype=spec["scale_dtype"]).astype("<f4")).reshape(scale_shape)
+        zero_point = (torch.from_numpy(np.frombuffer(take(spec["zero_point"]), dtype="<i4").copy()).reshape(scale_shape)
+                      if "zero_point" in spec else torch.zeros(scale_shape, dtype=torch.int32))
         qmin = quantization.qrange(spec["bits"], spec["symmetric"])[0]
         one_bit = spec["symmetric"] and spec["bits"] == 1
         entries = np.broadcast_to(-1 if one_bit else zero_point.numpy().astype(np.int64) - qmin, shape).reshape(-1).copy()
