@@ -54,3 +54,10 @@ def test_imports_modules_not_names(path):
         assert "import *" not in source
         for match in re.finditer(r"from tutorial_utils(\.\w+)? import (.+)", source):
             assert match.group(1) is None, f"{path.name}: import modules (from tutorial_utils import x), not names"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_at_least_two_exercises_are_checked_automatically(path):
+    sources = "\n".join("".join(c["source"]) for c in code_cells(path))
+    checks = set(re.findall(r"exercises\.check_\w+", sources))
+    assert len(checks) >= 2, f"{path.name}: exercises need automatic checks (found {sorted(checks)})"
