@@ -88,8 +88,10 @@ def test_distill_with_cached_logits_equals_computing_them_per_batch(small_splits
         student = models.student()
         distillation.distill(student, teacher, small_splits, epochs=1, augment=augment, progress=False)
         students.append(student)
+    # Teacher logits computed in one large batch or per small batch can differ in the last bit (BLAS
+    # blocking), so the two students agree closely rather than exactly.
     for a, b in zip(students[0].parameters(), students[1].parameters()):
-        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 
 def test_distill_rejects_a_teacher_with_other_classes(small_splits):
