@@ -10,6 +10,7 @@ one ledger row; ratios of bytes are against the float32 file of the 784-128-10 t
 from __future__ import annotations
 
 import argparse
+import copy
 import pathlib
 import sys
 import time
@@ -52,7 +53,7 @@ def quantize_aware(model: nn.Module, teacher: nn.Module | None, splits: data.Spl
 def compress(student: nn.Module, teacher: nn.Module | None, splits: data.Splits, *, sparsity: float, bits: int,
              finetune_epochs: int = 5, qat_epochs: int = 5, **knobs: object) -> nn.Sequential:
     """A pruned, quantized copy of a trained student: prune_ then quantize_aware, both with the teacher."""
-    model = pruning.apply_masks(student, {})  # a copy
+    model = copy.deepcopy(student)
     masks = prune_(model, teacher, splits, sparsity=sparsity, epochs=finetune_epochs, **knobs)
     return quantize_aware(model, teacher, splits, bits=bits, epochs=qat_epochs, masks=masks, **knobs)
 
@@ -71,7 +72,7 @@ def sweep(teacher: nn.Module | None, splits: data.Splits, folder: str | pathlib.
         student = distillation.train_student(splits, teacher=teacher, seed=seed, sizes=(784, width, 10), epochs=epochs)
         for sparsity in sparsities:
             training.setup(seed)
-            pruned = pruning.apply_masks(student, {})
+            pruned = copy.deepcopy(student)
             masks = prune_(pruned, teacher, splits, sparsity=sparsity, epochs=finetune_epochs)
             for bits in bit_widths:
                 training.setup(seed)
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> measure.Ledger:
                                              temperature=args.temperature, alpha=args.alpha)
         row(f"student distilled, T={args.temperature:g} (float32)", student)
     knobs = {"temperature": args.temperature, "alpha": args.alpha, "device": device}
-    pruned = pruning.apply_masks(student, {})
+    pruned = copy.deepcopy(student)
     masks = prune_(pruned, teacher, splits, sparsity=args.sparsity, epochs=args.finetune_epochs, **knobs)
     row(f"pruned {args.sparsity:.0%} + fine-tuned (masked float32)", pruned)
     final = quantize_aware(pruned, teacher, splits, bits=args.bits, epochs=args.qat_epochs, masks=masks, **knobs)
