@@ -34,9 +34,19 @@ def test_pipeline_without_a_teacher(tmp_path):
     assert not any("distilled" in s for s in stages)
 
 
+def test_pipeline_with_self_distillation_and_a_cosine_schedule(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), *FAST[:-2], "--teacher", "self", "--schedule", "cosine", "--weight-decay", "1e-4",
+            "--sparsity", "0.9"]
+    assert pipeline.main(argv) == 0
+    rows = json.loads((tmp_path / "ledger.json").read_text())
+    stages = [r["stage"] for r in rows]
+    assert not any("distilled" in s or "distillation teacher" in s for s in stages)
+    assert stages[1].startswith("student student from scratch") and len(rows) == 6
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--sparsity", "1.0"], "--sparsity=1.0"), (["--bits", "0"], "--bits=0"), (["--bits", "17"], "--bits=17"),
-    (["--epochs", "0"], "--epochs=0"), (["--temperature", "0"], "--temperature=0.0"), (["--alpha", "2"], "--alpha=2.0"),
+    (["--epochs", "0"], "--epochs=0"), (["--weight-decay", "-1"], "--weight-decay=-1.0"), (["--temperature", "0"], "--temperature=0.0"), (["--alpha", "2"], "--alpha=2.0"),
     (["--dataset", "fashion-mnist", "--data-dir", "/no/such/folder"], "does not exist"),
 ])
 def test_pipeline_reports_bad_input_clearly(tmp_path, capsys, argv, message):

@@ -1,3 +1,5 @@
+import copy
+import math
 import warnings
 
 import pytest
@@ -117,6 +119,7 @@ def test_fit_applies_augmentation(small_splits):
     ({"epochs": 0}, "epochs=0"), ({"epochs": -2}, "epochs=-2"), ({"epochs": 1.5}, "epochs=1.5"),
     ({"lr": 0}, "lr=0"), ({"lr": -1e-3}, "lr=-0.001"), ({"lr": float("nan")}, "lr=nan"),
     ({"batch_size": 0}, "batch_size=0"), ({"weight_decay": -1.0}, "weight_decay=-1.0"),
+    ({"schedule": "linear"}, "schedule='linear'"),
 ])
 def test_fit_rejects_bad_arguments(small_splits, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -181,3 +184,34 @@ def test_other_recipes_get_other_files(small_splits, tmp_path):
     training.load_or_train_teacher(small_splits, preset="student", epochs=1, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.pt"))) == 3
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_cosine_schedule_follows_its_formula(small_splits):
+    """Full-batch Adam, so the data order does not matter: fit(schedule="cosine") equals a hand-written loop
+    with lr_t = lr * (1 + cos(pi * t / steps)) / 2."""
+    lr, epochs = 1e-2, 4
+    model = models.student()
+    reference = copy.deepcopy(model)
+    training.fit(model, small_splits, epochs=epochs, lr=lr, batch_size=len(small_splits.x_train),
+                 schedule="cosine", progress=False)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=lr)
+    for t in range(epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * (1 + math.cos(math.pi * t / epochs)) / 2
+        loss = torch.nn.functional.cross_entropy(reference(small_splits.x_train), small_splits.y_train)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for (name, got), expected in zip(model.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_cosine_schedule_differs_from_constant(small_splits):
+    runs = []
+    for schedule in training.SCHEDULES:
+        training.setup(0)
+        model = models.student()
+        training.fit(model, small_splits, epochs=2, lr=1e-2, batch_size=len(small_splits.x_train),
+                     schedule=schedule, progress=False)
+        runs.append(model[0].weight.detach().clone())
+    assert not torch.allclose(*runs)

@@ -50,8 +50,9 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
 
 def distill(student: nn.Module, teacher: nn.Module, splits: data.Splits, *, temperature: float = 4.0,
             alpha: float = 0.9, epochs: int = 15, lr: float = 1e-3, batch_size: int = 32,
-            augment=None, masks: dict[str, torch.Tensor] | None = None,
-            device: torch.device | str | None = None, progress: bool = True) -> list[dict[str, float]]:
+            augment=None, masks: dict[str, torch.Tensor] | None = None, weight_decay: float = 0.0,
+            schedule: str = "constant", device: torch.device | str | None = None,
+            progress: bool = True) -> list[dict[str, float]]:
     """Train `student` in place with kd_loss against `teacher`, through the one loop (training.fit).
 
     The teacher runs in eval mode under no_grad. Without augmentation its logits on the training set
@@ -75,7 +76,8 @@ def distill(student: nn.Module, teacher: nn.Module, splits: data.Splits, *, temp
         return kd_loss(logits, teacher_logits, batch.y, temperature=temperature, alpha=alpha)
 
     return training.fit(student, splits, epochs=epochs, lr=lr, batch_size=batch_size, loss_fn=loss_fn,
-                        masks=masks, augment=augment, device=device, progress=progress)
+                        masks=masks, augment=augment, weight_decay=weight_decay, schedule=schedule, device=device,
+                        progress=progress)
 
 
 # The strong teacher of notebooks 04 and 05: 784-1200-1200-10 with dropout 0.3, trained on inputs shifted by
@@ -110,18 +112,21 @@ def match_class_prior_(model: nn.Sequential, x: torch.Tensor, class_index: int, 
 
 def train_student(splits: data.Splits, *, teacher: nn.Module | None = None, seed: int = 0,
                   sizes: tuple[int, ...] = (784, 64, 10), temperature: float = 4.0, alpha: float = 0.9,
-                  epochs: int = 15, lr: float = 1e-3, batch_size: int = 32,
-                  device: torch.device | str | None = None) -> nn.Sequential:
+                  epochs: int = 15, lr: float = 1e-3, batch_size: int = 32, weight_decay: float = 0.0,
+                  schedule: str = "constant", device: torch.device | str | None = None) -> nn.Sequential:
     """A fresh, seeded student MLP trained from scratch (teacher=None) or distilled from `teacher`.
 
-    Everything but the loss is the same in both cases (initialisation, data order, optimiser, epochs),
-    so comparing the two over several seeds isolates what distillation adds.
+    Everything but the loss is the same in both cases (initialisation, data order, optimiser, epochs,
+    weight decay, learning-rate schedule), so comparing the two over several seeds isolates what
+    distillation adds.
     """
     training.setup(seed)
     student = models.mlp(list(sizes))
     if teacher is None:
-        training.fit(student, splits, epochs=epochs, lr=lr, batch_size=batch_size, device=device, progress=False)
+        training.fit(student, splits, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                     schedule=schedule, device=device, progress=False)
     else:
         distill(student, teacher, splits, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
-                batch_size=batch_size, device=device, progress=False)
+                batch_size=batch_size, weight_decay=weight_decay, schedule=schedule, device=device,
+                progress=False)
     return student

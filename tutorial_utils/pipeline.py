@@ -5,6 +5,8 @@ The order matters: a trained (distilled) student knows which weights matter, so 
 has something to go on; fine-tuning the pruned network and training through the quantizer both use
 the teacher's soft targets as their loss, which recovers more than the labels alone. Each stage adds
 one ledger row; ratios of bytes are against the float32 file of the 784-128-10 teacher.
+With `--teacher self` the dense student is the teacher of its own pruned and quantized copies (no
+stronger model needed: it is how the Fashion-MNIST LeNet-300-100 row in README is made).
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from tutorial_utils import (data, distillation, int8, measure, models, plots, pr
 
 def train_(model: nn.Module, teacher: nn.Module | None, splits: data.Splits, *, epochs: int, lr: float = 1e-3,
            masks: dict[str, torch.Tensor] | None = None, temperature: float = 4.0, alpha: float = 0.9,
-           device: torch.device | str | None = None) -> None:
+           schedule: str = "constant", device: torch.device | str | None = None) -> None:
     """Train in place with kd_loss against `teacher`, or with cross-entropy if teacher is None."""
     if teacher is None:
-        training.fit(model, splits, epochs=epochs, lr=lr, masks=masks, device=device, progress=False)
+        training.fit(model, splits, epochs=epochs, lr=lr, masks=masks, schedule=schedule, device=device,
+                     progress=False)
     else:
         distillation.distill(model, teacher, splits, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
-                             masks=masks, device=device, progress=False)
+                             masks=masks, schedule=schedule, device=device, progress=False)
 
 
 def prune_(model: nn.Module, teacher: nn.Module | None, splits: data.Splits, *, sparsity: float, epochs: int,
@@ -96,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dataset", default="mnist-5k", choices=data.DATASETS, help="dataset (default: the bundled mnist-5k)")
     add("--data-dir", default=None, help="folder with the four IDX files (e.g. /usr/share/datasets/fashion-mnist)")
     add("--out", default="runs/pipeline", help="output folder (default runs/pipeline)")
-    add("--teacher", default="big-teacher", choices=sorted(models.PRESETS) + ["none"],
-        help="teacher to distil from; 'none' trains with labels only (default big-teacher, 784-1200-1200-10)")
+    add("--teacher", default="big-teacher", choices=sorted(models.PRESETS) + ["self", "none"],
+        help="teacher to distil from (default big-teacher, 784-1200-1200-10); 'self' distils the pruned and "
+             "quantized student from its own float32 version; 'none' trains with labels only")
     add("--student", default="student", choices=sorted(models.PRESETS),
         help="student architecture (default student, 784-64-10; lenet-300-100 for the Deep Compression row)")
     add("--sparsity", type=float, default=0.9, help="fraction of weights pruned, in [0, 1) (default 0.9)")
@@ -105,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--epochs", type=int, default=15, help="epochs for the reference teacher and the student (default 15)")
     add("--finetune-epochs", type=int, default=5, help="fine-tuning epochs after pruning (default 5)")
     add("--qat-epochs", type=int, default=5, help="quantization-aware training epochs (default 5)")
+    add("--schedule", default="constant", choices=training.SCHEDULES,
+        help="learning rate over each training stage: constant, or cosine decay to 0 (default constant)")
+    add("--weight-decay", type=float, default=0.0,
+        help="L2 penalty while training the student, >= 0; makes its weights easier to prune (default 0)")
     add("--temperature", type=float, default=4.0, help="distillation temperature T > 0 (default 4)")
     add("--alpha", type=float, default=0.9, help="weight of the soft term, in [0, 1] (default 0.9)")
     add("--seed", type=int, default=0, help="random seed (default 0)")
@@ -121,6 +129,8 @@ def check(args: argparse.Namespace) -> None:
         raise ValueError(f"--sparsity={args.sparsity} must be in [0, 1)")
     if not 1 <= args.bits <= 16:
         raise ValueError(f"--bits={args.bits} must be an integer in 1..16")
+    if not args.weight_decay >= 0:
+        raise ValueError(f"--weight-decay={args.weight_decay} must be >= 0")
     if not args.temperature > 0:
         raise ValueError(f"--temperature={args.temperature} must be > 0")
     if not 0 <= args.alpha <= 1:
@@ -148,20 +158,22 @@ def run(args: argparse.Namespace) -> measure.Ledger:
     reference_model = training.load_or_train_teacher(splits, epochs=args.epochs, seed=args.seed, device=device)
     reference = row("reference teacher 784-128-10 (float32)", reference_model)
     teacher = None
-    if args.teacher != "none":
+    if args.teacher not in ("none", "self"):
         recipe = distillation.BIG_TEACHER_RECIPE if args.teacher == "big-teacher" else {"preset": args.teacher,
                                                                                           "epochs": args.epochs}
         teacher = training.load_or_train_teacher(splits, **recipe, seed=args.seed, device=device)
         row(f"distillation teacher {args.teacher} (float32)", teacher)
-    student = distillation.train_student(splits, seed=args.seed, sizes=tuple(models.PRESETS[args.student][0]),
-                                         epochs=args.epochs, device=device)
+    student_recipe = {"seed": args.seed, "sizes": tuple(models.PRESETS[args.student][0]), "epochs": args.epochs,
+                      "weight_decay": args.weight_decay, "schedule": args.schedule, "device": device}
+    student = distillation.train_student(splits, **student_recipe)
     own = row(f"student {args.student} from scratch (float32)", student)
-    if teacher is not None:
-        student = distillation.train_student(splits, teacher=teacher, seed=args.seed, epochs=args.epochs,
-                                             sizes=tuple(models.PRESETS[args.student][0]), device=device,
+    if args.teacher == "self":  # the dense student teaches its own pruned and quantized copies
+        teacher = copy.deepcopy(student)
+    elif teacher is not None:
+        student = distillation.train_student(splits, teacher=teacher, **student_recipe,
                                              temperature=args.temperature, alpha=args.alpha)
         row(f"student distilled, T={args.temperature:g} (float32)", student)
-    knobs = {"temperature": args.temperature, "alpha": args.alpha, "device": device}
+    knobs = {"temperature": args.temperature, "alpha": args.alpha, "schedule": args.schedule, "device": device}
     pruned = copy.deepcopy(student)
     masks = prune_(pruned, teacher, splits, sparsity=args.sparsity, epochs=args.finetune_epochs, **knobs)
     row(f"pruned {args.sparsity:.0%} + fine-tuned (masked float32)", pruned)

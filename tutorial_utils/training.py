@@ -45,6 +45,7 @@ class Batch(NamedTuple):
     index: torch.Tensor
 
 
+SCHEDULES = ("constant", "cosine")
 LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
 
 
@@ -106,13 +107,15 @@ def confusion_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, clas
 def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 1e-3, batch_size: int = 32,
         loss_fn: LossFn | None = None, masks: dict[str, torch.Tensor] | None = None,
         augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-        weight_decay: float = 0.0, device: torch.device | str | None = None,
+        weight_decay: float = 0.0, schedule: str = "constant", device: torch.device | str | None = None,
         progress: bool = True) -> list[dict[str, float]]:
     """Train `model` in place with Adam; return one dict per epoch (loss, train/test accuracy, seconds).
 
     Each step minimises loss_fn(model(x), batch) (cross-entropy by default). With `masks`
     ({parameter name: 0/1 tensor}) the masked weights are zeroed before training and after every
     optimiser step, so they stay exactly zero. `augment(x, generator)` transforms each batch's inputs.
+    schedule="cosine" lowers the learning rate after every step, lr_t = lr * (1 + cos(pi * t / steps)) / 2,
+    from lr to 0 at the end of the last epoch; "constant" keeps lr.
     Shuffling draws from torch's global generator, so `setup(seed)` makes a run repeatable.
     With `progress`, prints one summary line per epoch (and a batch bar in a terminal).
     Side effects: changes the model's weights; moves the model to `device`; leaves it in eval mode.
@@ -123,6 +126,8 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 
     _check_positive("batch_size", batch_size)
     if weight_decay < 0:
         raise ValueError(f"weight_decay={weight_decay} must be >= 0")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r} must be one of {SCHEDULES}")
     loss_fn = loss_fn or cross_entropy_loss
     device = torch.device(device) if device is not None else models.device_of(model)
     model.to(device)
@@ -133,6 +138,8 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 
     x_train, y_train = splits.x_train.to(device), splits.y_train.to(device)
     history = []
     steps = math.ceil(len(x_train) / batch_size)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps)
+                 if schedule == "cosine" else None)
     for epoch in range(1, epochs + 1):
         start, total_loss, correct = time.perf_counter(), 0.0, 0
         model.train()
@@ -147,6 +154,8 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             if masks is not None:
                 pruning.apply_masks_(model, masks)
             total_loss += loss.item() * len(y)
