@@ -46,7 +46,8 @@ def test_pipeline_with_self_distillation_and_a_cosine_schedule(tmp_path, capsys)
 
 @pytest.mark.parametrize("argv, message", [
     (["--sparsity", "1.0"], "--sparsity=1.0"), (["--bits", "0"], "--bits=0"), (["--bits", "17"], "--bits=17"),
-    (["--epochs", "0"], "--epochs=0"), (["--weight-decay", "-1"], "--weight-decay=-1.0"), (["--temperature", "0"], "--temperature=0.0"), (["--alpha", "2"], "--alpha=2.0"),
+    (["--epochs", "0"], "--epochs=0"), (["--weight-decay", "-1"], "--weight-decay=-1.0"),
+    (["--weight-decay", "nan"], "--weight-decay=nan"), (["--temperature", "0"], "--temperature=0.0"), (["--alpha", "2"], "--alpha=2.0"),
     (["--dataset", "fashion-mnist", "--data-dir", "/no/such/folder"], "does not exist"),
 ])
 def test_pipeline_reports_bad_input_clearly(tmp_path, capsys, argv, message):

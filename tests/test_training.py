@@ -119,6 +119,7 @@ def test_fit_applies_augmentation(small_splits):
     ({"epochs": 0}, "epochs=0"), ({"epochs": -2}, "epochs=-2"), ({"epochs": 1.5}, "epochs=1.5"),
     ({"lr": 0}, "lr=0"), ({"lr": -1e-3}, "lr=-0.001"), ({"lr": float("nan")}, "lr=nan"),
     ({"batch_size": 0}, "batch_size=0"), ({"weight_decay": -1.0}, "weight_decay=-1.0"),
+    ({"weight_decay": float("inf")}, "weight_decay=inf"),
     ({"schedule": "linear"}, "schedule='linear'"),
 ])
 def test_fit_rejects_bad_arguments(small_splits, kwargs, message):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import pathlib
 import sys
 import time
@@ -129,8 +130,8 @@ def check(args: argparse.Namespace) -> None:
         raise ValueError(f"--sparsity={args.sparsity} must be in [0, 1)")
     if not 1 <= args.bits <= 16:
         raise ValueError(f"--bits={args.bits} must be an integer in 1..16")
-    if not args.weight_decay >= 0:
-        raise ValueError(f"--weight-decay={args.weight_decay} must be >= 0")
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        raise ValueError(f"--weight-decay={args.weight_decay} must be a finite number >= 0")
     if not args.temperature > 0:
         raise ValueError(f"--temperature={args.temperature} must be > 0")
     if not 0 <= args.alpha <= 1:

@@ -114,8 +114,9 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 
     Each step minimises loss_fn(model(x), batch) (cross-entropy by default). With `masks`
     ({parameter name: 0/1 tensor}) the masked weights are zeroed before training and after every
     optimiser step, so they stay exactly zero. `augment(x, generator)` transforms each batch's inputs.
-    schedule="cosine" lowers the learning rate after every step, lr_t = lr * (1 + cos(pi * t / steps)) / 2,
-    from lr to 0 at the end of the last epoch; "constant" keeps lr.
+    `weight_decay` adds the L2 penalty's gradient weight_decay * w to every parameter's (Adam's coupled
+    form). schedule="cosine" lowers the learning rate after every step,
+    lr_t = lr * (1 + cos(pi * t / steps)) / 2, from lr to 0 at the end of the last epoch; "constant" keeps lr.
     Shuffling draws from torch's global generator, so `setup(seed)` makes a run repeatable.
     With `progress`, prints one summary line per epoch (and a batch bar in a terminal).
     Side effects: changes the model's weights; moves the model to `device`; leaves it in eval mode.
@@ -124,8 +125,9 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 
     _check_positive("epochs", epochs)
     _check_positive("lr", lr, float)
     _check_positive("batch_size", batch_size)
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay={weight_decay} must be >= 0")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
+            or not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay={weight_decay!r} must be a finite number >= 0")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} must be one of {SCHEDULES}")
     loss_fn = loss_fn or cross_entropy_loss
