@@ -7,7 +7,7 @@ cross-entropy or with distillation from its own dense version, and the chosen on
 a 4-bit quantizer and packed. With --also-tried, the variants that did not help are run too, from the
 cosine-decay network: 60 epochs of fine-tuning, gradual pruning, Han et al.'s per-layer ratios, a higher
 fine-tuning rate and a 784-1200-1200-10 teacher. Prints a Markdown table. About 7 minutes on 2 cores
-(about 20 with --also-tried).
+(about 17 with --also-tried).
 
     python scripts/fashion_recipe.py [--data-dir /usr/share/datasets/fashion-mnist] [--also-tried]
 """
