@@ -168,8 +168,8 @@ def run(args: argparse.Namespace) -> measure.Ledger:
                       "weight_decay": args.weight_decay, "schedule": args.schedule, "device": device}
     student = distillation.train_student(splits, **student_recipe)
     own = row(f"student {args.student} from scratch (float32)", student)
-    if args.teacher == "self":  # the dense student teaches its own pruned and quantized copies
-        teacher = copy.deepcopy(student)
+    if args.teacher == "self":  # the dense student teaches its pruned and quantized copies (made below)
+        teacher = student
     elif teacher is not None:
         student = distillation.train_student(splits, teacher=teacher, **student_recipe,
                                              temperature=args.temperature, alpha=args.alpha)
