@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from tutorial_utils import data, int8, training
+from tutorial_utils import benchmarks, data, training
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     training.setup(0, threads=args.threads)
     teacher = training.load_or_train_teacher(data.load("mnist-5k"))
     backends = ("torchao", "torchao+compile", "legacy") if args.compile else ("torchao", "legacy")
-    rows = int8.latency_table(teacher, batch_sizes=(1, 64, 256, 1024), backends=backends, threads=args.threads)
+    rows = benchmarks.int8_latency_table(teacher, batch_sizes=(1, 64, 256, 1024), backends=backends, threads=args.threads)
     print(f"{'batch':>6} {'fp32 ms':>9} " + " ".join(f"{b + ' ms':>20} {'speed-up':>8}" for b in backends))
     for row in rows:
         cells = []

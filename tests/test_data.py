@@ -108,10 +108,34 @@ def test_offline_download_fails_fast_with_advice(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setenv("DC_CACHE_DIR", str(tmp_path))
     start = time.perf_counter()
     with pytest.raises(data.DatasetUnavailableError, match="offline.*mnist-5k"):
-        data.load("mnist", root=tmp_path)
+        data.load("mnist")  # no root: a download into the cache folder is tried, and fails fast
     assert time.perf_counter() - start < 30
+
+
+def test_a_data_folder_is_never_a_download_target(tmp_path):
+    """root= names a folder to read: one without the files is an error, and nothing is created inside it."""
+    with pytest.raises(data.DatasetUnavailableError, match="has no train-images-idx3-ubyte"):
+        data.load("mnist", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_compressed_bomb_or_a_truncated_gzip_is_a_clear_error(tmp_path):
+    import gzip
+    bomb = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb") as f:  # 300 MB of zeros in well under 1 MB
+        f.write(b"\x00\x00\x08\x01" + (300 * 2**20).to_bytes(4, "big"))
+        for _ in range(300):
+            f.write(bytes(2**20))
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(ValueError, match="bomb-idx3-ubyte.gz holds more than"):
+        data.read_idx(bomb)
+    truncated = tmp_path / "cut-idx1-ubyte.gz"
+    truncated.write_bytes(bomb.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut-idx1-ubyte.gz cannot be read"):
+        data.read_idx(truncated)
 
 
 def test_batches_cover_every_row_once():

@@ -90,7 +90,7 @@ def test_distill_with_cached_logits_equals_computing_them_per_batch(small_splits
         students.append(student)
     # Teacher logits computed in one large batch or per small batch can differ in the last bit (BLAS
     # blocking), so the two students agree closely rather than exactly.
-    for a, b in zip(students[0].parameters(), students[1].parameters()):
+    for a, b in zip(students[0].parameters(), students[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -84,6 +85,32 @@ def test_time_ms_measures_the_median_of_calls():
         measure.time_ms(lambda: None, repeats=0)
 
 
+TICK = 2**-10  # seconds; a power of two, so clock differences and their conversion to ms are exact
+
+
+@pytest.mark.parametrize("warmup_ticks, timed_ticks, median_ticks", [
+    ([500, 500, 500], [3, 1, 2, 900, 4], 3),   # odd repeats: the middle value
+    ([500, 500], [5, 1, 700, 2], 3.5),         # even repeats: the mean of the two middle values
+])
+def test_time_ms_is_the_exact_median_of_the_timed_calls(monkeypatch, warmup_ticks, timed_ticks, median_ticks):
+    """A fake clock that moves only inside fn(): each call lasts exactly its scripted duration.
+
+    The slow warm-up calls would shift the median if they were timed, and the outlier would drag a mean,
+    so only the median of the timed calls gives the expected value.
+    """
+    now = 100.0
+    durations = iter(warmup_ticks + timed_ticks)
+
+    def fn():
+        nonlocal now
+        now += next(durations) * TICK
+
+    monkeypatch.setattr(time, "perf_counter", lambda: now)
+    ms = measure.time_ms(fn, repeats=len(timed_ticks), warmup=len(warmup_ticks))
+    assert next(durations, None) is None  # every scripted call ran, and no more
+    assert ms == median_ticks * 1000 * TICK
+
+
 def test_quantized_layers_count_their_weights():
     from tutorial_utils import quantization
 
@@ -120,3 +147,35 @@ def test_latency_ratio_sees_a_wider_model_as_slower():
     assert measure.latency_ratio(wide, narrow, 64, rounds=3, repeats=10) > 1.5
     with pytest.raises(ValueError, match="rounds=0"):
         measure.latency_ratio(wide, narrow, rounds=0)
+
+
+def test_pareto_front_keeps_exactly_the_undominated_rows():
+    """Checked against a brute-force definition on hand-made rows: ties kept, dominated rows dropped."""
+    rows = [{"stage": "a", "bytes": 100, "accuracy": 0.90}, {"stage": "b", "bytes": 50, "accuracy": 0.90},
+            {"stage": "c", "bytes": 200, "accuracy": 0.95}, {"stage": "d", "bytes": 50, "accuracy": 0.85},
+            {"stage": "e", "bytes": 200, "accuracy": 0.95}, {"stage": "f", "bytes": 300, "accuracy": 0.94}]
+    front = measure.pareto_front(rows)
+    assert [r["stage"] for r in front] == ["b", "c", "e"]  # a: b is smaller at equal accuracy; d, f dominated
+    brute = [r for r in rows if not any(o["bytes"] <= r["bytes"] and o["accuracy"] >= r["accuracy"]
+                                        and (o["bytes"], o["accuracy"]) != (r["bytes"], r["accuracy"]) for o in rows)]
+    assert sorted(r["stage"] for r in front) == sorted(r["stage"] for r in brute)
+    by_latency = measure.pareto_front([{"stage": "x", "latency_ms": 2.0, "accuracy": 0.9},
+                                       {"stage": "y", "latency_ms": 1.0, "accuracy": 0.8}], x="latency_ms")
+    assert [r["stage"] for r in by_latency] == ["y", "x"]
+
+
+def test_pareto_front_refuses_rows_without_numbers():
+    with pytest.raises(ValueError, match="row 'a' has accuracy=nan"):
+        measure.pareto_front([{"stage": "a", "bytes": 1, "accuracy": float("nan")}])
+    with pytest.raises(ValueError, match="has bytes=None"):
+        measure.pareto_front([{"stage": "a", "accuracy": 0.5}])
+
+
+def test_ledger_json_stays_valid_with_nan(tmp_path):
+    """JSON has no NaN: a NaN accuracy is written as null, and the file parses with a strict reader."""
+    ledger = measure.Ledger()
+    ledger.add("broken", accuracy=float("nan"), bytes=10)
+    ledger.to_json(tmp_path / "ledger.json")
+    text = (tmp_path / "ledger.json").read_text()
+    rows = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert rows[0]["accuracy"] is None

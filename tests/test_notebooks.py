@@ -1,12 +1,15 @@
 """Notebook hygiene: committed notebooks are executed top to bottom, without errors or machine paths.
 
-nbval (configured in pyproject.toml) re-runs every notebook; these checks catch stale committed outputs.
+nbval (configured in pyproject.toml) re-runs every notebook; these checks catch stale committed outputs,
+a .ipynb that disagrees with its paired .py text source, and learning checks that were deleted.
 """
 
+import ast
 import json
 import pathlib
 import re
 
+import jupytext
 import pytest
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
@@ -61,3 +64,86 @@ def test_at_least_two_exercises_are_checked_automatically(path):
     sources = "\n".join("".join(c["source"]) for c in code_cells(path))
     checks = set(re.findall(r"exercises\.check_\w+", sources))
     assert len(checks) >= 2, f"{path.name}: exercises need automatic checks (found {sorted(checks)})"
+
+
+# Minimum (assert statements, exercises.check_* calls) per notebook, measured when the table was written.
+# Raise a minimum when a notebook gains checks; lowering one should be a deliberate, reviewed change.
+MIN_LEARNING_CHECKS = {
+    "01_teacher": (9, 2),
+    "02_pruning": (10, 2),
+    "03_quantization": (9, 2),
+    "04_distillation": (4, 2),
+    "05_distill_and_compress": (3, 2),
+}
+
+
+def cell_signatures(path: pathlib.Path) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Type, stripped source and tags of every cell, read through jupytext (works for .ipynb and .py alike)."""
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in jupytext.read(path).cells]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_paired_with_its_text_source(path):
+    text_path = path.with_suffix(".py")
+    assert text_path.exists(), f"{path.name} has no paired {text_path.name}; run python scripts/notebooks.py execute"
+    text_cells, ipynb_cells = cell_signatures(text_path), cell_signatures(path)
+    for index, (text_cell, ipynb_cell) in enumerate(zip(text_cells, ipynb_cells)):
+        assert text_cell == ipynb_cell, (f"{path.stem}: cell {index} differs between the .py and the .ipynb; "
+                                         f"run python scripts/notebooks.py execute {path.stem}")
+    assert len(text_cells) == len(ipynb_cells), (f"{path.stem}: {len(text_cells)} cells in the .py, "
+                                                 f"{len(ipynb_cells)} in the .ipynb")
+
+
+def test_every_text_source_has_a_notebook():
+    orphans = [p.name for p in NOTEBOOKS[0].parent.glob("*.py") if not p.with_suffix(".ipynb").exists()]
+    assert not orphans, f"text sources without an executed notebook: {orphans}"
+
+
+def without_magics(source: str) -> str:
+    """The cell's source with IPython magics and shell escapes (lines starting % or !) turned into `pass`."""
+    # `pass` at the same indentation, not an empty line, so a magic alone in a block still parses.
+    lines = source.splitlines()
+    return "\n".join(line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!"))
+                     else line for line in lines)
+
+
+def learning_checks(source: str) -> tuple[int, int]:
+    """Count the assert statements and the exercises.check_* calls in one code cell."""
+    # The syntax tree, not a regex: the word assert in a string or a comment is not a check.
+    nodes = list(ast.walk(ast.parse(without_magics(source))))
+    asserts = sum(isinstance(node, ast.Assert) for node in nodes)
+    checks = sum(isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "exercises"
+                 and node.func.attr.startswith("check_") for node in nodes)
+    return asserts, checks
+
+
+def test_learning_checks_counts_syntax_not_words():
+    source = """
+%matplotlib inline
+def helper(x):
+    assert x > 0, "assert in a message"
+    return exercises.check_masks(x)
+# assert this is a comment
+text = "assert 1 == 1; exercises.check_fake(1)"
+for i in range(2):
+    !echo assert
+    exercises.check_layer_masks(i)
+    assert i < 2
+other.check_masks(1)
+"""
+    assert learning_checks(source) == (2, 2)
+
+
+def test_every_notebook_has_minimum_counts():
+    assert sorted(MIN_LEARNING_CHECKS) == sorted(p.stem for p in NOTEBOOKS), \
+        "MIN_LEARNING_CHECKS must list exactly the notebooks in notebooks/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_learning_checks_are_kept(path):
+    counts = [learning_checks("".join(cell["source"])) for cell in code_cells(path)]
+    asserts, checks = sum(a for a, _ in counts), sum(c for _, c in counts)
+    min_asserts, min_checks = MIN_LEARNING_CHECKS.get(path.stem, (0, 0))
+    assert asserts >= min_asserts, f"{path.stem}: {asserts} assert statements, at least {min_asserts} expected"
+    assert checks >= min_checks, f"{path.stem}: {checks} exercises.check_* calls, at least {min_checks} expected"

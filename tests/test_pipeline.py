@@ -3,9 +3,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from tutorial_utils import data, models, pipeline, pruning, quantization, storage, training
+from tutorial_utils import data, pipeline, storage, training
 
 FAST = ["--epochs", "2", "--finetune-epochs", "1", "--qat-epochs", "1", "--teacher", "teacher"]
 
@@ -45,9 +44,20 @@ def test_pipeline_with_self_distillation_and_a_cosine_schedule(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--sparsity", "1.0"], "--sparsity=1.0"), (["--bits", "0"], "--bits=0"), (["--bits", "17"], "--bits=17"),
-    (["--epochs", "0"], "--epochs=0"), (["--weight-decay", "-1"], "--weight-decay=-1.0"),
-    (["--weight-decay", "nan"], "--weight-decay=nan"), (["--temperature", "0"], "--temperature=0.0"), (["--alpha", "2"], "--alpha=2.0"),
+    (["--sparsity", "1.0"], "argument --sparsity: 1.0 must be a number in [0, 1)"),
+    (["--bits", "0"], "argument --bits: 0 must be an integer in 1..16"),
+    (["--bits", "17"], "argument --bits: 17 must be an integer in 1..16"),
+    (["--bits", "4.5"], "argument --bits: '4.5' is not an integer"),
+    (["--epochs", "0"], "argument --epochs: 0 must be a positive integer"),
+    (["--weight-decay", "-1"], "argument --weight-decay: -1.0 must be a finite number >= 0"),
+    (["--weight-decay", "nan"], "argument --weight-decay: nan must be a finite number >= 0"),
+    (["--temperature", "0"], "argument --temperature: 0.0 must be a finite number > 0"),
+    (["--temperature", "inf"], "argument --temperature: inf must be a finite number > 0"),
+    (["--alpha", "2"], "argument --alpha: 2.0 must be a number in [0, 1]"),
+    (["--threads", "0"], "argument --threads: 0 must be a positive integer"),
+    (["--seed", "-1"], "argument --seed: -1 must be a non-negative integer"),
+    (["--bits", "1"], "bits=1 with sparsity > 0 is refused"),
+    (["--out", ""], "out='' must name a folder"),
     (["--dataset", "fashion-mnist", "--data-dir", "/no/such/folder"], "does not exist"),
 ])
 def test_pipeline_reports_bad_input_clearly(tmp_path, capsys, argv, message):
@@ -60,17 +70,9 @@ def test_out_that_is_a_file(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert pipeline.main(["--out", str(blocker)]) == 2
-    assert "--out=" in capsys.readouterr().err
-
-
-def test_compress_keeps_masks_and_the_input_model(small_splits):
-    student = models.student()
-    training.fit(student, small_splits, epochs=1, progress=False)
-    before = {k: v.clone() for k, v in student.state_dict().items()}
-    model = pipeline.compress(student, None, small_splits, sparsity=0.9, bits=4, finetune_epochs=1, qat_epochs=1)
-    assert isinstance(model[0], quantization.QuantizedLinear) and model[0].qweight.bits == 4
-    assert pruning.sparsity(model) >= 0.9 - 1e-4  # round(0.9 * n) zeros, and quantization adds more
-    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
+    assert "exists and is not a folder" in capsys.readouterr().err
+    assert pipeline.main(["--out", str(blocker / "sub")]) == 2  # refused before any training, not after
+    assert "cannot be written" in capsys.readouterr().err
 
 
 def test_module_entry_point_help():

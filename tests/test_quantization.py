@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -9,6 +11,79 @@ def x():
     return torch.randn(16, 32, generator=torch.Generator().manual_seed(0))
 
 
+# Hand-written oracles in plain Python floats and lists, independent of the package's torch code, so a
+# wrong formula in the package cannot also be the reference it is checked against.
+
+def _oracle_scale_zero_point(values, bits, symmetric):
+    """(S, Z) from the module docstring: symmetric S = max|x| / (2^(b-1) - 1), Z = 0;
+    asymmetric S = (max(x, 0) - min(x, 0)) / (2^b - 1), Z = round(-min(x, 0) / S)."""
+    if symmetric:
+        return max(abs(v) for v in values) / (2 ** (bits - 1) - 1), 0
+    low, high = min(min(values), 0.0), max(max(values), 0.0)
+    scale = (high - low) / (2**bits - 1)
+    return scale, _round(-low / scale)
+
+
+def _oracle_codes(values, scale, zero_point, bits, symmetric):
+    """q = clamp(round(x / S) + Z, qmin, qmax) for each value."""
+    qmin, qmax = (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
+    return [min(max(_round(v / scale) + zero_point, qmin), qmax) for v in values]
+
+
+def _round(v):
+    """round() (half to even, like torch.round) that refuses near-ties: the package computes in float32 and
+    the oracle in float64, so a value this close to .5 could honestly round either way."""
+    assert abs(v - math.floor(v) - 0.5) > 1e-3, f"{v} is too close to a rounding tie for an exact oracle"
+    return round(v)
+
+
+def _lloyd(values, k, iterations):
+    """Plain Lloyd's algorithm, the reference for kmeans_quantize: k centroids evenly spaced between min and
+    max, then `iterations` rounds of nearest-centroid assignment (the first on ties) and mean update;
+    an empty cluster keeps its centroid. Returns (centroids, codes after the last update)."""
+    lo, hi = min(values), max(values)
+    centroids = [lo + (hi - lo) * i / (k - 1) for i in range(k)]
+    for _ in range(iterations):
+        codes = [_nearest(v, centroids) for v in values]
+        for j in range(k):
+            members = [v for v, c in zip(values, codes) if c == j]
+            if members:
+                centroids[j] = sum(members) / len(members)
+    return centroids, [_nearest(v, centroids) for v in values]
+
+
+def _nearest(v, centroids):
+    return min(range(len(centroids)), key=lambda j: abs(v - centroids[j]))
+
+
+# Row 1 is all positive (an asymmetric min clamps to 0, so Z = 0), row 2 all negative (Z = qmax).
+SMALL = torch.tensor([[0.31, -1.7, 0.93, 0.05], [2.3, 0.41, 1.1, 0.83], [-0.6, -0.27, -1.3, -0.07]])
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_per_tensor_scale_zero_point_and_codes_follow_the_formulas(bits, symmetric):
+    qt = quantization.quantize(SMALL, bits, symmetric=symmetric)
+    values = SMALL.reshape(-1).tolist()
+    scale, zero_point = _oracle_scale_zero_point(values, bits, symmetric)
+    assert qt.scale.item() == pytest.approx(scale, rel=1e-6)  # float32 vs float64: a few ulps at most
+    assert int(qt.zero_point) == zero_point
+    assert qt.q.reshape(-1).tolist() == _oracle_codes(values, scale, zero_point, bits, symmetric)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_per_channel_scale_zero_point_and_codes_follow_the_formulas(bits, symmetric):
+    """axis 0: each row gets the S and Z of the formulas applied to that row alone."""
+    qt = quantization.quantize(SMALL, bits, symmetric=symmetric, per_channel=True, axis=0)
+    rows = SMALL.tolist()
+    expected = [_oracle_scale_zero_point(row, bits, symmetric) for row in rows]
+    assert qt.scale.shape == qt.zero_point.shape == (3, 1)
+    assert qt.scale.reshape(-1).tolist() == pytest.approx([s for s, _ in expected], rel=1e-6)
+    assert qt.zero_point.reshape(-1).tolist() == [z for _, z in expected]
+    assert qt.q.tolist() == [_oracle_codes(row, s, z, bits, symmetric) for row, (s, z) in zip(rows, expected)]
+
+
 def test_example_from_the_docstring():
     qt = quantization.quantize(torch.tensor([-1.0, 0.0, 0.5, 1.0]), 8)
     assert qt.q.tolist() == [-127, 0, 64, 127] and qt.scale.item() == pytest.approx(1 / 127)
@@ -16,17 +91,20 @@ def test_example_from_the_docstring():
 
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_8bit_per_tensor_matches_torch_quantize_per_tensor(x, symmetric):
+    # torch gets the oracle's S and Z, not the package's: fed the package's own scale, a wrong scale would pass
     qt = quantization.quantize(x, 8, symmetric=symmetric)
+    scale, zero_point = _oracle_scale_zero_point(x.reshape(-1).tolist(), 8, symmetric)
     dtype = torch.qint8 if symmetric else torch.quint8
-    reference = torch.quantize_per_tensor(x, qt.scale.item(), int(qt.zero_point), dtype)
+    reference = torch.quantize_per_tensor(x, scale, zero_point, dtype)
     assert torch.equal(reference.int_repr().to(torch.int32), qt.q)
     torch.testing.assert_close(reference.dequantize(), quantization.dequantize(qt))
 
 
 def test_8bit_per_channel_matches_torch_quantize_per_channel(x):
     qt = quantization.quantize(x, 8, per_channel=True)
-    reference = torch.quantize_per_channel(x, qt.scale.reshape(-1).double(), qt.zero_point.reshape(-1).long(),
-                                           0, torch.qint8)
+    scales = [_oracle_scale_zero_point(row, 8, True)[0] for row in x.tolist()]  # the oracle's, as above
+    reference = torch.quantize_per_channel(x, torch.tensor(scales, dtype=torch.float64),
+                                           torch.zeros(len(scales), dtype=torch.int64), 0, torch.qint8)
     assert torch.equal(reference.int_repr().to(torch.int32), qt.q)
     assert qt.scale.shape == (16, 1) and qt.axis == 0
 
@@ -119,6 +197,36 @@ def test_kmeans_reduces_error_and_keeps_zeros():
     assert len(codebook.centroids) == 8
 
 
+@pytest.mark.parametrize("bits", [2, 3])
+@pytest.mark.parametrize("iterations", [1, 30])
+def test_kmeans_matches_a_plain_lloyd_loop(bits, iterations):
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(3))
+    x[2, 5] = 6.0  # an outlier: the linear initialisation leaves centroids between it and the rest empty
+    assert (x != 0).all()
+    centroids, codes = _lloyd(x.reshape(-1).tolist(), 2**bits, iterations)
+    codebook = quantization.kmeans_quantize(x, bits, iterations=iterations)
+    assert codebook.zero_code is None
+    assert codebook.centroids.tolist() == pytest.approx(centroids, abs=1e-5)
+    assert codebook.q.reshape(-1).tolist() == codes
+    if bits == 3:  # the case above really has empty clusters, whose centroids must have stayed put
+        assert len(set(codes)) < 2**bits
+
+
+def test_kmeans_with_zeros_pins_a_zero_centroid_and_clusters_the_rest():
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(4))
+    x[x.abs() < 0.5] = 0
+    values = x.reshape(-1).tolist()
+    nonzero = [v for v in values if v != 0]
+    assert 0 < len(nonzero) < len(values)
+    centroids, _ = _lloyd(nonzero, 2**3 - 1, 30)  # one of the 8 codes is the pinned zero
+    codebook = quantization.kmeans_quantize(x, 3)
+    assert codebook.zero_code == 0 and codebook.centroids[0].item() == 0.0
+    assert codebook.centroids[1:].tolist() == pytest.approx(centroids, abs=1e-5)
+    # zeros keep code zero_code; every non-zero goes to its nearest non-zero centroid
+    expected = [0 if v == 0 else 1 + _nearest(v, centroids) for v in values]
+    assert codebook.q.reshape(-1).tolist() == expected
+
+
 def test_quantize_model_ptq_and_codes(small_splits):
     model = models.teacher()
     training.fit(model, small_splits, epochs=2, progress=False)
@@ -144,7 +252,7 @@ def test_activation_calibration(small_splits):
 def test_qat_model_trains_and_converts_exactly(small_splits):
     model = models.teacher()
     qat = quantization.prepare_qat(model, 4)
-    assert isinstance(qat[0], quantization.FakeQuantLinear) and qat[0].bits == 4
+    assert isinstance(qat[0], quantization.FakeQuantLinear) and qat[0].config.bits == 4
     training.fit(qat, small_splits, epochs=1, progress=False)
     converted = quantization.quantize_model(qat, 4)
     x = small_splits.x_test[:32]

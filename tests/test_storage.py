@@ -1,9 +1,12 @@
 import copy
+import hashlib
+import json
+import struct
 
 import pytest
 import torch
 
-from tutorial_utils import measure, models, pruning, storage
+from tutorial_utils import measure, models, pruning, quantization, storage
 
 
 def test_atomic_write_writes_and_reports_bytes(tmp_path):
@@ -48,22 +51,68 @@ def test_round_trip_is_exact(pruned, tmp_path, sparse):
     written = storage.save(pruned, path, sparse=sparse)
     assert written == path.stat().st_size
     loaded = storage.load(path)
-    for a, b in zip(pruned.parameters(), loaded.parameters()):
+    for a, b in zip(pruned.parameters(), loaded.parameters(), strict=True):
         assert torch.equal(a, b)
     x = torch.randn(8, 784)
     assert torch.equal(pruned(x), loaded(x))
 
 
+def _blob_lengths(layer):
+    """{blob name: length} of every blob a header layer entry points to, its spec's included."""
+    spans = {key: layer[key] for key in ("index", "values", "bias")}
+    spans.update({key: layer["spec"][key] for key in ("scale", "zero_point", "centroids") if key in layer["spec"]})
+    return spans
+
+
+def _parse(path, written):
+    """(header, payload bytes) of an uncompressed file, after checking the documented layout byte for byte:
+    magic 4 + version 1 + compression 1 + hlen 4 + header hlen + payload + sha256 32, where the payload is
+    exactly the blobs the header lists, back to back (no gaps, no overlaps, nothing extra)."""
+    raw = path.read_bytes()
+    assert len(raw) == written
+    assert raw[:4] == b"DCMP" and raw[4] == 2 and raw[5] == 0  # magic, version 2, compression "none"
+    (hlen,) = struct.unpack("<I", raw[6:10])
+    header = json.loads(raw[10:10 + hlen])
+    end = 0
+    for offset, length in sorted(span for layer in header["layers"] for span in _blob_lengths(layer).values()):
+        assert offset == end
+        end += length
+    assert len(raw) == 4 + 1 + 1 + 4 + hlen + end + 32
+    assert raw[-32:] == hashlib.sha256(raw[:-32]).digest()
+    return header, end
+
+
+def _relative_entries(weight, index_bits=5):
+    """Entries relative indexing stores: one per non-zero, plus one filler per 2^index_bits positions
+    of a gap longer than that (the encoding module's rule)."""
+    entries, previous = 0, -1
+    for position in weight.reshape(-1).nonzero().reshape(-1).tolist():
+        entries += 1 + (position - previous - 1) // 2**index_bits
+        previous = position
+    return entries
+
+
 def test_sizes_follow_the_encodings(pruned, tmp_path):
+    """Exact byte accounting: a format change of a few bytes per layer must show, not hide in a tolerance."""
     sizes = {how: storage.save(pruned, tmp_path / f"{how}.dcmp", sparse=how)
              for how in ("dense", "bitmask", "relative", "auto")}
-    assert sizes["dense"] == pytest.approx(4 * 101_770, rel=0.01)
-    nonzeros = measure.count_nonzeros(pruned)
-    # bitmask: one bit per weight + 4 bytes per stored value (+ dense biases and a small header)
-    assert sizes["bitmask"] == pytest.approx(101_632 / 8 + 4 * nonzeros, rel=0.02)
+    linears = [m for m in pruned if isinstance(m, torch.nn.Linear)]
+    headers, payloads = {}, {}
+    for how in ("dense", "bitmask", "relative"):
+        headers[how], payloads[how] = _parse(tmp_path / f"{how}.dcmp", sizes[how])
+    # dense float32: exactly 4 bytes per weight and per bias, no index
+    assert payloads["dense"] == 4 * 101_770
+    for how, header in headers.items():
+        for layer, linear in zip(header["layers"], linears, strict=True):
+            n, stored = linear.weight.numel(), int(torch.count_nonzero(linear.weight))
+            count = {"dense": n, "bitmask": stored, "relative": _relative_entries(linear.weight)}[how]
+            index = {"dense": 0, "bitmask": (n + 7) // 8, "relative": (count * 5 + 7) // 8}[how]
+            lengths = {key: length for key, (_, length) in _blob_lengths(layer).items()}
+            assert layer["encoding"] == how and layer["count"] == count
+            assert lengths == {"index": index, "values": 4 * count, "bias": 4 * linear.out_features}
     assert sizes["auto"] <= min(sizes["bitmask"], sizes["relative"])
     assert sizes["auto"] < sizes["dense"] / 7
-    assert storage.csr_bytes(pruned, tmp_path / "csr.pt") > sizes["bitmask"]
+    assert measure.csr_bytes(pruned, tmp_path / "csr.pt") > sizes["bitmask"]
 
 
 def test_corrupt_truncated_and_foreign_files(pruned, tmp_path):
@@ -124,7 +173,9 @@ def test_packed_codes_take_bits_per_weight(tmp_path):
     torch.manual_seed(0)
     model = quantization.quantize_model(models.teacher(), 4, symmetric=False)  # asymmetric: few codes are zero
     written = storage.save(model, tmp_path / "q4.dcmp", sparse="dense")
-    assert written == pytest.approx(101_632 / 2 + 4 * 138 + 8 * 138, rel=0.02)  # codes + biases + scales + zero points
+    _, payload = _parse(tmp_path / "q4.dcmp", written)
+    # 4-bit codes, then per output row a float16 scale, an int32 zero point and a float16 bias
+    assert payload == 101_632 * 4 // 8 + (2 + 4 + 2) * 138
 
 
 @pytest.mark.parametrize("compress", ["zlib", "lzma", "auto"])
@@ -150,3 +201,17 @@ def test_bad_compression_and_old_versions(pruned, tmp_path):
     path.write_bytes(bytes(raw) + hashlib.sha256(bytes(raw)).digest())
     with pytest.raises(ValueError, match="format version 1"):
         storage.load(path)
+
+
+@pytest.mark.parametrize("config", [quantization.QuantConfig(bits=4), quantization.QuantConfig(bits=3, symmetric=False),
+                                    quantization.QuantConfig(bits=6, per_channel=False, scale_dtype="float32")])
+def test_one_config_from_qat_through_conversion_to_the_file(tmp_path, config):
+    """The QuantConfig a model was trained with is what conversion uses and what the file gives back."""
+    torch.manual_seed(0)
+    converted = quantization.quantize_model(quantization.prepare_qat(models.student(), config))
+    assert {m.config for m in converted if isinstance(m, quantization.QuantizedLinear)} == {config}
+    storage.save(converted, tmp_path / "m.dcmp")
+    loaded = storage.load(tmp_path / "m.dcmp")
+    assert {m.config for m in loaded if isinstance(m, quantization.QuantizedLinear)} == {config}
+    x = torch.randn(5, 784)
+    assert torch.equal(loaded(x), converted(x))

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import pathlib
@@ -26,11 +25,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tutorial_utils import files, idx, validate
+from tutorial_utils.idx import DatasetUnavailableError, read_idx  # noqa: F401  (public here: data.read_idx)
+
 MEAN, STD = 0.1307, 0.3081
 BACKGROUND = ((torch.zeros(()) / 255.0 - MEAN) / STD).item()  # a black pixel, computed as _normalise does
-DATA_DIR = pathlib.Path(__file__).resolve().parents[1] / "data"
+
+
+def _bundled_root() -> pathlib.Path:
+    """Where the bundled data lives: inside the installed package (a wheel maps data/ to tutorial_utils/_data),
+    else the data/ folder beside the package in a source checkout or an editable install."""
+    here = pathlib.Path(__file__).resolve().parent
+    installed = here / "_data"
+    return installed if (installed / "mnist-5k").is_dir() else here.parent / "data"
+
+
+DATA_DIR = _bundled_root()  # holds mnist-5k/ (read-only: nothing is ever written here)
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist")
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILES = idx.FILES
 # SHA-256 of the bundled files, as printed by scripts/build_mnist_5k.py (see data/README.md).
 BUNDLED_SHA256 = {
     "train-images-idx3-ubyte.gz": "ac0cdb9727cb33e2729ffad732589b918699dc168a10e794b78d3d4a25fe2342",
@@ -44,10 +56,6 @@ CLASS_NAMES = {
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
-
-
-class DatasetUnavailableError(RuntimeError):
-    """The dataset is neither bundled, cached nor downloadable; the message says how to get it."""
 
 
 @dataclass(frozen=True)
@@ -70,37 +78,13 @@ class Splits:
     def holdout(self, n: int = 500) -> Splits:
         """Train on all but the last n training rows and "test" on those n: a validation split for choosing
         recipes, so that the real test split is never used for tuning."""
-        if not isinstance(n, int) or not 0 < n < len(self.x_train):
-            raise ValueError(f"n={n!r} must be an integer in [1, {len(self.x_train) - 1}]")
+        validate.integer("n", n, low=1, high=len(self.x_train) - 1)
         return Splits(self.x_train[:-n], self.y_train[:-n], self.x_train[-n:], self.y_train[-n:],
                       name=f"{self.name}-holdout{n}")
 
     @property
     def class_names(self) -> list[str]:
         return CLASS_NAMES["fashion-mnist" if self.name.startswith("fashion-mnist") else "mnist"]
-
-
-def read_idx(path: pathlib.Path) -> np.ndarray:
-    """Read one IDX file of unsigned bytes (gzip'ed or plain): magic 0x0000_08_ndim, dims, data.
-
-    Raises ValueError if the file is truncated or not an IDX file of bytes.
-    """
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or not 1 <= raw[3] <= 4:
-        raise ValueError(f"{path.name} is not an IDX file of unsigned bytes (header {raw[:4].hex()})")
-    ndim = raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = 4 + 4 * ndim + int(np.prod(dims))
-    if len(raw) != expected:
-        raise ValueError(f"{path.name} is truncated or padded: {len(raw)} bytes, expected {expected} for dims {dims}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()  # writable
-
-
-def _find(folder: pathlib.Path, stem: str) -> pathlib.Path:
-    for candidate in (folder / f"{stem}.gz", folder / stem):
-        if candidate.is_file():
-            return candidate
-    raise DatasetUnavailableError(f"{folder} has no {stem}.gz (or {stem}); it needs the four IDX files {FILES}")
 
 
 def from_idx_folder(folder: str | os.PathLike, *, name: str = "custom", verify: dict[str, str] | None = None) -> Splits:
@@ -111,7 +95,7 @@ def from_idx_folder(folder: str | os.PathLike, *, name: str = "custom", verify: 
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"root={str(folder)!r} is not a folder; pass a folder holding the four IDX files {FILES}")
-    paths = [_find(folder, stem) for stem in FILES]
+    paths = [idx.find(folder, stem) for stem in FILES]
     for path in paths:
         if verify is not None:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -161,15 +145,17 @@ def load(name: str = "mnist-5k", root: str | os.PathLike | None = None) -> Split
     """Load a dataset as in-memory tensors.
 
     - "mnist-5k": the bundled 4,000/1,000 subset (checksums verified; no network).
-    - "mnist": full MNIST (60,000/10,000) through torchvision, cached in data/cache/ (or `root`).
+    - "mnist": full MNIST (60,000/10,000) from `root` if given (a folder holding the four IDX files),
+      else a torchvision download into files.cache_dir("datasets") ($DC_CACHE_DIR).
     - "fashion-mnist": from `root` if it holds the four IDX files (e.g. /usr/share/datasets/fashion-mnist
-      from Debian's dataset-fashion-mnist), else that Debian folder if present, else a torchvision download.
+      from Debian's dataset-fashion-mnist), else that Debian folder if present, else a torchvision download
+      into the cache folder. A `root` is only ever read: a folder without the files is an error, never a
+      download target.
 
     Raises ValueError for an unknown name, FileNotFoundError for a missing root folder,
     DatasetUnavailableError when the data cannot be had offline.
     """
-    if name not in DATASETS:
-        raise ValueError(f"name={name!r} is not a known dataset; choose one of {DATASETS}")
+    validate.choice("name", name, DATASETS)
     if name == "mnist-5k":
         folder = pathlib.Path(root) if root is not None else DATA_DIR / "mnist-5k"
         return from_idx_folder(folder, name=name, verify=BUNDLED_SHA256)
@@ -177,12 +163,11 @@ def load(name: str = "mnist-5k", root: str | os.PathLike | None = None) -> Split
         root = pathlib.Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"root={str(root)!r} does not exist; pass a folder with the four IDX files "
-                                    f"{FILES} or leave root=None to download into data/cache/")
-        if any((root / f"{FILES[0]}{ext}").is_file() for ext in ("", ".gz")):
-            return from_idx_folder(root, name=name)
-    elif name == "fashion-mnist" and DEBIAN_FASHION_DIR.is_dir():
+                                    f"{FILES}, or leave root=None to use the cache folder")
+        return from_idx_folder(root, name=name)
+    if name == "fashion-mnist" and DEBIAN_FASHION_DIR.is_dir():
         return from_idx_folder(DEBIAN_FASHION_DIR, name=name)
-    return from_idx_folder(_torchvision_download(name, root or DATA_DIR / "cache"), name=name)
+    return from_idx_folder(_torchvision_download(name, files.cache_dir("datasets")), name=name)
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, generator: torch.Generator | None = None,
@@ -192,8 +177,7 @@ def batches(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, generator: tor
     The last batch may be smaller. `index` holds the rows of x that the batch took, so that per-sample
     tables (such as precomputed teacher logits) can be looked up.
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size={batch_size} must be a positive integer")
+    validate.positive_int("batch_size", batch_size)
     order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
     for start in range(0, len(x), batch_size):
         index = order[start:start + batch_size]
@@ -207,8 +191,7 @@ def random_shift(x: torch.Tensor, *, max_shift: int = 2, generator: torch.Genera
     BACKGROUND = -MEAN / STD. Jittering inputs by a pixel or two (as Hinton et al. 2015 did) shows a model more
     digits than the 4,000 bundled ones.
     """
-    if not isinstance(max_shift, int) or not 0 <= max_shift < 28:
-        raise ValueError(f"max_shift={max_shift!r} must be an integer in [0, 28)")
+    validate.integer("max_shift", max_shift, low=0, high=27)
     if x.ndim != 2 or x.shape[1] != 784:
         raise ValueError(f"x must be flat images of shape (batch, 784); got {tuple(x.shape)}")
     s = max_shift

@@ -8,27 +8,44 @@ the small probabilities the teacher gives wrong classes (which 7s look like 1s) 
 gradient of the soft term scales as 1/T^2, hence the T^2 factor that keeps it comparable to the
 hard term when T changes.
 
+The loss is public and pluggable: `distillation_loss(teacher, ...)` returns a loss_fn for the one
+training loop, `loss_for(teacher or None, ...)` is the one place that chooses between distillation and
+plain cross-entropy, and `distill` is fit with that loss plugged in.
+
 Example:
-    >>> history = distill(student, teacher, splits, temperature=4.0, alpha=0.9, epochs=15)
+    >>> history = distill(student, teacher, splits, kd=KDConfig(temperature=4.0, alpha=0.9), epochs=15)
+    >>> training.fit(student, splits, loss_fn=distillation_loss(teacher, splits))   # the same thing
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tutorial_utils import data, models, training
+from tutorial_utils import data, models, training, validate
 
 
 def _check(temperature: float, alpha: float) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
-            or temperature <= 0:
-        raise ValueError(f"temperature={temperature!r} must be a finite number > 0")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ValueError(f"alpha={alpha!r} must be a number in [0, 1]")
+    validate.temperature("temperature", temperature)
+    validate.probability("alpha", alpha)
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """The two knobs of distillation: temperature T > 0 (finite) and alpha in [0, 1], the soft term's weight.
+
+    T = 4 and alpha = 0.9 were chosen for the 784-64-10 student on `splits.holdout()` (notebook 04).
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.9
+
+    def __post_init__(self) -> None:
+        _check(self.temperature, self.alpha)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, *,
@@ -48,24 +65,21 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
     return alpha * temperature**2 * soft + (1 - alpha) * hard
 
 
-def distill(student: nn.Module, teacher: nn.Module, splits: data.Splits, *, temperature: float = 4.0,
-            alpha: float = 0.9, epochs: int = 15, lr: float = 1e-3, batch_size: int = 32,
-            augment=None, masks: dict[str, torch.Tensor] | None = None, weight_decay: float = 0.0,
-            schedule: str = "constant", device: torch.device | str | None = None,
-            progress: bool = True) -> list[dict[str, float]]:
-    """Train `student` in place with kd_loss against `teacher`, through the one loop (training.fit).
+def distillation_loss(teacher: nn.Module, splits: data.Splits | None = None, *, kd: KDConfig = KDConfig(),
+                      device: torch.device | str | None = None) -> training.LossFn:
+    """A loss_fn for training.fit: kd_loss(student logits, teacher logits, labels) with `kd`'s T and alpha.
 
-    The teacher runs in eval mode under no_grad. Without augmentation its logits on the training set
-    are computed once and looked up per batch (batch.index); with `augment`, the inputs change every
-    batch, so the teacher sees each augmented batch. Returns fit's history.
+    The teacher runs in eval mode under no_grad and gets no gradient. With `splits`, its logits on
+    splits.x_train are computed once (n, classes) and looked up by batch.index, which is exact only
+    when fit trains on those same splits without augmentation; without `splits`, the teacher sees
+    every batch as fit feeds it (augmented inputs included).
+    Side effect: puts the teacher in eval mode (and on `device`).
     """
-    _check(temperature, alpha)
-    teacher_classes, student_classes = models.layer_sizes(teacher)[-1], models.layer_sizes(student)[-1]
-    if teacher_classes != student_classes:
-        raise ValueError(f"the teacher predicts {teacher_classes} classes but the student {student_classes}")
-    device = torch.device(device) if device is not None else models.device_of(student)
+    if not isinstance(kd, KDConfig):
+        raise TypeError(f"kd must be a distillation.KDConfig, got {type(kd).__name__}")
+    device = torch.device(device) if device is not None else models.device_of(teacher)
     teacher = teacher.to(device).eval()
-    cached = training.predict(teacher, splits.x_train).to(device) if augment is None else None  # (n, classes)
+    cached = training.predict(teacher, splits.x_train).to(device) if splits is not None else None  # (n, classes)
 
     def loss_fn(logits: torch.Tensor, batch: training.Batch) -> torch.Tensor:
         if cached is not None:
@@ -73,11 +87,47 @@ def distill(student: nn.Module, teacher: nn.Module, splits: data.Splits, *, temp
         else:
             with torch.no_grad():
                 teacher_logits = teacher(batch.x)
-        return kd_loss(logits, teacher_logits, batch.y, temperature=temperature, alpha=alpha)
+        return kd_loss(logits, teacher_logits, batch.y, temperature=kd.temperature, alpha=kd.alpha)
 
-    return training.fit(student, splits, epochs=epochs, lr=lr, batch_size=batch_size, loss_fn=loss_fn,
-                        masks=masks, augment=augment, weight_decay=weight_decay, schedule=schedule, device=device,
-                        progress=progress)
+    return loss_fn
+
+
+def loss_for(teacher: nn.Module | None, splits: data.Splits | None = None, *, kd: KDConfig = KDConfig(),
+             device: torch.device | str | None = None) -> training.LossFn:
+    """The one place that chooses the loss: cross-entropy on labels if teacher is None, else distillation."""
+    if teacher is None:
+        return training.cross_entropy_loss
+    return distillation_loss(teacher, splits, kd=kd, device=device)
+
+
+def distill(student: nn.Module, teacher: nn.Module, splits: data.Splits, *, kd: KDConfig | None = None,
+            temperature: float | None = None, alpha: float | None = None,
+            augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+            masks: dict[str, torch.Tensor] | None = None, device: torch.device | str | None = None,
+            progress: bool = True, **config: object) -> list[dict[str, float]]:
+    """Train `student` in place with kd_loss against `teacher`, through the one loop (training.fit).
+
+    T and alpha come from `kd` or from temperature/alpha (KDConfig's defaults otherwise). The remaining
+    keywords (epochs, lr, batch_size, weight_decay, schedule, or config=TrainConfig) go to fit.
+    Without augmentation the teacher's logits are computed once and looked up per batch; with
+    `augment` the teacher sees each augmented batch. Returns fit's history.
+    """
+    kd = _kd_config(kd, temperature, alpha)
+    teacher_classes, student_classes = models.layer_sizes(teacher)[-1], models.layer_sizes(student)[-1]
+    if teacher_classes != student_classes:
+        raise ValueError(f"the teacher predicts {teacher_classes} classes but the student {student_classes}")
+    device = torch.device(device) if device is not None else models.device_of(student)
+    loss_fn = distillation_loss(teacher, splits if augment is None else None, kd=kd, device=device)
+    return training.fit(student, splits, loss_fn=loss_fn, masks=masks, augment=augment, device=device,
+                        progress=progress, **config)
+
+
+def _kd_config(kd: KDConfig | None, temperature: float | None, alpha: float | None) -> KDConfig:
+    if kd is not None and (temperature is not None or alpha is not None):
+        raise ValueError("give either kd= or temperature=/alpha=, not both")
+    if kd is not None:
+        return kd
+    return KDConfig(**{k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if v is not None})
 
 
 # The strong teacher of notebooks 04 and 05: 784-1200-1200-10 with dropout 0.3, trained on inputs shifted by
@@ -111,22 +161,24 @@ def match_class_prior_(model: nn.Sequential, x: torch.Tensor, class_index: int, 
 
 
 def train_student(splits: data.Splits, *, teacher: nn.Module | None = None, seed: int = 0,
-                  sizes: tuple[int, ...] = (784, 64, 10), temperature: float = 4.0, alpha: float = 0.9,
-                  epochs: int = 15, lr: float = 1e-3, batch_size: int = 32, weight_decay: float = 0.0,
-                  schedule: str = "constant", device: torch.device | str | None = None) -> nn.Sequential:
+                  sizes: tuple[int, ...] = (784, 64, 10), kd: KDConfig | None = None,
+                  temperature: float | None = None, alpha: float | None = None,
+                  config: training.TrainConfig | None = None, device: torch.device | str | None = None,
+                  **train: object) -> nn.Sequential:
     """A fresh, seeded student MLP trained from scratch (teacher=None) or distilled from `teacher`.
 
     Everything but the loss is the same in both cases (initialisation, data order, optimiser, epochs,
     weight decay, learning-rate schedule), so comparing the two over several seeds isolates what
-    distillation adds.
+    distillation adds. How long and how fast: `config` or the keywords epochs, lr, batch_size,
+    weight_decay, schedule. Side effect: reseeds the global generators with `seed` (training.setup).
     """
+    kd = _kd_config(kd, temperature, alpha)
+    if config is not None and train:
+        raise ValueError(f"give either config= or the keywords {sorted(train)}, not both")
+    config = config or training.TrainConfig(**train)
     training.setup(seed)
     student = models.mlp(list(sizes))
-    if teacher is None:
-        training.fit(student, splits, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-                     schedule=schedule, device=device, progress=False)
-    else:
-        distill(student, teacher, splits, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
-                batch_size=batch_size, weight_decay=weight_decay, schedule=schedule, device=device,
-                progress=False)
+    device = torch.device(device) if device is not None else models.device_of(student)
+    training.fit(student, splits, loss_fn=loss_for(teacher, splits, kd=kd, device=device), config=config,
+                 device=device, progress=False)
     return student

@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _check_bits(bits: int, name: str = "bits", high: int = 32) -> None:
-    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not 1 <= bits <= high:
-        raise ValueError(f"{name}={bits!r} must be an integer in 1..{high}")
+from tutorial_utils import validate
 
 
 def pack_bits(codes: np.ndarray, bits: int) -> bytes:
     """Pack non-negative integers < 2^bits into ceil(n * bits / 8) bytes (big-endian bit order)."""
-    _check_bits(bits)
+    validate.bits("bits", bits, high=32)
     codes = np.asarray(codes).reshape(-1).astype(np.int64)
     if codes.size and (codes.min() < 0 or codes.max() >= 2**bits):
         raise ValueError(f"codes must lie in [0, {2**bits - 1}] for bits={bits}; got {codes.min()}..{codes.max()}")
@@ -42,7 +39,7 @@ def pack_bits(codes: np.ndarray, bits: int) -> bytes:
 
 def unpack_bits(buffer: bytes, bits: int, count: int) -> np.ndarray:
     """Inverse of pack_bits: the first `count` codes of `bits` bits each, as int64."""
-    _check_bits(bits)
+    validate.bits("bits", bits, high=32)
     if len(buffer) * 8 < count * bits:
         raise ValueError(f"buffer of {len(buffer)} bytes is too short for {count} codes of {bits} bits")
     flat = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8))[: count * bits].astype(np.int64)
@@ -68,7 +65,7 @@ def relative_encode(present: np.ndarray, index_bits: int = 5) -> tuple[np.ndarra
     returned positions include the fillers', so that the caller stores one value per code: a filler's
     value must be the tensor's "absent" value (a zero weight).
     """
-    _check_bits(index_bits, "index_bits", 16)
+    validate.bits("index_bits", index_bits)
     positions = np.flatnonzero(np.asarray(present, dtype=bool).reshape(-1))
     gaps = np.diff(positions, prepend=-1)  # >= 1
     span = 2**index_bits

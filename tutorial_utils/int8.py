@@ -20,8 +20,8 @@ import warnings
 import torch
 from torch import nn
 
-from tutorial_utils import measure
-from tutorial_utils.quantization import QTensor, quantize
+from tutorial_utils import validate
+from tutorial_utils.qtensor import QTensor, quantize
 
 BACKENDS = ("torchao", "torchao+compile", "legacy")
 
@@ -48,14 +48,25 @@ def integer_linear(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
     return scale * (accumulator + qbias).float()
 
 
+@contextlib.contextmanager
+def quiet_torch_logs():
+    """Silence torch's logger (torch.compile chatter) inside the block; its level is restored after."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
     """An int8 copy of a float MLP for real speed: "torchao", "torchao+compile" or "legacy" (deprecated).
 
     torch.compile needs a C++ compiler and takes seconds to tens of seconds the first time it runs.
     Raises RuntimeError naming the backend if it is not available here.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} must be one of {BACKENDS}")
+    validate.choice("backend", backend, BACKENDS)
     model = copy.deepcopy(model).eval()
     if backend == "legacy":
         with warnings.catch_warnings():
@@ -73,7 +84,8 @@ def legacy_deprecation_message() -> str:
     """The first line of the warning torch.ao.quantization.quantize_dynamic raises, or '' if none."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        torch.ao.quantization.quantize_dynamic(nn.Sequential(nn.Linear(2, 2)), {nn.Linear}, dtype=torch.qint8)
+        torch.ao.quantization.quantize_dynamic(nn.Sequential(nn.utils.skip_init(nn.Linear, 2, 2)), {nn.Linear},
+                                               dtype=torch.qint8)
     messages = [str(w.message).strip().splitlines()[0] for w in caught if "deprecated" in str(w.message)]
     return messages[0] if messages else ""
 
@@ -81,45 +93,3 @@ def legacy_deprecation_message() -> str:
 def quantize_input(x: torch.Tensor, bits: int = 8) -> QTensor:
     """Per-tensor asymmetric quantization of activations, as integer_linear expects them."""
     return quantize(x, bits, symmetric=False)
-
-
-def latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 64, 1024),
-                  backends: tuple[str, ...] = ("torchao", "legacy"), threads: int | None = None,
-                  repeats: int = 100) -> list[dict]:
-    """Median latency (ms) of the float model and of each int8 backend at each batch size, in one run.
-
-    Returns rows {"batch_size", "fp32", <backend>: ms, ...}; a backend that cannot run here is
-    reported as its error message instead of a time.
-    """
-    with warnings.catch_warnings(), _quiet_torch_logs():  # compile chatter is not a result
-        warnings.simplefilter("ignore")
-        return _latency_rows(model, batch_sizes, backends, threads, repeats)
-
-
-@contextlib.contextmanager
-def _quiet_torch_logs():
-    logger = logging.getLogger("torch")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _latency_rows(model: nn.Module, batch_sizes: tuple[int, ...], backends: tuple[str, ...],
-                  threads: int | None, repeats: int) -> list[dict]:
-    fast: dict[str, nn.Module | str] = {}
-    for backend in backends:
-        try:
-            fast[backend] = to_backend(model, backend)
-        except Exception as exc:  # a missing compiler or package must not stop the comparison
-            fast[backend] = f"unavailable ({type(exc).__name__})"
-    rows = []
-    for batch_size in batch_sizes:
-        row = {"batch_size": batch_size, "fp32": measure.latency_ms(model, batch_size, threads=threads, repeats=repeats)}
-        for backend, candidate in fast.items():
-            row[backend] = candidate if isinstance(candidate, str) else measure.latency_ms(
-                candidate, batch_size, threads=threads, repeats=repeats)
-        rows.append(row)
-    return rows

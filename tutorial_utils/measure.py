@@ -15,17 +15,17 @@ import csv
 import html
 import io
 import json
+import math
 import os
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
+import warnings
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tutorial_utils import data, models, storage, training
+from tutorial_utils import data, files, models, timing, training, validate
+from tutorial_utils.timing import latency_ms, latency_ratio, time_ms  # noqa: F401  (public here: measure.latency_ms)
 
 COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs", "energy_nj")
 
@@ -58,71 +58,25 @@ def storage_bytes(model: nn.Module, path: str | os.PathLike | None = None) -> in
     """
     state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()}
     if path is not None:
-        return storage.atomic_write(path, lambda f: torch.save(state, f))
+        return files.atomic_write(path, lambda f: torch.save(state, f))
     with tempfile.TemporaryDirectory() as tmp:
-        return storage.atomic_write(os.path.join(tmp, "model.pt"), lambda f: torch.save(state, f))
+        return files.atomic_write(os.path.join(tmp, "model.pt"), lambda f: torch.save(state, f))
 
 
-def time_ms(fn: Callable[[], object], *, repeats: int = 50, warmup: int = 10, sync: bool = False) -> float:
-    """Median wall-clock milliseconds of fn() over `repeats` calls, after `warmup` untimed calls.
+def csr_bytes(model: nn.Module, path: str | os.PathLike) -> int:
+    """Bytes of torch.save'ing every Linear weight as a torch sparse CSR tensor (int64 indices) plus biases.
 
-    With sync=True, CUDA is synchronised around each call so that queued GPU work is counted.
+    The sparse format most people reach for first: 8 bytes of column index + 4 of value per non-zero, so
+    it is larger than dense float32 (4 bytes per weight) until a layer is more than two-thirds zeros.
     """
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats={repeats!r} must be a positive integer")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup={warmup!r} must be a non-negative integer")
-    barrier = torch.cuda.synchronize if sync else (lambda: None)
-    times = []
-    for i in range(warmup + repeats):
-        barrier()
-        start = time.perf_counter()
-        fn()
-        barrier()
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
-def latency_ms(model: nn.Module, batch_size: int = 1, *, repeats: int = 50, warmup: int = 10,
-               threads: int | None = None, in_features: int = 784) -> float:
-    """Median wall-clock milliseconds of one forward pass on a (batch_size, in_features) input.
-
-    Runs `warmup` untimed passes, then `repeats` timed ones under torch.inference_mode (see time_ms);
-    on a GPU it synchronises around each pass. `threads` fixes torch's CPU threads for the measurement
-    and restores them after. Compare latencies only as ratios measured in one run: a shared machine is noisy.
-    """
-    for name, value in (("batch_size", batch_size), ("in_features", in_features)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
-    device = models.device_of(model)
-    x = torch.randn(batch_size, in_features, device=device)  # (batch, 784)
-    previous_threads = torch.get_num_threads()
-    was_training = model.training
-    model.eval()
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        with torch.inference_mode():
-            return time_ms(lambda: model(x), repeats=repeats, warmup=warmup, sync=device.type == "cuda")
-    finally:
-        torch.set_num_threads(previous_threads)
-        model.train(was_training)
-
-
-def latency_ratio(baseline: nn.Module, candidate: nn.Module, batch_size: int = 256, *, rounds: int = 5,
-                  threads: int | None = None, repeats: int = 50) -> float:
-    """How many times faster `candidate` is than `baseline`: median over `rounds` of
-    latency_ms(baseline) / latency_ms(candidate), the two measured alternately, side by side.
-
-    Alternating cancels slow drifts of a shared machine (other jobs, clock changes) that two
-    measurements taken minutes apart would fold into the ratio.
-    """
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds={rounds!r} must be a positive integer")
-    ratios = [latency_ms(baseline, batch_size, threads=threads, repeats=repeats)
-              / latency_ms(candidate, batch_size, threads=threads, repeats=repeats) for _ in range(rounds)]
-    return statistics.median(ratios)
+    state = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": true, and not the point here
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                state[f"{name}.weight"] = module.weight.detach().cpu().to_sparse_csr()
+            state[f"{name}.bias"] = module.bias.detach().cpu()
+    return files.atomic_write(path, lambda f: torch.save(state, f))
 
 
 def macs(model: nn.Module, *, in_features: int = 784) -> int:
@@ -177,6 +131,35 @@ def energy_estimate(model: nn.Module, *, weight_bytes: int | None = None, sram_b
                             f"once from {'on-chip SRAM' if on_chip else 'DRAM'} (SRAM assumed {sram_bytes // 1024} KB)")}
 
 
+def pareto_front(rows: list[dict], *, x: str = "bytes", y: str = "accuracy") -> list[dict]:
+    """The rows that no other row beats: smaller or equal x and higher or equal y, and better in one.
+
+    x is minimised (bytes, latency_ms), y maximised (accuracy). Rows with the same (x, y) are all kept.
+    Returned in increasing x. Rows missing x or y, or with NaN there, are a ValueError naming the row.
+    """
+    for row in rows:
+        for key in (x, y):
+            value = row.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ValueError(f"row {row.get('stage', row)!r} has {key}={value!r}; need a number")
+
+    def dominated(a: dict) -> bool:
+        return any(b[x] <= a[x] and b[y] >= a[y] and (b[x] < a[x] or b[y] > a[y]) for b in rows)
+
+    return sorted((r for r in rows if not dominated(r)), key=lambda r: (r[x], -r[y]))
+
+
+def _json_safe(value: object) -> object:
+    """NaN and infinities become None: JSON has no such numbers, and a ledger must stay valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 class Ledger:
     """Rows of (stage, accuracy, parameters, nonzeros, bytes, latency_ms, macs, ...) kept after every step.
 
@@ -186,8 +169,10 @@ class Ledger:
 
     def __init__(self, *, latency_batch_size: int = 256, threads: int | None = None, repeats: int = 100) -> None:
         self.rows: list[dict] = []
-        if not isinstance(latency_batch_size, int) or latency_batch_size < 1:
-            raise ValueError(f"latency_batch_size={latency_batch_size!r} must be a positive integer")
+        validate.positive_int("latency_batch_size", latency_batch_size)
+        if threads is not None:
+            validate.positive_int("threads", threads)
+        validate.positive_int("repeats", repeats)
         self.latency_batch_size, self.threads, self.repeats = latency_batch_size, threads, repeats
 
     def add(self, stage: str, **values: object) -> dict:
@@ -213,7 +198,7 @@ class Ledger:
             "parameters": lambda: count_parameters(model),
             "nonzeros": lambda: count_nonzeros(model),
             "bytes": lambda: file_bytes if file_bytes is not None else storage_bytes(model),
-            "latency_ms": lambda: latency_ms(model, self.latency_batch_size, threads=self.threads,
+            "latency_ms": lambda: timing.latency_ms(model, self.latency_batch_size, threads=self.threads,
                                              repeats=self.repeats, in_features=splits.x_test.shape[1]),
             "macs": lambda: macs(model, in_features=splits.x_test.shape[1]),
             "energy_nj": lambda: energy_estimate(model, weight_bytes=file_bytes)["total_nj"],
@@ -261,12 +246,12 @@ class Ledger:
         writer = csv.DictWriter(buffer, fieldnames=self.columns(), lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        return storage.atomic_write(path, lambda f: f.write(buffer.getvalue().encode()))
+        return files.atomic_write(path, lambda f: f.write(buffer.getvalue().encode()))
 
     def to_json(self, path: str | os.PathLike) -> int:
         """Write the rows as a JSON list of objects, atomically; return the bytes written."""
-        text = json.dumps(self.rows, indent=2)
-        return storage.atomic_write(path, lambda f: f.write(text.encode()))
+        text = json.dumps(_json_safe(self.rows), indent=2, allow_nan=False)
+        return files.atomic_write(path, lambda f: f.write(text.encode()))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Ledger:

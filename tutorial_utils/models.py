@@ -12,10 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from tutorial_utils import validate
 
 PRESETS: dict[str, tuple[list[int], float]] = {
     # name: (layer sizes, dropout after each hidden ReLU)
@@ -26,19 +29,22 @@ PRESETS: dict[str, tuple[list[int], float]] = {
 }
 
 
-def mlp(sizes: Sequence[int], *, dropout: float = 0.0) -> nn.Sequential:
+def mlp(sizes: Sequence[int], *, dropout: float = 0.0, init: bool = True) -> nn.Sequential:
     """Build Linear -> ReLU (-> Dropout) ... -> Linear for consecutive `sizes` (input first, classes last).
 
     Layers are numbered as nn.Sequential numbers them, so parameter names read "0.weight", "2.weight", ...
+    init=True draws the weights from torch's global generator (PyTorch's default initialisation);
+    init=False leaves them uninitialised and draws nothing, for code that copies weights in.
     """
     sizes = list(sizes)
-    if len(sizes) < 2 or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sizes):
+    if len(sizes) < 2 or any(not isinstance(s, numbers.Integral) or isinstance(s, bool) or s <= 0 for s in sizes):
         raise ValueError(f"sizes={sizes} must list at least two positive integers (input, ..., classes)")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout={dropout} must be in [0, 1)")
+    sizes = [int(s) for s in sizes]
+    validate.fraction("dropout", dropout)
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
+        # init=False leaves the weights uninitialised (for loaders that copy weights in): no random draws.
+        layers.append(nn.Linear(n_in, n_out) if init else nn.utils.skip_init(nn.Linear, n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
             if dropout > 0:
@@ -66,8 +72,7 @@ def device_of(model: nn.Module) -> torch.device:
 
 def preset(name: str) -> nn.Sequential:
     """A fresh, untrained model of a named preset (see PRESETS)."""
-    if name not in PRESETS:
-        raise ValueError(f"name={name!r} is not a preset; choose one of {sorted(PRESETS)}")
+    validate.choice("name", name, sorted(PRESETS))
     sizes, dropout = PRESETS[name]
     return mlp(sizes, dropout=dropout)
 

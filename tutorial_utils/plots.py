@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from tutorial_utils import data
+from tutorial_utils import data, measure
 
 DPI = 72
 
@@ -135,10 +135,11 @@ def pareto(rows: list[dict], *, reference_bytes: int, x: str = "bytes", title: s
     labelled vertical lines at given x positions."""
     if x not in ("bytes", "latency_ms"):
         raise ValueError(f"x={x!r} must be 'bytes' or 'latency_ms'")
-    values = [(reference_bytes / r["bytes"] if x == "bytes" else r["latency_ms"], r["accuracy"], r["stage"])
-              for r in rows]
-    better = (lambda a, b: a >= b) if x == "bytes" else (lambda a, b: a <= b)
-    front = sorted(v for v in values if not any(better(o[0], v[0]) and o[1] >= v[1] and o[:2] != v[:2] for o in values))
+    def point(r: dict) -> tuple[float, float, str]:
+        return (reference_bytes / r["bytes"] if x == "bytes" else r["latency_ms"], r["accuracy"], r["stage"])
+
+    values = [point(r) for r in rows]
+    front = sorted(point(r) for r in measure.pareto_front(rows, x=x))  # by increasing compression or latency
     fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=DPI)
     ax.scatter([v[0] for v in values], [v[1] for v in values], s=18, alpha=0.7)
     ax.plot([v[0] for v in front], [v[1] for v in front], color="C1", label="Pareto front")

@@ -17,37 +17,23 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from tutorial_utils import data, training
+from tutorial_utils import data, masks as masking, training, validate
+from tutorial_utils.masks import apply_masks_  # noqa: F401  (public here too: pruning.apply_masks_)
 
 SCOPES = ("layer", "global")
 
 
-def _linear_weights(model: nn.Module, *, quantized: bool = False) -> dict[str, torch.Tensor]:
-    """{"<module>.weight": weight} for every nn.Linear (and, with quantized=True, every layer with
-    in_features and a weight, such as QuantizedLinear), in order."""
-    def wanted(m: nn.Module) -> bool:
-        return isinstance(m, nn.Linear) or (quantized and hasattr(m, "in_features") and hasattr(m, "weight"))
-
-    weights = {f"{name}.weight": m.weight for name, m in model.named_modules() if wanted(m)}
-    if not weights:
-        raise TypeError(f"model of type {type(model).__name__} has no nn.Linear layers")
-    return weights
-
-
 def _check_fraction(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value < 1:
-        raise ValueError(f"{name}={value!r} must be a number in [0, 1)")
+    validate.fraction(name, value)
 
 
 def _check_scope(scope: str) -> None:
-    if scope not in SCOPES:
-        raise ValueError(f"scope={scope!r} must be one of {SCOPES}")
+    validate.choice("scope", scope, SCOPES)
 
 
 def _smallest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -77,7 +63,7 @@ def magnitude_masks(model: nn.Module, sparsity: float, *, scope: str = "layer") 
     scope="global": one threshold over all Linear weights together (torch's `global_unstructured`),
     so layers with many small weights lose more. Returns a new dict; the model is not changed.
     """
-    return _masks_from_scores({name: w.abs() for name, w in _linear_weights(model).items()}, sparsity, scope)
+    return _masks_from_scores({name: w.abs() for name, w in masking.linear_weights(model).items()}, sparsity, scope)
 
 
 def random_masks(model: nn.Module, sparsity: float, *, scope: str = "layer",
@@ -86,34 +72,8 @@ def random_masks(model: nn.Module, sparsity: float, *, scope: str = "layer",
 
     This is the baseline (and the original description's method): it ignores which weights matter.
     """
-    scores = {name: torch.rand(w.shape, generator=generator) for name, w in _linear_weights(model).items()}
+    scores = {name: torch.rand(w.shape, generator=generator) for name, w in masking.linear_weights(model).items()}
     return _masks_from_scores(scores, sparsity, scope)
-
-
-def _check_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, nn.Parameter]:
-    params = dict(model.named_parameters())
-    if not isinstance(masks, dict):
-        raise TypeError(f"masks must be a dict {{parameter name: 0/1 tensor}}, got {type(masks).__name__}")
-    for name, mask in masks.items():
-        if name not in params:
-            raise ValueError(f"masks has key {name!r}, which is not a parameter of the model; "
-                             f"valid keys: {sorted(params)}")
-        if tuple(mask.shape) != tuple(params[name].shape):
-            raise ValueError(f"masks[{name!r}] has shape {tuple(mask.shape)}, but the parameter has shape "
-                             f"{tuple(params[name].shape)}")
-    return params
-
-
-@torch.no_grad()
-def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
-    """Zero the masked weights in place: w <- w * m for every (name, m) in masks. Returns the model.
-
-    Side effect: changes the model's parameters (not their gradients or optimiser state).
-    """
-    params = _check_masks(model, masks)
-    for name, mask in masks.items():
-        params[name].mul_(mask.to(params[name].device, params[name].dtype))
-    return model
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
@@ -123,13 +83,13 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
 
 def sparsity(model: nn.Module) -> float:
     """Fraction of zero entries over the weights of all Linear layers, quantized ones included (biases not counted)."""
-    weights = _linear_weights(model, quantized=True).values()
+    weights = masking.linear_weights(model, quantized=True).values()
     return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
 
 
 def layer_sparsity(model: nn.Module) -> dict[str, float]:
     """{weight name: fraction of zeros} for every nn.Linear weight."""
-    return {name: (w == 0).float().mean().item() for name, w in _linear_weights(model, quantized=True).items()}
+    return {name: (w == 0).float().mean().item() for name, w in masking.linear_weights(model, quantized=True).items()}
 
 
 def to_torch_prune_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
@@ -137,7 +97,7 @@ def to_torch_prune_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Modu
 
     Side effect: re-parametrises the model in place (weight becomes weight_orig * weight_mask).
     """
-    _check_masks(model, masks)
+    masking.check_masks(model, masks)
     modules = dict(model.named_modules())
     for name, mask in masks.items():
         torch_prune.custom_from_mask(modules[name.rsplit(".", 1)[0]], "weight", mask)
@@ -165,10 +125,8 @@ def agp_sparsity(step: int, total_steps: int, final: float, initial: float = 0.0
     """
     _check_fraction("final", final)
     _check_fraction("initial", initial)
-    if not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(f"total_steps={total_steps!r} must be a positive integer")
-    if not isinstance(step, int) or not 0 <= step <= total_steps:
-        raise ValueError(f"step={step!r} must be an integer in [0, {total_steps}]")
+    validate.positive_int("total_steps", total_steps)
+    validate.integer("step", step, low=0, high=total_steps)
     return final + (initial - final) * (1 - step / total_steps) ** 3
 
 
@@ -205,7 +163,9 @@ def prune_neurons(model: nn.Sequential, amount: float) -> nn.Sequential:
         keep_count = max(1, len(scores) - round(amount * len(scores)))
         keep = scores.topk(keep_count).indices.sort().values  # keep the original order of units
         a, b = smaller[indices[position]], smaller[indices[position + 1]]
-        new_a, new_b = nn.Linear(a.in_features, keep_count), nn.Linear(keep_count, b.out_features)
+        # skip_init: the weights are copied in below, so no random draw disturbs the caller's stream
+        new_a = nn.utils.skip_init(nn.Linear, a.in_features, keep_count, device=a.weight.device)
+        new_b = nn.utils.skip_init(nn.Linear, keep_count, b.out_features, device=b.weight.device)
         new_a.weight.copy_(a.weight[keep])
         new_a.bias.copy_(a.bias[keep])
         new_b.weight.copy_(b.weight[:, keep])
@@ -223,7 +183,7 @@ def sensitivity_scan(model: nn.Module, splits: data.Splits, sparsities: list[flo
     for s in sparsities:
         _check_fraction("sparsities[i]", s)
     result = {}
-    for name in _linear_weights(model):
+    for name in masking.linear_weights(model):
         result[name] = []
         for s in sparsities:
             pruned = apply_masks(model, {name: magnitude_masks(model, s)[name]})
@@ -241,8 +201,7 @@ def prune_agp_(model: nn.Module, splits: data.Splits, *, final: float, steps: in
     Side effect: trains and prunes the model in place.
     """
     _check_fraction("final", final)
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} must be a positive integer")
+    validate.positive_int("steps", steps)
     masks: dict[str, torch.Tensor] = {}
     for step in range(1, steps + 1):
         masks = magnitude_masks(model, agp_sparsity(step, steps, final), scope=scope)

@@ -29,53 +29,20 @@ import lzma
 import os
 import pathlib
 import struct
-import tempfile
-import warnings
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO
 
 import numpy as np
 import torch
 from torch import nn
 
-from tutorial_utils import encoding, models, quantization
+from tutorial_utils import encoding, models, quantization, validate
+from tutorial_utils.files import atomic_write  # noqa: F401  (public here too: storage.atomic_write)
 
 MAGIC, VERSION = b"DCMP", 2
 ENCODINGS = ("auto", "dense", "bitmask", "relative")
+FLOAT_DTYPES = {"float16": "<f2", "float32": "<f4"}  # QuantConfig.scale_dtype -> NumPy dtype in the file
 COMPRESSIONS = {"none": 0, "zlib": 1, "lzma": 2}
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> int:
-    """Call write(f) on a temporary binary file beside `path`, then move it onto `path`; return its bytes.
-
-    os.replace is atomic, so an interrupted run leaves the old file or none, never half a file.
-    Side effects: creates missing parent folders; replaces `path`. On any error the temporary file is
-    removed and `path` is left as it was.
-
-    Example:
-        >>> atomic_write("out.bin", lambda f: f.write(b"abc"))
-        3
-    """
-    path = pathlib.Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OSError(f"path={str(path)!r} cannot be written ({exc.strerror}); choose a writable folder") from exc
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    return path.stat().st_size
 
 
 def _entries(module: nn.Module) -> tuple[np.ndarray, np.ndarray, dict, dict[str, bytes]]:
@@ -96,9 +63,9 @@ def _entries(module: nn.Module) -> tuple[np.ndarray, np.ndarray, dict, dict[str,
         one_bit = qw.symmetric and qw.bits == 1  # codes -1/+1 -> 0/1; no code means zero
         entries = (q + 1) // 2 if one_bit else q - qmin
         absent = np.array(-1) if one_bit else qw.zero_point.cpu().numpy().astype(np.int64) - qmin
-        spec = {"kind": "uniform", "bits": qw.bits, "symmetric": qw.symmetric, "axis": qw.axis,
-                "scale_shape": list(qw.scale.shape)}
-        spec["scale_dtype"] = _float_dtype(qw.scale)
+        config = module.config  # the file stores exactly the QuantConfig's fields (per_channel as the axis)
+        spec = {"kind": "uniform", "bits": config.bits, "symmetric": config.symmetric, "axis": qw.axis,
+                "scale_shape": list(qw.scale.shape), "scale_dtype": FLOAT_DTYPES[config.scale_dtype]}
         blobs = {"scale": qw.scale.cpu().numpy().astype(spec["scale_dtype"]).tobytes()}
         if not qw.symmetric:  # symmetric grids have Z = 0 everywhere: nothing to store
             blobs["zero_point"] = qw.zero_point.cpu().numpy().astype("<i4").tobytes()
@@ -139,11 +106,9 @@ def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", ind
     "lzma" entropy-codes the header and payload; "auto" keeps the smallest of none, zlib and lzma.
     Written atomically.
     """
-    if sparse not in ENCODINGS:
-        raise ValueError(f"sparse={sparse!r} must be one of {ENCODINGS}")
-    if compress not in (*COMPRESSIONS, "auto"):
-        raise ValueError(f"compress={compress!r} must be one of {(*COMPRESSIONS, 'auto')}")
-    encoding._check_bits(index_bits, "index_bits", 16)
+    validate.choice("sparse", sparse, ENCODINGS)
+    validate.choice("compress", compress, (*COMPRESSIONS, "auto"))
+    validate.bits("index_bits", index_bits)
     sizes = models.layer_sizes(model)
     payload, layers = bytearray(), []
 
@@ -216,7 +181,7 @@ def _layer(layer: dict, take: Callable[[list[int]], bytes]) -> nn.Module:
     if spec["kind"] == "float32":
         weight = np.zeros(n, dtype="<f4")
         weight[positions] = np.frombuffer(take(layer["values"]), dtype="<f4")
-        linear = nn.Linear(shape[1], shape[0])
+        linear = nn.utils.skip_init(nn.Linear, shape[1], shape[0])  # weights copied in: no random draws
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(weight.reshape(shape)))
             linear.bias.copy_(bias)
@@ -245,7 +210,8 @@ def _layer(layer: dict, take: Callable[[list[int]], bytes]) -> nn.Module:
         a = spec["act"]
         act = quantization.QTensor(torch.zeros(0, dtype=torch.int32), torch.tensor(a["scale"], dtype=torch.float32),
                                    torch.tensor(a["zero_point"], dtype=torch.int32), a["bits"], False)
-    return quantization.QuantizedLinear(qweight, bias, act=act)
+    scale_dtype = None if spec["kind"] == "kmeans" else {v: k for k, v in FLOAT_DTYPES.items()}[spec["scale_dtype"]]
+    return quantization.QuantizedLinear(qweight, bias, act=act, scale_dtype=scale_dtype)
 
 
 def load(path: str | os.PathLike) -> nn.Sequential:
@@ -258,23 +224,7 @@ def load(path: str | os.PathLike) -> nn.Sequential:
     def take(span: list[int]) -> bytes:
         return payload[span[0]:span[0] + span[1]]
 
-    model = models.mlp(header["sizes"])
+    model = models.mlp(header["sizes"], init=False)
     for layer in header["layers"]:
         model[int(layer["name"])] = _layer(layer, take)
     return model.eval()
-
-
-def csr_bytes(model: nn.Module, path: str | os.PathLike) -> int:
-    """Bytes of torch.save'ing every Linear weight as a torch sparse CSR tensor (int64 indices) plus biases.
-
-    The sparse format most people reach for first: 8 bytes of column index + 4 of value per non-zero, so
-    it is larger than dense float32 (4 bytes per weight) until a layer is more than two-thirds zeros.
-    """
-    state = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            with warnings.catch_warnings():  # "sparse CSR support is in beta": true, and not the point here
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-                state[f"{name}.weight"] = module.weight.detach().cpu().to_sparse_csr()
-            state[f"{name}.bias"] = module.bias.detach().cpu()
-    return atomic_write(path, lambda f: torch.save(state, f))

@@ -1,7 +1,8 @@
-"""The one training loop (with a pluggable loss), evaluation, seeding and the teacher checkpoint cache.
+"""The one training loop (with a pluggable loss), seeding and the teacher checkpoint cache.
 
 Every model in the tutorial is trained by `fit`. Distillation, pruning and quantization-aware
 training change only what they plug in: a `loss_fn(logits, batch)`, `masks`, or the model itself.
+`evaluate`, `predict` and `confusion_matrix` come from `evaluation` and are available here too.
 
 Example:
     >>> device = setup(seed=0)
@@ -14,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,6 +26,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -32,9 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from tutorial_utils import data, models, pruning, storage
-
-CACHE_DIR = data.DATA_DIR / "cache" / "checkpoints"
+from tutorial_utils import checkpoints, data, files, masks as masking, models, validate
+from tutorial_utils.evaluation import confusion_matrix, evaluate, predict  # noqa: F401  (public here: training.evaluate)
 
 
 class Batch(NamedTuple):
@@ -49,6 +51,35 @@ SCHEDULES = ("constant", "cosine")
 LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how fast to train: what `fit` needs besides the model, the data and the loss.
+
+    Checked when made, so a bad value is refused before any training starts. The defaults (15 epochs
+    of Adam at lr 1e-3, batch 32) were chosen for the 784-128-10 teacher on `splits.holdout()`.
+
+    Example:
+        >>> fit(model, splits, config=TrainConfig(epochs=5, schedule="cosine"))
+    """
+
+    epochs: int = 15
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        validate.positive_int("epochs", self.epochs)
+        validate.positive_float("lr", self.lr)
+        validate.positive_int("batch_size", self.batch_size)
+        validate.nonnegative_float("weight_decay", self.weight_decay)
+        validate.choice("schedule", self.schedule, SCHEDULES)
+
+    def replace(self, **changes: object) -> TrainConfig:
+        """A copy with some fields changed (and checked again)."""
+        return dataclasses.replace(self, **changes)
+
+
 def cross_entropy_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """The default loss: mean cross-entropy -log softmax(logits)[y] over the batch."""
     return F.cross_entropy(logits, batch.y)
@@ -60,10 +91,9 @@ def setup(seed: int = 0, threads: int | None = None) -> torch.device:
     Side effects: reseeds the global random generators; `threads` calls torch.set_num_threads.
     Returns cuda if a GPU is visible, else cpu.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed={seed!r} must be an integer in [0, 2**32)")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads={threads!r} must be a positive integer or None (keep torch's default)")
+    seed = validate.integer("seed", seed, low=0, high=2**32 - 1)
+    if threads is not None:
+        threads = validate.positive_int("threads", threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -72,48 +102,19 @@ def setup(seed: int = 0, threads: int | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _check_positive(name: str, value: float, kind: type = int) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if not ok or (kind is int and not float(value).is_integer()):
-        raise ValueError(f"{name}={value!r} must be a positive {'integer' if kind is int else 'finite number'}")
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
-    """Logits of `model` for every row of x, in eval mode; the model's train/eval mode is restored after."""
-    _check_positive("batch_size", batch_size)
-    was_training = model.training
-    model.eval()
-    device = models.device_of(model)
-    try:
-        return torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> float:
-    """Accuracy in [0, 1]: mean of argmax(logits) == y."""
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"x and y must be non-empty with the same length; got {len(x)} and {len(y)}")
-    return (predict(model, x, batch_size=batch_size).argmax(dim=1) == y.cpu()).float().mean().item()
-
-
-def confusion_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: int = 10) -> torch.Tensor:
-    """(classes, classes) counts: entry [i, j] is the number of samples of class i predicted as j."""
-    predicted = predict(model, x).argmax(dim=1)
-    return torch.bincount(y.cpu() * classes + predicted, minlength=classes * classes).reshape(classes, classes)
-
-
-def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 1e-3, batch_size: int = 32,
-        loss_fn: LossFn | None = None, masks: dict[str, torch.Tensor] | None = None,
+def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr: float | None = None,
+        batch_size: int | None = None, loss_fn: LossFn | None = None, masks: dict[str, torch.Tensor] | None = None,
         augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-        weight_decay: float = 0.0, schedule: str = "constant", device: torch.device | str | None = None,
-        progress: bool = True) -> list[dict[str, float]]:
+        weight_decay: float | None = None, schedule: str | None = None, config: TrainConfig | None = None,
+        device: torch.device | str | None = None, progress: bool = True) -> list[dict[str, float]]:
     """Train `model` in place with Adam; return one dict per epoch (loss, train/test accuracy, seconds).
 
-    Each step minimises loss_fn(model(x), batch) (cross-entropy by default). With `masks`
-    ({parameter name: 0/1 tensor}) the masked weights are zeroed before training and after every
-    optimiser step, so they stay exactly zero. `augment(x, generator)` transforms each batch's inputs.
+    How long and how fast come from `config` (a TrainConfig) or from the keywords epochs, lr,
+    batch_size, weight_decay, schedule (TrainConfig's defaults for those left out), not both.
+    Each step minimises loss_fn(model(x), batch) (cross-entropy by default; distillation passes
+    `distillation.distillation_loss(...)`). With `masks` ({parameter name: 0/1 tensor}) the masked
+    weights are zeroed before training and after every optimiser step, so they stay exactly zero.
+    `augment(x, generator)` transforms each batch's inputs.
     `weight_decay` adds the L2 penalty's gradient weight_decay * w to every parameter's (Adam's coupled
     form). schedule="cosine" lowers the learning rate after every step,
     lr_t = lr * (1 + cos(pi * t / steps)) / 2, from lr to 0 at the end of the last epoch; "constant" keeps lr.
@@ -122,26 +123,26 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 
     Side effects: changes the model's weights; moves the model to `device`; leaves it in eval mode.
     The test accuracy in the history is for plotting curves only, never for choosing a recipe.
     """
-    _check_positive("epochs", epochs)
-    _check_positive("lr", lr, float)
-    _check_positive("batch_size", batch_size)
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
-            or not (math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay={weight_decay!r} must be a finite number >= 0")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule={schedule!r} must be one of {SCHEDULES}")
+    given = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
+                               ("weight_decay", weight_decay), ("schedule", schedule)) if v is not None}
+    if config is not None and given:
+        raise ValueError(f"give either config= or the keywords {sorted(given)}, not both")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a training.TrainConfig, got {type(config).__name__}")
+    config = config or TrainConfig(**given)
+    epochs, lr, batch_size = config.epochs, config.lr, config.batch_size
     loss_fn = loss_fn or cross_entropy_loss
     device = torch.device(device) if device is not None else models.device_of(model)
     model.to(device)
     if masks is not None:
-        pruning.apply_masks_(model, masks)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        masking.apply_masks_(model, masks)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,)).item()))
     x_train, y_train = splits.x_train.to(device), splits.y_train.to(device)
     history = []
     steps = math.ceil(len(x_train) / batch_size)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps)
-                 if schedule == "cosine" else None)
+                 if config.schedule == "cosine" else None)
     for epoch in range(1, epochs + 1):
         start, total_loss, correct = time.perf_counter(), 0.0, 0
         model.train()
@@ -159,7 +160,7 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int = 15, lr: float = 
             if scheduler is not None:
                 scheduler.step()
             if masks is not None:
-                pruning.apply_masks_(model, masks)
+                masking.apply_masks_(model, masks)
             total_loss += loss.item() * len(y)
             correct += (logits.argmax(dim=1) == y).sum().item()
         row = {"epoch": epoch, "loss": total_loss / len(y_train), "train_accuracy": correct / len(y_train),
@@ -180,43 +181,44 @@ def _fingerprint(splits: data.Splits) -> str:
     return digest.hexdigest()[:16]
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict) -> int:
-    """Write {"meta", "state_dict"} with torch.save, atomically; return the bytes written."""
-    state = {"meta": meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    return storage.atomic_write(path, lambda f: torch.save(state, f))
-
-
 def load_or_train_teacher(splits: data.Splits, *, preset: str = "teacher", epochs: int = 15, lr: float = 1e-3,
                           batch_size: int = 32, max_shift: int = 0, seed: int = 0,
                           cache_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,
                           progress: bool = False) -> nn.Sequential:
     """Load a trained teacher from the checkpoint cache, or train it deterministically and cache it.
 
-    The cache key is the preset's architecture, a fingerprint of the training data and the recipe
-    (epochs, lr, batch_size, max_shift, seed); a missing, stale or unreadable checkpoint is retrained.
+    The cache key holds everything that changes the weights: the preset's architecture, the data (name
+    and a fingerprint), the recipe (epochs, lr, batch_size, max_shift, seed), the CPU thread count
+    (float sums in another order give other weights), the device type and the torch version. An entry
+    that is missing, made for another key, corrupt (SHA-256 of its tensors) or non-finite is reported
+    and retrained, never used. The cache folder is `cache_dir`, else files.cache_dir("checkpoints")
+    ($DC_CACHE_DIR); file names are sanitised, so a dataset name cannot lead outside it.
     The default recipe (15 epochs of Adam, lr 1e-3, batch 32) was chosen on `splits.holdout()`, never on test.
     Training runs under a forked RNG, so the caller's random stream is the same whether or not the
-    cache hit. Checkpoints are loaded with weights_only=True (no pickle code runs) and written atomically.
+    cache hit. Checkpoints are written atomically.
     """
     model = models.preset(preset)  # validates the name
+    recipe = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size)  # validates the recipe
+    validate.integer("max_shift", max_shift, low=0, high=27)
+    validate.integer("seed", seed, low=0, high=2**32 - 1)
+    device = torch.device(device) if device is not None else torch.device("cpu")
     meta = {"preset": preset, "sizes": models.layer_sizes(model), "data": splits.name,
             "fingerprint": _fingerprint(splits), "epochs": epochs, "lr": lr, "batch_size": batch_size,
-            "max_shift": max_shift, "seed": seed}
+            "max_shift": max_shift, "seed": seed, "threads": torch.get_num_threads(), "device": device.type,
+            "torch": str(torch.__version__)}
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
-    path = pathlib.Path(cache_dir or CACHE_DIR) / f"{preset}-{splits.name}-{key}.pt"
+    folder = pathlib.Path(cache_dir) if cache_dir is not None else files.cache_dir("checkpoints")
+    path = folder / files.safe_name(f"{preset}-{splits.name}-{key}.pt")
     if path.is_file():
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if saved["meta"] == meta:
-                model.load_state_dict(saved["state_dict"])
-                return model.to(device or "cpu").eval()
-        except Exception as exc:  # truncated, corrupt or foreign file: retrain rather than fail the notebook
-            warnings.warn(f"ignoring unreadable checkpoint {path.name} ({type(exc).__name__}); retraining")
+            model.load_state_dict(checkpoints.load(path, meta))
+            return model.to(device).eval()
+        except ValueError as exc:  # a bad entry is retrained rather than used or fatal
+            warnings.warn(f"{exc}; retraining it")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = models.preset(preset)
         augment = (lambda x, g: data.random_shift(x, max_shift=max_shift, generator=g)) if max_shift else None
-        fit(model, splits, epochs=epochs, lr=lr, batch_size=batch_size, augment=augment, device=device,
-            progress=progress)
-    save_checkpoint(model, path, meta)
+        fit(model, splits, config=recipe, augment=augment, device=device, progress=progress)
+    checkpoints.save(model, path, meta)
     return model

@@ -1,0 +1,87 @@
+"""benchmarks: the int8 latency table has one row per batch size with a time per runtime, reports a backend
+that cannot run instead of failing, and refuses bad arguments before any work."""
+
+import copy
+import logging
+
+import pytest
+import torch
+
+from tutorial_utils import benchmarks, int8, models
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    return models.student()
+
+
+def test_table_has_positive_times_for_fp32_and_legacy(student):
+    """Guards: every row holds its batch size and positive float milliseconds for fp32 and the int8 backend."""
+    before = copy.deepcopy(student.state_dict())
+    torch.set_num_threads(2)
+    rows = benchmarks.int8_latency_table(student, batch_sizes=(1, 4), backends=("legacy",), repeats=2, threads=1)
+    assert [row["batch_size"] for row in rows] == [1, 4]
+    for row in rows:
+        assert set(row) == {"batch_size", "fp32", "legacy"}
+        for key in ("fp32", "legacy"):
+            assert type(row[key]) is float and row[key] > 0
+    assert torch.get_num_threads() == 2  # threads=1 was for the measurement only
+    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())  # the float model is not changed
+
+
+def test_a_backend_that_cannot_run_is_reported_not_raised(student, monkeypatch):
+    """Guards: a missing package or compiler for one backend must not stop the comparison of the others."""
+    real = int8.to_backend
+
+    def to_backend(model, backend="torchao"):
+        if backend == "torchao":
+            raise RuntimeError("backend='torchao' needs torchao")
+        return real(model, backend)
+
+    monkeypatch.setattr(int8, "to_backend", to_backend)
+    (row,) = benchmarks.int8_latency_table(student, batch_sizes=(2,), backends=("torchao", "legacy"), repeats=1,
+                                          threads=1)
+    assert row["torchao"] == "unavailable (RuntimeError)"
+    assert isinstance(row["legacy"], float) and row["legacy"] > 0 and row["fp32"] > 0
+
+
+def test_torch_log_level_is_restored(student):
+    """Guards: silencing torch's compile chatter during the table does not leave the logger silenced."""
+    logger = logging.getLogger("torch")
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        benchmarks.int8_latency_table(student, batch_sizes=(1,), backends=("legacy",), repeats=1, threads=1)
+        assert logger.level == logging.INFO
+    finally:
+        logger.setLevel(previous)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"backends": ("onnx",)}, r"backends\[i\]='onnx' must be one of \('torchao', 'torchao\+compile', 'legacy'\)"),
+    ({"backends": ("legacy", "LEGACY")}, r"backends\[i\]='LEGACY' must be one of"),
+    ({"batch_sizes": (1, 0)}, r"batch_sizes\[i\]=0 must be a positive integer"),
+    ({"batch_sizes": (2.0,)}, r"batch_sizes\[i\]=2.0 must be a positive integer"),
+])
+def test_bad_arguments_are_clear_valueerrors_before_any_work(student, monkeypatch, kwargs, message):
+    """Guards: an unknown backend or a batch size of 0 is refused before any conversion or timing runs."""
+    def must_not_run(*args, **kw):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(int8, "to_backend", must_not_run)
+    monkeypatch.setattr(benchmarks.timing, "latency_ms", must_not_run)
+    arguments = {"batch_sizes": (1,), "backends": ("legacy",), "repeats": 1, "threads": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        benchmarks.int8_latency_table(student, **arguments)
+
+
+def test_every_int8_backend_name_is_accepted(student, monkeypatch):
+    """Guards: the table accepts exactly the names int8 knows (one list): each is tried, none refused."""
+    def unavailable(model, backend="torchao"):
+        raise RuntimeError(f"{backend} not here")
+
+    monkeypatch.setattr(int8, "to_backend", unavailable)
+    monkeypatch.setattr(benchmarks.timing, "latency_ms", lambda *args, **kwargs: 1.0)
+    (row,) = benchmarks.int8_latency_table(student, batch_sizes=(3,), backends=int8.BACKENDS, repeats=1)
+    assert row == {"batch_size": 3, "fp32": 1.0, **{name: "unavailable (RuntimeError)" for name in int8.BACKENDS}}

@@ -1,0 +1,58 @@
+"""Mask primitives: which weights a model has, and holding pruned weights at zero.
+
+A mask is a 0/1 tensor of a weight's shape; applying it sets w <- w * m. Masks are a dict
+{parameter name: mask} keyed like `model.named_parameters()` ("0.weight", "2.weight", ...).
+This module sits below the training loop (which holds masks during fine-tuning); how masks are
+*chosen* (magnitude, random, schedules) is `pruning`'s business.
+
+Example:
+    >>> apply_masks_(model, {"0.weight": torch.zeros(128, 784)})   # the first layer is now all zeros
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def linear_weights(model: nn.Module, *, quantized: bool = False) -> dict[str, torch.Tensor]:
+    """{"<module>.weight": weight} for every nn.Linear, in order.
+
+    With quantized=True, also every layer with `in_features` and a `weight` (quantized Linear layers).
+    Raises TypeError if there is none.
+    """
+    def wanted(m: nn.Module) -> bool:
+        return isinstance(m, nn.Linear) or (quantized and hasattr(m, "in_features") and hasattr(m, "weight"))
+
+    weights = {f"{name}.weight": m.weight for name, m in model.named_modules() if wanted(m)}
+    if not weights:
+        raise TypeError(f"model of type {type(model).__name__} has no nn.Linear layers")
+    return weights
+
+
+def check_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, nn.Parameter]:
+    """The model's {name: parameter} if every mask names one of them and has its shape; else a clear error."""
+    params = dict(model.named_parameters())
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict {{parameter name: 0/1 tensor}}, got {type(masks).__name__}")
+    for name, mask in masks.items():
+        if name not in params:
+            raise ValueError(f"masks has key {name!r}, which is not a parameter of the model; "
+                             f"valid keys: {sorted(params)}")
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(params[name].shape):
+            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(f"masks[{name!r}] has shape {shape}, but the parameter has shape "
+                             f"{tuple(params[name].shape)}")
+    return params
+
+
+@torch.no_grad()
+def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    """Zero the masked weights in place: w <- w * m for every (name, m) in masks. Returns the model.
+
+    Side effect: changes the model's parameters (not their gradients or optimiser state).
+    """
+    params = check_masks(model, masks)
+    for name, mask in masks.items():
+        params[name].mul_(mask.to(params[name].device, params[name].dtype))
+    return model

@@ -1,0 +1,129 @@
+"""Recipes: the stages of distil-and-compress as library functions, shared by notebook 05 and the pipeline.
+
+    student --prune_--> masked student --quantize_aware--> integer codes --storage.save--> file
+
+Each stage trains through the one loop (`training.fit`) with the loss chosen in one place
+(`distillation.loss_for`: the teacher's soft targets, or labels when teacher is None), a typed
+`training.TrainConfig` for how long and how fast, and an optional `seed` that reseeds the global
+generators when the stage starts, so that a stage gives the same result whether it is run from a
+notebook or from the pipeline, and whatever was measured or loaded before it.
+
+Example:
+    >>> masks = prune_(model, splits, sparsity=0.9, teacher=teacher, seed=0)
+    >>> final = quantize_aware(model, splits, quant=4, teacher=teacher, masks=masks, seed=0)
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+
+import torch
+from torch import nn
+
+from tutorial_utils import (data, distillation, int8, measure, models, pruning, quantization, storage, training,
+                            validate)
+
+FINETUNE = training.TrainConfig(epochs=5)            # after pruning: the rate the student was trained with
+QAT = training.TrainConfig(epochs=5, lr=5e-4)        # through the quantizer: half the rate, the grid is coarse
+
+
+def _seed(seed: int | None) -> None:
+    if seed is not None:
+        training.setup(seed)
+
+
+def train_(model: nn.Module, splits: data.Splits, *, teacher: nn.Module | None = None,
+           kd: distillation.KDConfig = distillation.KDConfig(), config: training.TrainConfig = FINETUNE,
+           masks: dict[str, torch.Tensor] | None = None, device: torch.device | str | None = None) -> None:
+    """Train `model` in place with distillation from `teacher`, or cross-entropy if teacher is None."""
+    device = torch.device(device) if device is not None else models.device_of(model)
+    training.fit(model, splits, loss_fn=distillation.loss_for(teacher, splits, kd=kd, device=device),
+                 config=config, masks=masks, device=device, progress=False)
+
+
+def prune_(model: nn.Module, splits: data.Splits, *, sparsity: float, teacher: nn.Module | None = None,
+           kd: distillation.KDConfig = distillation.KDConfig(), config: training.TrainConfig = FINETUNE,
+           seed: int | None = None, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """Global magnitude pruning to `sparsity`, then fine-tuning with the masks held. Returns the masks.
+
+    Side effects: prunes and trains the model in place; reseeds the generators if `seed` is given.
+    """
+    validate.fraction("sparsity", sparsity)
+    _seed(seed)
+    masks = pruning.magnitude_masks(model, sparsity, scope="global")
+    pruning.apply_masks_(model, masks)
+    train_(model, splits, teacher=teacher, kd=kd, config=config, masks=masks, device=device)
+    return masks
+
+
+def quantize_aware(model: nn.Module, splits: data.Splits, *, quant: quantization.QuantConfig | int,
+                   teacher: nn.Module | None = None, kd: distillation.KDConfig = distillation.KDConfig(),
+                   config: training.TrainConfig = QAT, masks: dict[str, torch.Tensor] | None = None,
+                   seed: int | None = None, device: torch.device | str | None = None) -> nn.Sequential:
+    """Quantization-aware training on `quant`'s grid (pruned weights held at zero), then conversion to codes.
+
+    1-bit codes are +-1 and cannot hold a zero, so quant.bits == 1 with masks is refused: the
+    "pruned" model would come back dense. The input model is not changed.
+    """
+    quant = quantization.as_config(quant)
+    if quant.bits == 1 and masks is not None:
+        raise ValueError("bits=1 cannot keep pruned weights at zero (1-bit codes are +-1); use bits >= 2 "
+                         "with pruning")
+    _seed(seed)
+    qat = quantization.prepare_qat(model, quant)
+    train_(qat, splits, teacher=teacher, kd=kd, config=config, masks=masks, device=device)
+    return quantization.quantize_model(qat)
+
+
+def compress(student: nn.Module, splits: data.Splits, *, sparsity: float, quant: quantization.QuantConfig | int,
+             teacher: nn.Module | None = None, kd: distillation.KDConfig = distillation.KDConfig(),
+             finetune: training.TrainConfig = FINETUNE, qat: training.TrainConfig = QAT, seed: int | None = None,
+             device: torch.device | str | None = None) -> nn.Sequential:
+    """A pruned, quantized copy of a trained student: prune_ then quantize_aware, both with the same loss.
+
+    With `seed`, each stage reseeds when it starts (as the pipeline does). The student is not changed.
+    """
+    model = copy.deepcopy(student)
+    masks = prune_(model, splits, sparsity=sparsity, teacher=teacher, kd=kd, config=finetune, seed=seed,
+                   device=device)
+    return quantize_aware(model, splits, quant=quant, teacher=teacher, kd=kd, config=qat, masks=masks, seed=seed,
+                          device=device)
+
+
+def sweep(teacher: nn.Module | None, splits: data.Splits, folder: str | pathlib.Path, *, widths: list[int],
+          sparsities: list[float], bit_widths: list[int], student: training.TrainConfig = training.TrainConfig(),
+          finetune: training.TrainConfig = FINETUNE, qat: training.TrainConfig = QAT,
+          kd: distillation.KDConfig = distillation.KDConfig(), seed: int = 0,
+          threads: int | None = None) -> list[dict]:
+    """Accuracy, bytes (compact file with entropy coding) and latency for widths x sparsities x bits.
+
+    Each 784-w-10 student is distilled once, pruned once per sparsity, and trained through the quantizer
+    once per bit width, every stage seeded with `seed`. Latency is that of the deployed int8 backend
+    at batch 256: it depends on the width, not on the sparsity or the bits, since the backend
+    computes densely in int8.
+    """
+    for value in widths:
+        validate.positive_int("widths[i]", value)
+    for value in sparsities:
+        validate.fraction("sparsities[i]", value)
+    for value in bit_widths:
+        validate.bits("bit_widths[i]", value)
+    rows = []
+    for width in widths:
+        trained = distillation.train_student(splits, teacher=teacher, seed=seed, sizes=(784, width, 10), kd=kd,
+                                             config=student)
+        for sparsity in sparsities:
+            pruned = copy.deepcopy(trained)
+            masks = prune_(pruned, splits, sparsity=sparsity, teacher=teacher, kd=kd, config=finetune, seed=seed)
+            for bits in bit_widths:
+                model = quantize_aware(pruned, splits, quant=bits, teacher=teacher, kd=kd, config=qat, masks=masks,
+                                       seed=seed)
+                path = pathlib.Path(folder) / f"w{width}-s{sparsity:g}-b{bits}.dcmp"
+                deployed = int8.to_backend(quantization.dequantize_model(model), "legacy")
+                rows.append({"stage": f"784-{width}-10, {sparsity:.0%}, {bits}-bit", "width": width,
+                             "sparsity": sparsity, "bits": bits,
+                             "accuracy": training.evaluate(model, splits.x_test, splits.y_test),
+                             "bytes": storage.save(model, path, compress="auto"),
+                             "latency_ms": measure.latency_ms(deployed, 256, threads=threads, repeats=100)})
+    return rows

@@ -1,0 +1,90 @@
+"""Timing that stays honest: warm-up, repeats, the median, fixed threads, ratios measured side by side.
+
+    latency = median over `repeats` timed calls, after `warmup` untimed ones
+
+The median ignores the rare call that another process interrupted; warm-up pays one-off costs (lazy
+initialisation, caches) before timing starts. Timed inputs come from a private random generator, so
+measuring a model never changes the global random stream that training draws from.
+
+Example:
+    >>> latency_ms(model, batch_size=256, threads=1)   # milliseconds per forward pass
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from tutorial_utils import validate
+
+
+def time_ms(fn: Callable[[], object], *, repeats: int = 50, warmup: int = 10, sync: bool = False) -> float:
+    """Median wall-clock milliseconds of fn() over `repeats` calls, after `warmup` untimed calls.
+
+    With sync=True, CUDA is synchronised around each call so that queued GPU work is counted.
+    """
+    validate.positive_int("repeats", repeats)
+    validate.nonnegative_int("warmup", warmup)
+    barrier = torch.cuda.synchronize if sync else (lambda: None)
+    times = []
+    for i in range(warmup + repeats):
+        barrier()
+        start = time.perf_counter()
+        fn()
+        barrier()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")  # int8 backends hide their weights: they run on the CPU
+
+
+def latency_ms(model: nn.Module, batch_size: int = 1, *, repeats: int = 50, warmup: int = 10,
+               threads: int | None = None, in_features: int = 784) -> float:
+    """Median wall-clock milliseconds of one forward pass on a (batch_size, in_features) input.
+
+    Runs `warmup` untimed passes, then `repeats` timed ones under torch.inference_mode (see time_ms);
+    on a GPU it synchronises around each pass. `threads` fixes torch's CPU threads for the measurement
+    and restores them after. The input is drawn from a private generator (seed 0): the global random
+    stream is untouched. Compare latencies only as ratios measured in one run: a shared machine is noisy.
+    """
+    validate.positive_int("batch_size", batch_size)
+    validate.positive_int("in_features", in_features)
+    if threads is not None:
+        validate.positive_int("threads", threads)
+    device = _device(model)
+    generator = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(batch_size, in_features, device=device, generator=generator)  # (batch, 784)
+    previous_threads = torch.get_num_threads()
+    was_training = model.training
+    model.eval()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        with torch.inference_mode():
+            return time_ms(lambda: model(x), repeats=repeats, warmup=warmup, sync=device.type == "cuda")
+    finally:
+        torch.set_num_threads(previous_threads)
+        model.train(was_training)
+
+
+def latency_ratio(baseline: nn.Module, candidate: nn.Module, batch_size: int = 256, *, rounds: int = 5,
+                  threads: int | None = None, repeats: int = 50) -> float:
+    """How many times faster `candidate` is than `baseline`: median over `rounds` of
+    latency_ms(baseline) / latency_ms(candidate), the two measured alternately, side by side.
+
+    Alternating cancels slow drifts of a shared machine (other jobs, clock changes) that two
+    measurements taken minutes apart would fold into the ratio.
+    """
+    validate.positive_int("rounds", rounds)
+    ratios = [latency_ms(baseline, batch_size, threads=threads, repeats=repeats)
+              / latency_ms(candidate, batch_size, threads=threads, repeats=repeats) for _ in range(rounds)]
+    return statistics.median(ratios)

@@ -1,0 +1,165 @@
+"""One place for argument checks: every bad value is refused with its name, its value and the valid range.
+
+The same checks serve the Python API (`validate.positive_int("epochs", epochs)`) and the command line
+(`argparse` type converters from `validate.cli(validate.positive_int)`), so a value the library would
+refuse is refused by the CLI before any training starts, with the same words.
+
+Integers: Python and NumPy integers are accepted; floats (even 2.0) and bools are refused, since a
+float where a count is meant is usually a mistake (a learning rate passed as epochs).
+Real numbers: Python and NumPy ints and floats; NaN and infinities are refused unless a check says otherwise.
+
+Example:
+    >>> positive_int("epochs", 3)
+    3
+    >>> fraction("sparsity", 1.0)
+    Traceback (most recent call last):
+    ValueError: sparsity=1.0 must be a number in [0, 1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+import os
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def integer(name: str, value: object, *, low: int | None = None, high: int | None = None) -> int:
+    """value as an int if it is an integer in [low, high] (either bound may be open); else ValueError."""
+    inside = _is_int(value) and (low is None or value >= low) and (high is None or value <= high)
+    if not inside:
+        where = ("any integer" if low is None and high is None else f"an integer >= {low}" if high is None
+                 else f"an integer <= {high}" if low is None else f"an integer in {low}..{high}")
+        raise ValueError(f"{name}={value!r} must be {where}")
+    return int(value)
+
+
+def positive_int(name: str, value: object) -> int:
+    """value as an int if it is an integer >= 1."""
+    if not (_is_int(value) and value >= 1):
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+    return int(value)
+
+
+def nonnegative_int(name: str, value: object) -> int:
+    """value as an int if it is an integer >= 0."""
+    if not (_is_int(value) and value >= 0):
+        raise ValueError(f"{name}={value!r} must be a non-negative integer")
+    return int(value)
+
+
+def positive_float(name: str, value: object) -> float:
+    """value as a float if it is a finite real number > 0."""
+    if not (_is_real(value) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}={value!r} must be a positive finite number")
+    return float(value)
+
+
+def nonnegative_float(name: str, value: object) -> float:
+    """value as a float if it is a finite real number >= 0."""
+    if not (_is_real(value) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+    return float(value)
+
+
+def fraction(name: str, value: object) -> float:
+    """value as a float if it lies in [0, 1): a share that cannot be all (sparsity, amount pruned)."""
+    if not (_is_real(value) and not math.isnan(value) and 0 <= value < 1):
+        raise ValueError(f"{name}={value!r} must be a number in [0, 1)")
+    return float(value)
+
+
+def probability(name: str, value: object) -> float:
+    """value as a float if it lies in [0, 1] (a weight between two terms, such as alpha)."""
+    if not (_is_real(value) and not math.isnan(value) and 0 <= value <= 1):
+        raise ValueError(f"{name}={value!r} must be a number in [0, 1]")
+    return float(value)
+
+
+def temperature(name: str, value: object) -> float:
+    """value as a float if it is a finite number > 0 (a softmax temperature)."""
+    if not (_is_real(value) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}={value!r} must be a finite number > 0")
+    return float(value)
+
+
+def bits(name: str, value: object, *, high: int = 16) -> int:
+    """value as an int if it is an integer in 1..high (bits per code)."""
+    if not (_is_int(value) and 1 <= value <= high):
+        raise ValueError(f"{name}={value!r} must be an integer in 1..{high}")
+    return int(value)
+
+
+def choice(name: str, value: object, options: Sequence[str]) -> str:
+    """value if it is one of `options`."""
+    if value not in tuple(options):
+        raise ValueError(f"{name}={value!r} must be one of {tuple(options)}")
+    return value  # type: ignore[return-value]
+
+
+def cli(check: Callable[[str, object], T], *, parse: Callable[[str], object] | None = None,
+        name: str = "value") -> Callable[[str], T]:
+    """An argparse `type=` converter: parse the string (int for integer checks, float otherwise), then check it.
+
+    argparse turns the ArgumentTypeError into "argument --x: <message>" and exit status 2, before any
+    work starts.
+    """
+    integer_checks = (positive_int, nonnegative_int, integer, bits)
+    parse = parse or (int if check in integer_checks else float)
+
+    def convert(text: str) -> T:
+        try:
+            value = parse(text)
+        except ValueError:
+            kind = "an integer" if parse is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        try:
+            return check(name, value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace(f"{name}=", "", 1)) from None
+
+    convert.__name__ = check.__name__  # argparse names the converter in some messages
+    return convert
+
+
+def env(name: str, default: T, check: Callable[[str, object], T] | None = None) -> T:
+    """The environment variable `name` parsed and checked like the CLI's options, or `default` if unset.
+
+    Without `check` the text is returned as is (a name or a path). A bad value is a ValueError that
+    names the variable: "environment variable DC_EPOCHS='abc' is not an integer".
+    Example: EPOCHS = validate.env("DC_EPOCHS", 15, validate.positive_int)
+    """
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if check is None:
+        return text  # type: ignore[return-value]
+    try:
+        return cli(check, name=name)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"environment variable {name}={text!r}: {exc}") from None
+
+
+def env_list(name: str, default: list[T], check: Callable[[str, object], T]) -> list[T]:
+    """A comma-separated environment variable ("0,1,2"), each item parsed and checked; `default` if unset."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    convert = cli(check, name=name)
+    try:
+        values = [convert(item.strip()) for item in text.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"environment variable {name}={text!r}: {exc}") from None
+    return values
