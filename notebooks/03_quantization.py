@@ -1,0 +1,456 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Quantization: from the affine formula to real bytes and real milliseconds
+#
+# A float32 weight spends 32 bits on a number that the network needs to know only roughly. Quantization
+# stores each weight as a small integer code plus a shared scale: 8 bits make a model 4x smaller, 4 bits
+# 8x, and integer arithmetic can be faster than float. Two things go wrong in practice: models that are
+# "quantized" but saved as float32 (the same size on disk), and int8 models that run *slower* than
+# float32. This notebook builds quantization from its formula, measures what it costs in accuracy, and
+# then checks the bytes on disk and the milliseconds on this CPU.
+#
+# **What you will learn**
+# - the affine scheme r = S (q - Z): scale, zero point, rounding, clamping; symmetric vs asymmetric;
+#   per-tensor vs per-channel and why outliers hurt;
+# - post-training quantization (PTQ) from 8 bits down to 1, and k-means weight sharing;
+# - quantization-aware training (QAT) with the straight-through estimator;
+# - integer-only inference, and when a real int8 backend is faster (and when it is not);
+# - packed low-bit files: bytes measured on disk.
+#
+# **Prerequisites**: notebook 01 (teacher, ledger). Notebook 02 helps for the file format. About a minute on a laptop CPU.
+
+# %%
+import copy
+
+import torch
+
+from tutorial_utils import (benchmarks, data, exercises, files, int8, measure, plots, quantization, storage,
+                            training, validate)
+
+# %%
+DATASET = validate.env("DC_DATASET", "mnist-5k")
+DATA_DIR = validate.env("DC_DATA_DIR", None)
+EPOCHS = validate.env("DC_EPOCHS", 15, validate.positive_int)
+QAT_EPOCHS = validate.env("DC_QAT_EPOCHS", 3, validate.positive_int)
+SEED = validate.env("DC_SEED", 0, validate.nonnegative_int)
+THREADS = validate.env("DC_THREADS", 2, validate.positive_int)
+COMPILE = validate.env("DC_COMPILE", "1") == "1"   # also time torchao + torch.compile (needs a C++ compiler)
+
+device = training.setup(SEED, threads=THREADS)
+splits = data.load(DATASET, root=DATA_DIR)
+teacher = training.load_or_train_teacher(splits, epochs=EPOCHS, seed=SEED, device=device)
+fp32_accuracy = training.evaluate(teacher, splits.x_test, splits.y_test)
+print(f"float32 teacher: {fp32_accuracy:.2%}")
+
+# %% [markdown]
+# ## 1. The formula by hand
+#
+# Jacob et al. (2018) write a real value r as r = S (q - Z): an integer code q, a real scale S and an
+# integer zero point Z. To quantize, divide by the scale, round, shift, and clamp to the b-bit range:
+# q = clamp(round(r / S) + Z, qmin, qmax). **Symmetric** quantization fixes Z = 0 and uses
+# q in [-(2^(b-1) - 1), 2^(b-1) - 1] with S = max|r| / qmax. By hand, at 4 bits (codes -7..7):
+
+# %%
+r = torch.tensor([-0.62, -0.10, 0.0, 0.07, 0.31, 0.90])
+qmax = 2 ** (4 - 1) - 1                                   # 7
+scale = r.abs().max() / qmax                              # S = max|r| / qmax
+q = torch.clamp(torch.round(r / scale), -qmax, qmax)     # Z = 0
+print("codes:", q.int().tolist(), f"| scale {scale:.4f}", "| back:", (scale * q).tolist())
+qt = quantization.quantize(r, 4)
+assert torch.equal(qt.q, q.int()) and torch.isclose(qt.scale, scale)
+assert torch.all((r - quantization.dequantize(qt)).abs() <= scale / 2 + 1e-7)
+
+# %% [markdown]
+# Six real numbers became six codes between -7 and 7, and every value came back within half a step
+# (S/2) of where it started; the package gives the same codes. **Asymmetric** quantization spends all
+# 2^b codes on the range [min, max] (with min <= 0 <= max, so that 0 stays exact), which helps when
+# values are one-sided, such as ReLU outputs:
+
+# %%
+activations = torch.relu(teacher[0](splits.x_test[:256])).detach()    # (256, 128), all >= 0
+for symmetric in (True, False):
+    qt = quantization.quantize(activations, 4, symmetric=symmetric)
+    used = qt.q.unique().numel()
+    print(f"{'symmetric ' if symmetric else 'asymmetric'}: zero point {int(qt.zero_point):>2}, "
+          f"{used} of {2 ** 4} codes used, RMS error {quantization.quantization_error(activations, qt):.4f}")
+
+# %% [markdown]
+# Symmetric quantization wastes the negative half of its codes on values that never occur, so its
+# error is larger; the asymmetric grid covers the non-negative range with all sixteen codes.
+#
+# **Per-tensor vs per-channel.** One scale for a whole weight matrix is set by its largest value; a
+# single outlier row coarsens the grid of every other row. Per-channel quantization gives each output
+# row (axis 0) its own scale:
+
+# %%
+w = teacher[0].weight.detach().clone()                   # (128, 784)
+w[0] *= 20                                               # one row with large weights
+errors = {}
+for per_channel in (False, True):
+    qt = quantization.quantize(w, 4, per_channel=per_channel)
+    errors[per_channel] = torch.sqrt(((w[1:] - quantization.dequantize(qt)[1:]) ** 2).mean()).item()
+print(f"4-bit RMS error on the 127 ordinary rows: per tensor {errors[False]:.5f}, per channel {errors[True]:.5f}")
+assert errors[True] < errors[False] / 3
+
+# %% [markdown]
+# With the outlier row present, per-tensor quantization rounds most ordinary weights to zero, while
+# per-channel keeps their error several times lower. Real layers have milder outliers, but the effect is
+# the same at low bit widths.
+#
+# ## 2. Post-training quantization: 8 bits down to 1
+#
+# `quantization.quantize_model` replaces every Linear with a `QuantizedLinear` that holds integer codes.
+# No retraining: this is post-training quantization (PTQ). For each width, accuracy and the size of the
+# file `storage.save` writes (codes packed at `bits` bits each, plus scales and biases):
+
+# %%
+folder = files.cache_dir("notebook03")            # outside the source tree ($DC_CACHE_DIR)
+fp32_bytes = measure.storage_bytes(teacher)
+widths = [8, 6, 5, 4, 3, 2, 1]
+ptq = {}
+for bits in widths:
+    model = quantization.quantize_model(teacher, bits, per_channel=True)
+    ptq[bits] = (training.evaluate(model, splits.x_test, splits.y_test), storage.save(model, folder / f"ptq{bits}.dcmp"))
+    print(f"{bits} bits: accuracy {ptq[bits][0]:.2%}, file {ptq[bits][1]:>7,} bytes ({fp32_bytes / ptq[bits][1]:.1f}x smaller)")
+assert ptq[8][0] >= fp32_accuracy - 0.003 and ptq[4][0] >= fp32_accuracy - 0.015
+
+# %% [markdown]
+# Eight bits cost nothing measurable, and 4-bit per-channel PTQ stays within half a point at an 8x
+# smaller file; 3 bits still hold within about a point. At 2 bits accuracy collapses: a symmetric grid
+# has only the codes {-1, 0, 1}, and most weights round to 0. (At 1 bit the package uses sign(w) times the mean |w| of the row, the binary scheme of
+# XNOR-Net, which does better than 2-bit rounding here.)
+
+# %%
+fig = plots.curves([fp32_bytes / ptq[b][1] for b in widths], {"PTQ, per channel": [ptq[b][0] for b in widths]},
+                   xlabel="compression vs the float32 file (x)", ylabel="test accuracy", logx=True,
+                   title="bits: " + ", ".join(map(str, widths)))
+
+# %% [markdown]
+# Each point is a real file. From 8 down to 4 bits the compression is a little less than 32/bits, because
+# scales, biases and the header are stored too. At 3 and 2 bits it is more (12.3x and 40.1x, against
+# 10.7x and 16x): many weights round to the code 0, and `storage.save` then stores only the others (the
+# sparse encodings of notebook 02). At 1 bit there is no zero code, and the file is 29.5x smaller.
+#
+# ## 3. k-means weight sharing
+#
+# Uniform grids put as many levels where there are few weights (the tails) as where there are many (near
+# zero). Deep Compression (Han et al. 2016) instead clusters the weights of each layer with k-means into
+# 2^b shared values, stores the codebook and a b-bit index per weight:
+
+# %%
+for bits in (4, 3, 2):
+    uniform_q = quantization.quantize(teacher[0].weight, bits, per_channel=True)
+    kmeans_q = quantization.kmeans_quantize(teacher[0].weight, bits)
+    accuracy = {m: training.evaluate(quantization.quantize_model(teacher, bits, method=m), splits.x_test, splits.y_test)
+                for m in ("uniform", "kmeans")}
+    print(f"{bits} bits, layer 0 RMS error: uniform {quantization.quantization_error(teacher[0].weight, uniform_q):.4f}, "
+          f"k-means {quantization.quantization_error(teacher[0].weight, kmeans_q):.4f} | accuracy: "
+          f"uniform {accuracy['uniform']:.2%}, k-means {accuracy['kmeans']:.2%}")
+
+# %% [markdown]
+# At 4 and 3 bits both stay close to the float model, k-means with the lower error. At 2 bits k-means
+# keeps almost all the accuracy where the uniform grid collapses: its levels sit where the weights are
+# dense, not evenly across the range. The price is a per-layer codebook (2^b values: 16 at 4 bits)
+# and a table lookup instead of a multiply by one scale, which integer hardware cannot use directly.
+#
+# ## 4. Quantization-aware training with the straight-through estimator
+#
+# PTQ rounds weights that were trained without knowing they would be rounded. QAT trains *through* the
+# rounding: the forward pass uses the fake-quantized weights, and since rounding has zero gradient
+# almost everywhere, the backward pass pretends it was the identity (the straight-through estimator):
+
+# %%
+w = torch.tensor([0.30, -0.12, 0.05], requires_grad=True)
+out = quantization.fake_quantize(w, 2)                    # rounded to {-0.3, 0, 0.3}
+(out * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+print("forward:", out.tolist(), "| gradient:", w.grad.tolist())
+assert torch.equal(w.grad, torch.tensor([1.0, 2.0, 3.0]))   # d out / d w treated as 1
+
+# %% [markdown]
+# The forward pass saw two of the three weights rounded, and the gradient passed straight through, as if
+# no rounding had happened. `quantization.prepare_qat` swaps every Linear for one that fake-quantizes its
+# weight, and `training.fit` (the one training loop) does the rest:
+
+# %%
+qat_results = {}
+for bits in (4, 2):
+    training.setup(SEED)
+    qat_model = quantization.prepare_qat(teacher, bits)
+    training.fit(qat_model, splits, epochs=QAT_EPOCHS, lr=5e-4, progress=False)
+    qat_results[bits] = quantization.quantize_model(qat_model, bits)   # the same grid, now as integer codes
+    accuracy = training.evaluate(qat_results[bits], splits.x_test, splits.y_test)
+    print(f"{bits} bits: PTQ {ptq[bits][0]:.2%} -> QAT {accuracy:.2%} (float32 {fp32_accuracy:.2%})")
+assert training.evaluate(qat_results[4], splits.x_test, splits.y_test) >= fp32_accuracy - 0.005
+
+# %% [markdown]
+# A few epochs of QAT bring 4 bits back to the float accuracy and recover most of what 2-bit PTQ lost:
+# the weights move to places where rounding hurts less. The plot puts PTQ and QAT side by side:
+
+# %%
+qat_accuracy = {b: training.evaluate(m, splits.x_test, splits.y_test) for b, m in qat_results.items()}
+fig = plots.curves([4, 2], {"PTQ": [ptq[4][0], ptq[2][0]], "QAT": [qat_accuracy[4], qat_accuracy[2]],
+                            "float32": [fp32_accuracy, fp32_accuracy]},
+                   xlabel="bits per weight", ylabel="test accuracy", title="post-training vs quantization-aware")
+
+# %% [markdown]
+# The gap between the two curves is what training through the rounding buys; it grows as the grid gets
+# coarser.
+#
+# ## 5. Integer-only inference, and real int8 speed
+#
+# A `QuantizedLinear` still computes in float: it dequantizes its codes once and multiplies floats. An
+# integer kernel instead multiplies int8 codes, sums them in int32, and rescales once per output:
+# y_j ~ Sx Sw_j (sum_i (qx_i - Zx) qw_ji + qb_j). The package's `int8.integer_linear` does exactly that
+# (with `torch._int_mm`, an int8 x int8 -> int32 matrix product); it reproduces the fake-quantized layer:
+
+# %%
+x = splits.x_test[:128]                                  # (128, 784)
+xq = int8.quantize_input(x)                              # activations: 8-bit, per tensor, asymmetric
+wq = quantization.quantize(teacher[0].weight, 8, per_channel=True)
+integer_out = int8.integer_linear(xq, wq, teacher[0].bias)
+fake_out = torch.nn.functional.linear(quantization.dequantize(xq), quantization.dequantize(wq), teacher[0].bias)
+print(f"largest difference: {(integer_out - fake_out).abs().max():.2e} (outputs up to {fake_out.abs().max():.1f})")
+assert torch.allclose(integer_out, fake_out, atol=1e-3)
+
+# %% [markdown]
+# The only difference is the bias rounded onto the accumulator's grid. For real speed, the float model
+# is handed to a maintained int8 backend: torchao's `quantize_` with
+# `Int8DynamicActivationInt8WeightConfig` (eager, and compiled with `torch.compile`), and the legacy
+# `torch.ao.quantization.quantize_dynamic`, which PyTorch has deprecated:
+
+# %%
+print("legacy API:", int8.legacy_deprecation_message())
+backends = ("torchao", "torchao+compile", "legacy") if COMPILE else ("torchao", "legacy")
+rows = benchmarks.int8_latency_table(teacher, batch_sizes=(1, 64, 1024), backends=backends, threads=THREADS)
+for row in rows:
+    print(f"batch {row['batch_size']:>4}: fp32 {row['fp32']:.3f} ms | " + " | ".join(
+        f"{b} {row[b]:.3f} ms ({row['fp32'] / row[b]:.2f}x)" if not isinstance(row[b], str) else f"{b} {row[b]}"
+        for b in backends))
+
+# %% [markdown]
+# Read the ratios (in parentheses, above 1 means faster than float32), all from this one run:
+# - At **batch 1** every int8 path is slower than float32. Quantizing the activations, calling a
+#   different kernel and rescaling the outputs cost a fixed overhead of tens of microseconds (hundreds
+#   in eager torchao), and a 784-128-10 network in float32 takes only about 22 µs per image. There is
+#   nothing to win back.
+# - At **batch 64 and 1024** the work grows with the batch and int8 matrix products pay off: the
+#   legacy fbgemm/x86 kernels win at 64 and are about twice as fast at 1024. torchao in eager mode
+#   dispatches through Python tensor subclasses and, on this CPU, stays several times slower than
+#   float32 at every batch size measured (0.32x at best, at 1024); compiled with `torch.compile`, it
+#   fuses that overhead away and beats float32 from batch 64 up, though not the legacy kernels.
+#
+# So "int8 is faster" holds for batched inference with a backend whose kernels are used, not for one
+# image at a time. The maintained path (torchao) needs `torch.compile` on a CPU to be fast.
+#
+# ## 6. The ledger
+
+# %%
+ledger = measure.Ledger(threads=THREADS)
+ledger.measure("fp32 teacher", teacher, splits)
+legacy = int8.to_backend(teacher, "legacy")
+ledger.measure("int8 (legacy backend, torch.save)", legacy, splits, parameters=101_770, nonzeros=101_770,
+               macs=measure.macs(teacher))
+for bits in (8, 4, 2):
+    model = qat_results.get(bits) or quantization.quantize_model(teacher, bits)
+    label = "QAT" if bits in qat_results else "PTQ"
+    ledger.measure(f"{bits}-bit {label} (storage.save)", model, splits, file_bytes=storage.save(model, folder / f"final{bits}.dcmp"))
+assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
+ledger
+
+# %% [markdown]
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster.
+# - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; they reload exactly (below).
+#   Their latency equals float32's: their forward pass still multiplies dequantized floats, since no
+#   backend here has 4-bit or 2-bit kernels for a CPU. Small files and fast inference are different goals.
+
+# %%
+reloaded = storage.load(folder / "final4.dcmp")
+assert torch.equal(reloaded(splits.x_test), qat_results[4](splits.x_test))
+print(f"4-bit file: {ledger.rows[3]['bytes']:,} bytes, {ledger.rows[0]['bytes'] / ledger.rows[3]['bytes']:.1f}x smaller than "
+      f"float32; reloads to identical logits; codes of layer 0: {reloaded[0].qweight.q.unique().tolist()}")
+
+# %% [markdown]
+# The reloaded model holds the same integer codes, -7..7 for 4 bits, and gives bit-identical logits.
+#
+# ## Pitfalls
+#
+# **1. The original `quantize()`.** The project description quantizes by floor-dividing every weight by
+# 2^(bits-1) and storing the result as int32 (reconstructed from its description):
+
+# %%
+broken = copy.deepcopy(teacher)
+for layer in (broken[0], broken[2]):
+    for name in ("weight", "bias"):                                   # "4-bit": floor-divide by 2^(4-1)
+        codes = (getattr(layer, name).detach() // 2 ** (4 - 1)).to(torch.int32)
+        setattr(layer, name, torch.nn.Parameter(codes, requires_grad=False))
+values, counts = torch.cat([p.flatten() for p in broken.parameters()]).unique(return_counts=True)
+print("all parameters now take the values", dict(zip(values.tolist(), counts.tolist())))
+try:
+    broken(splits.x_test[:2])
+except RuntimeError as error:
+    print("forward pass: RuntimeError:", str(error).splitlines()[0])
+
+# %% [markdown]
+# Dividing weights of size 0.1 by 8 and flooring gives 0 for every positive weight and -1 for every
+# negative one: the network's knowledge is gone, and the int32 parameters cannot even meet the float
+# inputs in a matrix product. The fix is a scale chosen from the data (S = max|w| / qmax), rounding
+# rather than flooring, and codes kept *beside* a float scale:
+# `quantization.quantize_model(teacher, 4)`. What the two do to the first layer's weights:
+
+# %%
+fig = plots.weight_histogram({"float32": teacher[0].weight, "original quantize(), 4 bits": broken[0].weight.float(),
+                              "quantize_model, 4 bits": quantization.quantize_model(teacher, 4)[0].weight}, bins=60)
+
+# %% [markdown]
+# The float weights form a smooth bell; the original method leaves two spikes (0 and -1); the affine
+# scheme leaves fifteen levels per row (each row has its own scale), which together follow the bell.
+#
+# **2. Fake quantization is not smaller.** A model whose weights were rounded but saved with `torch.save`
+# still spends 32 bits per weight: no fewer bytes. Only a file that stores the codes packed (here
+# `storage.save`) is smaller.
+
+# %%
+fake = quantization.quantize_model(teacher, 4)
+print(f"4-bit model via torch.save: {measure.storage_bytes(fake):,} bytes; via storage.save: {storage.save(fake, folder / 'fake.dcmp'):,} bytes")
+
+
+# %% [markdown]
+# `torch.save` writes about 2 KB *more* than for the float model (411,149 against 409,181 bytes): it
+# stores every 4-bit code as an int32, as large as a float32, plus each row's scale and zero point. The
+# packed file is the one that is 8x smaller.
+#
+# **3. int8 is not always faster.** Section 5 measured it: slower at batch 1 on every path, and slower
+# in eager torchao at every batch size measured. Measure the batch size you will serve.
+#
+# ## Exercises
+#
+# **Exercise 1 (per-channel by hand).** Write symmetric per-channel quantization yourself (one scale per
+# row) and check it against the package at several bit widths.
+
+# %%
+def my_quantize_per_channel(w, bits):
+    qmax = 2 ** (bits - 1) - 1
+    scale = w.abs().amax(dim=1, keepdim=True) / qmax     # (rows, 1)
+    q = torch.clamp(torch.round(w / scale), -qmax, qmax)
+    return q.int(), scale
+
+exercises.check_quantize_per_channel(my_quantize_per_channel)
+q, scale = my_quantize_per_channel(teacher[0].weight.detach(), 4)
+print(f"layer 0 at 4 bits: codes {q.min().item()}..{q.max().item()}, scales {scale.min():.4f}..{scale.max():.4f}")
+
+
+# %% [markdown]
+# <details><summary>Solution and discussion</summary>
+#
+# The code above is a working solution. Replace `round` by `floor` and the check fails, showing the
+# first codes that differ: flooring shifts every value down by half a step on average, a systematic bias
+# that rounding avoids. A row of all zeros would divide by zero here; the package substitutes a scale of
+# 1 for such rows.
+# </details>
+#
+# **Exercise 2 (asymmetric by hand).** Write asymmetric per-tensor quantization: stretch [min, max] to
+# include 0, spread 2^bits codes over it, and return the codes, the scale and the zero point.
+
+# %%
+def my_asymmetric(x, bits):
+    low, high = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
+    scale = (high - low) / (2**bits - 1)
+    zero_point = round(-low / scale)
+    return torch.clamp(torch.round(x / scale) + zero_point, 0, 2**bits - 1), scale, zero_point
+
+exercises.check_asymmetric_quantize(my_asymmetric)
+
+# %% [markdown]
+# <details><summary>Solution and discussion</summary>
+#
+# The function above is a solution. Drop the `min(..., 0.0)` and `max(..., 0.0)` and the check fails on
+# a tensor that is all positive (or all negative): its grid then misses 0, and a zero weight or a ReLU
+# output of 0 could not be represented exactly.
+# </details>
+#
+# **Exercise 3 (quantize the activations too).** Weight-only quantization keeps float activations. Add
+# 8-bit (or 4-bit) activations, calibrated on a few training images, and see what it costs.
+
+# %%
+for act_bits in (8, 6, 4):
+    for calibration_images in (32, 1024):
+        model = quantization.quantize_model(teacher, 8, act_bits=act_bits, calibration=splits.x_train[:calibration_images])
+        print(f"weights 8 bits, activations {act_bits} bits, calibrated on {calibration_images:>4} images: "
+              f"{training.evaluate(model, splits.x_test, splits.y_test):.2%}")
+
+# %% [markdown]
+# <details><summary>Solution and discussion</summary>
+#
+# At 8 and 6 bits the activations cost nothing measurable, whatever the calibration set. At 4 bits the
+# range (min and max of each layer's input over the calibration images) starts to matter: too few
+# images can set a range narrower than the test images need, so that larger activations are clipped.
+# Here 32 images gave 94.0% and 1,024 images 94.6%, a difference within the noise of 1,000 test
+# images, so this run does not show the effect clearly. Very large calibration sets can err the other
+# way (one rare extreme widens the grid for every typical value), which is why production toolkits clip
+# at a percentile or minimise the error instead of taking the max.
+# </details>
+#
+# **Exercise 4 (how low can QAT go?).** Run QAT at 3, 2 and 1 bits with more epochs or another learning
+# rate. Which width is the best trade between the file size and the accuracy?
+
+# %%
+for bits in (3, 2, 1):
+    training.setup(SEED)
+    qat_model = quantization.prepare_qat(teacher, bits)
+    training.fit(qat_model, splits, epochs=QAT_EPOCHS + 2, lr=1e-3, progress=False)
+    model = quantization.quantize_model(qat_model, bits)
+    print(f"{bits} bits: QAT {training.evaluate(model, splits.x_test, splits.y_test):.2%}, "
+          f"file {storage.save(model, folder / f'ex3_{bits}.dcmp'):,} bytes")
+
+# %% [markdown]
+# <details><summary>Solution and discussion</summary>
+#
+# With five epochs, 3-bit, 2-bit and even 1-bit (sign) weights come within about a point of float32 on
+# these digits, and their accuracies (94.2%, 93.8%, 94.1%) show no measurable difference on 1,000 test
+# images. The bytes decide: the 2-bit file is the smallest of the three, smaller than the 1-bit one: a
+# 2-bit grid contains 0, many weights round to it, and the file stores only the others (the sparse
+# encoding of notebook 02), while signs have no zero. Here 2 bits is the best trade. Below 4 bits the
+# gain in bytes is large and the accuracy cost small *after* QAT, which is why notebook 05 combines
+# low-bit QAT with pruning and distillation.
+# </details>
+#
+# ## Summary
+#
+# - r = S (q - Z): the scale and zero point come from the data; rounding keeps every value within S/2.
+# - Per-channel scales protect ordinary rows from outliers; asymmetric grids suit one-sided activations.
+# - PTQ is free at 8 bits and costs little at 4 bits per channel; below that, k-means or QAT is needed.
+# - QAT with the straight-through estimator brings 4 bits back to float accuracy.
+# - Bytes shrink only in a file that stores the codes; milliseconds shrink only with an int8 backend,
+#   at batch sizes large enough to amortise its overhead.
+
+# %%
+print(ledger)
+
+# %% [markdown]
+# ## Further reading
+#
+# - B. Jacob et al. *Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
+#   Inference.* CVPR 2018. The affine scheme and integer-only inference used here.
+# - S. Han, H. Mao, W. J. Dally. *Deep Compression.* ICLR 2016. k-means weight sharing; LeNet-300-100's
+#   fully connected layers kept at 6 bits with no loss.
+# - Y. Bengio, N. Léonard, A. Courville. *Estimating or Propagating Gradients Through Stochastic Neurons.*
+#   arXiv:1308.3432, 2013. The straight-through estimator.
+# - M. Rastegari et al. *XNOR-Net.* ECCV 2016. Binary weights scaled by the mean magnitude.
+# - A. Polino, R. Pascanu, D. Alistarh. *Model compression via distillation and quantization.* ICLR 2018.
+# - M. Nagel et al. *A White Paper on Neural Network Quantization.* arXiv:2106.08295, 2021. Practical PTQ
+#   and QAT, including range setting for activations.
+#
+# Next: **04 · Distillation**.
