@@ -25,10 +25,14 @@ from torch import nn
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from tutorial_utils import data, distillation, measure, models, pipeline, pruning, storage, training  # noqa: E402
+from tutorial_utils import data, distillation, measure, models, pruning, recipes, storage, training  # noqa: E402
 
 SIZES = (784, 300, 100, 10)
 EPOCHS, SPARSITY, BITS = 30, 0.92, 4
+
+
+def finetune(epochs: int, lr: float = 1e-3) -> training.TrainConfig:
+    return training.TrainConfig(epochs=epochs, lr=lr, schedule="cosine")
 
 
 def also_tried(dense: nn.Module, splits: data.Splits, report) -> None:
@@ -38,12 +42,12 @@ def also_tried(dense: nn.Module, splits: data.Splits, report) -> None:
 
     training.setup(0)
     model = copy.deepcopy(dense)
-    pipeline.prune_(model, None, splits, sparsity=SPARSITY, epochs=2 * EPOCHS, schedule="cosine")
+    recipes.prune_(model, splits, sparsity=SPARSITY, config=finetune(2 * EPOCHS))
     report(f"pruned {SPARSITY:.0%}, {2 * EPOCHS} epochs of cross-entropy fine-tuning", evaluate(model))
     model = copy.deepcopy(dense)
     for sparsity, epochs in ((0.5, 5), (0.75, 5), (0.875, 5), (SPARSITY, 15)):
         training.setup(0)
-        pipeline.prune_(model, None, splits, sparsity=sparsity, epochs=epochs, schedule="cosine")
+        recipes.prune_(model, splits, sparsity=sparsity, config=finetune(epochs))
     report("gradual 50 -> 75 -> 87.5 -> 92%, 30 epochs in all, cross-entropy", evaluate(model))
     model = copy.deepcopy(dense)
     masks = {}
@@ -55,7 +59,7 @@ def also_tried(dense: nn.Module, splits: data.Splits, report) -> None:
     report("per-layer 92/91/74% (Han et al.), cross-entropy", evaluate(model))
     training.setup(0)
     model = copy.deepcopy(dense)
-    pipeline.prune_(model, dense, splits, sparsity=SPARSITY, epochs=EPOCHS, lr=2e-3, schedule="cosine")
+    recipes.prune_(model, splits, sparsity=SPARSITY, teacher=dense, config=finetune(EPOCHS, lr=2e-3))
     report(f"pruned {SPARSITY:.0%}, self-distillation at lr 2e-3", evaluate(model))
     training.setup(0)
     teacher = models.big_teacher()
@@ -63,7 +67,7 @@ def also_tried(dense: nn.Module, splits: data.Splits, report) -> None:
     report("784-1200-1200-10 teacher (dropout 0.3), float32", evaluate(teacher))
     training.setup(0)
     model = copy.deepcopy(dense)
-    pipeline.prune_(model, teacher, splits, sparsity=SPARSITY, epochs=EPOCHS, schedule="cosine")
+    recipes.prune_(model, splits, sparsity=SPARSITY, teacher=teacher, config=finetune(EPOCHS))
     report(f"pruned {SPARSITY:.0%}, distilled from the 784-1200-1200-10 teacher", evaluate(model))
 
 
@@ -82,11 +86,11 @@ def main() -> None:
         rows.append((recipe, stage, accuracy, note))
         print(f"[{time.perf_counter() - start:5.0f} s] {recipe:<32} {stage:<40} {accuracy:.2%} {note}", flush=True)
 
-    recipes = {"constant lr": {"schedule": "constant"},
-               "cosine lr": {"schedule": "cosine"},
-               "cosine lr + weight decay 1e-4": {"schedule": "cosine", "weight_decay": 1e-4}}
+    trainings = {"constant lr": {"schedule": "constant"},
+                 "cosine lr": {"schedule": "cosine"},
+                 "cosine lr + weight decay 1e-4": {"schedule": "cosine", "weight_decay": 1e-4}}
     chosen, dense_models = None, {}
-    for name, recipe in recipes.items():
+    for name, recipe in trainings.items():
         dense = dense_models[name] = distillation.train_student(splits, sizes=SIZES, epochs=EPOCHS, seed=0, **recipe)
         report(name, "dense float32", training.evaluate(dense, splits.x_test, splits.y_test))
         if name == "constant lr":
@@ -94,17 +98,18 @@ def main() -> None:
         for teacher, label in ((None, "cross-entropy"), (dense, "self-distillation")):
             training.setup(0)
             pruned = copy.deepcopy(dense)
-            masks = pipeline.prune_(pruned, teacher, splits, sparsity=SPARSITY, epochs=EPOCHS, schedule="cosine")
+            masks = recipes.prune_(pruned, splits, sparsity=SPARSITY, teacher=teacher, config=finetune(EPOCHS))
             report(name, f"pruned {SPARSITY:.0%}, fine-tuned with {label}",
                    training.evaluate(pruned, splits.x_test, splits.y_test))
             chosen = (pruned, masks, dense)
     pruned, masks, dense = chosen  # weight decay + self-distillation, the last one trained
     training.setup(0)
-    final = pipeline.quantize_aware(pruned, dense, splits, bits=BITS, epochs=10, masks=masks, schedule="cosine")
+    final = recipes.quantize_aware(pruned, splits, quant=BITS, teacher=dense, masks=masks,
+                                   config=recipes.QAT.replace(epochs=10, schedule="cosine"))
     with tempfile.TemporaryDirectory() as folder:
         size = storage.save(final, pathlib.Path(folder) / "model.dcmp", compress="auto")
     ratio = measure.storage_bytes(dense) / size
-    report(list(recipes)[-1], f"+ {BITS}-bit QAT with self-distillation, packed",
+    report(list(trainings)[-1], f"+ {BITS}-bit QAT with self-distillation, packed",
            training.evaluate(final, splits.x_test, splits.y_test), f"{size:,} bytes ({ratio:.1f}x smaller)")
     if args.also_tried:
         also_tried(dense_models["cosine lr"], splits, lambda stage, accuracy: report("cosine lr", stage, accuracy))

@@ -1,10 +1,15 @@
-"""A sweep of bad inputs across the public API: each is a ValueError/TypeError/FileNotFoundError that
-names the argument, shows the value, and says what is allowed."""
+"""A sweep of bad inputs across the public API and the command line: each is a ValueError, TypeError or
+FileNotFoundError (or, on the command line, exit status 2) whose message names the argument or the file,
+shows the value, and says what is allowed. Nothing is silently clamped."""
 
+import gzip
+
+import numpy as np
 import pytest
 import torch
 
-from tutorial_utils import data, distillation, encoding, measure, models, pruning, quantization, storage, training
+from tutorial_utils import (data, distillation, encoding, files, measure, models, pipeline, pruning, quantization,
+                            recipes, storage, training, validate)
 
 T = torch.randn(4, 4)
 STUDENT = models.student()
@@ -42,7 +47,87 @@ STUDENT = models.student()
     (lambda: storage.load("/no/such/file.dcmp"), FileNotFoundError, r"path='/no/such/file.dcmp' is not a file"),
     (lambda: measure.latency_ms(STUDENT, 0), ValueError, r"batch_size=0 must be a positive integer"),
     (lambda: measure.Ledger().add(""), ValueError, r"stage='' must be a non-empty string"),
+    (lambda: training.fit(STUDENT, None, epochs=2.0), ValueError, r"epochs=2.0 must be a positive integer"),
+    (lambda: training.fit(STUDENT, None, epochs=1, batch_size=32.0), ValueError, r"batch_size=32.0 must be a positive integer"),
+    (lambda: training.fit(STUDENT, None, epochs=1, schedule="step"), ValueError, r"schedule='step' must be one of"),
+    (lambda: training.fit(STUDENT, None, epochs=1, weight_decay=float("inf")), ValueError, r"weight_decay=inf must be a finite number >= 0"),
+    (lambda: training.fit(STUDENT, None, config=training.TrainConfig(), epochs=3), ValueError, r"either config= or the keywords \['epochs'\]"),
+    (lambda: training.TrainConfig(lr=float("nan")), ValueError, r"lr=nan must be a positive finite number"),
+    (lambda: training.setup(0, threads=0), ValueError, r"threads=0 must be a positive integer"),
+    (lambda: training.load_or_train_teacher(None, preset="vgg"), ValueError, r"name='vgg' must be one of"),
+    (lambda: data.batches(T, T[:, 0], batch_size=2.5), ValueError, r"batch_size=2.5 must be a positive integer"),
+    (lambda: data.load("mnist-5k").holdout(0), ValueError, r"n=0 must be an integer in 1..3999"),
+    (lambda: distillation.KDConfig(temperature=float("inf")), ValueError, r"temperature=inf must be a finite number > 0"),
+    (lambda: distillation.distillation_loss(STUDENT, kd=4.0), TypeError, r"kd must be a distillation.KDConfig"),
+    (lambda: distillation.distill(STUDENT, STUDENT, None, kd=distillation.KDConfig(), alpha=0.5), ValueError, r"either kd= or temperature=/alpha="),
+    (lambda: quantization.kmeans_quantize(T, 12), ValueError, r"bits=12 must be an integer in 1..8"),
+    (lambda: quantization.kmeans_quantize(T, 5), ValueError, r"bits=5 asks for 32 centroids but x has only 16 values"),
+    (lambda: quantization.QuantConfig(bits=4, scale_dtype="bfloat16"), ValueError, r"scale_dtype='bfloat16' must be one of"),
+    (lambda: quantization.prepare_qat(STUDENT, quantization.QuantConfig(bits=4), per_channel=False), ValueError, r"may only be given with bits"),
+    (lambda: quantization.quantize_model(quantization.prepare_qat(STUDENT, 4), 8), ValueError, r"differs from the config the QAT model was trained with"),
+    (lambda: quantization.quantize_model(STUDENT), ValueError, r"config=None: give a QuantConfig or bits"),
+    (lambda: quantization.quantize_model(STUDENT, 4, method="huffman"), ValueError, r"method='huffman' must be one of"),
+    (lambda: quantization.quantize_model(STUDENT, 4, act_bits=8), ValueError, r"act_bits needs calibration inputs"),
+    (lambda: recipes.quantize_aware(STUDENT, None, quant=1, masks={}), ValueError, r"bits=1 cannot keep pruned weights at zero"),
+    (lambda: recipes.prune_(STUDENT, None, sparsity=1.5), ValueError, r"sparsity=1.5 must be a number in \[0, 1\)"),
+    (lambda: pruning.random_masks(STUDENT, -0.1), ValueError, r"sparsity=-0.1 must be a number in \[0, 1\)"),
+    (lambda: pruning.magnitude_masks(torch.nn.ReLU(), 0.5), TypeError, r"model of type ReLU has no nn.Linear layers"),
+    (lambda: measure.latency_ms(STUDENT, 1, threads=0), ValueError, r"threads=0 must be a positive integer"),
+    (lambda: measure.Ledger(repeats=0), ValueError, r"repeats=0 must be a positive integer"),
+    (lambda: measure.pareto_front([{"stage": "a", "accuracy": 0.5}]), ValueError, r"row 'a' has bytes=None"),
+    (lambda: storage.save(STUDENT, "/tmp/x.dcmp", compress="brotli"), ValueError, r"compress='brotli' must be one of"),
+    (lambda: storage.save(STUDENT, "/tmp/x.dcmp", index_bits=0), ValueError, r"index_bits=0 must be an integer in 1..16"),
+    (lambda: storage.load(__file__), ValueError, r"test_bad_inputs.py is not a distill-and-compress model file"),
+    (lambda: storage.load(__file__, max_parameters=0), ValueError, r"max_parameters=0 must be a positive integer"),
+    (lambda: files.cache_dir("../escape"), ValueError, r"cache folder name '../escape' must be"),
+    (lambda: files.atomic_write("", lambda f: None), ValueError, r"path='\.' names no file|path='' names no file"),
+    (lambda: encoding.unpack_bits(b"\x00", 8, 2), ValueError, r"buffer of 1 bytes is too short for 2 codes"),
 ])
 def test_bad_input_is_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_numpy_scalars_are_accepted_where_numbers_are():
+    assert pruning.magnitude_masks(STUDENT, np.float32(0.5))["0.weight"].mean().item() == pytest.approx(0.5, abs=1e-3)
+    assert training.TrainConfig(epochs=np.int64(3)).epochs == 3
+    assert quantization.quantize(T, np.int32(4)).bits == 4
+
+
+def test_environment_variables_are_named_in_their_errors(monkeypatch):
+    monkeypatch.setenv("DC_EPOCHS", "abc")
+    with pytest.raises(ValueError, match=r"environment variable DC_EPOCHS='abc': 'abc' is not an integer"):
+        validate.env("DC_EPOCHS", 15, validate.positive_int)
+    monkeypatch.setenv("DC_EPOCHS", "0")
+    with pytest.raises(ValueError, match=r"environment variable DC_EPOCHS='0': 0 must be a positive integer"):
+        validate.env("DC_EPOCHS", 15, validate.positive_int)
+
+
+def test_a_truncated_data_file_names_itself(tmp_path):
+    good = gzip.compress(bytes(4 + 4 + 16))
+    (tmp_path / "labels-idx1-ubyte.gz").write_bytes(good[:10])
+    with pytest.raises(ValueError, match=r"labels-idx1-ubyte.gz cannot be read as an IDX file"):
+        data.read_idx(tmp_path / "labels-idx1-ubyte.gz")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sparsity", "-0.5"], "argument --sparsity: -0.5 must be a number in [0, 1)"),
+    (["--sparsity", "abc"], "argument --sparsity: 'abc' is not a number"),
+    (["--epochs", "2.5"], "argument --epochs: '2.5' is not an integer"),
+    (["--finetune-epochs", "-1"], "argument --finetune-epochs: -1 must be a positive integer"),
+    (["--qat-epochs", "0"], "argument --qat-epochs: 0 must be a positive integer"),
+    (["--temperature=-inf"], "argument --temperature: -inf must be a finite number > 0"),
+    (["--alpha", "nan"], "argument --alpha: nan must be a number in [0, 1]"),
+    (["--seed", "x"], "argument --seed: 'x' is not an integer"),
+    (["--threads", "1.5"], "argument --threads: '1.5' is not an integer"),
+    (["--teacher", "gpt"], "argument --teacher: invalid choice: 'gpt'"),
+    (["--student", "resnet"], "argument --student: invalid choice: 'resnet'"),
+    (["--dataset", "cifar10"], "argument --dataset: invalid choice: 'cifar10'"),
+    (["--schedule", "step"], "argument --schedule: invalid choice: 'step'"),
+    (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["--data-dir", "/no/such/folder", "--dataset", "mnist"], "root='/no/such/folder' does not exist"),
+])
+def test_bad_command_lines_are_refused_before_any_work(tmp_path, capsys, argv, message):
+    assert pipeline.main(["--out", str(tmp_path / "out"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -11,13 +11,15 @@ import pytest
 PACKAGE = pathlib.Path(__file__).parents[1] / "tutorial_utils"
 LAYERS = [
     {"__init__", "validate"},                                                   # argument checks, under everything
-    {"files", "models", "encoding", "masks", "timing", "qtensor", "idx"},       # leaves
-    {"data", "checkpoints", "qat", "kmeans", "evaluation"},                                             # built on the leaves
+    {"files", "models", "encoding", "masks", "timing", "qtensor", "idx", "fileheader"},       # leaves
+    {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat"},                                             # built on the leaves
     {"training"},                                                               # the one loop
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
-    {"storage", "measure", "benchmarks"},                                       # files and measurements
+    {"serialize", "measure", "benchmarks"},                                      # files and measurements
+    {"storage"},                                                                # the model file
     {"plots", "exercises", "recipes"},                                          # teaching and recipes
-    {"pipeline"},                                                               # the whole story, headless
+    {"workflow"},                                                               # the whole story as one function
+    {"pipeline"},                                                               # its command line
     {"__main__"},                                                               # the command line's entry
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -1,4 +1,5 @@
 import copy
+import re
 import hashlib
 import json
 import struct
@@ -70,7 +71,7 @@ def _parse(path, written):
     exactly the blobs the header lists, back to back (no gaps, no overlaps, nothing extra)."""
     raw = path.read_bytes()
     assert len(raw) == written
-    assert raw[:4] == b"DCMP" and raw[4] == 2 and raw[5] == 0  # magic, version 2, compression "none"
+    assert raw[:4] == b"DCMP" and raw[4] == 3 and raw[5] == 0  # magic, version 3, compression "none"
     (hlen,) = struct.unpack("<I", raw[6:10])
     header = json.loads(raw[10:10 + hlen])
     end = 0
@@ -215,3 +216,50 @@ def test_one_config_from_qat_through_conversion_to_the_file(tmp_path, config):
     assert {m.config for m in loaded if isinstance(m, quantization.QuantizedLinear)} == {config}
     x = torch.randn(5, 784)
     assert torch.equal(loaded(x), converted(x))
+
+
+def _models_the_package_makes() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    made = {name: models.preset(name) for name in models.PRESETS}  # big-teacher has dropout
+    small = models.mlp([784, 16, 10])
+    made["qat 4-bit"] = quantization.prepare_qat(small, quantization.QuantConfig(bits=4))
+    made["qat 3-bit affine float32 scales"] = quantization.prepare_qat(
+        small, quantization.QuantConfig(bits=3, symmetric=False, scale_dtype="float32"))
+    made["quantized 2-bit per tensor"] = quantization.quantize_model(small, 2, per_channel=False)
+    made["quantized k-means 3-bit"] = quantization.quantize_model(small, 3, method="kmeans")
+    made["quantized 8-bit with activations"] = quantization.quantize_model(small, 8, act_bits=8,
+                                                                           calibration=torch.randn(32, 784))
+    made["compacted (neurons removed)"] = pruning.prune_neurons(models.teacher(), 0.5)
+    made["tanh, gelu, flatten"] = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8), torch.nn.Tanh(),
+                                                      torch.nn.Linear(8, 8), torch.nn.GELU(approximate="tanh"),
+                                                      torch.nn.Linear(8, 10), torch.nn.Sigmoid())
+    return made
+
+
+@pytest.mark.parametrize("name", list(_models_the_package_makes()))
+def test_every_model_the_package_makes_round_trips(tmp_path, name):
+    """Save then load gives the same layers and the same function (the big teacher has dropout)."""
+    model = _models_the_package_makes()[name].eval()
+    storage.save(model, tmp_path / "m.dcmp", compress="auto")
+    loaded = storage.load(tmp_path / "m.dcmp")
+    assert [type(m) for m in loaded] == [type(m) for m in model]
+    x = torch.randn(4, 784)
+    assert torch.equal(loaded(x), model(x))
+    for a, b in zip(model, loaded, strict=True):
+        if isinstance(a, torch.nn.Dropout):
+            assert a.p == b.p
+        if isinstance(a, quantization.FakeQuantLinear):
+            assert a.config == b.config
+
+
+@pytest.mark.parametrize("model, layer", [
+    (torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sequential(torch.nn.ReLU())), "model[1] is a Sequential"),
+    (torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LeakyReLU()), "model[1] is a LeakyReLU"),
+    (torch.nn.Sequential(torch.nn.Linear(4, 4, bias=False)), "model[0] is a Linear without bias"),
+])
+def test_what_the_file_cannot_hold_is_refused_at_save_time(tmp_path, model, layer):
+    with pytest.raises(TypeError, match=re.escape(layer)):
+        storage.save(model, tmp_path / "m.dcmp")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    with pytest.raises(TypeError, match="must be an nn.Sequential"):
+        storage.save(torch.nn.Linear(4, 4), tmp_path / "m.dcmp")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorial_utils import measure, models, pruning, quantization, storage, training
+from tutorial_utils import checkpoints, data, measure, models, pruning, quantization, storage, training
 
 
 def test_setup_seeds_everything_and_returns_a_device():
@@ -237,3 +237,49 @@ def test_loading_or_rebuilding_a_model_does_not_change_the_next_training(small_s
                     lambda: quantization.dequantize_model(quantization.quantize_model(model, 4)),
                     lambda: measure.latency_ms(model, 8, repeats=2, warmup=0)):
         assert torch.equal(second_training(between), reference)
+
+
+def _flip_a_weight(path) -> None:
+    """Change one float of the saved state in place, keeping the zip readable (torch.load does not check CRCs)."""
+    state = torch.load(path, weights_only=True)
+    target = state["state_dict"]["0.weight"][0, 0].item()
+    raw = bytearray(path.read_bytes())
+    needle = torch.tensor([target]).numpy().tobytes()
+    at = raw.find(needle)
+    assert at >= 0
+    raw[at + 3] ^= 0x40
+    path.write_bytes(bytes(raw))
+
+
+def _nan_weights_with_a_valid_digest(path) -> None:
+    saved = torch.load(path, weights_only=True)
+    state = {k: torch.full_like(v, float("nan")) for k, v in saved["state_dict"].items()}
+    torch.save({**saved, "state_dict": state, "sha256": checkpoints.state_digest(state)}, path)
+
+
+def test_corrupt_nan_or_foreign_cache_entries_are_reported_and_retrained(small_splits, tmp_path):
+    fresh = training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    path = next(tmp_path.glob("teacher-*.pt"))
+    damages = {"corrupt": _flip_a_weight,
+               "NaN or infinite": _nan_weights_with_a_valid_digest,
+               "another recipe": lambda p: torch.save({**torch.load(p, weights_only=True), "meta": {"preset": "x"}}, p)}
+    for reason, damage in damages.items():
+        damage(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            again = training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+        assert any(reason in str(w.message) and "retraining" in str(w.message) for w in caught), reason
+        for a, b in zip(fresh.parameters(), again.parameters(), strict=True):
+            assert torch.equal(a, b)  # retrained deterministically, not the damaged weights
+
+
+def test_the_cache_key_holds_the_thread_count_and_names_stay_inside(small_splits, tmp_path):
+    torch.set_num_threads(1)
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    torch.set_num_threads(2)
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("teacher-*.pt"))) == 2  # a 2-thread run does not reuse a 1-thread teacher
+    sneaky = data.Splits(small_splits.x_train, small_splits.y_train, small_splits.x_test, small_splits.y_test,
+                         name="../../escaped")
+    training.load_or_train_teacher(sneaky, epochs=1, cache_dir=tmp_path / "inner")
+    assert not list(tmp_path.glob("escaped*")) and len(list((tmp_path / "inner").iterdir())) == 1

@@ -177,11 +177,15 @@ def batches(x: torch.Tensor, y: torch.Tensor, *, batch_size: int, generator: tor
     The last batch may be smaller. `index` holds the rows of x that the batch took, so that per-sample
     tables (such as precomputed teacher logits) can be looked up.
     """
-    validate.positive_int("batch_size", batch_size)
-    order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
-    for start in range(0, len(x), batch_size):
-        index = order[start:start + batch_size]
-        yield x[index], y[index], index
+    validate.positive_int("batch_size", batch_size)  # checked now, not at the first next()
+
+    def generate() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
+        for start in range(0, len(x), batch_size):
+            index = order[start:start + batch_size]
+            yield x[index], y[index], index
+
+    return generate()
 
 
 def random_shift(x: torch.Tensor, *, max_shift: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:

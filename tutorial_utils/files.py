@@ -12,9 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import json
 import os
 import pathlib
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -97,3 +101,79 @@ def safe_name(text: str) -> str:
     that stays inside its folder whatever the text (dataset names, presets)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", str(text)).lstrip(".")
     return cleaned or "_"
+
+
+def _exchange(a: pathlib.Path, b: pathlib.Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where that is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False  # e.g. a file system without RENAME_EXCHANGE: the caller falls back
+
+
+def publish_folder(staged: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Make the complete folder `staged` appear as `out`, replacing the old `out` as a set, never file by file.
+
+    Readers see the old set or the new one: where the OS can swap two folders atomically (Linux), it
+    does; elsewhere `out` is moved aside, `staged` moved in, and the old set deleted, so an interruption
+    leaves either the old folder (beside a hidden `.NAME.old-*`) or the new one. Both folders must be on
+    the same file system (stage beside `out`). Side effects: `staged` is consumed; the old `out` is deleted.
+    """
+    staged, out = pathlib.Path(staged), pathlib.Path(out)
+    if not out.exists():
+        os.replace(staged, out)
+        return
+    if _exchange(staged, out):
+        shutil.rmtree(staged)  # now holds the old set
+        return
+    aside = out.parent / f".{out.name}.old-{os.getpid()}"
+    os.replace(out, aside)
+    os.replace(staged, out)
+    shutil.rmtree(aside)
+
+
+def remove_stale_stages(folder: str | os.PathLike, name: str, *, older_than_s: float = 3600.0) -> int:
+    """Delete hidden `.NAME.stage-*` and `.NAME.old-*` folders that a killed publish left in `folder`."""
+    removed, now = 0, time.time()
+    for candidate in pathlib.Path(folder).glob(f".{name}.*"):
+        if candidate.is_dir() and (".stage-" in candidate.name or ".old-" in candidate.name) \
+                and now - candidate.stat().st_mtime > older_than_s:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+MANIFEST = "MANIFEST.json"
+
+
+def write_manifest(folder: str | os.PathLike) -> dict:
+    """Write MANIFEST.json listing every other file of `folder` with its bytes and SHA-256; return it.
+
+    Written last, so a folder with a manifest that verifies (`verify_manifest`) is a complete set.
+    """
+    folder = pathlib.Path(folder)
+    entries = {p.name: {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+               for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")}
+    manifest = {"files": entries}
+    atomic_write(folder / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+    return manifest
+
+
+def verify_manifest(folder: str | os.PathLike) -> dict:
+    """The manifest of `folder` if every file it lists is present with its bytes and SHA-256; else ValueError."""
+    folder = pathlib.Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        listed = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{folder}: no readable {MANIFEST}, so not a complete set of outputs ({exc})") from exc
+    for name, entry in listed.items():
+        path = folder / name
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry.get("sha256"):
+            raise ValueError(f"{folder}: {name} is missing or differs from {MANIFEST}")
+    return manifest

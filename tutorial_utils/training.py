@@ -209,6 +209,7 @@ def load_or_train_teacher(splits: data.Splits, *, preset: str = "teacher", epoch
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
     folder = pathlib.Path(cache_dir) if cache_dir is not None else files.cache_dir("checkpoints")
     path = folder / files.safe_name(f"{preset}-{splits.name}-{key}.pt")
+    files.remove_stale_temporaries(folder, older_than_s=600)  # left by runs killed while writing a checkpoint
     if path.is_file():
         try:
             model.load_state_dict(checkpoints.load(path, meta))

@@ -1,0 +1,89 @@
+"""The whole chain as one function: options checked first, outputs published as one set."""
+
+import json
+import shutil
+
+import pytest
+
+from tutorial_utils import files, pipeline, storage, workflow
+
+FAST = dict(epochs=2, finetune_epochs=1, qat_epochs=1, teacher="teacher", threads=1)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One published set, copied by the tests that need an existing output folder."""
+    out = tmp_path_factory.mktemp("first") / "run"
+    workflow.run(workflow.PipelineConfig(out=str(out), **FAST))
+    return out
+
+
+def copy_of(first_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(first_run, out)
+    return out
+
+
+def test_a_run_publishes_a_complete_verified_set(first_run):
+    out, tmp_path = first_run, first_run.parent
+    manifest = files.verify_manifest(out)
+    assert sorted(manifest["files"]) == ["ledger.csv", "ledger.json", "model.dcmp", "pareto.png"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    rows = json.loads((out / "ledger.json").read_text())
+    assert rows[-2]["bytes"] == (out / "model.dcmp").stat().st_size
+
+
+@pytest.mark.parametrize("failing", ["storage.save", "files.publish_folder"])
+def test_an_interrupted_run_leaves_the_previous_set_whole(first_run, tmp_path, monkeypatch, failing):
+    """Interrupted while writing its files or just before publishing: the old set stays, verified, and no
+    staging folder is left."""
+    out = copy_of(first_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    module, name = failing.split(".")
+    original = getattr({"storage": storage, "files": files}[module], name)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr({"storage": storage, "files": files}[module], name, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        workflow.run(workflow.PipelineConfig(out=str(out), **{**FAST, "seed": 1}))
+    monkeypatch.setattr({"storage": storage, "files": files}[module], name, original)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    files.verify_manifest(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_second_run_replaces_the_set_as_a_whole(first_run, tmp_path):
+    out = copy_of(first_run, tmp_path)
+    first = files.verify_manifest(out)
+    workflow.run(workflow.PipelineConfig(out=str(out), **{**FAST, "seed": 1}))
+    second = files.verify_manifest(out)
+    assert first["files"]["model.dcmp"]["sha256"] != second["files"]["model.dcmp"]["sha256"]
+
+
+def test_a_folder_with_other_files_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert pipeline.main(["--out", str(tmp_path)]) == 2
+    assert "holds files the pipeline did not write (notes.txt)" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_tampered_set_does_not_verify(first_run, tmp_path):
+    out = copy_of(first_run, tmp_path)
+    (out / "ledger.csv").write_text("stage\n")
+    with pytest.raises(ValueError, match="ledger.csv is missing or differs"):
+        files.verify_manifest(out)
+    (out / files.MANIFEST).unlink()
+    with pytest.raises(ValueError, match="not a complete set"):
+        files.verify_manifest(out)
+
+
+def test_bits_one_with_pruning_and_bad_values_are_refused_when_the_config_is_made():
+    with pytest.raises(ValueError, match="bits=1 with sparsity > 0 is refused"):
+        workflow.PipelineConfig(bits=1)
+    workflow.PipelineConfig(bits=1, sparsity=0.0)  # 1 bit without pruning is honest
+    for field, value in (("temperature", float("inf")), ("epochs", 2.0), ("threads", 0), ("teacher", "gpt"),
+                         ("alpha", -0.1), ("weight_decay", float("nan")), ("out", " ")):
+        with pytest.raises(ValueError, match=f"{field}="):
+            workflow.PipelineConfig(**{field: value})

@@ -1,0 +1,200 @@
+"""The whole chain as one function: a checked PipelineConfig in, a ledger and a complete set of files out.
+
+    reference teacher -> (distillation teacher) -> student -> distilled student
+        -> recipes.prune_ -> recipes.quantize_aware -> storage.save (+ entropy coding) -> int8 deployment
+
+Every option is checked when the PipelineConfig is made, and the output folder before any training;
+outputs are staged beside the folder and published as one set (`files.publish_folder`) with a
+MANIFEST.json, so an interrupted run leaves the previous set whole. `pipeline` is the command line
+that parses its options into a PipelineConfig.
+
+Example:
+    >>> ledger = run(PipelineConfig(out="runs/quick", epochs=2, finetune_epochs=1, qat_epochs=1))
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tutorial_utils import (data, distillation, files, int8, measure, models, plots, quantization, recipes, storage,
+                            training, validate)
+
+TEACHERS = tuple(sorted(models.PRESETS)) + ("self", "none")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every option of the pipeline, checked when made (so before any training starts)."""
+
+    out: str = "runs/pipeline"
+    dataset: str = "mnist-5k"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    teacher: str = "big-teacher"
+    student: str = "student"
+    sparsity: float = 0.9
+    bits: int = 4
+    epochs: int = 15
+    finetune_epochs: int = 5
+    qat_epochs: int = 5
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    temperature: float = 4.0
+    alpha: float = 0.9
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        validate.choice("dataset", self.dataset, data.DATASETS)
+        validate.choice("teacher", self.teacher, TEACHERS)
+        validate.choice("student", self.student, sorted(models.PRESETS))
+        validate.fraction("sparsity", self.sparsity)
+        validate.bits("bits", self.bits)
+        if self.bits == 1 and self.sparsity > 0:
+            raise ValueError("bits=1 with sparsity > 0 is refused: 1-bit codes are +-1 and cannot keep pruned "
+                             "weights at zero; use bits >= 2")
+        self.student_config(), self.finetune_config(), self.qat_config(), self.kd()  # validate the recipes
+        validate.integer("seed", self.seed, low=0, high=2**32 - 1)
+        validate.positive_int("threads", self.threads)
+        for name in ("out", "data_dir", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{name}={value!r} must name a folder")
+
+    def student_config(self) -> training.TrainConfig:
+        return training.TrainConfig(epochs=self.epochs, weight_decay=self.weight_decay, schedule=self.schedule)
+
+    def finetune_config(self) -> training.TrainConfig:
+        return recipes.FINETUNE.replace(epochs=self.finetune_epochs, schedule=self.schedule)
+
+    def qat_config(self) -> training.TrainConfig:
+        return recipes.QAT.replace(epochs=self.qat_epochs, schedule=self.schedule)
+
+    def kd(self) -> distillation.KDConfig:
+        return distillation.KDConfig(temperature=self.temperature, alpha=self.alpha)
+
+
+TEACHERS = tuple(sorted(models.PRESETS)) + ("self", "none")
+
+
+OUTPUTS = ("ledger.csv", "ledger.json", "pareto.png", "model.dcmp", files.MANIFEST)
+
+
+def check_out(out: str) -> pathlib.Path:
+    """The output folder, checked now, so that a bad --out fails before any training.
+
+    It may be new, or a folder that holds only the pipeline's own outputs (it is replaced as a whole).
+    Leftovers of killed runs beside it are removed.
+    """
+    path = pathlib.Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"out={out!r} exists and is not a folder")
+    if path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in OUTPUTS and not p.name.startswith("."))
+        if foreign:
+            raise ValueError(f"out={out!r} holds files the pipeline did not write ({', '.join(foreign[:5])}); "
+                             f"the folder is replaced as a whole, so choose a new or empty folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"out={out!r} cannot be written ({exc.strerror or exc})") from exc
+    files.remove_stale_stages(path.parent, path.name)
+    return path
+
+
+def run(config: PipelineConfig) -> measure.Ledger:
+    """Run every stage; return the ledger. The outputs (ledger.csv, ledger.json, pareto.png, model.dcmp and
+    MANIFEST.json) are written into a hidden folder beside config.out and published as one set: a run that is
+    interrupted leaves the previous set whole."""
+    target, start = check_out(config.out), time.perf_counter()
+    out = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.stage-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(out, 0o777 & ~umask)  # mkdtemp makes 0700; the published folder gets mkdir's permissions
+    try:
+        ledger = _run(config, out, start)
+        files.write_manifest(out)
+        files.publish_folder(out, target)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # gone after publishing; removed if anything failed
+    print(f"wrote {target}/ledger.csv, ledger.json, pareto.png, model.dcmp, {files.MANIFEST} "
+          f"in {time.perf_counter() - start:.0f} s")
+    return ledger
+
+
+def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Ledger:
+    if config.cache_dir is not None:
+        os.environ["DC_CACHE_DIR"] = str(pathlib.Path(config.cache_dir).resolve())
+    device = training.setup(config.seed, threads=config.threads)
+    splits = data.load(config.dataset, root=config.data_dir)
+    log = lambda stage, text: print(f"[{time.perf_counter() - start:6.1f} s] {stage}: {text}", flush=True)  # noqa: E731
+    log("data", f"{config.dataset}, {len(splits.x_train):,} train / {len(splits.x_test):,} test")
+    ledger = measure.Ledger(threads=config.threads)
+
+    def row(stage: str, model: nn.Module, **given: object) -> dict:
+        entry = ledger.measure(stage, model, splits, **given)
+        log(stage, f"accuracy {entry['accuracy']:.2%}, {entry['bytes']:,} bytes")
+        return entry
+
+    reference_model = training.load_or_train_teacher(splits, epochs=config.epochs, seed=config.seed, device=device)
+    reference = row("reference teacher 784-128-10 (float32)", reference_model)
+    teacher = None
+    if config.teacher not in ("none", "self"):
+        recipe = (distillation.BIG_TEACHER_RECIPE if config.teacher == "big-teacher"
+                  else {"preset": config.teacher, "epochs": config.epochs})
+        teacher = training.load_or_train_teacher(splits, **recipe, seed=config.seed, device=device)
+        row(f"distillation teacher {config.teacher} (float32)", teacher)
+    sizes, kd = tuple(models.PRESETS[config.student][0]), config.kd()
+    student = distillation.train_student(splits, seed=config.seed, sizes=sizes, config=config.student_config(),
+                                         device=device)
+    own = row(f"student {config.student} from scratch (float32)", student)
+    if config.teacher == "self":  # the dense student teaches its pruned and quantized copies (made below)
+        teacher = student
+    elif teacher is not None:
+        student = distillation.train_student(splits, teacher=teacher, seed=config.seed, sizes=sizes, kd=kd,
+                                             config=config.student_config(), device=device)
+        row(f"student distilled, T={config.temperature:g} (float32)", student)
+    stage = {"teacher": teacher, "kd": kd, "seed": config.seed, "device": device}
+    pruned = copy.deepcopy(student)
+    masks = recipes.prune_(pruned, splits, sparsity=config.sparsity, config=config.finetune_config(), **stage)
+    row(f"pruned {config.sparsity:.0%} + fine-tuned (masked float32)", pruned)
+    final = recipes.quantize_aware(pruned, splits, quant=config.bits, config=config.qat_config(), masks=masks, **stage)
+    with tempfile.TemporaryDirectory() as scratch:  # the uncompressed file is measured, not published
+        plain = storage.save(final, pathlib.Path(scratch) / "model.dcmp", compress="none")
+    row(f"{config.bits}-bit QAT, sparse file", final, file_bytes=plain)
+    written = storage.save(final, out / "model.dcmp", compress="auto")
+    reloaded = storage.load(out / "model.dcmp")
+    if not torch.equal(reloaded(splits.x_test), final.eval()(splits.x_test)):
+        raise RuntimeError("the compact file did not reload to the same logits")
+    final_row = row(f"{config.bits}-bit QAT, sparse file + entropy coding", final, file_bytes=written)
+    # Deployment: the file's weights handed to an int8 backend, the fastest path measured in notebook 03.
+    deployed = int8.to_backend(quantization.dequantize_model(reloaded), "legacy")
+    deployed_row = row("deployed: the file's weights on the int8 backend", deployed, file_bytes=written,
+                       parameters=final_row["parameters"], nonzeros=final_row["nonzeros"], macs=final_row["macs"],
+                       energy_nj=final_row["energy_nj"])
+    ledger.to_csv(out / "ledger.csv")
+    ledger.to_json(out / "ledger.json")
+    fig = plots.pareto(ledger.rows, reference_bytes=reference["bytes"])
+    files.atomic_write(out / "pareto.png", lambda f: fig.savefig(f, format="png", dpi=100))
+    print(f"\n{ledger}\n")
+    print(f"final model: {final_row['accuracy']:.2%} ({final_row['accuracy'] - reference['accuracy']:+.2%} vs the "
+          f"784-128-10 teacher), {reference['bytes'] / final_row['bytes']:.1f}x smaller than its float32 file, "
+          f"{own['bytes'] / final_row['bytes']:.1f}x smaller than the student's own float32 file "
+          f"({final_row['accuracy'] - own['accuracy']:+.2%} vs its accuracy)")
+    speedup = measure.latency_ratio(reference_model, deployed, 256, threads=config.threads)
+    print(f"deployed on the int8 backend: {deployed_row['accuracy']:.2%}, latency at batch 256 {speedup:.1f}x lower "
+          f"than the 784-128-10 teacher's (median of 5 alternating measurements, {config.threads} threads)")
+    return ledger
+
+
