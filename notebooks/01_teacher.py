@@ -246,7 +246,7 @@ for batch_size in (1, 16, 256, 1024):
     print(f"batch {batch_size:>4}: {ms:7.3f} ms per batch = {1000 * ms / batch_size:6.2f} µs per image")
 
 # %% [markdown]
-# Per image, a batch of one is many times slower than a large batch (here about 35 times): a single
+# Per image, a batch of one is many times slower than a large batch (here 17 to 18 times): a single
 # image leaves the CPU's vector units mostly idle and pays the fixed cost of a call into PyTorch. This
 # is why every latency in the ledger names its batch size, and why speed-ups are compared as ratios
 # measured in one run.

@@ -253,13 +253,14 @@ assert ledger.rows[1]["bytes"] == ledger.rows[0]["bytes"]          # masking alo
 ledger
 
 # %% [markdown]
-# - **Masked dense**: the same 409 KB and the same latency. Zeros cost as much as any other number.
+# - **Masked dense**: the same 409 KB and, up to noise, the same latency. Zeros cost as much as any other number.
 # - **CSR** (`torch.sparse`), the format most people try first, stores an 8-byte column index and a
 #   4-byte value per non-zero: at 90% sparsity it is still about half the dense size.
 # - A **bitmask** (1 bit per weight saying "stored or not") plus the 4-byte values, and Deep Compression's
 #   **relative indices** (the 5-bit gap to the previous non-zero, with a zero "filler" when a gap exceeds
-#   32), each cut the file by more than 7x. The latency column does not move: the weights are unpacked
-#   into a dense matrix again before they are used.
+#   32), each cut the file by more than 7x. The latency column does not move beyond run-to-run noise:
+#   every 90% row times the same dense `nn.Linear` (the CSR row's 0.372 ms included), because the
+#   weights are unpacked into a dense matrix again before they are used.
 #
 # The round trip is exact: the file reloads to the same weights and the same predictions.
 
@@ -286,7 +287,7 @@ for s in (0.5, 0.9, 0.99):
 # %% [markdown]
 # Sparse kernels pay for index lookups and irregular memory access. At 50% sparsity the CSR product is
 # slower than the dense one, which runs at full vector speed; at 90% and 99% it wins, but by less (here
-# 1.6x and 9.4x) than the 10x and 100x fewer multiplications would suggest. So extreme sparsity *can*
+# 1.8x and 10.6x) than the 10x and 100x fewer multiplications would suggest. So extreme sparsity *can*
 # become speed, but only through a sparse kernel: `nn.Linear` never uses one, which is why the masked
 # model's latency in the ledger did not move. The exact ratios depend on the CPU and the PyTorch
 # build; measure on yours.

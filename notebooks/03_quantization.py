@@ -140,9 +140,9 @@ fig = plots.curves([fp32_bytes / ptq[b][1] for b in widths], {"PTQ, per channel"
 
 # %% [markdown]
 # Each point is a real file. From 8 down to 4 bits the compression is a little less than 32/bits, because
-# scales, biases and the header are stored too. At 3 and 2 bits it is more (12.3x and 40.1x, against
+# scales, biases and the header are stored too. At 3 and 2 bits it is more (12.2x and 39.8x, against
 # 10.7x and 16x): many weights round to the code 0, and `storage.save` then stores only the others (the
-# sparse encodings of notebook 02). At 1 bit there is no zero code, and the file is 29.5x smaller.
+# sparse encodings of notebook 02). At 1 bit there is no zero code, and the file is 29.3x smaller.
 #
 # ## 3. k-means weight sharing
 #
@@ -241,19 +241,21 @@ for row in rows:
         for b in backends))
 
 # %% [markdown]
-# Read the ratios (in parentheses, above 1 means faster than float32), all from this one run:
+# Read the ratios (in parentheses, above 1 means faster than float32), all from this one run. Single
+# latencies on a shared machine vary from run to run (and by CPU); ratios measured together vary less:
 # - At **batch 1** every int8 path is slower than float32. Quantizing the activations, calling a
 #   different kernel and rescaling the outputs cost a fixed overhead of tens of microseconds (hundreds
 #   in eager torchao), and a 784-128-10 network in float32 takes only about 22 µs per image. There is
 #   nothing to win back.
 # - At **batch 64 and 1024** the work grows with the batch and int8 matrix products pay off: the
-#   legacy fbgemm/x86 kernels win at 64 and are about twice as fast at 1024. torchao in eager mode
-#   dispatches through Python tensor subclasses and, on this CPU, stays several times slower than
-#   float32 at every batch size measured (0.32x at best, at 1024); compiled with `torch.compile`, it
-#   fuses that overhead away and beats float32 from batch 64 up, though not the legacy kernels.
+#   legacy fbgemm/x86 kernels win at 64 (1.34x) and are more than twice as fast at 1024 (2.33x). torchao
+#   in eager mode dispatches through Python tensor subclasses and, on this CPU, stays slower than
+#   float32 at every batch size measured (0.72x at best, at 1024); compiled with `torch.compile`, it
+#   fuses that overhead away, roughly matches float32 at batch 64 (0.93x) and beats it at 1024 (1.83x),
+#   though not the legacy kernels.
 #
 # So "int8 is faster" holds for batched inference with a backend whose kernels are used, not for one
-# image at a time. The maintained path (torchao) needs `torch.compile` on a CPU to be fast.
+# image at a time. The maintained path (torchao) needs `torch.compile` and large batches on a CPU to be fast.
 #
 # ## 6. The ledger
 
@@ -271,8 +273,9 @@ assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
 ledger
 
 # %% [markdown]
-# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster.
-# - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; they reload exactly (below).
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.156
+#   against 0.301 ms in this run; single latencies are noisy, the ratios of section 5 are firmer).
+# - The **4-bit and 2-bit** files are about 8x and 37x smaller than float32; they reload exactly (below).
 #   Their latency equals float32's: their forward pass still multiplies dequantized floats, since no
 #   backend here has 4-bit or 2-bit kernels for a CPU. Small files and fast inference are different goals.
 

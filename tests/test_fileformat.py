@@ -123,6 +123,7 @@ def test_three_hundred_mutations_end_in_a_clear_error_or_a_working_model(real_fi
         path = tmp_path / f"mutant{trial}.dcmp"
         seal(path, fileformat.VERSION, code, block)
         results[outcome(path)] += 1
+    print(f"300 mutations: {results}")
     assert results["refused"] >= 150  # most mutations must be caught, not loaded as something else
     assert time.perf_counter() - start < 60
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300_000  # kilobytes: under 300 MB

@@ -66,3 +66,12 @@ def test_modules_stay_small():
     for module in MODULES:
         lines = len((PACKAGE / f"{module}.py").read_text().splitlines())
         assert lines <= limits.get(module, 235), f"{module}.py has {lines} lines; split it along a seam"
+
+
+def test_readme_table_of_modules_matches_the_layers():
+    """README's package table lists every module with the layer this test enforces."""
+    import re
+    readme = (PACKAGE.parent / "README.md").read_text()
+    listed = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\| (\d+) \| `(\w+)` \|", readme, re.MULTILINE)}
+    expected = {name: rank for name, rank in RANK.items() if name not in ("__init__", "__main__")}
+    assert listed == expected

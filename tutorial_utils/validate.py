@@ -60,39 +60,36 @@ def nonnegative_int(name: str, value: object) -> int:
     return int(value)
 
 
+def _real(name: str, value: object, inside: Callable[[float], bool], expected: str) -> float:
+    """value as a float if it is a real number for which inside(value) holds (NaN never is)."""
+    if not (_is_real(value) and not math.isnan(value) and inside(float(value))):
+        raise ValueError(f"{name}={value!r} must be {expected}")
+    return float(value)
+
+
 def positive_float(name: str, value: object) -> float:
     """value as a float if it is a finite real number > 0."""
-    if not (_is_real(value) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r} must be a positive finite number")
-    return float(value)
+    return _real(name, value, lambda v: math.isfinite(v) and v > 0, "a positive finite number")
 
 
 def nonnegative_float(name: str, value: object) -> float:
     """value as a float if it is a finite real number >= 0."""
-    if not (_is_real(value) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name}={value!r} must be a finite number >= 0")
-    return float(value)
+    return _real(name, value, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 
 
 def fraction(name: str, value: object) -> float:
     """value as a float if it lies in [0, 1): a share that cannot be all (sparsity, amount pruned)."""
-    if not (_is_real(value) and not math.isnan(value) and 0 <= value < 1):
-        raise ValueError(f"{name}={value!r} must be a number in [0, 1)")
-    return float(value)
+    return _real(name, value, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def probability(name: str, value: object) -> float:
     """value as a float if it lies in [0, 1] (a weight between two terms, such as alpha)."""
-    if not (_is_real(value) and not math.isnan(value) and 0 <= value <= 1):
-        raise ValueError(f"{name}={value!r} must be a number in [0, 1]")
-    return float(value)
+    return _real(name, value, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
 
 def temperature(name: str, value: object) -> float:
     """value as a float if it is a finite number > 0 (a softmax temperature)."""
-    if not (_is_real(value) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r} must be a finite number > 0")
-    return float(value)
+    return _real(name, value, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def bits(name: str, value: object, *, high: int = 16) -> int:
