@@ -11,7 +11,8 @@ import pytest
 PACKAGE = pathlib.Path(__file__).parents[1] / "tutorial_utils"
 LAYERS = [
     {"__init__", "validate"},                                                   # argument checks, under everything
-    {"files", "models", "encoding", "masks", "timing", "qtensor", "idx", "fileheader"},       # leaves
+    {"files", "models", "encoding", "masks", "timing", "qtensor", "idx", "fileheader", "stats", "machine",
+     "energy"},       # leaves
     {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat"},                                             # built on the leaves
     {"training"},                                                               # the one loop
     {"pruning", "quantization", "distillation", "int8"},                        # the stages

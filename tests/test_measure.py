@@ -177,5 +177,26 @@ def test_ledger_json_stays_valid_with_nan(tmp_path):
     ledger.add("broken", accuracy=float("nan"), bytes=10)
     ledger.to_json(tmp_path / "ledger.json")
     text = (tmp_path / "ledger.json").read_text()
-    rows = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    rows = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))["rows"]
     assert rows[0]["accuracy"] is None
+
+
+def test_ledger_json_carries_the_machine_record(tmp_path):
+    ledger = measure.Ledger(threads=1)
+    ledger.add("x", accuracy=0.5)
+    ledger.to_json(tmp_path / "ledger.json")
+    document = json.loads((tmp_path / "ledger.json").read_text())
+    for key in ("cpu", "isa", "cores", "threads", "torch", "torchao", "load_before", "load_after"):
+        assert key in document["machine"], key
+    assert document["machine"]["threads"] == 1
+    assert measure.Ledger.from_json(tmp_path / "ledger.json").machine["cpu"] == document["machine"]["cpu"]
+
+
+def test_a_busy_machine_is_flagged_beside_the_latency(monkeypatch, splits):
+    from tutorial_utils import machine
+    monkeypatch.setattr(machine, "load_average", lambda: 7.5)
+    ledger = measure.Ledger(threads=1, repeats=2)
+    row = ledger.measure("student", models.student(), splits)
+    assert row["busy"] == "load 7.5 while timing"
+    monkeypatch.setattr(machine, "load_average", lambda: 0.2)
+    assert "busy" not in ledger.measure("student", models.student(), splits)

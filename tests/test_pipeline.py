@@ -12,7 +12,7 @@ FAST = ["--epochs", "2", "--finetune-epochs", "1", "--qat-epochs", "1", "--teach
 def test_pipeline_writes_every_stage_and_a_reloadable_file(tmp_path, capsys):
     out = tmp_path / "run"
     assert pipeline.main(["--out", str(out), *FAST, "--sparsity", "0.8", "--bits", "4"]) == 0
-    rows = json.loads((out / "ledger.json").read_text())
+    rows = json.loads((out / "ledger.json").read_text())["rows"]
     stages = [r["stage"] for r in rows]
     assert stages[0].startswith("reference teacher 784-128-10") and rows[0]["parameters"] == 101_770
     assert any("distilled" in s for s in stages) and any("entropy coding" in s for s in stages)
@@ -29,7 +29,7 @@ def test_pipeline_writes_every_stage_and_a_reloadable_file(tmp_path, capsys):
 
 def test_pipeline_without_a_teacher(tmp_path):
     assert pipeline.main(["--out", str(tmp_path), *FAST[:-2], "--teacher", "none", "--student", "student"]) == 0
-    stages = [r["stage"] for r in json.loads((tmp_path / "ledger.json").read_text())]
+    stages = [r["stage"] for r in json.loads((tmp_path / "ledger.json").read_text())["rows"]]
     assert not any("distilled" in s for s in stages)
 
 
@@ -37,7 +37,7 @@ def test_pipeline_with_self_distillation_and_a_cosine_schedule(tmp_path, capsys)
     argv = ["--out", str(tmp_path), *FAST[:-2], "--teacher", "self", "--schedule", "cosine", "--weight-decay", "1e-4",
             "--sparsity", "0.9"]
     assert pipeline.main(argv) == 0
-    rows = json.loads((tmp_path / "ledger.json").read_text())
+    rows = json.loads((tmp_path / "ledger.json").read_text())["rows"]
     stages = [r["stage"] for r in rows]
     assert not any("distilled" in s or "distillation teacher" in s for s in stages)
     assert stages[1].startswith("student student from scratch") and len(rows) == 6

@@ -24,14 +24,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tutorial_utils import data, files, models, timing, training, validate
+from tutorial_utils import data, energy, files, machine, models, timing, training, validate
+from tutorial_utils.energy import PJ, energy_estimate  # noqa: F401  (public here: measure.energy_estimate)
+from tutorial_utils.machine import record as machine_record  # noqa: F401
+from tutorial_utils.stats import PairedTest, mean_std, paired_test, wilson_interval  # noqa: F401
 from tutorial_utils.timing import latency_ms, latency_ratio, time_ms  # noqa: F401  (public here: measure.latency_ms)
 
 COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs", "energy_nj")
-
-# Energy per operation at 45 nm, in picojoules (M. Horowitz, "Computing's energy problem", ISSCC 2014).
-PJ = {"int8_add": 0.03, "int8_mult": 0.2, "fp32_add": 0.9, "fp32_mult": 3.7, "sram_read_32bit": 5.0,
-      "dram_read_32bit": 640.0}
 
 
 def _weights_and_biases(model: nn.Module) -> list[torch.Tensor]:
@@ -92,45 +91,6 @@ def macs(model: nn.Module, *, in_features: int = 784) -> int:
     return counter.get_total_flops() // 2
 
 
-def _linear_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")]
-
-
-def energy_estimate(model: nn.Module, *, weight_bytes: int | None = None, sram_bytes: int = 64 * 1024) -> dict:
-    """An *estimate* of the energy of one inference (batch 1), from operation counts and Horowitz's 45 nm
-    energies (ISSCC 2014): 32-bit float mult 3.7 pJ + add 0.9 pJ; 8-bit int mult 0.2 pJ + add 0.03 pJ;
-    32-bit SRAM read 5 pJ; 32-bit DRAM read 640 pJ.
-
-        compute     = sum over layers of in * out MACs x (mult + add) at the layer's precision
-        weights     = weight_bytes / 4 reads, from SRAM if weight_bytes <= sram_bytes, else from DRAM
-        activations = sum over layers of (in + out) 32-bit SRAM accesses
-
-    Assumptions: dense hardware (zeros are multiplied too); layers with codes of <= 8 bits run 8-bit
-    integer arithmetic, others float32; weights are read once per inference with no reuse;
-    weight_bytes defaults to 4 bytes per float weight and bits/8 per quantized one, and is best
-    given as the real file size. Returns picojoule components, the total in nanojoules, and the
-    assumptions as text.
-    """
-    layers = _linear_layers(model)
-    if not layers:
-        raise TypeError(f"model of type {type(model).__name__} has no Linear layers")
-    compute = 0.0
-    implied_bytes = 0.0
-    for layer in layers:
-        bits = getattr(getattr(layer, "qweight", None), "bits", 32)
-        kind = "int8" if bits <= 8 else "fp32"
-        compute += layer.in_features * layer.out_features * (PJ[f"{kind}_mult"] + PJ[f"{kind}_add"])
-        implied_bytes += layer.in_features * layer.out_features * min(bits, 32) / 8
-    weight_bytes = int(implied_bytes) if weight_bytes is None else weight_bytes
-    on_chip = weight_bytes <= sram_bytes
-    weights = weight_bytes / 4 * PJ["sram_read_32bit" if on_chip else "dram_read_32bit"]
-    activations = sum(layer.in_features + layer.out_features for layer in layers) * PJ["sram_read_32bit"]
-    return {"compute_pj": compute, "weights_pj": weights, "activations_pj": activations,
-            "total_nj": (compute + weights + activations) / 1000,
-            "assumptions": (f"estimate, Horowitz 45 nm energies; dense compute; weights ({weight_bytes:,} bytes) read "
-                            f"once from {'on-chip SRAM' if on_chip else 'DRAM'} (SRAM assumed {sram_bytes // 1024} KB)")}
-
-
 def pareto_front(rows: list[dict], *, x: str = "bytes", y: str = "accuracy") -> list[dict]:
     """The rows that no other row beats: smaller or equal x and higher or equal y, and better in one.
 
@@ -173,6 +133,8 @@ class Ledger:
         if threads is not None:
             validate.positive_int("threads", threads)
         validate.positive_int("repeats", repeats)
+        self.machine = machine.record(threads)
+        self.machine["load_before"] = self.machine.pop("load")
         self.latency_batch_size, self.threads, self.repeats = latency_batch_size, threads, repeats
 
     def add(self, stage: str, **values: object) -> dict:
@@ -201,9 +163,12 @@ class Ledger:
             "latency_ms": lambda: timing.latency_ms(model, self.latency_batch_size, threads=self.threads,
                                              repeats=self.repeats, in_features=splits.x_test.shape[1]),
             "macs": lambda: macs(model, in_features=splits.x_test.shape[1]),
-            "energy_nj": lambda: energy_estimate(model, weight_bytes=file_bytes)["total_nj"],
+            "energy_nj": lambda: energy.energy_estimate(model, weight_bytes=file_bytes)["total_nj"],
         }
+        load = machine.load_average()  # before timing: was another job competing for the cores?
         row = {key: given[key] if key in given else measure() for key, measure in measurements.items()}
+        if "latency_ms" not in given and machine.busy(load, self.threads or torch.get_num_threads()):
+            given = {**given, "busy": f"load {load} while timing"}
         return self.add(stage, **row, **{k: v for k, v in given.items() if k not in measurements})
 
     def columns(self) -> list[str]:
@@ -249,17 +214,22 @@ class Ledger:
         return files.atomic_write(path, lambda f: f.write(buffer.getvalue().encode()))
 
     def to_json(self, path: str | os.PathLike) -> int:
-        """Write the rows as a JSON list of objects, atomically; return the bytes written."""
-        text = json.dumps(_json_safe(self.rows), indent=2, allow_nan=False)
+        """Write {"machine": record with load_before/load_after, "rows": [...]} as strict JSON, atomically;
+        return the bytes written. Rows measured while the machine was busy carry a "busy" note."""
+        document = {"machine": {**self.machine, "load_after": machine.load_average()}, "rows": self.rows}
+        text = json.dumps(_json_safe(document), indent=2, allow_nan=False)
         return files.atomic_write(path, lambda f: f.write(text.encode()))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Ledger:
-        """Read rows written by `to_json`."""
+        """Read a ledger written by `to_json` (or an older bare list of rows)."""
         ledger = cls()
         with open(path, encoding="utf-8") as f:
-            rows = json.load(f)
+            document = json.load(f)
+        rows = document.get("rows") if isinstance(document, dict) else document
         if not isinstance(rows, list) or not all(isinstance(r, dict) and "stage" in r for r in rows):
-            raise ValueError(f"{os.fspath(path)!r} is not a ledger: expected a JSON list of rows with a 'stage'")
+            raise ValueError(f"{os.fspath(path)!r} is not a ledger: expected rows with a 'stage'")
         ledger.rows = rows
+        if isinstance(document, dict) and isinstance(document.get("machine"), dict):
+            ledger.machine = document["machine"]
         return ledger

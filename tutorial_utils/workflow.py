@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tutorial_utils import (data, distillation, files, int8, measure, models, plots, quantization, recipes, storage,
-                            training, validate)
+from tutorial_utils import (data, distillation, files, int8, machine, measure, models, plots, quantization, recipes,
+                            storage, training, validate)
 
 TEACHERS = tuple(sorted(models.PRESETS)) + ("self", "none")
 
@@ -141,6 +141,7 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     log = lambda stage, text: print(f"[{time.perf_counter() - start:6.1f} s] {stage}: {text}", flush=True)  # noqa: E731
     log("data", f"{config.dataset}, {len(splits.x_train):,} train / {len(splits.x_test):,} test")
     ledger = measure.Ledger(threads=config.threads)
+    log("machine", machine.describe(ledger.machine))
 
     def row(stage: str, model: nn.Module, **given: object) -> dict:
         entry = ledger.measure(stage, model, splits, **given)
@@ -192,6 +193,11 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
           f"784-128-10 teacher), {reference['bytes'] / final_row['bytes']:.1f}x smaller than its float32 file, "
           f"{own['bytes'] / final_row['bytes']:.1f}x smaller than the student's own float32 file "
           f"({final_row['accuracy'] - own['accuracy']:+.2%} vs its accuracy)")
+    def correct(model: nn.Module) -> torch.Tensor:  # (n,) bool, per test image
+        return training.predict(model, splits.x_test).argmax(dim=1) == splits.y_test
+    low, high = measure.wilson_interval(int(correct(final).sum()), len(splits.y_test))
+    print(f"final model on {len(splits.y_test):,} test images: 95% interval {low:.2%} to {high:.2%}; paired with the "
+          f"784-128-10 teacher: {measure.paired_test(correct(final), correct(reference_model))}")
     speedup = measure.latency_ratio(reference_model, deployed, 256, threads=config.threads)
     print(f"deployed on the int8 backend: {deployed_row['accuracy']:.2%}, latency at batch 256 {speedup:.1f}x lower "
           f"than the 784-128-10 teacher's (median of 5 alternating measurements, {config.threads} threads)")

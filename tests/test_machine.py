@@ -1,0 +1,25 @@
+"""The machine record that travels with every latency."""
+
+import os
+
+from tutorial_utils import machine
+
+
+def test_record_has_what_decides_int8_speed():
+    record = machine.record(threads=3)
+    assert record["threads"] == 3 and record["cores"] == os.cpu_count()
+    assert set(record["isa"]) <= set(machine.ISA_FLAGS)
+    assert isinstance(record["cpu"], str) and record["cpu"]
+    assert record["kernels"]  # torch's CPU kernel level, e.g. AVX512 or AVX2
+
+
+def test_isa_agrees_with_proc_cpuinfo():
+    if os.path.exists("/proc/cpuinfo"):
+        text = open("/proc/cpuinfo").read()
+        for flag in machine.ISA_FLAGS:
+            assert (flag in machine.isa()) == (f" {flag}" in text)
+
+
+def test_busy_means_more_load_than_threads():
+    assert machine.busy(3.2, 2) and not machine.busy(2.4, 2) and not machine.busy(None, 1)
+    assert "threads" in machine.describe(machine.record())

@@ -1,0 +1,75 @@
+"""Intervals and paired tests, checked against hand computations and brute-force references."""
+
+import math
+import random
+
+import pytest
+import torch
+
+from tutorial_utils import stats
+
+
+def test_wilson_interval_matches_a_hand_computation():
+    # 945 of 1000, z = 1.959964: center (0.945 + z^2/2000) / (1 + z^2/1000), half-width by the formula
+    z = 1.959963984540054
+    p, n = 0.945, 1000
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low, high = stats.wilson_interval(945, 1000)
+    assert low == pytest.approx(center - half, abs=1e-12) and high == pytest.approx(center + half, abs=1e-12)
+    # closed form at p = 0: the upper end is z^2 / (n + z^2)
+    assert stats.wilson_interval(0, 10)[1] == pytest.approx(z * z / (10 + z * z), abs=1e-12)
+
+
+def test_wilson_interval_covers_about_95_percent_of_simulated_experiments():
+    """Coverage by simulation: the true accuracy lands inside in close to 95% of 2,000 draws."""
+    rng, p, n, inside = random.Random(0), 0.94, 1000, 0
+    for _ in range(2000):
+        correct = sum(rng.random() < p for _ in range(n))
+        low, high = stats.wilson_interval(correct, n)
+        inside += low <= p <= high
+    assert 0.93 <= inside / 2000 <= 0.97
+
+
+def test_wilson_interval_edges_and_bad_input():
+    assert stats.wilson_interval(0, 10)[0] == 0.0 and stats.wilson_interval(10, 10)[1] == 1.0
+    with pytest.raises(ValueError, match="correct=11 must be an integer in 0..10"):
+        stats.wilson_interval(11, 10)
+    with pytest.raises(ValueError, match="total=0 must be a positive integer"):
+        stats.wilson_interval(0, 0)
+    with pytest.raises(ValueError, match="confidence=1.5"):
+        stats.wilson_interval(1, 2, confidence=1.5)
+
+
+def brute_force_mcnemar(b: int, c: int) -> float:
+    """Two-sided exact p-value by enumerating every split of the b + c discordant images."""
+    n = b + c
+    probability = [math.comb(n, k) / 2**n for k in range(n + 1)]
+    observed = probability[min(b, c)]
+    return min(1.0, sum(q for q in probability if q <= observed + 1e-15))
+
+
+@pytest.mark.parametrize("b, c", [(0, 0), (3, 3), (10, 2), (2, 10), (25, 11), (0, 7), (40, 60)])
+def test_paired_test_against_brute_force(b, c):
+    both, neither = 900, 1000 - 900 - b - c
+    a = torch.tensor([True] * both + [True] * b + [False] * c + [False] * neither)
+    other = torch.tensor([True] * both + [False] * b + [True] * c + [False] * neither)
+    result = stats.paired_test(a, other)
+    assert (result.only_a, result.only_b, result.total) == (b, c, 1000)
+    assert result.diff == pytest.approx((b - c) / 1000)
+    assert result.p_value == pytest.approx(1.0 if b + c == 0 else brute_force_mcnemar(b, c), rel=1e-9)
+    assert result.low <= result.diff <= result.high
+
+
+def test_paired_test_refuses_unpaired_input():
+    with pytest.raises(ValueError, match="a paired test needs the same images"):
+        stats.paired_test(torch.ones(3, dtype=torch.bool), torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="correct_a must be a non-empty 1-d boolean tensor"):
+        stats.paired_test(torch.ones(3), torch.ones(3, dtype=torch.bool))
+
+
+def test_mean_std():
+    assert stats.mean_std([0.94, 0.95, 0.96]) == pytest.approx((0.95, 0.01))
+    assert stats.mean_std([0.9]) == (0.9, 0.0)
+    with pytest.raises(ValueError, match="values is empty"):
+        stats.mean_std([])

@@ -1,0 +1,81 @@
+"""What machine a measurement was made on: CPU, the instruction sets that decide int8 speed, threads, load.
+
+A latency means little without its machine: int8 kernels run fast with AVX-512 VNNI or AMX and barely
+faster than float32 with AVX2 alone, and a machine busy with another job can be 10-50x slower. Every
+ledger carries this record, and a latency measured while the load average exceeded the threads in use
+is flagged.
+
+Example:
+    >>> record()["isa"]
+    ['avx2', 'avx512f', 'avx512_vnni']
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import platform
+from importlib import metadata
+
+import torch
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")  # what int8 kernels can use, slowest first
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what the platform module reports."""
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def isa() -> list[str]:
+    """The instruction-set features of ISA_FLAGS that this CPU has (from /proc/cpuinfo's flags on Linux)."""
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return []
+    flags = set()
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    return [flag for flag in ISA_FLAGS if flag in flags]
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes), or None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def record(threads: int | None = None) -> dict:
+    """The machine record: cpu, isa, cores, threads (torch's now unless given), torch/torchao versions,
+    torch's CPU kernel level, Python version and the current load average."""
+    return {"cpu": cpu_model(), "isa": isa(), "cores": os.cpu_count(),
+            "threads": threads if threads is not None else torch.get_num_threads(),
+            "torch": torch.__version__.split("+")[0], "torchao": _version("torchao"),
+            "kernels": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
+            "load": load_average()}
+
+
+def busy(load: float | None, threads: int) -> bool:
+    """True when the load average exceeds the threads in use by more than half a process: others compete."""
+    return load is not None and load > threads + 0.5
+
+
+def describe(machine: dict) -> str:
+    """One line for a ledger's header: 'AMD EPYC (avx2, avx512f), 2 cores, 2 threads, torch 2.14.1'."""
+    isa_text = ", ".join(machine.get("isa") or []) or "no AVX2"
+    return (f"{machine.get('cpu')} ({isa_text}), {machine.get('cores')} cores, {machine.get('threads')} threads, "
+            f"torch {machine.get('torch')}")

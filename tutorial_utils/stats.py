@@ -1,0 +1,93 @@
+"""Statistics for accuracies measured on a finite test set: intervals and paired comparisons.
+
+On n = 1,000 test images an accuracy p has a standard error of sqrt(p (1 - p) / n): about 0.75 points
+near 94%, so one image (0.1 points) or even half a point says little on its own.
+
+Wilson's interval for a proportion (Wilson 1927), z the normal quantile of the confidence:
+
+    center = (p + z^2 / 2n) / (1 + z^2 / n),   half = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / 4n^2)
+
+Two models on the same images are compared pairwise (McNemar 1947): only the images on which they
+disagree carry information. With b = images only A gets right and c = only B gets right,
+
+    diff = (b - c) / n,   p-value = min(1, 2 * P[Binomial(b + c, 1/2) <= min(b, c)])   (exact, two-sided)
+    interval: diff +- z * sqrt(b + c - (b - c)^2 / n) / n                              (Wald, paired)
+
+Example:
+    >>> wilson_interval(945, 1000)
+    (0.92909..., 0.95750...)
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+import torch
+
+from tutorial_utils import validate
+
+
+def _z(confidence: float) -> float:
+    if not (isinstance(confidence, float) and 0 < confidence < 1):
+        raise ValueError(f"confidence={confidence!r} must be a float in (0, 1)")
+    return statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+
+
+def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """(low, high) of the Wilson score interval for correct / total, as fractions in [0, 1]."""
+    total = validate.positive_int("total", total)
+    correct = validate.integer("correct", correct, low=0, high=total)
+    z, p = _z(confidence), correct / total
+    center = (p + z**2 / (2 * total)) / (1 + z**2 / total)
+    half = z / (1 + z**2 / total) * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2))
+    low = 0.0 if correct == 0 else center - half    # exact at the edges, where rounding would leave 1e-17
+    high = 1.0 if correct == total else center + half
+    return low, high
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Model A against model B on the same images: accuracy difference A - B, its interval, exact p-value."""
+
+    diff: float
+    low: float
+    high: float
+    p_value: float
+    only_a: int   # images A gets right and B wrong (b)
+    only_b: int   # images B gets right and A wrong (c)
+    total: int
+
+    def __str__(self) -> str:
+        return (f"{self.diff:+.2%} (95% interval {self.low:+.2%} to {self.high:+.2%}; p = {self.p_value:.3g}, "
+                f"{self.only_a} vs {self.only_b} of {self.total:,} images decide)")
+
+
+def _binomial_tail(k: int, n: int) -> float:
+    """P[Binomial(n, 1/2) <= k], exactly (integer sums, one division)."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+
+
+def paired_test(correct_a: torch.Tensor, correct_b: torch.Tensor, confidence: float = 0.95) -> PairedTest:
+    """Compare two models on the same test images from their per-image correctness (boolean tensors)."""
+    for name, value in (("correct_a", correct_a), ("correct_b", correct_b)):
+        if not isinstance(value, torch.Tensor) or value.dtype != torch.bool or value.ndim != 1 or len(value) == 0:
+            raise ValueError(f"{name} must be a non-empty 1-d boolean tensor (one entry per test image)")
+    if correct_a.shape != correct_b.shape:
+        raise ValueError(f"correct_a has {len(correct_a)} images but correct_b has {len(correct_b)}; "
+                         f"a paired test needs the same images")
+    z, n = _z(confidence), len(correct_a)
+    b = int((correct_a & ~correct_b).sum())
+    c = int((~correct_a & correct_b).sum())
+    diff = (b - c) / n
+    half = z * math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
+    p_value = 1.0 if b + c == 0 else min(1.0, 2 * _binomial_tail(min(b, c), b + c))
+    return PairedTest(diff, diff - half, diff + half, p_value, b, c, n)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation) of per-seed results; the std is 0.0 for a single value."""
+    if not values:
+        raise ValueError("values is empty: give at least one result")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
