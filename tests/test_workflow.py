@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from tutorial_utils import files, pipeline, storage, workflow
 
@@ -87,3 +88,26 @@ def test_bits_one_with_pruning_and_bad_values_are_refused_when_the_config_is_mad
                          ("alpha", -0.1), ("weight_decay", float("nan")), ("out", " ")):
         with pytest.raises(ValueError, match=f"{field}="):
             workflow.PipelineConfig(**{field: value})
+
+
+def test_the_pipeline_and_the_notebook_05_path_give_the_same_ledger(tmp_path, splits):
+    """Notebook 05 calls the same stage functions with the same per-stage seeds, so for one seed its pruned and
+    final models equal the pipeline's (accuracy and file bytes), whatever was measured or loaded in between."""
+    import copy
+
+    from tutorial_utils import distillation, recipes, training
+    config = workflow.PipelineConfig(out=str(tmp_path / "run"), **{**FAST, "seed": 3})
+    rows = workflow.run(config).rows
+    training.setup(3, threads=1)
+    teacher = training.load_or_train_teacher(splits, preset="teacher", epochs=2, seed=3)
+    student = distillation.train_student(splits, teacher=teacher, seed=3, config=training.TrainConfig(epochs=2))
+    torch.rand(5)  # the notebook measures and prints between stages: the stages must not care
+    pruned = copy.deepcopy(student)
+    masks = recipes.prune_(pruned, splits, sparsity=0.9, teacher=teacher, config=recipes.FINETUNE.replace(epochs=1),
+                           seed=3)
+    final = recipes.quantize_aware(pruned, splits, quant=4, teacher=teacher, config=recipes.QAT.replace(epochs=1),
+                                   masks=masks, seed=3)
+    by_stage = {row["stage"].split(" ")[0]: row for row in rows}
+    assert training.evaluate(pruned, splits.x_test, splits.y_test) == by_stage["pruned"]["accuracy"]
+    assert training.evaluate(final, splits.x_test, splits.y_test) == rows[-2]["accuracy"]
+    assert storage.save(final, tmp_path / "same.dcmp", compress="auto") == rows[-2]["bytes"]
