@@ -111,3 +111,18 @@ def test_the_pipeline_and_the_notebook_05_path_give_the_same_ledger(tmp_path, sp
     assert training.evaluate(pruned, splits.x_test, splits.y_test) == by_stage["pruned"]["accuracy"]
     assert training.evaluate(final, splits.x_test, splits.y_test) == rows[-2]["accuracy"]
     assert storage.save(final, tmp_path / "same.dcmp", compress="auto") == rows[-2]["bytes"]
+
+
+def test_several_seeds_give_mean_and_spread_per_stage(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert pipeline.main(["--out", str(out), "--epochs", "2", "--finetune-epochs", "1", "--qat-epochs", "1",
+                          "--teacher", "teacher", "--threads", "1", "--seeds", "1", "2"]) == 0
+    rows = json.loads((out / "ledger.json").read_text())["rows"]
+    for row in rows:
+        assert row["seeds"] == [1, 2] and len(row["accuracies"]) == 2
+        assert row["accuracy"] == pytest.approx(sum(row["accuracies"]) / 2)
+        assert row["accuracy_std"] >= 0
+    assert "over seeds 1, 2:" in capsys.readouterr().out
+    files.verify_manifest(out)
+    with pytest.raises(ValueError, match="must not repeat a seed"):
+        workflow.PipelineConfig(seeds=(1, 1))

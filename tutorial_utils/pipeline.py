@@ -36,25 +36,37 @@ def build_parser() -> argparse.ArgumentParser:
              "quantized student from its own float32 version; 'none' trains with labels only")
     add("--student", default="student", choices=sorted(models.PRESETS),
         help="student architecture (default student, 784-64-10; lenet-300-100 for the Deep Compression row)")
-    add("--sparsity", type=validate.cli(validate.fraction), default=0.9, help="fraction of weights pruned, in [0, 1) (default 0.9)")
-    add("--bits", type=validate.cli(validate.bits), default=4, help="bits per weight after quantization, 1..16 (default 4)")
-    add("--epochs", type=validate.cli(validate.positive_int), default=15, help="epochs for the reference teacher and the student (default 15)")
-    add("--finetune-epochs", type=validate.cli(validate.positive_int), default=5, help="fine-tuning epochs after pruning (default 5)")
-    add("--qat-epochs", type=validate.cli(validate.positive_int), default=5, help="quantization-aware training epochs (default 5)")
+    add("--sparsity", type=validate.cli(validate.fraction), default=0.9,
+        help="fraction of weights pruned, in [0, 1) (default 0.9)")
+    add("--bits", type=validate.cli(validate.bits), default=4,
+        help="bits per weight after quantization, 1..16 (default 4)")
+    add("--epochs", type=validate.cli(validate.positive_int), default=15,
+        help="epochs for the reference teacher and the student (default 15)")
+    add("--finetune-epochs", type=validate.cli(validate.positive_int), default=5,
+        help="fine-tuning epochs after pruning (default 5)")
+    add("--qat-epochs", type=validate.cli(validate.positive_int), default=5,
+        help="quantization-aware training epochs (default 5)")
     add("--schedule", default="constant", choices=training.SCHEDULES,
         help="learning rate over each training stage: constant, or cosine decay to 0 (default constant)")
     add("--weight-decay", type=validate.cli(validate.nonnegative_float), default=0.0,
         help="L2 penalty while training the student, >= 0; makes its weights easier to prune (default 0)")
-    add("--temperature", type=validate.cli(validate.temperature), default=4.0, help="distillation temperature T > 0 (default 4)")
-    add("--alpha", type=validate.cli(validate.probability), default=0.9, help="weight of the soft term, in [0, 1] (default 0.9)")
+    add("--temperature", type=validate.cli(validate.temperature), default=4.0,
+        help="distillation temperature T > 0 (default 4)")
+    add("--alpha", type=validate.cli(validate.probability), default=0.9,
+        help="weight of the soft term, in [0, 1] (default 0.9)")
     add("--seed", type=validate.cli(validate.nonnegative_int), default=0, help="random seed (default 0)")
-    add("--threads", type=validate.cli(validate.positive_int), default=2, help="CPU threads for training and latency (default 2)")
+    add("--seeds", type=validate.cli(validate.nonnegative_int), nargs="+", default=(),
+        help="run the chain once per seed (e.g. --seeds 0 1 2): the ledger reports mean and std of accuracies; "
+             "the published model is the first seed's")
+    add("--threads", type=validate.cli(validate.positive_int), default=2,
+        help="CPU threads for training and latency (default 2)")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """The PipelineConfig of parsed command-line options (argparse dest names equal the field names)."""
-    return PipelineConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)})
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)}
+    return PipelineConfig(**{**values, "seeds": tuple(values["seeds"])})
 
 
 def main(argv: list[str] | None = None) -> int:

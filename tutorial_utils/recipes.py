@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import pathlib
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -127,3 +128,62 @@ def sweep(teacher: nn.Module | None, splits: data.Splits, folder: str | pathlib.
                              "bytes": storage.save(model, path, compress="auto"),
                              "latency_ms": measure.latency_ms(deployed, 256, threads=threads, repeats=100)})
     return rows
+
+
+TEACHERS = tuple(sorted(models.PRESETS)) + ("self", "none")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every option of the pipeline, checked when made (so before any training starts)."""
+
+    out: str = "runs/pipeline"
+    dataset: str = "mnist-5k"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    teacher: str = "big-teacher"
+    student: str = "student"
+    sparsity: float = 0.9
+    bits: int = 4
+    epochs: int = 15
+    finetune_epochs: int = 5
+    qat_epochs: int = 5
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    temperature: float = 4.0
+    alpha: float = 0.9
+    seed: int = 0
+    seeds: tuple[int, ...] = ()    # several seeds: the chain runs once per seed, accuracies as mean +- std
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        validate.choice("dataset", self.dataset, data.DATASETS)
+        validate.choice("teacher", self.teacher, TEACHERS)
+        validate.choice("student", self.student, sorted(models.PRESETS))
+        validate.fraction("sparsity", self.sparsity)
+        validate.bits("bits", self.bits)
+        if self.bits == 1 and self.sparsity > 0:
+            raise ValueError("bits=1 with sparsity > 0 is refused: 1-bit codes are +-1 and cannot keep pruned "
+                             "weights at zero; use bits >= 2")
+        self.student_config(), self.finetune_config(), self.qat_config(), self.kd()  # validate the recipes
+        for value in (self.seed, *self.seeds):
+            validate.integer("seed", value, low=0, high=2**32 - 1)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds={self.seeds!r} must not repeat a seed")
+        validate.positive_int("threads", self.threads)
+        for name in ("out", "data_dir", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{name}={value!r} must name a folder")
+
+    def student_config(self) -> training.TrainConfig:
+        return training.TrainConfig(epochs=self.epochs, weight_decay=self.weight_decay, schedule=self.schedule)
+
+    def finetune_config(self) -> training.TrainConfig:
+        return FINETUNE.replace(epochs=self.finetune_epochs, schedule=self.schedule)
+
+    def qat_config(self) -> training.TrainConfig:
+        return QAT.replace(epochs=self.qat_epochs, schedule=self.schedule)
+
+    def kd(self) -> distillation.KDConfig:
+        return distillation.KDConfig(temperature=self.temperature, alpha=self.alpha)

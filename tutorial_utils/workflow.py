@@ -15,75 +15,20 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import pathlib
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from tutorial_utils import (data, distillation, files, int8, machine, measure, models, plots, quantization, recipes,
-                            storage, training, validate)
+                            storage, training)
 
-TEACHERS = tuple(sorted(models.PRESETS)) + ("self", "none")
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Every option of the pipeline, checked when made (so before any training starts)."""
-
-    out: str = "runs/pipeline"
-    dataset: str = "mnist-5k"
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    teacher: str = "big-teacher"
-    student: str = "student"
-    sparsity: float = 0.9
-    bits: int = 4
-    epochs: int = 15
-    finetune_epochs: int = 5
-    qat_epochs: int = 5
-    schedule: str = "constant"
-    weight_decay: float = 0.0
-    temperature: float = 4.0
-    alpha: float = 0.9
-    seed: int = 0
-    threads: int = 2
-
-    def __post_init__(self) -> None:
-        validate.choice("dataset", self.dataset, data.DATASETS)
-        validate.choice("teacher", self.teacher, TEACHERS)
-        validate.choice("student", self.student, sorted(models.PRESETS))
-        validate.fraction("sparsity", self.sparsity)
-        validate.bits("bits", self.bits)
-        if self.bits == 1 and self.sparsity > 0:
-            raise ValueError("bits=1 with sparsity > 0 is refused: 1-bit codes are +-1 and cannot keep pruned "
-                             "weights at zero; use bits >= 2")
-        self.student_config(), self.finetune_config(), self.qat_config(), self.kd()  # validate the recipes
-        validate.integer("seed", self.seed, low=0, high=2**32 - 1)
-        validate.positive_int("threads", self.threads)
-        for name in ("out", "data_dir", "cache_dir"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ValueError(f"{name}={value!r} must name a folder")
-
-    def student_config(self) -> training.TrainConfig:
-        return training.TrainConfig(epochs=self.epochs, weight_decay=self.weight_decay, schedule=self.schedule)
-
-    def finetune_config(self) -> training.TrainConfig:
-        return recipes.FINETUNE.replace(epochs=self.finetune_epochs, schedule=self.schedule)
-
-    def qat_config(self) -> training.TrainConfig:
-        return recipes.QAT.replace(epochs=self.qat_epochs, schedule=self.schedule)
-
-    def kd(self) -> distillation.KDConfig:
-        return distillation.KDConfig(temperature=self.temperature, alpha=self.alpha)
-
-
-TEACHERS = tuple(sorted(models.PRESETS)) + ("self", "none")
+PipelineConfig, TEACHERS = recipes.PipelineConfig, recipes.TEACHERS  # where the options are defined
 
 
 OUTPUTS = ("ledger.csv", "ledger.json", "pareto.png", "model.dcmp", files.MANIFEST)
@@ -123,7 +68,16 @@ def run(config: PipelineConfig) -> measure.Ledger:
     os.umask(umask)
     os.chmod(out, 0o777 & ~umask)  # mkdtemp makes 0700; the published folder gets mkdir's permissions
     try:
-        ledger = _run(config, out, start)
+        ledgers = []
+        for i, seed in enumerate(config.seeds or (config.seed,)):  # the first seed's model is the one published
+            with tempfile.TemporaryDirectory() as scratch:
+                one = dataclasses.replace(config, seed=seed)
+                ledgers.append(_run(one, out if i == 0 else pathlib.Path(scratch), start))
+        ledger = ledgers[0] if len(ledgers) == 1 else _over_seeds(ledgers, config.seeds)
+        ledger.to_csv(out / "ledger.csv")
+        ledger.to_json(out / "ledger.json")
+        fig = plots.pareto(ledger.rows, reference_bytes=ledger.rows[0]["bytes"])
+        files.atomic_write(out / "pareto.png", lambda f: fig.savefig(f, format="png", dpi=100))
         files.write_manifest(out)
         files.publish_folder(out, target)
     finally:
@@ -131,6 +85,23 @@ def run(config: PipelineConfig) -> measure.Ledger:
     print(f"wrote {target}/ledger.csv, ledger.json, pareto.png, model.dcmp, {files.MANIFEST} "
           f"in {time.perf_counter() - start:.0f} s")
     return ledger
+
+
+def _over_seeds(ledgers: list[measure.Ledger], seeds: tuple[int, ...]) -> measure.Ledger:
+    """One ledger from several seeds: the first seed's row, with accuracy = the mean over seeds, accuracy_std,
+    seeds and accuracies; prints each stage's mean +- std and the final model's paired view of the seeds."""
+    combined = copy.deepcopy(ledgers[0])
+    print(f"\nover seeds {', '.join(map(str, seeds))}:")
+    for i, row in enumerate(combined.rows):
+        accuracies = [ledger.rows[i]["accuracy"] for ledger in ledgers]
+        mean, std = measure.mean_std(accuracies)
+        row.update(accuracy=mean, accuracy_std=std, seeds=list(seeds), accuracies=accuracies)
+        print(f"  {row['stage']:<50} {mean:.2%} ± {std:.2%} (n = {len(seeds)})")
+    differences = [ledger.rows[-2]["accuracy"] - ledger.rows[0]["accuracy"] for ledger in ledgers]
+    mean, std = measure.mean_std(differences)
+    print(f"  final model minus the 784-128-10 teacher, per seed: {', '.join(f'{d:+.2%}' for d in differences)} "
+          f"(mean {mean:+.2%} ± {std:.2%})")
+    return combined
 
 
 def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Ledger:
@@ -184,10 +155,6 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     deployed_row = row("deployed: the file's weights on the int8 backend", deployed, file_bytes=written,
                        parameters=final_row["parameters"], nonzeros=final_row["nonzeros"], macs=final_row["macs"],
                        energy_nj=final_row["energy_nj"])
-    ledger.to_csv(out / "ledger.csv")
-    ledger.to_json(out / "ledger.json")
-    fig = plots.pareto(ledger.rows, reference_bytes=reference["bytes"])
-    files.atomic_write(out / "pareto.png", lambda f: fig.savefig(f, format="png", dpi=100))
     print(f"\n{ledger}\n")
     print(f"final model: {final_row['accuracy']:.2%} ({final_row['accuracy'] - reference['accuracy']:+.2%} vs the "
           f"784-128-10 teacher), {reference['bytes'] / final_row['bytes']:.1f}x smaller than its float32 file, "
