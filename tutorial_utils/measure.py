@@ -133,6 +133,7 @@ class Ledger:
         if threads is not None:
             validate.positive_int("threads", threads)
         validate.positive_int("repeats", repeats)
+        self.command: str | None = None  # the command line that produced the ledger, when there is one
         self.machine = machine.record(threads)
         self.machine["load_before"] = self.machine.pop("load")
         self.latency_batch_size, self.threads, self.repeats = latency_batch_size, threads, repeats
@@ -216,7 +217,8 @@ class Ledger:
     def to_json(self, path: str | os.PathLike) -> int:
         """Write {"machine": record with load_before/load_after, "rows": [...]} as strict JSON, atomically;
         return the bytes written. Rows measured while the machine was busy carry a "busy" note."""
-        document = {"machine": {**self.machine, "load_after": machine.load_average()}, "rows": self.rows}
+        document = {"command": self.command, "machine": {**self.machine, "load_after": machine.load_average()},
+                    "rows": self.rows}
         text = json.dumps(_json_safe(document), indent=2, allow_nan=False)
         return files.atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -231,5 +233,5 @@ class Ledger:
             raise ValueError(f"{os.fspath(path)!r} is not a ledger: expected rows with a 'stage'")
         ledger.rows = rows
         if isinstance(document, dict) and isinstance(document.get("machine"), dict):
-            ledger.machine = document["machine"]
+            ledger.machine, ledger.command = document["machine"], document.get("command")
         return ledger

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 
 from tutorial_utils import data, models, training, validate, workflow
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed its message (or the help); report its status
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        run(config_from_args(args))
+        argv = sys.argv[1:] if argv is None else argv
+        run(config_from_args(args), command=" ".join(["python -m tutorial_utils pipeline", *map(shlex.quote, argv)]))
     except (ValueError, FileNotFoundError, data.DatasetUnavailableError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -58,7 +58,7 @@ def check_out(out: str) -> pathlib.Path:
     return path
 
 
-def run(config: PipelineConfig) -> measure.Ledger:
+def run(config: PipelineConfig, *, command: str | None = None) -> measure.Ledger:
     """Run every stage; return the ledger. The outputs (ledger.csv, ledger.json, pareto.png, model.dcmp and
     MANIFEST.json) are written into a hidden folder beside config.out and published as one set: a run that is
     interrupted leaves the previous set whole."""
@@ -74,6 +74,7 @@ def run(config: PipelineConfig) -> measure.Ledger:
                 one = dataclasses.replace(config, seed=seed)
                 ledgers.append(_run(one, out if i == 0 else pathlib.Path(scratch), start))
         ledger = ledgers[0] if len(ledgers) == 1 else _over_seeds(ledgers, config.seeds)
+        ledger.command = command  # recorded in ledger.json, so a result file says how to reproduce it
         ledger.to_csv(out / "ledger.csv")
         ledger.to_json(out / "ledger.json")
         fig = plots.pareto(ledger.rows, reference_bytes=ledger.rows[0]["bytes"])

@@ -1,0 +1,105 @@
+"""Render README's result tables from the committed result files in results/, so no number is typed by hand.
+
+Each table sits between `<!-- results:NAME -->` and `<!-- end results -->` in README.md and is made from
+results/NAME.json (a ledger written by the pipeline, or the int8 benchmark's table), which records the
+`command` that produced it and the `machine` it ran on.
+
+    python scripts/render_results.py           # rewrite README.md's tables
+    python scripts/render_results.py --check   # exit 1 if README.md differs from results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end results -->)", re.DOTALL)
+
+
+def machine_line(document: dict) -> str:
+    m = document["machine"]
+    isa = ", ".join(m.get("isa") or []) or "no AVX2"
+    return (f"*Measured with `{document['command']}` on {m['cpu']} ({isa}), {m['cores']} cores, "
+            f"{m['threads']} threads, torch {m['torch']}.*")
+
+
+def _energy(nj: float) -> str:
+    return f"{nj / 1e6:.1f} mJ" if nj >= 1e6 else f"{nj / 1e3:.1f} µJ" if nj >= 1e3 else f"{nj:.0f} nJ"
+
+
+def pipeline_table(document: dict) -> str:
+    rows = document["rows"]
+    reference = rows[0]["bytes"]
+    lines = ["| stage | test accuracy | non-zeros | bytes on disk | vs reference file | latency | energy (estimate) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for i, row in enumerate(rows):
+        ratio = reference / row["bytes"]
+        size = "1x" if i == 0 else f"({1 / ratio:.0f}x larger)" if ratio < 1 else f"{ratio:.{0 if ratio < 10 else 1}f}x"
+        latency = f"{row['latency_ms']:.3f} ms" if row["latency_ms"] < 1 else f"{row['latency_ms']:.1f} ms"
+        lines.append(f"| {row['stage']} | {row['accuracy']:.2%} | {row['nonzeros']:,} | {row['bytes']:,} | {size} | "
+                     f"{latency} | {_energy(row['energy_nj'])} |")
+    return "\n".join(lines + ["", machine_line(document)])
+
+
+def seeds_table(document: dict) -> str:
+    seeds = document["rows"][0]["seeds"]
+    lines = ["| stage | test accuracy, mean ± std | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in seeds) + " |"]
+    for row in document["rows"]:
+        per_seed = " | ".join(f"{a:.2%}" for a in row["accuracies"])
+        lines.append(f"| {row['stage']} | {row['accuracy']:.2%} ± {row['accuracy_std']:.2%} | {per_seed} |")
+    return "\n".join(lines + ["", machine_line(document)])
+
+
+def int8_table(document: dict) -> str:
+    backends = document["backends"]
+    names = {"torchao": "torchao (eager)", "torchao+compile": "torchao + `torch.compile`",
+             "legacy": "legacy `quantize_dynamic` (deprecated)"}
+    lines = ["| batch | float32 | " + " | ".join(names.get(b, b) for b in backends) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in backends) + " |"]
+    for row in document["rows"]:
+        cells = [row[b] if isinstance(row[b], str) else f"{row['fp32'] / row[b]:.2f}x" for b in backends]
+        lines.append(f"| {row['batch_size']} | {row['fp32']:.3f} ms | " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", machine_line(document)])
+
+
+RENDERERS = {"pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table}
+
+
+def render(readme: str, results: pathlib.Path) -> str:
+    """README text with every results block re-made from its file."""
+    def replace(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in RENDERERS:
+            raise ValueError(f"README names results block {name!r}; known: {sorted(RENDERERS)}")
+        document = json.loads((results / f"{name}.json").read_text())
+        return match.group(1) + RENDERERS[name](document) + "\n" + match.group(4)
+
+    return BLOCK.sub(replace, readme)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md differs from results/")
+    args = parser.parse_args()
+    readme_path = ROOT / "README.md"
+    readme = readme_path.read_text()
+    rendered = render(readme, ROOT / "results")
+    if args.check:
+        if rendered != readme:
+            print("README.md's result tables differ from results/: run python scripts/render_results.py",
+                  file=sys.stderr)
+            return 1
+        print("README.md's result tables match results/")
+        return 0
+    readme_path.write_text(rendered)
+    print("README.md's result tables re-made from results/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""README's result tables are made from the committed result files, never typed by hand."""
+
+import importlib.util
+import json
+import pathlib
+
+ROOT = pathlib.Path(__file__).parents[1]
+spec = importlib.util.spec_from_file_location("render_results", ROOT / "scripts" / "render_results.py")
+render_results = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(render_results)
+
+
+def test_readme_tables_match_the_result_files():
+    readme = (ROOT / "README.md").read_text()
+    assert render_results.render(readme, ROOT / "results") == readme, "run python scripts/render_results.py"
+    assert readme.count("<!-- results:") >= 3
+
+
+def test_every_result_file_says_how_and_where_it_was_made():
+    for path in sorted((ROOT / "results").glob("*.json")):
+        document = json.loads(path.read_text())
+        assert document["command"].startswith("python "), path.name
+        for key in ("cpu", "isa", "cores", "threads", "torch"):
+            assert key in document["machine"], (path.name, key)
+
+
+def test_a_changed_number_is_caught(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    tampered = readme.replace("| 94.80% |", "| 95.80% |", 1)
+    assert tampered != readme
+    assert render_results.render(tampered, ROOT / "results") != tampered
