@@ -201,3 +201,14 @@ def test_the_parameter_limit_can_be_raised(tmp_path):
         storage.load(tmp_path / "m.dcmp", max_parameters=1000)
     assert models.layer_sizes(storage.load(tmp_path / "m.dcmp", max_parameters=60_000)) == [784, 64, 10]
     assert fileheader.MAX_PARAMETERS > 10 * 2_395_210  # the big teacher loads with the default limit
+
+
+def test_deeply_nested_or_non_finite_json_is_a_clear_error(tmp_path):
+    path = tmp_path / "deep.dcmp"
+    text = b"[" * 300_000 + b"]" * 300_000
+    seal(path, fileformat.VERSION, 0, struct.pack("<I", len(text)) + text)
+    with pytest.raises(ValueError, match="deep.dcmp: the header is not valid"):
+        storage.load(path)
+    layer = {**dense_layer(4, 3), "spec": {"kind": "float32", "act": {"bits": 8, "scale": float("nan"), "zero_point": 0}}}
+    with pytest.raises(ValueError, match=r"act.scale=nan must be a finite number > 0"):
+        storage.load(hostile(tmp_path, [layer], [{"kind": "linear", "layer": 0}]))

@@ -102,7 +102,7 @@ def read(path: str | os.PathLike, *, max_parameters: int = MAX_PARAMETERS) -> tu
         raise ValueError(f"{name}: header length {hlen:,} exceeds the limit of {MAX_HEADER_BYTES:,} bytes")
     try:
         header = json.loads(stream.read(hlen, "header").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: [[[[... nesting
         raise ValueError(f"{name}: the header is not valid UTF-8 JSON ({exc})") from exc
     payload_bytes = fileheader.check(header, name=name, max_parameters=max_parameters)
     payload = stream.read(payload_bytes, "payload")

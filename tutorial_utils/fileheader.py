@@ -151,3 +151,5 @@ def _check_spec(spec: dict, field: str, out: int, name: str, end: list[int]) -> 
         if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0):
             _fail(name, f"{field}.act.scale", scale, "a finite number > 0")
         _int(name, f"{field}.act.zero_point", act.get("zero_point"), 0, 2**bits - 1)
+        if spec["kind"] == "float32":
+            _fail(name, f"{field}.act", act, "absent for a float32 layer (only quantized layers round their inputs)")
