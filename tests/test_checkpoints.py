@@ -203,3 +203,10 @@ def test_save_writes_atomically(model, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
     assert _same(checkpoints.load(path, META), model.state_dict())
+
+
+def test_a_state_dict_of_non_tensors_is_a_clear_error(tmp_path):
+    path = tmp_path / "odd.pt"
+    torch.save({"meta": {"k": 1}, "state_dict": {"w": [1, 2]}, "sha256": "x"}, path)
+    with pytest.raises(ValueError, match="does not hold a state_dict of named tensors"):
+        checkpoints.load(path, {"k": 1})

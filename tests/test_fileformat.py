@@ -212,3 +212,63 @@ def test_deeply_nested_or_non_finite_json_is_a_clear_error(tmp_path):
     layer = {**dense_layer(4, 3), "spec": {"kind": "float32", "act": {"bits": 8, "scale": float("nan"), "zero_point": 0}}}
     with pytest.raises(ValueError, match=r"act.scale=nan must be a finite number > 0"):
         storage.load(hostile(tmp_path, [layer], [{"kind": "linear", "layer": 0}]))
+
+
+@pytest.mark.parametrize("code", [1, 2])
+def test_an_empty_payload_does_not_open_the_decompressor_wide(tmp_path, code):
+    """A header with no weight layers implies a 0-byte payload: the reader must not inflate what follows."""
+    text = json.dumps({"modules": [{"kind": "relu"}], "layers": []}).encode()
+    compressor = zlib.compressobj(9) if code == 1 else lzma.LZMACompressor(preset=0)
+    coded = compressor.compress(struct.pack("<I", len(text)) + text)
+    coded += b"".join(compressor.compress(bytes(1 << 20)) for _ in range(64)) + compressor.flush()
+    body = fileformat.MAGIC + struct.pack("<BB", fileformat.VERSION, code) + coded
+    path = tmp_path / "empty-bomb.dcmp"
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="data follows the payload"):
+        storage.load(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000
+    storage.save(torch.nn.Sequential(torch.nn.ReLU()), tmp_path / "relu.dcmp", compress="lzma")
+    assert isinstance(storage.load(tmp_path / "relu.dcmp")[0], torch.nn.ReLU)
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda layer: layer.update(bias_dtype=[]), "bias_dtype"),
+    (lambda layer: layer.pop("name"), "name"),
+    (lambda layer: layer.update(name="x" * 1000), "name"),
+    (lambda layer: layer["spec"].update(kind="uniform", bits=4, symmetric=True, scale_shape=[], scale_dtype="<f4",
+                                        scale=[0, 0]), "axis"),
+])
+def test_malformed_fields_are_value_errors_not_type_or_key_errors(tmp_path, change, field):
+    layer = dense_layer(4, 3)
+    change(layer)
+    kind = "quantized" if layer["spec"]["kind"] == "uniform" else "linear"
+    if kind == "quantized":  # 4-bit codes: 6 bytes of values, then the spec's scale, then the bias
+        layer.update(values=[0, 6])
+        layer["spec"]["scale"] = [6, 4]
+        layer["bias"] = [10, 16]
+    with pytest.raises(ValueError, match=field):
+        storage.load(hostile(tmp_path, [layer], [{"kind": kind, "layer": 0}]))
+
+
+def test_huge_integers_and_float32_overflowing_scales_are_refused(tmp_path):
+    path = tmp_path / "digits.dcmp"
+    text = b'{"modules": [], "layers": [], "x": ' + b"9" * 5000 + b"}"
+    seal(path, fileformat.VERSION, 0, struct.pack("<I", len(text)) + text)
+    with pytest.raises(ValueError, match="digits.dcmp: the header is not valid"):
+        storage.load(path)
+    layer = {**dense_layer(4, 3), "spec": {"kind": "float32", "act": {"bits": 8, "scale": 1e39, "zero_point": 0}}}
+    with pytest.raises(ValueError, match="that float32 holds"):
+        storage.load(hostile(tmp_path, [layer], [{"kind": "linear", "layer": 0}]))
+
+
+def test_a_small_file_with_a_large_sparse_layer_stays_within_its_declared_size(tmp_path):
+    """2,000,000 weights, all zero, relative indices of 16 bits: the codes decode in bounded chunks."""
+    model = torch.nn.Sequential(torch.nn.Linear(2000, 1000))
+    with torch.no_grad():
+        model[0].weight.zero_()
+    storage.save(model, tmp_path / "zeros.dcmp", sparse="relative", index_bits=16, compress="zlib")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loaded = storage.load(tmp_path / "zeros.dcmp")
+    assert torch.equal(loaded[0].weight, model[0].weight)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 120_000  # kilobytes

@@ -264,3 +264,15 @@ def test_what_the_file_cannot_hold_is_refused_at_save_time(tmp_path, model, laye
     assert not list(tmp_path.iterdir())  # nothing half-written
     with pytest.raises(TypeError, match="must be an nn.Sequential"):
         storage.save(torch.nn.Linear(4, 4), tmp_path / "m.dcmp")
+
+
+def test_nan_weights_are_refused_before_overwriting_a_good_file(tmp_path):
+    good = models.student()
+    storage.save(good, tmp_path / "m.dcmp")
+    before = (tmp_path / "m.dcmp").read_bytes()
+    broken = copy.deepcopy(good)
+    with torch.no_grad():
+        broken[0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"model\[0\] holds NaN or infinite weights"):
+        storage.save(broken, tmp_path / "m.dcmp")
+    assert (tmp_path / "m.dcmp").read_bytes() == before

@@ -126,3 +126,22 @@ def test_several_seeds_give_mean_and_spread_per_stage(tmp_path, capsys):
     files.verify_manifest(out)
     with pytest.raises(ValueError, match="must not repeat a seed"):
         workflow.PipelineConfig(seeds=(1, 1))
+
+
+def test_hidden_files_that_are_not_ours_are_never_deleted(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    (folder / ".git").mkdir(parents=True)
+    (folder / ".env").write_text("SECRET=1")
+    assert pipeline.main(["--out", str(folder)]) == 2
+    assert "holds files the pipeline did not write (.env, .git)" in capsys.readouterr().err
+    assert (folder / ".env").read_text() == "SECRET=1" and (folder / ".git").is_dir()
+
+
+def test_publishing_puts_the_old_set_back_if_the_new_one_cannot_move_in(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ledger.csv").write_text("old")
+    monkeypatch.setattr(files, "_exchange", lambda a, b: False)  # force the fallback path
+    with pytest.raises(FileNotFoundError):
+        files.publish_folder(tmp_path / "no-such-stage", out)
+    assert (out / "ledger.csv").read_text() == "old"

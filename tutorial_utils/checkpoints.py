@@ -56,7 +56,10 @@ def load(path: str | os.PathLike, meta: dict) -> dict[str, torch.Tensor]:
     if not isinstance(saved, dict) or saved.get("meta") != meta:
         raise ValueError(f"checkpoint {name} was made for another recipe or machine (meta differs)")
     state_dict = saved.get("state_dict")
-    if not isinstance(state_dict, dict) or saved.get("sha256") != state_digest(state_dict):
+    if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in state_dict.items()):
+        raise ValueError(f"checkpoint {name} does not hold a state_dict of named tensors")
+    if saved.get("sha256") != state_digest(state_dict):
         raise ValueError(f"checkpoint {name} is corrupt: the SHA-256 of its tensors does not match")
     if not all(torch.isfinite(t).all() for t in state_dict.values() if t.is_floating_point()):
         raise ValueError(f"checkpoint {name} holds NaN or infinite weights")

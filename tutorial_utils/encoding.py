@@ -42,8 +42,18 @@ def unpack_bits(buffer: bytes, bits: int, count: int) -> np.ndarray:
     validate.bits("bits", bits, high=32)
     if len(buffer) * 8 < count * bits:
         raise ValueError(f"buffer of {len(buffer)} bytes is too short for {count} codes of {bits} bits")
-    flat = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8))[: count * bits].astype(np.int64)
-    return flat.reshape(count, bits) @ (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
+    raw = np.frombuffer(buffer, dtype=np.uint8)
+    if bits in (8, 16):  # whole bytes: read them as big-endian integers, no bit matrix at all
+        return np.frombuffer(raw.tobytes()[: count * bits // 8], dtype=">u1" if bits == 8 else ">u2").astype(np.int64)
+    weights = 1 << np.arange(bits - 1, -1, -1, dtype=np.int64)
+    codes = np.empty(count, dtype=np.int64)
+    step = 1 << 16  # codes per chunk: the (chunk, bits) bit matrix stays a few MB whatever count is
+    for start in range(0, count, step):
+        stop = min(count, start + step)
+        first, last = start * bits, stop * bits
+        chunk = np.unpackbits(raw[first // 8: (last + 7) // 8])[first % 8: first % 8 + last - first]
+        codes[start:stop] = chunk.reshape(stop - start, bits).astype(np.int64) @ weights
+    return codes
 
 
 def bitmask_encode(present: np.ndarray) -> bytes:

@@ -33,6 +33,7 @@ from tutorial_utils import encoding, fileheader
 MAGIC, VERSION = b"DCMP", 3
 COMPRESSIONS = {"none": 0, "zlib": 1, "lzma": 2}
 MAX_HEADER_BYTES = 1 << 20
+LZMA_MEMORY = 256 << 20          # the most an lzma decoder may use (the writer's preset needs about 65 MB)
 MAX_PARAMETERS = fileheader.MAX_PARAMETERS
 LINEAR_KINDS = fileheader.LINEAR_KINDS
 
@@ -43,11 +44,14 @@ class _Stream:
     def __init__(self, data: bytes, compression: str, name: str) -> None:
         self.name, self.kind = name, compression
         self.data = data if compression == "none" else b""
-        self.decoder = {"none": None, "zlib": zlib.decompressobj, "lzma": lzma.LZMADecompressor}[compression]
-        self.decoder = self.decoder() if self.decoder else None
+        # lzma's decoder gets a memory limit: a crafted header can ask for a dictionary of gigabytes
+        makers = {"none": None, "zlib": zlib.decompressobj, "lzma": lambda: lzma.LZMADecompressor(memlimit=LZMA_MEMORY)}
+        self.decoder = makers[compression]() if makers[compression] else None
         self.pending, self.position = data, 0
 
     def read(self, n: int, what: str) -> bytes:
+        if n == 0:  # zlib reads max_length=0 as "no limit": never ask the decoder for nothing
+            return b""
         if self.decoder is None:
             chunk = self.data[self.position:self.position + n]
             self.position += len(chunk)
@@ -98,11 +102,11 @@ def read(path: str | os.PathLike, *, max_parameters: int = MAX_PARAMETERS) -> tu
         raise ValueError(f"{name} uses an unknown compression code {code}")
     stream = _Stream(body[6:], names[code], name)
     (hlen,) = struct.unpack("<I", stream.read(4, "header length"))
-    if hlen > MAX_HEADER_BYTES:
-        raise ValueError(f"{name}: header length {hlen:,} exceeds the limit of {MAX_HEADER_BYTES:,} bytes")
+    if not 2 <= hlen <= MAX_HEADER_BYTES:
+        raise ValueError(f"{name}: header length {hlen:,} must be in 2..{MAX_HEADER_BYTES:,} bytes")
     try:
         header = json.loads(stream.read(hlen, "header").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: [[[[... nesting
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, huge integers, [[[[... nesting
         raise ValueError(f"{name}: the header is not valid UTF-8 JSON ({exc})") from exc
     payload_bytes = fileheader.check(header, name=name, max_parameters=max_parameters)
     payload = stream.read(payload_bytes, "payload")

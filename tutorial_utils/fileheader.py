@@ -21,6 +21,7 @@ PLAIN_KINDS = ("relu", "tanh", "sigmoid", "gelu", "dropout", "flatten", "identit
 ENCODED = ("dense", "bitmask", "relative")
 SPECS = ("float32", "uniform", "kmeans")
 FLOATS = {"<f2": 2, "<f4": 4}
+FLOAT32_TINY, FLOAT32_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
 
 
 def _fail(name: str, field: str, value: object, expected: str) -> None:
@@ -88,6 +89,8 @@ def _check_layer(layer: object, field: str, kind: str, module: dict, name: str, 
     """Check one layer entry and its blobs (in the order `storage.save` writes them); return its shape."""
     if not isinstance(layer, dict):
         _fail(name, field, type(layer).__name__, "an object")
+    if not (isinstance(layer.get("name"), str) and 0 < len(layer["name"]) <= 64):
+        _fail(name, f"{field}.name", layer.get("name"), "a string of 1..64 characters")
     shape = layer.get("shape")
     if not (isinstance(shape, list) and len(shape) == 2):
         _fail(name, f"{field}.shape", shape, "[out_features, in_features]")
@@ -109,7 +112,7 @@ def _check_layer(layer: object, field: str, kind: str, module: dict, name: str, 
                                                        8 if spec["kind"] == "kmeans" else 16)
     _span(name, f"{field}.values", layer.get("values"), math.ceil(count * bits / 8), end)
     _check_spec(spec, f"{field}.spec", out, name, end)
-    if layer.get("bias_dtype") not in FLOATS:
+    if not isinstance(layer.get("bias_dtype"), str) or layer["bias_dtype"] not in FLOATS:
         _fail(name, f"{field}.bias_dtype", layer.get("bias_dtype"), f"one of {tuple(FLOATS)}")
     _span(name, f"{field}.bias", layer.get("bias"), out * FLOATS[layer["bias_dtype"]], end)
     if kind == "fake_quant":
@@ -122,19 +125,21 @@ def _check_layer(layer: object, field: str, kind: str, module: dict, name: str, 
 def _check_spec(spec: dict, field: str, out: int, name: str, end: list[int]) -> None:
     """The extra blobs of quantized layers (scale, zero point, centroids) and the activation grid."""
     if spec["kind"] == "kmeans":
-        zero_code = spec.get("zero_code")
+        if "zero_code" not in spec:
+            _fail(name, f"{field}.zero_code", "(absent)", "null or a code")
+        zero_code = spec["zero_code"]
         if zero_code is not None:
             _int(name, f"{field}.zero_code", zero_code, 0, 2 ** spec["bits"] - 1)
         _span(name, f"{field}.centroids", spec.get("centroids"), 4 * 2 ** spec["bits"], end)
     elif spec["kind"] == "uniform":
         if not isinstance(spec.get("symmetric"), bool):
             _fail(name, f"{field}.symmetric", spec.get("symmetric"), "true or false")
-        if spec.get("axis") not in (None, 0):
+        if "axis" not in spec or spec["axis"] not in (None, 0) or isinstance(spec["axis"], bool):
             _fail(name, f"{field}.axis", spec.get("axis"), "null (per tensor) or 0 (per channel)")
         expected_shape = [out, 1] if spec["axis"] == 0 else []
         if spec.get("scale_shape") != expected_shape:
             _fail(name, f"{field}.scale_shape", spec.get("scale_shape"), str(expected_shape))
-        if spec.get("scale_dtype") not in FLOATS:
+        if not isinstance(spec.get("scale_dtype"), str) or spec["scale_dtype"] not in FLOATS:
             _fail(name, f"{field}.scale_dtype", spec.get("scale_dtype"), f"one of {tuple(FLOATS)}")
         scales = out if spec["axis"] == 0 else 1
         _span(name, f"{field}.scale", spec.get("scale"), scales * FLOATS[spec["scale_dtype"]], end)
@@ -148,8 +153,8 @@ def _check_spec(spec: dict, field: str, out: int, name: str, end: list[int]) -> 
             _fail(name, f"{field}.act", act, "an object")
         bits = _int(name, f"{field}.act.bits", act.get("bits"), 1, 16)
         scale = act.get("scale")
-        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0):
-            _fail(name, f"{field}.act.scale", scale, "a finite number > 0")
+        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and FLOAT32_TINY <= scale <= FLOAT32_MAX):
+            _fail(name, f"{field}.act.scale", scale, "a finite number > 0 that float32 holds")
         _int(name, f"{field}.act.zero_point", act.get("zero_point"), 0, 2**bits - 1)
         if spec["kind"] == "float32":
             _fail(name, f"{field}.act", act, "absent for a float32 layer (only quantized layers round their inputs)")

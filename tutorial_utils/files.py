@@ -133,7 +133,11 @@ def publish_folder(staged: str | os.PathLike, out: str | os.PathLike) -> None:
         return
     aside = out.parent / f".{out.name}.old-{os.getpid()}"
     os.replace(out, aside)
-    os.replace(staged, out)
+    try:
+        os.replace(staged, out)
+    except BaseException:
+        os.replace(aside, out)  # put the old set back: never leave nothing at `out`
+        raise
     shutil.rmtree(aside)
 
 

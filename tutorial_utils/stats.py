@@ -58,15 +58,21 @@ class PairedTest:
     only_a: int   # images A gets right and B wrong (b)
     only_b: int   # images B gets right and A wrong (c)
     total: int
+    confidence: float = 0.95
 
     def __str__(self) -> str:
-        return (f"{self.diff:+.2%} (95% interval {self.low:+.2%} to {self.high:+.2%}; p = {self.p_value:.3g}, "
+        return (f"{self.diff:+.2%} ({self.confidence:.0%} interval {self.low:+.2%} to {self.high:+.2%}; "
+                f"p = {self.p_value:.3g}, "
                 f"{self.only_a} vs {self.only_b} of {self.total:,} images decide)")
 
 
 def _binomial_tail(k: int, n: int) -> float:
-    """P[Binomial(n, 1/2) <= k], exactly (integer sums, one division)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    """P[Binomial(n, 1/2) <= k], exactly: integer coefficients, each from the previous, one division."""
+    total, coefficient = 0, 1
+    for i in range(k + 1):
+        total += coefficient
+        coefficient = coefficient * (n - i) // (i + 1)
+    return total / 2**n
 
 
 def paired_test(correct_a: torch.Tensor, correct_b: torch.Tensor, confidence: float = 0.95) -> PairedTest:
@@ -83,7 +89,7 @@ def paired_test(correct_a: torch.Tensor, correct_b: torch.Tensor, confidence: fl
     diff = (b - c) / n
     half = z * math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
     p_value = 1.0 if b + c == 0 else min(1.0, 2 * _binomial_tail(min(b, c), b + c))
-    return PairedTest(diff, diff - half, diff + half, p_value, b, c, n)
+    return PairedTest(diff, diff - half, diff + half, p_value, b, c, n, confidence)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -74,6 +74,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", ind
             continue
         if module.bias is None:
             raise TypeError(f"model[{i}] is a Linear without bias, which the model file cannot store")
+        if not all(torch.isfinite(t).all() for t in (module.weight, module.bias)):
+            raise ValueError(f"model[{i}] holds NaN or infinite weights; a file of them could not be loaded back")
         kind = ("fake_quant" if isinstance(module, quantization.FakeQuantLinear) else
                 "quantized" if isinstance(module, quantization.QuantizedLinear) else "linear")
         modules.append({"kind": kind, "layer": len(layers)})

@@ -214,7 +214,7 @@ def load_or_train_teacher(splits: data.Splits, *, preset: str = "teacher", epoch
         try:
             model.load_state_dict(checkpoints.load(path, meta))
             return model.to(device).eval()
-        except ValueError as exc:  # a bad entry is retrained rather than used or fatal
+        except (ValueError, RuntimeError) as exc:  # a bad entry (or one of another shape) is retrained, not fatal
             warnings.warn(f"{exc}; retraining it")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -44,7 +44,11 @@ def check_out(out: str) -> pathlib.Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"out={out!r} exists and is not a folder")
     if path.is_dir():
-        foreign = sorted(p.name for p in path.iterdir() if p.name not in OUTPUTS and not p.name.startswith("."))
+        # only our own outputs, and the hidden temporaries of our own killed writes, may be replaced
+        ours = {*OUTPUTS}
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in ours and not (
+            p.is_file() and p.name.startswith(".") and p.name.endswith(files.TMP_SUFFIX)
+            and p.name[1:].split(".")[0] in {o.split(".")[0] for o in OUTPUTS}))
         if foreign:
             raise ValueError(f"out={out!r} holds files the pipeline did not write ({', '.join(foreign[:5])}); "
                              f"the folder is replaced as a whole, so choose a new or empty folder")
