@@ -20,6 +20,8 @@ def test_isa_agrees_with_proc_cpuinfo():
             assert (flag in machine.isa()) == (f" {flag}" in text)
 
 
-def test_busy_means_more_load_than_threads():
-    assert machine.busy(3.2, 2) and not machine.busy(2.4, 2) and not machine.busy(None, 1)
+def test_busy_means_more_load_than_the_machine_can_run():
+    assert machine.busy(3.2, 2, cores=2) and not machine.busy(2.4, 2, cores=2) and not machine.busy(None, 1)
+    assert not machine.busy(3.0, 2, cores=64)  # other cores are free: nothing competes with 2 threads
+    assert machine.busy(9.0, 8, cores=2)
     assert "threads" in machine.describe(machine.record())

@@ -2,8 +2,8 @@
 
 A latency means little without its machine: int8 kernels run fast with AVX-512 VNNI or AMX and barely
 faster than float32 with AVX2 alone, and a machine busy with another job can be 10-50x slower. Every
-ledger carries this record, and a latency measured while the load average exceeded the threads in use
-is flagged.
+ledger carries this record, and a latency measured while the load average exceeded what the machine can
+run at once (the larger of the threads in use and the cores) is flagged.
 
 Example:
     >>> record()["isa"]
@@ -69,9 +69,11 @@ def record(threads: int | None = None) -> dict:
             "load": load_average()}
 
 
-def busy(load: float | None, threads: int) -> bool:
-    """True when the load average exceeds the threads in use by more than half a process: others compete."""
-    return load is not None and load > threads + 0.5
+def busy(load: float | None, threads: int, cores: int | None = None) -> bool:
+    """True when runnable processes outnumber what the machine can run at once (the larger of the threads in
+    use and the cores) by more than half a process: then other work competes with the timed threads."""
+    capacity = max(threads, cores if cores is not None else os.cpu_count() or threads)
+    return load is not None and load > capacity + 0.5
 
 
 def describe(machine: dict) -> str:
