@@ -75,10 +75,11 @@ def test_out_that_is_a_file(tmp_path, capsys):
     assert "cannot be written" in capsys.readouterr().err
 
 
-def test_module_entry_point_help():
+def test_module_entry_point_help(capsys):
     result = subprocess.run([sys.executable, "-m", "tutorial_utils", "pipeline", "--help"],
                             capture_output=True, text=True, timeout=120)
     for option in ("--dataset", "--data-dir", "--out", "--teacher", "--student", "--sparsity", "--bits", "--seed"):
         assert option in result.stdout
     from tutorial_utils import __main__ as entry  # the same dispatch, in-process: one torch import is enough
     assert entry.main(["train"]) == 2
+    assert "unknown command 'train'" in capsys.readouterr().err
