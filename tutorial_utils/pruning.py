@@ -28,14 +28,6 @@ from tutorial_utils.masks import apply_masks_  # noqa: F401  (public here too: p
 SCOPES = ("layer", "global")
 
 
-def _check_fraction(name: str, value: float) -> None:
-    validate.fraction(name, value)
-
-
-def _check_scope(scope: str) -> None:
-    validate.choice("scope", scope, SCOPES)
-
-
 def _smallest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Mask of scores' shape with 0 at the k smallest entries (ties broken as torch.topk breaks them)."""
     mask = torch.ones_like(scores)
@@ -46,8 +38,8 @@ def _smallest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def _masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> dict[str, torch.Tensor]:
     """Zero the round(sparsity * n) lowest scores, per tensor (scope="layer") or over all of them ("global")."""
-    _check_fraction("sparsity", sparsity)
-    _check_scope(scope)
+    validate.fraction("sparsity", sparsity)
+    validate.choice("scope", scope, SCOPES)
     if scope == "layer":
         return {name: _smallest_k_mask(s, round(sparsity * s.numel())) for name, s in scores.items()}
     flat = torch.cat([s.flatten() for s in scores.values()])
@@ -123,8 +115,8 @@ def agp_sparsity(step: int, total_steps: int, final: float, initial: float = 0.0
     Sparsity rises fast at first, while many redundant weights remain, and slowly at the end.
     step runs from 0 (initial) to total_steps (final).
     """
-    _check_fraction("final", final)
-    _check_fraction("initial", initial)
+    validate.fraction("final", final)
+    validate.fraction("initial", initial)
     validate.positive_int("total_steps", total_steps)
     validate.integer("step", step, low=0, high=total_steps)
     return final + (initial - final) * (1 - step / total_steps) ** 3
@@ -156,7 +148,7 @@ def prune_neurons(model: nn.Sequential, amount: float) -> nn.Sequential:
     Rows of a unit's incoming Linear and columns of its outgoing Linear are removed, so parameters,
     bytes and MACs really drop. At least one unit per layer is kept. The input model is unchanged.
     """
-    _check_fraction("amount", amount)
+    validate.fraction("amount", amount)
     indices = _hidden_linears(model)
     smaller = copy.deepcopy(model)
     for position, scores in enumerate(neuron_scores(model)):
@@ -181,7 +173,7 @@ def sensitivity_scan(model: nn.Module, splits: data.Splits, sparsities: list[flo
     pruned harder. The model is not changed (each point prunes a copy).
     """
     for s in sparsities:
-        _check_fraction("sparsities[i]", s)
+        validate.fraction("sparsities[i]", s)
     result = {}
     for name in masking.linear_weights(model):
         result[name] = []
@@ -200,7 +192,7 @@ def prune_agp_(model: nn.Module, splits: data.Splits, *, final: float, steps: in
     Weights pruned at one step are zero, hence among the smallest at the next, so they stay pruned.
     Side effect: trains and prunes the model in place.
     """
-    _check_fraction("final", final)
+    validate.fraction("final", final)
     validate.positive_int("steps", steps)
     masks: dict[str, torch.Tensor] = {}
     for step in range(1, steps + 1):

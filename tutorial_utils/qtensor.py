@@ -90,11 +90,6 @@ class Codebook:
     zero_code: int | None = None
 
 
-def check_bits(bits: int, name: str = "bits") -> None:
-    """Raise ValueError unless bits is an integer in 1..16."""
-    validate.bits(name, bits)
-
-
 def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
     """(qmin, qmax) of the integer codes."""
     if symmetric:
@@ -144,7 +139,7 @@ def quantize(x: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel:
     scale_dtype=torch.float16 rounds each scale up to a half-precision value, so that a file can store
     it in 2 bytes without changing the model.
     """
-    check_bits(bits)
+    validate.bits("bits", bits)
     check_tensor(x, per_channel, axis)
     x = x.detach().float()
     qmin, qmax = qrange(bits, symmetric)

@@ -27,7 +27,7 @@ from torch import nn
 from tutorial_utils import validate
 from tutorial_utils.kmeans import kmeans_quantize  # noqa: F401  (public here: quantization.kmeans_quantize)
 from tutorial_utils.qat import FakeQuantLinear, as_config, prepare_qat, qat_config, replace_linears  # noqa: F401
-from tutorial_utils.qtensor import (Codebook, QTensor, QuantConfig, check_bits, dequantize, fake_quantize,  # noqa: F401
+from tutorial_utils.qtensor import (Codebook, QTensor, QuantConfig, dequantize, fake_quantize,  # noqa: F401
                                     qrange, quantization_error, quantize)
 
 METHODS = ("uniform", "kmeans")

@@ -44,11 +44,11 @@ def check_out(out: str) -> pathlib.Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"out={out!r} exists and is not a folder")
     if path.is_dir():
-        # only our own outputs, and the hidden temporaries of our own killed writes, may be replaced
-        ours = {*OUTPUTS}
-        foreign = sorted(p.name for p in path.iterdir() if p.name not in ours and not (
+        # only our own outputs, and the hidden temporaries of our own killed writes (.NAME.XXXX.tmp), may go
+        stems = {name.split(".")[0] for name in OUTPUTS}
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in OUTPUTS and not (
             p.is_file() and p.name.startswith(".") and p.name.endswith(files.TMP_SUFFIX)
-            and p.name[1:].split(".")[0] in {o.split(".")[0] for o in OUTPUTS}))
+            and p.name[1:].split(".")[0] in stems))
         if foreign:
             raise ValueError(f"out={out!r} holds files the pipeline did not write ({', '.join(foreign[:5])}); "
                              f"the folder is replaced as a whole, so choose a new or empty folder")
@@ -68,15 +68,14 @@ def run(config: PipelineConfig, *, command: str | None = None) -> measure.Ledger
     interrupted leaves the previous set whole."""
     target, start = check_out(config.out), time.perf_counter()
     out = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.stage-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(out, 0o777 & ~umask)  # mkdtemp makes 0700; the published folder gets mkdir's permissions
+    os.chmod(out, 0o777 & ~files.current_umask())  # mkdtemp makes 0700; publish with mkdir's permissions
     try:
         ledgers = []
-        for i, seed in enumerate(config.seeds or (config.seed,)):  # the first seed's model is the one published
+        first, *others = config.seeds or (config.seed,)  # the first seed's model is the one published
+        ledgers.append(_run(dataclasses.replace(config, seed=first), out, start))
+        for seed in others:
             with tempfile.TemporaryDirectory() as scratch:
-                one = dataclasses.replace(config, seed=seed)
-                ledgers.append(_run(one, out if i == 0 else pathlib.Path(scratch), start))
+                ledgers.append(_run(dataclasses.replace(config, seed=seed), pathlib.Path(scratch), start))
         ledger = ledgers[0] if len(ledgers) == 1 else _over_seeds(ledgers, config.seeds)
         ledger.command = command  # recorded in ledger.json, so a result file says how to reproduce it
         ledger.to_csv(out / "ledger.csv")
