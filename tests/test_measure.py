@@ -120,18 +120,87 @@ def test_quantized_layers_count_their_weights():
 
 
 def test_energy_estimate_follows_the_formula():
-    from tutorial_utils import quantization
-
     teacher = models.teacher()
     estimate = measure.energy_estimate(teacher)
+    weight_bytes = 101_632 * 4 + 138 * 4                                   # float32 weights and biases
     assert estimate["compute_pj"] == pytest.approx(101_632 * (3.7 + 0.9))
-    assert estimate["weights_pj"] == pytest.approx(101_632 * 640)          # 406 KB: from DRAM
-    assert estimate["activations_pj"] == pytest.approx((784 + 128 + 128 + 10) * 5)
-    assert "estimate" in estimate["assumptions"] and "DRAM" in estimate["assumptions"]
-    small = measure.energy_estimate(quantization.quantize_model(teacher, 4), weight_bytes=6_000)
-    assert small["compute_pj"] == pytest.approx(101_632 * (0.2 + 0.03))
-    assert small["weights_pj"] == pytest.approx(6_000 / 4 * 5)            # fits on chip: SRAM
-    assert small["total_nj"] < estimate["total_nj"] / 100
+    assert estimate["weights_pj"] == pytest.approx(weight_bytes * 100 / 8)  # 407 KB: Horowitz's 1 MB cache
+    assert estimate["activations_pj"] == pytest.approx(((784 + 128) * 4 + (128 + 10) * 4) * 10 / 8)
+    assert estimate["weight_level"] == "1 MB cache" and "estimate" in estimate["assumptions"]
+    wide = measure.energy_estimate(models.mlp([784, 1200, 1200, 10]))       # 9.5 MB: from DRAM
+    assert wide["weight_level"] == "DRAM"
+
+
+@pytest.mark.parametrize(("size", "level"), [(8 * 1024, "8 KB cache"), (8 * 1024 + 1, "32 KB cache"),
+                                             (1024 * 1024, "1 MB cache"), (1024 * 1024 + 1, "DRAM")])
+def test_memory_level_is_the_smallest_that_holds_the_bytes(size, level):
+    from tutorial_utils import energy
+
+    assert energy.memory_level(size)[0] == level
+
+
+def test_the_same_computation_costs_the_same_whatever_file_stores_it(small_splits, tmp_path):
+    from tutorial_utils import pruning, storage
+
+    model = models.teacher()
+    pruning.apply_masks_(model, pruning.magnitude_masks(model, 0.9, scope="global"))
+    csr = measure.csr_bytes(model, tmp_path / "csr.pt")
+    packed = storage.save(model, tmp_path / "model.dcmp")
+    ledger = measure.Ledger(latency_batch_size=8, repeats=2)
+    rows = [ledger.measure(name, model, small_splits, file_bytes=size) for name, size in (("csr", csr), ("packed", packed))]
+    assert csr > 64 * 1024 > packed                                        # the old model's 100x cliff lay between
+    assert rows[0]["energy_nj"] == rows[1]["energy_nj"] and rows[0]["energy_nj_batch"] == rows[1]["energy_nj_batch"]
+
+
+@pytest.mark.parametrize("backend", ["legacy", "torchao"])
+def test_an_int8_backend_is_never_charged_more_than_its_float_twin(backend):
+    from tutorial_utils import int8, quantization
+
+    for model in (models.student(), models.teacher(), models.lenet_300_100()):
+        deployed = int8.to_backend(model, backend)
+        for batch_size in (1, 256):
+            int8_nj = measure.energy_estimate(deployed, batch_size=batch_size)["total_nj"]
+            assert int8_nj < measure.energy_estimate(model, batch_size=batch_size)["total_nj"]
+        # A 4-bit-coded layer dequantizes and multiplies in float32: charged as float, not as int8.
+        coded = measure.energy_estimate(quantization.quantize_model(model, 4))
+        assert coded["compute_pj"] == measure.energy_estimate(model)["compute_pj"]
+        assert measure.energy_estimate(deployed)["compute_pj"] < coded["compute_pj"] / 10
+
+
+def test_amortized_weight_traffic_falls_with_batch_size():
+    model = models.teacher()
+    estimates = [measure.energy_estimate(model, batch_size=b) for b in (1, 2, 16, 256, 4096)]
+    weights = [e["weights_pj"] for e in estimates]
+    assert all(a > b for a, b in zip(weights, weights[1:]))
+    assert weights[0] == pytest.approx(256 * weights[3])
+    assert len({e["compute_pj"] for e in estimates}) == 1                  # the arithmetic per image does not change
+
+
+def test_hypothetical_compressed_hardware_reads_the_file_and_skips_zeros():
+    from tutorial_utils import pruning
+
+    model = models.teacher()
+    pruning.apply_masks_(model, pruning.magnitude_masks(model, 0.9, scope="global"))
+    dense = measure.energy_estimate(model)
+    eie = measure.energy_estimate(model, weight_bytes=6_000, skip_zeros=True)
+    nonzero_weights = sum(int(layer.weight.count_nonzero()) for layer in (model[0], model[2]))
+    assert eie["compute_pj"] == pytest.approx(nonzero_weights * (3.7 + 0.9))
+    assert eie["compute_pj"] < dense["compute_pj"] / 9
+    assert eie["weight_level"] == "8 KB cache" and eie["weights_pj"] == pytest.approx(6_000 * 10 / 8)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        measure.energy_estimate(model, batch_size=0)
+
+
+def test_ledger_shows_its_machine_record_peak_and_energy_at_two_batch_sizes(small_splits):
+    ledger = measure.Ledger(latency_batch_size=64, repeats=3, threads=1)
+    row = ledger.measure("teacher", models.teacher(), small_splits)
+    assert 0 < row["of_peak"] < 5 and ledger.machine["peak_gflops"] > 0
+    assert row["energy_nj_batch"] < row["energy_nj"]
+    text = str(ledger)
+    assert "machine:" in text and "GFLOP/s" in text and "batch 64" in text and "of_peak" in text
+    assert "machine:" in ledger._repr_html_()
+    ledger.add("busy row", busy="load 9.0 while timing")
+    assert "WARNING: machine busy" in str(ledger) and "busy row" in str(ledger).splitlines()[3]
 
 
 def test_ledger_takes_given_values_instead_of_measuring(small_splits):

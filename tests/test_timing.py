@@ -163,3 +163,12 @@ def test_latency_ratio_refuses_zero_rounds(model):
     """Guards: rounds=0 would take the median of nothing; it is a ValueError before any timing."""
     with pytest.raises(ValueError, match="rounds=0 must be a positive integer"):
         timing.latency_ratio(model, model, rounds=0)
+
+
+def test_peak_gflops_is_measured_once_per_thread_count_and_restores_threads():
+    torch.set_num_threads(2)
+    first = timing.peak_gflops(threads=1, size=256)
+    assert first > 0 and timing.peak_gflops(threads=1, size=256) == first   # cached, not re-measured
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="threads=0"):
+        timing.peak_gflops(threads=0)

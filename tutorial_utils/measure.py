@@ -30,7 +30,8 @@ from tutorial_utils.machine import record as machine_record  # noqa: F401
 from tutorial_utils.stats import PairedTest, mean_std, paired_test, wilson_interval  # noqa: F401
 from tutorial_utils.timing import latency_ms, latency_ratio, time_ms  # noqa: F401  (public here: measure.latency_ms)
 
-COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs", "energy_nj")
+COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs", "of_peak", "energy_nj",
+           "energy_nj_batch")
 
 
 def _weights_and_biases(model: nn.Module) -> list[torch.Tensor]:
@@ -151,10 +152,13 @@ class Ledger:
         """Measure `model` and append its row.
 
         accuracy on the test split; bytes = `file_bytes` if the caller wrote the model's file itself,
-        else the size of its torch.save'd state_dict; latency at `latency_batch_size`; energy_nj from
-        energy_estimate (an estimate, with the file's bytes as the weight traffic when given). A column passed
-        in `given` (e.g. parameters= for an int8 backend that hides its weights) is taken as given,
-        not measured; other keyword arguments become extra columns.
+        else the size of its torch.save'd state_dict; latency at `latency_batch_size`;
+        of_peak = 2 macs * batch / latency / this CPU's measured float32 peak (timing.peak_gflops), the
+        achieved fraction of what the hardware can do; energy_nj and energy_nj_batch from
+        energy.energy_estimate per image at batch 1 and at `latency_batch_size`, from what the model
+        computes (never from the file's format). A column passed in `given` (e.g. parameters= for an
+        int8 backend that hides its weights) is taken as given, not measured; other keyword arguments
+        become extra columns.
         """
         measurements = {
             "accuracy": lambda: training.evaluate(model, splits.x_test, splits.y_test),
@@ -164,13 +168,38 @@ class Ledger:
             "latency_ms": lambda: timing.latency_ms(model, self.latency_batch_size, threads=self.threads,
                                              repeats=self.repeats, in_features=splits.x_test.shape[1]),
             "macs": lambda: macs(model, in_features=splits.x_test.shape[1]),
-            "energy_nj": lambda: energy.energy_estimate(model, weight_bytes=file_bytes)["total_nj"],
+            "energy_nj": lambda: energy.energy_estimate(model)["total_nj"],
+            "energy_nj_batch": lambda: energy.energy_estimate(model, batch_size=self.latency_batch_size)["total_nj"],
         }
         load = machine.load_average()  # before timing: was another job competing for the cores?
         row = {key: given[key] if key in given else measure() for key, measure in measurements.items()}
+        row = {**row, "of_peak": self._of_peak(row["macs"], row["latency_ms"])}
         if "latency_ms" not in given and machine.busy(load, self.threads or torch.get_num_threads()):
             given = {**given, "busy": f"load {load} while timing"}
-        return self.add(stage, **row, **{k: v for k, v in given.items() if k not in measurements})
+        return self.add(stage, **row, **{k: v for k, v in given.items() if k not in row})
+
+    def _of_peak(self, macs_per_image: object, latency: object) -> float | None:
+        """Achieved float32-equivalent throughput as a fraction of the measured peak (None without numbers)."""
+        if not all(isinstance(v, (int, float)) and v > 0 for v in (macs_per_image, latency)):
+            return None
+        if "peak_gflops" not in self.machine:
+            self.machine["peak_gflops"] = round(timing.peak_gflops(threads=self.threads), 1)
+        achieved_gflops = 2 * macs_per_image * self.latency_batch_size / (latency / 1e3) / 1e9
+        return achieved_gflops / self.machine["peak_gflops"]
+
+    def header(self) -> str:
+        """What every number of the table depends on: the machine, how latency was timed, what energy is."""
+        peak = self.machine.get("peak_gflops")
+        lines = [f"machine: {machine.describe(self.machine)}"
+                 + (f"; float32 peak {peak:.0f} GFLOP/s (measured)" if peak else ""),
+                 f"latency_ms: median of {self.repeats} passes at batch {self.latency_batch_size}; of_peak: achieved "
+                 "2*macs*batch/latency over that peak (int8 kernels can pass 100%)",
+                 f"energy_nj: estimate per image (Horowitz 45 nm, see tutorial_utils.energy) at batch 1; "
+                 f"energy_nj_batch: at batch {self.latency_batch_size}"]
+        busy = [row["stage"] for row in self.rows if row.get("busy")]
+        if busy:
+            lines.append(f"WARNING: machine busy (load above the threads in use) while timing {', '.join(busy)}")
+        return "\n".join(lines)
 
     def columns(self) -> list[str]:
         extra = [k for row in self.rows for k in row if k not in COLUMNS]
@@ -178,8 +207,8 @@ class Ledger:
 
     @staticmethod
     def _format(column: str, value: object) -> str:
-        if column == "accuracy" and isinstance(value, float):
-            return f"{value:.2%}"
+        if column in ("accuracy", "of_peak") and isinstance(value, float):
+            return f"{value:.2%}" if column == "accuracy" else f"{value:.1%}"
         if isinstance(value, float):
             return f"{value:.3g}"
         if isinstance(value, int):
@@ -195,7 +224,7 @@ class Ledger:
         widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
         lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
                  for r in cells]
-        return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
+        return "\n".join([self.header(), ""] + lines[:1] + ["-" * len(lines[0])] + lines[1:])
 
     __repr__ = __str__  # the text table is what a console or a plain-text notebook output should show
 
@@ -204,7 +233,9 @@ class Ledger:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(self._format(c, row.get(c)))}</td>" for c in cols)
                        + "</tr>" for row in self.rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        caption = "<br>".join(html.escape(line) for line in self.header().splitlines())
+        return (f"<table><caption style='text-align:left'>{caption}</caption><thead><tr>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table>")
 
     def to_csv(self, path: str | os.PathLike) -> int:
         """Write the rows as CSV (full precision), atomically; return the bytes written."""

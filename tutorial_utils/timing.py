@@ -41,6 +41,32 @@ def time_ms(fn: Callable[[], object], *, repeats: int = 50, warmup: int = 10, sy
     return statistics.median(times)
 
 
+_PEAK_GFLOPS: dict[tuple[int, int], float] = {}
+
+
+def peak_gflops(*, threads: int | None = None, size: int = 1024) -> float:
+    """This CPU's measured float32 peak: GFLOP/s of a (size, size) @ (size, size) matrix product.
+
+        peak = 2 size^3 / median seconds of one product   (a large matmul is as close to peak as torch gets)
+
+    Measured once per (threads, size) in a process and cached; inputs from a private generator.
+    Side effect: none lasting (the thread count is restored).
+    """
+    validate.positive_int("size", size)
+    threads = validate.positive_int("threads", threads) if threads is not None else torch.get_num_threads()
+    if (threads, size) not in _PEAK_GFLOPS:
+        generator = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(size, size, generator=generator) for _ in range(2))
+        previous = torch.get_num_threads()
+        try:
+            torch.set_num_threads(threads)
+            ms = time_ms(lambda: a @ b, repeats=10, warmup=3)
+        finally:
+            torch.set_num_threads(previous)
+        _PEAK_GFLOPS[threads, size] = 2 * size**3 / (ms / 1e3) / 1e9
+    return _PEAK_GFLOPS[threads, size]
+
+
 def _device(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device

@@ -157,8 +157,7 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     # Deployment: the file's weights handed to an int8 backend, the fastest path measured in notebook 03.
     deployed = int8.to_backend(quantization.dequantize_model(reloaded), "legacy")
     deployed_row = row("deployed: the file's weights on the int8 backend", deployed, file_bytes=written,
-                       parameters=final_row["parameters"], nonzeros=final_row["nonzeros"], macs=final_row["macs"],
-                       energy_nj=final_row["energy_nj"])
+                       parameters=final_row["parameters"], nonzeros=final_row["nonzeros"], macs=final_row["macs"])
     print(f"\n{ledger}\n")
     print(f"final model: {final_row['accuracy']:.2%} ({final_row['accuracy'] - reference['accuracy']:+.2%} vs the "
           f"784-128-10 teacher), {reference['bytes'] / final_row['bytes']:.1f}x smaller than its float32 file, "
