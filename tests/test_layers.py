@@ -16,7 +16,7 @@ LAYERS = [
     {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat"},                                             # built on the leaves
     {"training"},                                                               # the one loop
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
-    {"serialize", "measure", "benchmarks"},                                      # files and measurements
+    {"serialize", "measure", "benchmarks", "teachers"},                          # files, measurements, cached teachers
     {"storage"},                                                                # the model file
     {"plots", "exercises", "recipes"},                                          # teaching and recipes
     {"workflow"},                                                               # the whole story as one function

@@ -1,18 +1,18 @@
-"""Command line: `python -m tutorial_utils pipeline [options]` (see `--help`)."""
+"""Command line: `python -m tutorial_utils pipeline [options]` or `... teachers [options]` (see `--help`)."""
 
 from __future__ import annotations
 
 import sys
 
-from tutorial_utils import pipeline
+from tutorial_utils import pipeline, teachers
 
-COMMANDS = {"pipeline": pipeline.main}
+COMMANDS = {"pipeline": pipeline.main, "teachers": teachers.main}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: python -m tutorial_utils pipeline [--help | options]", file=sys.stderr)
+        print("usage: python -m tutorial_utils {pipeline,teachers} [--help | options]", file=sys.stderr)
         if argv and argv[0] not in ("-h", "--help"):
             print(f"error: unknown command {argv[0]!r}; choose one of {sorted(COMMANDS)}", file=sys.stderr)
             return 2

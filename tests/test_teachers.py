@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from tutorial_utils import distillation, teachers, training
+
+
+def test_recipes_are_the_notebooks_teachers(small_splits):
+    recipes = teachers.recipes(small_splits, epochs=3)
+    assert recipes["784-128-10"] == (small_splits, {"epochs": 3})
+    assert recipes["784-1200-1200-10"][1] == distillation.BIG_TEACHER_RECIPE
+    held_out, recipe = recipes["784-1200-1200-10, held-out split"]
+    assert held_out.name == small_splits.holdout(500).name and len(held_out.x_train) == len(small_splits.x_train) - 500
+    assert recipes["784-1200-1200-10, no shifted inputs"][1]["max_shift"] == 0
+    with pytest.raises(ValueError, match="epochs=0"):
+        teachers.recipes(small_splits, epochs=0)
+
+
+def test_cache_all_trains_with_the_given_threads_and_restores_them(small_splits, monkeypatch, tmp_path):
+    calls = []
+
+    def fake(split, **recipe):
+        calls.append((split.name, recipe, torch.get_num_threads()))
+        return torch.nn.Linear(1, 1)
+
+    monkeypatch.setattr(training, "load_or_train_teacher", fake)
+    torch.set_num_threads(2)
+    models = teachers.cache_all(small_splits, seed=3, threads=1, cache_dir=tmp_path)
+    assert len(models) == len(calls) == 5 and torch.get_num_threads() == 2
+    assert all(threads == 1 and recipe["seed"] == 3 and recipe["cache_dir"] == tmp_path for _, recipe, threads in calls)
+
+
+def test_the_command_refuses_a_bad_thread_count(capsys):
+    with pytest.raises(SystemExit):
+        teachers.main(["--threads", "0"])
+    assert "threads" in capsys.readouterr().err
