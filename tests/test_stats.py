@@ -73,3 +73,21 @@ def test_mean_std():
     assert stats.mean_std([0.9]) == (0.9, 0.0)
     with pytest.raises(ValueError, match="values is empty"):
         stats.mean_std([])
+
+
+def test_over_seeds_and_paired_over_seeds_text():
+    assert stats.over_seeds([0.94, 0.95, 0.96]) == "95.00% ± 1.00% (n = 3: 94.00% to 96.00%)"
+    text = stats.paired_over_seeds([0.95, 0.96, 0.97], [0.94, 0.945, 0.95])
+    assert text.startswith("+1.50 ± 0.50 points over 3 seeds (higher on 3 of them; beyond")   # 1.5 > 2 * 0.5 / sqrt(3)
+    assert "within two standard errors" in stats.paired_over_seeds([0.95, 0.93], [0.94, 0.94])
+    with pytest.raises(ValueError, match="pair them by seed"):
+        stats.paired_over_seeds([0.9], [0.9, 0.8])
+
+
+def test_correct_is_per_image_and_matches_evaluate(small_splits):
+    from tutorial_utils import evaluation, models
+
+    model = models.student()
+    hits = evaluation.correct(model, small_splits.x_test, small_splits.y_test)
+    assert hits.dtype == torch.bool and hits.shape == (200,)
+    assert hits.float().mean().item() == pytest.approx(evaluation.evaluate(model, small_splits.x_test, small_splits.y_test))

@@ -28,6 +28,11 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) -> tor
         model.train(was_training)
 
 
+def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+    """Per-image correctness, a (n,) boolean tensor: argmax of the logits == y (what paired tests compare)."""
+    return predict(model, x, batch_size=batch_size).argmax(dim=1).cpu() == y.cpu()
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> float:
     """Accuracy in [0, 1]: mean of argmax(logits) == y."""
     if len(x) != len(y) or len(x) == 0:

@@ -27,7 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from tutorial_utils import data, energy, files, machine, models, timing, training, validate
 from tutorial_utils.energy import PJ, energy_estimate  # noqa: F401  (public here: measure.energy_estimate)
 from tutorial_utils.machine import record as machine_record  # noqa: F401
-from tutorial_utils.stats import PairedTest, mean_std, paired_test, wilson_interval  # noqa: F401
+from tutorial_utils.stats import (PairedTest, mean_std, over_seeds, paired_over_seeds, paired_test,  # noqa: F401
+                                  wilson_interval)
 from tutorial_utils.timing import latency_ms, latency_ratio, time_ms  # noqa: F401  (public here: measure.latency_ms)
 
 COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs", "of_peak", "energy_nj",

@@ -97,3 +97,23 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         raise ValueError("values is empty: give at least one result")
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def over_seeds(values: list[float]) -> str:
+    """Accuracies of one method over seeds as text: 'mean ± std (n = 3: min to max)'."""
+    mean, std = mean_std(values)
+    return f"{mean:.2%} ± {std:.2%} (n = {len(values)}: {min(values):.2%} to {max(values):.2%})"
+
+
+def paired_over_seeds(values_a: list[float], values_b: list[float]) -> str:
+    """A - B paired by seed (same initialisation and data order) as text: mean ± std of the differences in
+    points, and on how many seeds A was higher. A difference whose mean is within about two standard
+    errors (2 std / sqrt(n)) of zero is not established by these seeds."""
+    if len(values_a) != len(values_b):
+        raise ValueError(f"values_a has {len(values_a)} seeds but values_b has {len(values_b)}; pair them by seed")
+    differences = [100 * (a - b) for a, b in zip(values_a, values_b)]
+    mean, std = mean_std(differences)
+    higher = sum(d > 0 for d in differences)
+    established = len(differences) > 1 and abs(mean) > 2 * std / math.sqrt(len(differences))
+    return (f"{mean:+.2f} ± {std:.2f} points over {len(differences)} seeds (higher on {higher} of them; "
+            f"{'beyond' if established else 'within'} two standard errors of zero)")

@@ -36,7 +36,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tutorial_utils import checkpoints, data, files, masks as masking, models, validate
-from tutorial_utils.evaluation import confusion_matrix, evaluate, predict  # noqa: F401  (public here: training.evaluate)
+from tutorial_utils.evaluation import confusion_matrix, correct, evaluate, predict  # noqa: F401  (public here: training.evaluate)
 
 
 class Batch(NamedTuple):
