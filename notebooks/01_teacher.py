@@ -26,13 +26,17 @@
 # - how the bundled MNIST subset is stored, checked and normalised, and why the tensors live in memory;
 # - what one training step does, and how the package's one training loop `training.fit` wraps it;
 # - how to evaluate honestly: test accuracy, per-class accuracy, the confusion matrix;
-# - how to measure a model: parameters, bytes of a real file, MACs, and latency with warm-up and medians;
+# - how large the noise on 1,000 test images is: a 95% interval, a paired test of two models, seeds;
+# - how to measure a model: parameters, bytes of a real file, MACs, latency with warm-up and medians,
+#   the machine it ran on, and what the energy estimate in every ledger means;
 # - how a deterministic checkpoint cache lets every later notebook start from the same teacher.
 #
 # **Prerequisites**: Python and a first contact with PyTorch (`nn.Linear`, `loss.backward()`).
 # Runs offline on a laptop CPU in well under a minute.
 
 # %%
+
+import math
 
 import torch
 
@@ -136,19 +140,31 @@ assert loss_after < loss
 # one training loop of the tutorial: pruning, distillation and quantization-aware training will plug
 # their own loss, masks or layers into it.
 
+# %% [markdown]
+# How many epochs? That is decided on images the model does not train on, and never on the test split:
+# a number tuned on the test set no longer measures anything. `splits.holdout(500)` keeps the first 3,500
+# training images for training and scores on the last 500 *training* images instead of the test split.
+# Training on it and watching the held-out accuracy epoch by epoch is how the recipe (15 epochs, Adam with
+# lr 1e-3, batches of 32) was chosen:
+
+# %%
+holdout = splits.holdout(500)
+training.setup(SEED)
+history = training.fit(models.teacher(), holdout, epochs=EPOCHS, lr=1e-3, batch_size=32, device=device, progress=False)
+fig = plots.training_curves(history, title="784-128-10 on 3,500 images", test_label="500 held-out")
+print(" ".join(f"{row['test_accuracy']:.1%}" for row in history), "held-out accuracy by epoch")
+
+# %% [markdown]
+# The training loss keeps falling while the held-out accuracy levels off after a few epochs: with 3,500
+# images the model soon fits its training images almost perfectly, and the gap between the two curves is
+# the generalisation gap. More epochs neither help nor hurt much here, so 15 is a safe choice. Now the
+# teacher itself, with that recipe, on all 4,000 training images; the test split is used once, after
+# training, to report:
+
 # %%
 training.setup(SEED)
 model = models.teacher()
-history = training.fit(model, splits, epochs=EPOCHS, lr=1e-3, batch_size=32, device=device)
-fig = plots.training_curves(history, title="784-128-10 teacher")
-
-# %% [markdown]
-# The training loss keeps falling while test accuracy levels off after about five epochs, between 94.2%
-# and 94.8% from then on: with 4,000 images the model soon fits the training set almost perfectly, and
-# the gap between the two curves is the generalisation gap. We plot test accuracy only to watch
-# training. The recipe (15 epochs, Adam with lr 1e-3, batches of 32) was chosen on `splits.holdout()`,
-# the last 500 *training* images held out, never on the test split: a number tuned on the test set no
-# longer measures anything.
+training.fit(model, splits, epochs=EPOCHS, lr=1e-3, batch_size=32, device=device, progress=False)
 
 # %% [markdown]
 # ## 4. The cached teacher
@@ -185,9 +201,58 @@ if DATASET == "mnist-5k":
     assert accuracy >= 0.93, "the teacher should reach at least 93% on the bundled digits"
 
 # %% [markdown]
-# 94.5% on 1,000 unseen digits. Each mistake costs 0.1 points, and another seed alone moves the accuracy
-# by about half a point (exercise 4), so differences below about a point between two models are within
-# the noise. Which digits are confused with which?
+# ## 6. How sure is that number? Intervals, paired tests and seeds
+#
+# The test set is a sample: 1,000 other digits would give another accuracy. For a fraction p measured on
+# n images the standard error is sqrt(p (1 - p) / n), about 0.7 points here, and one image is 0.1 points.
+# Wilson's 95% interval (better than p ± 1.96 standard errors near 0% and 100%) is, with z = 1.96,
+#
+#   center = (p + z²/2n) / (1 + z²/n),   half-width = z / (1 + z²/n) · sqrt(p (1 - p) / n + z² / 4n²)
+
+# %%
+n, hits = len(splits.y_test), round(accuracy * len(splits.y_test))
+z = 1.96
+center = (accuracy + z**2 / (2 * n)) / (1 + z**2 / n)
+half = z / (1 + z**2 / n) * (accuracy * (1 - accuracy) / n + z**2 / (4 * n**2)) ** 0.5
+low, high = measure.wilson_interval(hits, n)
+assert abs(low - (center - half)) < 1e-4 and abs(high - (center + half)) < 1e-4   # 1.96 vs the exact quantile
+print(f"{hits} of {n} right: {accuracy:.2%}, 95% interval {low:.2%} to {high:.2%} (standard error "
+      f"{(accuracy * (1 - accuracy) / n) ** 0.5:.2%})")
+
+# %% [markdown]
+# The interval is about three points wide: another 1,000 digits could plausibly have given anything in
+# it. So is a second model that scores one point higher better? Not by comparing two such intervals. Two
+# models scored on the *same* images are compared image by image (McNemar's test): the images both get
+# right or both get wrong say nothing about which is better; only the b images that only the first gets
+# right and the c images that only the second gets right do. If the two were equally good, each of those
+# b + c images would be a coin flip, so the exact p-value is a binomial tail. Here is the teacher against
+# the same network trained with another seed:
+
+# %%
+training.setup(SEED + 1)
+other = models.teacher()
+training.fit(other, splits, epochs=EPOCHS, lr=1e-3, batch_size=32, device=device, progress=False)
+right_a = training.correct(teacher, splits.x_test, splits.y_test)      # (1000,) bool
+right_b = training.correct(other, splits.x_test, splits.y_test)
+b, c = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+p_value = min(1.0, 2 * sum(math.comb(b + c, k) for k in range(min(b, c) + 1)) / 2 ** (b + c))   # exact, two-sided
+test = measure.paired_test(right_a, right_b)
+assert (test.only_a, test.only_b) == (b, c) and abs(test.p_value - p_value) < 1e-12
+print(f"seed {SEED}: {right_a.float().mean():.2%}, seed {SEED + 1}: {right_b.float().mean():.2%}")
+print(f"{b} images only seed {SEED} gets right, {c} only seed {SEED + 1}: difference {test}")
+
+# %% [markdown]
+# Read the output like this: the difference between the two seeds' accuracies comes with an interval;
+# if the interval contains zero (and the p-value is large), these 1,000 images cannot tell the two
+# models apart, however the point estimates are ordered. Two networks that differ only in their random
+# seed disagree on a few dozen images, so a difference of a few tenths of a point between any two models
+# is noise unless more images or more seeds say otherwise. The rest of the tutorial follows three rules:
+# state an accuracy with its interval or over seeds (mean ± std, n); compare two methods seed by seed
+# (`measure.paired_over_seeds`: same seed, same initialisation and data order, so the seed's luck
+# cancels) or image by image (`measure.paired_test`); and where the data do not separate two methods,
+# say "no measurable difference here". Exercise 4 measures what the seed alone moves.
+#
+# Which digits are confused with which?
 
 # %%
 matrix = training.confusion_matrix(teacher, splits.x_test, splits.y_test)
@@ -215,14 +280,20 @@ fig = plots.image_grid(splits.x_test[wrong], splits.y_test[wrong], predicted=pre
 # network with 4,000 training images cannot yet do.
 
 # %% [markdown]
-# ## 6. Measurement: the first row of the ledger
+# ## 7. Measurement: the first row of the ledger
 #
 # The ledger records, after every step of the tutorial:
 # - **accuracy** on the test split;
 # - **parameters** and **nonzeros** (pruning will make these differ);
 # - **bytes**: the size of a file actually written to disk (here the `torch.save`d `state_dict`), never a formula alone;
 # - **latency_ms**: the median time of a forward pass of a batch of 256, after warm-up, with a fixed number of threads;
-# - **macs**: multiply-accumulates for one image, counted by `torch.utils.flop_counter`.
+# - **macs**: multiply-accumulates for one image, counted by `torch.utils.flop_counter`;
+# - **of_peak**: how much of this CPU's float32 speed the model reaches (explained below the table);
+# - **energy_nj** and **energy_nj_batch**: an *estimate* of the energy per image (explained below the table).
+#
+# Above the table, the ledger prints the machine it measured on: the CPU, the instruction sets that decide
+# int8 speed (AVX2, AVX-512, VNNI, AMX; notebook 03), cores, threads and torch version. A latency means
+# nothing without it, and a row timed while another job loaded the machine is flagged with a warning.
 
 # %%
 ledger = measure.Ledger(threads=THREADS)
@@ -237,6 +308,40 @@ ledger
 # The file is the 407 KB of float32 weights plus about 2 KB of zip and pickle framing that
 # `torch.save` adds; this file is the reference for every compression ratio in the tutorial. The MACs
 # equal the number of weights: each weight is used once per image.
+#
+# **of_peak** is a one-line roofline. The ledger measures this CPU's float32 peak once (a 1024 x 1024
+# matrix product, the most efficient thing torch does) and divides the model's achieved rate,
+# 2 x MACs x 256 images / latency, by it:
+
+# %%
+achieved_gflops = 2 * row["macs"] * 256 / (row["latency_ms"] / 1e3) / 1e9
+print(f"{achieved_gflops:.0f} GFLOP/s achieved of a measured peak of {ledger.machine['peak_gflops']:.0f} GFLOP/s "
+      f"= {achieved_gflops / ledger.machine['peak_gflops']:.0%}")
+assert abs(achieved_gflops / ledger.machine["peak_gflops"] - row["of_peak"]) < 1e-9
+
+# %% [markdown]
+# A small network leaves much of the hardware unused: each weight is read once per image and used for one
+# multiply-add, so memory traffic and call overheads, not arithmetic, set its speed. Compression can only
+# move a model along this axis if the runtime uses what compression removes (notebooks 02 and 03).
+#
+# **energy_nj** is not measured (a laptop cannot meter one forward pass); it is an estimate from
+# operation counts and M. Horowitz's per-operation energies for a 45 nm chip (ISSCC 2014): a float32
+# multiply-add costs 4.6 pJ, an int8 one 0.3 pJ; reading 64 bits costs 10 pJ from an 8 KB cache,
+# 20 pJ from 32 KB, 100 pJ from 1 MB and about 1,300 pJ from DRAM. The weights come from the smallest
+# memory that holds them: the teacher's 407 KB from the 1 MB cache. At batch 1 every image reads all the
+# weights; `energy_nj_batch` shares one read among the 256 images of a batch:
+
+# %%
+estimate = measure.energy_estimate(teacher)
+print(f"{estimate['total_nj']:,.0f} nJ per image = compute {estimate['compute_pj'] / 1e3:,.0f} + weights "
+      f"{estimate['weights_pj'] / 1e3:,.0f} + activations {estimate['activations_pj'] / 1e3:,.1f} nJ  ({estimate['assumptions']})")
+assert abs(estimate["compute_pj"] - row["macs"] * (3.7 + 0.9)) < 1e-6 and estimate["total_nj"] == row["energy_nj"]
+
+# %% [markdown]
+# At batch 1, moving the weights costs about ten times the arithmetic; shared by a batch of 256, it almost
+# vanishes. The estimate charges what a model really computes, whatever file it came from: later, a
+# model that multiplies int8 numbers is charged int8 energies, and a compressed file saves energy only on
+# hardware that computes on it directly (notebook 05).
 #
 # Latency depends on the batch size. Measured here, with the same threads:
 

@@ -125,7 +125,12 @@ for bits in widths:
     model = quantization.quantize_model(teacher, bits, per_channel=True)
     ptq[bits] = (training.evaluate(model, splits.x_test, splits.y_test), storage.save(model, folder / f"ptq{bits}.dcmp"))
     print(f"{bits} bits: accuracy {ptq[bits][0]:.2%}, file {ptq[bits][1]:>7,} bytes ({fp32_bytes / ptq[bits][1]:.1f}x smaller)")
-assert ptq[8][0] >= fp32_accuracy - 0.003 and ptq[4][0] >= fp32_accuracy - 0.015
+eight_bit = quantization.quantize_model(teacher, 8, per_channel=True)
+print("8 bits vs float32, paired on the test images:",
+      measure.paired_test(training.correct(eight_bit, splits.x_test, splits.y_test), training.correct(teacher, splits.x_test, splits.y_test)))
+if DATASET == "mnist-5k":
+    # Margins: about three times the largest drop measured over seeds 0 and 1 at 1 and 2 threads (README).
+    assert ptq[8][0] >= fp32_accuracy - 0.01 and ptq[4][0] >= fp32_accuracy - 0.02
 
 # %% [markdown]
 # Eight bits cost nothing measurable, and 4-bit per-channel PTQ stays within half a point at an 8x
@@ -134,15 +139,18 @@ assert ptq[8][0] >= fp32_accuracy - 0.003 and ptq[4][0] >= fp32_accuracy - 0.015
 # XNOR-Net, which does better than 2-bit rounding here.)
 
 # %%
-fig = plots.curves([fp32_bytes / ptq[b][1] for b in widths], {"PTQ, per channel": [ptq[b][0] for b in widths]},
-                   xlabel="compression vs the float32 file (x)", ylabel="test accuracy", logx=True,
-                   title="bits: " + ", ".join(map(str, widths)))
+fig = plots.curves(widths, {"PTQ, per channel": [ptq[b][0] for b in widths],
+                            "float32": [fp32_accuracy] * len(widths)},
+                   xlabel="bits per weight", ylabel="test accuracy", title="post-training quantization of the teacher")
 
 # %% [markdown]
-# Each point is a real file. From 8 down to 4 bits the compression is a little less than 32/bits, because
-# scales, biases and the header are stored too. At 3 and 2 bits it is more (12.2x and 39.8x, against
-# 10.7x and 16x): many weights round to the code 0, and `storage.save` then stores only the others (the
-# sparse encodings of notebook 02). At 1 bit there is no zero code, and the file is 29.3x smaller.
+# Accuracy holds from 8 bits down to 4 and falls below that. The file sizes printed above do not follow
+# 32/bits everywhere. From 8 down to 4 bits the compression is a little less than 32/bits, because scales,
+# biases and the header are stored too. At 3 and 2 bits it is *more* than 32/bits (which would be 10.7x
+# and 16x),
+# because many weights round to the code 0 and `storage.save` then stores only the others (the sparse
+# encodings of notebook 02). At 1 bit there is no zero code, so the file is smaller than at 2 bits only
+# by the bits per weight, not by skipped zeros.
 #
 # ## 3. k-means weight sharing
 #
@@ -318,8 +326,9 @@ fig = plots.weight_histogram({"float32": teacher[0].weight, "original quantize()
                               "quantize_model, 4 bits": quantization.quantize_model(teacher, 4)[0].weight}, bins=60)
 
 # %% [markdown]
-# The float weights form a smooth bell; the original method leaves two spikes (0 and -1); the affine
-# scheme leaves fifteen levels per row (each row has its own scale), which together follow the bell.
+# The float weights form a smooth bell; the original method leaves two spikes (0 and -1). The affine
+# scheme gives each row at most fifteen levels (4-bit symmetric codes -7..7), but each row has its own
+# scale, so the 128 rows together hold hundreds of distinct values, and their histogram follows the bell.
 #
 # **2. Fake quantization is not smaller.** A model whose weights were rounded but saved with `torch.save`
 # still spends 32 bits per weight: no fewer bytes. Only a file that stores the codes packed (here

@@ -34,7 +34,7 @@ def main() -> None:
     training.setup(0, threads=args.threads)
     splits = data.load("mnist-5k")
     holdout = splits.holdout(teachers.HOLDOUT_IMAGES)
-    cached = teachers.cache_all(splits, seed=0, threads=args.threads, epochs=args.epochs)
+    cached = teachers.cache_all(splits, seed=0, threads=args.threads, epochs=args.epochs, names=teachers.HELD_OUT)
     guides = {"none": None, "784-128-10": cached["784-128-10, held-out split"],
               "784-1200-1200-10": cached["784-1200-1200-10, held-out split"]}
     rows, start = [], time.perf_counter()

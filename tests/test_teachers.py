@@ -25,8 +25,13 @@ def test_cache_all_trains_with_the_given_threads_and_restores_them(small_splits,
     monkeypatch.setattr(training, "load_or_train_teacher", fake)
     torch.set_num_threads(2)
     models = teachers.cache_all(small_splits, seed=3, threads=1, cache_dir=tmp_path)
-    assert len(models) == len(calls) == 5 and torch.get_num_threads() == 2
+    assert list(models) == list(teachers.NOTEBOOK_TEACHERS) and len(calls) == 3 and torch.get_num_threads() == 2
     assert all(threads == 1 and recipe["seed"] == 3 and recipe["cache_dir"] == tmp_path for _, recipe, threads in calls)
+
+
+def test_cache_all_refuses_an_unknown_name(small_splits):
+    with pytest.raises(ValueError, match="names='teacher'"):
+        teachers.cache_all(small_splits, names=("teacher",))
 
 
 def test_the_command_refuses_a_bad_thread_count(capsys):

@@ -283,3 +283,10 @@ def test_the_cache_key_holds_the_thread_count_and_names_stay_inside(small_splits
                          name="../../escaped")
     training.load_or_train_teacher(sneaky, epochs=1, cache_dir=tmp_path / "inner")
     assert not list(tmp_path.glob("escaped*")) and len(list((tmp_path / "inner").iterdir())) == 1
+
+
+def test_a_new_loop_version_does_not_reuse_old_teachers(small_splits, tmp_path, monkeypatch):
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    monkeypatch.setattr(training, "LOOP_VERSION", training.LOOP_VERSION + 1)
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 2      # another key: trained again, the old entry not served

@@ -173,6 +173,9 @@ class Ledger:
             "energy_nj_batch": lambda: energy.energy_estimate(model, batch_size=self.latency_batch_size)["total_nj"],
         }
         load = machine.load_average()  # before timing: was another job competing for the cores?
+        if "latency_ms" not in given and "peak_gflops" not in self.machine:
+            # Measured before the first latency: its large matmul also warms the CPU, so row one is not timed cold.
+            self.machine["peak_gflops"] = round(timing.peak_gflops(threads=self.threads), 1)
         row = {key: given[key] if key in given else measure() for key, measure in measurements.items()}
         row = {**row, "of_peak": self._of_peak(row["macs"], row["latency_ms"])}
         if "latency_ms" not in given and machine.busy(load, self.threads or torch.get_num_threads()):

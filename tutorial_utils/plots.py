@@ -40,14 +40,15 @@ def image_grid(x: torch.Tensor, y: torch.Tensor, *, class_names: list[str] | Non
     return fig
 
 
-def training_curves(history: list[dict[str, float]], *, title: str = "") -> Figure:
-    """Loss and accuracy per epoch, from the history that training.fit returns."""
+def training_curves(history: list[dict[str, float]], *, title: str = "", test_label: str = "test") -> Figure:
+    """Loss and accuracy per epoch, from the history that training.fit returns; `test_label` names the split
+    scored as "test" (the held-out images when fit was given `splits.holdout()`)."""
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8), dpi=DPI)
     left.plot(epochs, [row["loss"] for row in history], marker=".")
     left.set(xlabel="epoch", ylabel="training loss", title=title or "loss")
     right.plot(epochs, [row["train_accuracy"] for row in history], marker=".", label="train")
-    right.plot(epochs, [row["test_accuracy"] for row in history], marker=".", label="test")
+    right.plot(epochs, [row["test_accuracy"] for row in history], marker=".", label=test_label)
     right.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     right.legend()
     fig.tight_layout()

@@ -1,7 +1,8 @@
 """Every teacher the notebooks use, trained once into the checkpoint cache: `python -m tutorial_utils teachers`.
 
-Notebooks 04 and 05 need a 784-1200-1200-10 teacher that takes about 20 s to train, and notebook 04 two
-more of its kind (one that never sees the held-out images, one trained without shifted inputs). Each
+Notebooks 04 and 05 need a 784-1200-1200-10 teacher that takes about 20 s to train, and notebook 04 one
+more of its kind (trained without shifted inputs); scripts/kd_sweep.py needs both sizes trained without
+the 500 held-out images (`HELD_OUT`). Each
 notebook trains what is missing from the cache itself; running this command first (before a class, or
 in CI before the notebooks) moves that one-off cost out of the lessons. The recipes are the notebooks'
 own, so the cache keys match: same data, seed, epochs and CPU threads.
@@ -36,20 +37,30 @@ def recipes(splits: data.Splits, *, epochs: int = 15) -> dict[str, tuple[data.Sp
             "784-1200-1200-10, no shifted inputs": (splits, dict(PLAIN_BIG_TEACHER_RECIPE))}
 
 
+HELD_OUT = ("784-128-10, held-out split", "784-1200-1200-10, held-out split")
+NOTEBOOK_TEACHERS = ("784-128-10", "784-1200-1200-10", "784-1200-1200-10, no shifted inputs")
+
+
 def cache_all(splits: data.Splits, *, seed: int = 0, threads: int = 2, epochs: int = 15,
+              names: tuple[str, ...] = NOTEBOOK_TEACHERS,
               cache_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,
               progress: bool = False) -> dict[str, nn.Module]:
-    """Load or train every teacher of `recipes`, with `threads` CPU threads (part of the cache key).
+    """Load or train the teachers `names` of `recipes` (default: the notebooks'), with `threads` CPU threads
+    (part of the cache key).
 
     Side effects: writes missing checkpoints to the cache; sets torch's thread count to `threads` while
     training and restores it after. Returns {name: model}.
     """
     validate.positive_int("threads", threads)
+    known = recipes(splits, epochs=epochs)
+    for name in names:
+        validate.choice("names", name, tuple(known))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         models = {}
-        for name, (split, recipe) in recipes(splits, epochs=epochs).items():
+        for name in names:
+            split, recipe = known[name]
             start = time.perf_counter()
             models[name] = training.load_or_train_teacher(split, **recipe, seed=seed, cache_dir=cache_dir,
                                                           device=device)
