@@ -149,8 +149,8 @@ fig = plots.curves(widths, {"PTQ, per channel": [ptq[b][0] for b in widths],
 # biases and the header are stored too. At 3 and 2 bits it is *more* than 32/bits (which would be 10.7x
 # and 16x),
 # because many weights round to the code 0 and `storage.save` then stores only the others (the sparse
-# encodings of notebook 02). At 1 bit there is no zero code, so the file is smaller than at 2 bits only
-# by the bits per weight, not by skipped zeros.
+# encodings of notebook 02). At 1 bit there is no zero code: every weight is stored, and the file is
+# *larger* than at 2 bits.
 #
 # ## 3. k-means weight sharing
 #
@@ -204,8 +204,10 @@ for bits in (4, 2):
 assert training.evaluate(qat_results[4], splits.x_test, splits.y_test) >= fp32_accuracy - 0.005
 
 # %% [markdown]
-# A few epochs of QAT bring 4 bits back to the float accuracy and recover most of what 2-bit PTQ lost:
-# the weights move to places where rounding hurts less. The plot puts PTQ and QAT side by side:
+# A few epochs of QAT keep 4 bits at the float accuracy (94.4% against 94.5%; 4-bit PTQ had lost only
+# 0.3 points, so the change there is within the noise) and recover most of what 2-bit PTQ lost (67.5%
+# -> 93.6%): the weights move to places where rounding hurts less. The plot puts PTQ and QAT side by
+# side:
 
 # %%
 qat_accuracy = {b: training.evaluate(m, splits.x_test, splits.y_test) for b, m in qat_results.items()}
@@ -256,10 +258,10 @@ for row in rows:
 #   in eager torchao), and a 784-128-10 network in float32 takes only about 22 µs per image. There is
 #   nothing to win back.
 # - At **batch 64 and 1024** the work grows with the batch and int8 matrix products pay off: the
-#   legacy fbgemm/x86 kernels win at 64 (1.34x) and are more than twice as fast at 1024 (2.33x). torchao
+#   legacy fbgemm/x86 kernels win at 64 (1.28x) and are almost twice as fast at 1024 (1.92x). torchao
 #   in eager mode dispatches through Python tensor subclasses and, on this CPU, stays slower than
-#   float32 at every batch size measured (0.72x at best, at 1024); compiled with `torch.compile`, it
-#   fuses that overhead away, roughly matches float32 at batch 64 (0.93x) and beats it at 1024 (1.83x),
+#   float32 at every batch size measured (0.57x at best, at 1024); compiled with `torch.compile`, it
+#   fuses that overhead away, roughly matches float32 at batch 64 (0.98x) and beats it at 1024 (1.79x),
 #   though not the legacy kernels.
 #
 # So "int8 is faster" holds for batched inference with a backend whose kernels are used, not for one
@@ -281,11 +283,13 @@ assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
 ledger
 
 # %% [markdown]
-# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.156
-#   against 0.301 ms in this run; single latencies are noisy, the ratios of section 5 are firmer).
-# - The **4-bit and 2-bit** files are about 8x and 37x smaller than float32; they reload exactly (below).
-#   Their latency equals float32's: their forward pass still multiplies dequantized floats, since no
-#   backend here has 4-bit or 2-bit kernels for a CPU. Small files and fast inference are different goals.
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.214
+#   against 0.336 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
+#   firmer).
+# - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; they reload exactly (below).
+#   Their latency is float32's, up to the noise between rows: their forward pass still multiplies
+#   dequantized floats, since no backend here has 4-bit or 2-bit kernels for a CPU. Small files and fast
+#   inference are different goals.
 
 # %%
 reloaded = storage.load(folder / "final4.dcmp")
@@ -409,10 +413,10 @@ for act_bits in (8, 6, 4):
 # At 8 and 6 bits the activations cost nothing measurable, whatever the calibration set. At 4 bits the
 # range (min and max of each layer's input over the calibration images) starts to matter: too few
 # images can set a range narrower than the test images need, so that larger activations are clipped.
-# Here 32 images gave 94.0% and 1,024 images 94.6%, a difference within the noise of 1,000 test
-# images, so this run does not show the effect clearly. Very large calibration sets can err the other
-# way (one rare extreme widens the grid for every typical value), which is why production toolkits clip
-# at a percentile or minimise the error instead of taking the max.
+# Here 32 images gave 94.7% and 1,024 images 94.3%, the other way round, but a difference of four test
+# images is within the noise of 1,000, so this run does not show the effect. Very large calibration
+# sets can err the other way (one rare extreme widens the grid for every typical value), which is why
+# production toolkits clip at a percentile or minimise the error instead of taking the max.
 # </details>
 #
 # **Exercise 4 (how low can QAT go?).** Run QAT at 3, 2 and 1 bits with more epochs or another learning
@@ -430,11 +434,13 @@ for bits in (3, 2, 1):
 # %% [markdown]
 # <details><summary>Solution and discussion</summary>
 #
-# With five epochs, 3-bit, 2-bit and even 1-bit (sign) weights come within about a point of float32 on
-# these digits, and their accuracies (94.2%, 93.8%, 94.1%) show no measurable difference on 1,000 test
-# images. The bytes decide: the 2-bit file is the smallest of the three, smaller than the 1-bit one: a
-# 2-bit grid contains 0, many weights round to it, and the file stores only the others (the sparse
-# encoding of notebook 02), while signs have no zero. Here 2 bits is the best trade. Below 4 bits the
+# With five epochs, 3-bit weights end at the float32 accuracy on these digits (94.6%), and 2-bit and
+# even 1-bit (sign) weights about 1.5 points below it (93.0% and 93.2%, two test images apart, which is
+# within the noise). Between those two the bytes decide: the 2-bit file is the smallest of the three,
+# smaller than the 1-bit one (10,556 against 13,948 bytes): a 2-bit grid contains 0, many weights round
+# to it, and the file stores only the others (the sparse encoding of notebook 02), while signs have no
+# zero. So 2 bits beats 1 bit; against 3 bits it trades about 1.5 points for a file three times smaller
+# (32,058 bytes at 3 bits), and which is better depends on what a point is worth to you. Below 4 bits the
 # gain in bytes is large and the accuracy cost small *after* QAT, which is why notebook 05 combines
 # low-bit QAT with pruning and distillation.
 # </details>
@@ -444,7 +450,8 @@ for bits in (3, 2, 1):
 # - r = S (q - Z): the scale and zero point come from the data; rounding keeps every value within S/2.
 # - Per-channel scales protect ordinary rows from outliers; asymmetric grids suit one-sided activations.
 # - PTQ is free at 8 bits and costs little at 4 bits per channel; below that, k-means or QAT is needed.
-# - QAT with the straight-through estimator brings 4 bits back to float accuracy.
+# - QAT with the straight-through estimator recovers most of what 2-bit PTQ loses; at 4 bits PTQ and QAT
+#   both stay within half a point of float accuracy.
 # - Bytes shrink only in a file that stores the codes; milliseconds shrink only with an int8 backend,
 #   at batch sizes large enough to amortise its overhead.
 

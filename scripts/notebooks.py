@@ -7,6 +7,9 @@ Usage:
                                                    write the executed .ipynb and re-write the .py
                                                    (no NAMES: every notebook)
   python scripts/notebooks.py check                exit 1, listing the notebooks whose .py and .ipynb disagree
+  python scripts/notebooks.py variants             run every notebook under nbval as CI does, once with
+                                                   DC_THREADS=1 and once with DC_SEED=1 (about 4 minutes
+                                                   each): their asserts must hold on other seeds and threads
 
 NAMES are notebook stems such as 03_quantization (a path or a suffix is accepted too).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -176,6 +180,25 @@ def run_check() -> int:
     return 0
 
 
+VARIANTS = ({"DC_THREADS": "1"}, {"DC_SEED": "1"})
+
+
+def run_variants() -> int:
+    """The variants command: nbval over every notebook per variant environment; 1 if any variant fails."""
+    failed = []
+    for variant in VARIANTS:
+        env = {**os.environ, **variant}
+        label = " ".join(f"{k}={v}" for k, v in variant.items())
+        start = time.perf_counter()
+        # A fresh temporary cache per variant (conftest.py): teachers are trained for this seed or thread count.
+        code = subprocess.call([sys.executable, "-m", "pytest", "-q", "--durations=0", str(NOTEBOOKS)], env=env,
+                               cwd=NOTEBOOKS.parent)
+        print(f"{label}: {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s", flush=True)
+        if code != 0:
+            failed.append(label)
+    return 1 if failed else 0
+
+
 def main() -> int:
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,7 +206,10 @@ def main() -> int:
     execute_parser = commands.add_parser("execute", help="execute .py sources, write the .ipynb, re-pair")
     execute_parser.add_argument("names", nargs="*", metavar="NAME", help="notebook stem, e.g. 03_quantization")
     commands.add_parser("check", help="exit 1 if any .py and .ipynb disagree")
+    commands.add_parser("variants", help="nbval with DC_THREADS=1, then with DC_SEED=1")
     args = parser.parse_args()
+    if args.command == "variants":
+        return run_variants()
     return run_execute(args.names) if args.command == "execute" else run_check()
 
 

@@ -16,6 +16,8 @@ import pathlib
 import re
 import sys
 
+from tutorial_utils import stats
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end results -->)", re.DOTALL)
 
@@ -23,8 +25,9 @@ BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end
 def machine_line(document: dict) -> str:
     m = document["machine"]
     isa = ", ".join(m.get("isa") or []) or "no AVX2"
+    peak = f", float32 peak {m['peak_gflops']:.0f} GFLOP/s" if m.get("peak_gflops") else ""
     return (f"*Measured with `{document['command']}` on {m['cpu']} ({isa}), {m['cores']} cores, "
-            f"{m['threads']} threads, torch {m['torch']}.*")
+            f"{m['threads']} threads, torch {m['torch']}{peak}.*")
 
 
 def _energy(nj: float) -> str:
@@ -34,14 +37,16 @@ def _energy(nj: float) -> str:
 def pipeline_table(document: dict) -> str:
     rows = document["rows"]
     reference = rows[0]["bytes"]
-    lines = ["| stage | test accuracy | non-zeros | bytes on disk | vs reference file | latency | energy (estimate) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    batch = document.get("latency_batch_size", 256)
+    lines = ["| stage | test accuracy | non-zeros | bytes on disk | vs reference file | latency | of float32 peak | "
+             f"energy per image, batch 1 (estimate) | at batch {batch} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for i, row in enumerate(rows):
         ratio = reference / row["bytes"]
         size = "1x" if i == 0 else f"({1 / ratio:.0f}x larger)" if ratio < 1 else f"{ratio:.{0 if ratio < 10 else 1}f}x"
         latency = f"{row['latency_ms']:.3f} ms" if row["latency_ms"] < 1 else f"{row['latency_ms']:.1f} ms"
+        of_peak = f"{row['of_peak']:.1%}" if row.get("of_peak") is not None else ""
         lines.append(f"| {row['stage']} | {row['accuracy']:.2%} | {row['nonzeros']:,} | {row['bytes']:,} | {size} | "
-                     f"{latency} | {_energy(row['energy_nj'])} |")
+                     f"{latency} | {of_peak} | {_energy(row['energy_nj'])} | {_energy(row['energy_nj_batch'])} |")
     return "\n".join(lines + ["", machine_line(document)])
 
 
@@ -67,7 +72,24 @@ def int8_table(document: dict) -> str:
     return "\n".join(lines + ["", machine_line(document)])
 
 
-RENDERERS = {"pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table}
+def kd_sweep_table(document: dict) -> str:
+    rows = document["rows"]
+    baseline = rows[0]["accuracies"]
+    lines = [f"| recipe | held-out accuracy ({document['holdout_images']} images), mean ± std | "
+             "vs no teacher, paired by seed (points) | seeds higher |", "| --- | --- | --- | --- |"]
+    for row in rows:
+        recipe = ("no teacher" if row["teacher"] == "none"
+                  else f"{row['teacher']}, T = {row['temperature']:g}, α = {row['alpha']:g}")
+        mean, std = stats.mean_std(row["accuracies"])
+        differences = [100 * (a - b) for a, b in zip(row["accuracies"], baseline)]
+        d_mean, d_std = stats.mean_std(differences)
+        higher = sum(d > 0 for d in differences)
+        lines.append(f"| {recipe} | {mean:.2%} ± {std:.2%} | {d_mean:+.2f} ± {d_std:.2f} | "
+                     f"{'' if row is rows[0] else f'{higher} of {len(differences)}'} |")
+    return "\n".join(lines + ["", machine_line(document)])
+
+
+RENDERERS = {"pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table}
 
 
 def render(readme: str, results: pathlib.Path) -> str:

@@ -253,7 +253,7 @@ class Ledger:
         """Write {"machine": record with load_before/load_after, "rows": [...]} as strict JSON, atomically;
         return the bytes written. Rows measured while the machine was busy carry a "busy" note."""
         document = {"command": self.command, "machine": {**self.machine, "load_after": machine.load_average()},
-                    "rows": self.rows}
+                    "latency_batch_size": self.latency_batch_size, "repeats": self.repeats, "rows": self.rows}
         text = json.dumps(_json_safe(document), indent=2, allow_nan=False)
         return files.atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -269,4 +269,6 @@ class Ledger:
         ledger.rows = rows
         if isinstance(document, dict) and isinstance(document.get("machine"), dict):
             ledger.machine, ledger.command = document["machine"], document.get("command")
+            ledger.latency_batch_size = document.get("latency_batch_size", ledger.latency_batch_size)
+            ledger.repeats = document.get("repeats", ledger.repeats)
         return ledger
