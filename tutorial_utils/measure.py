@@ -173,9 +173,8 @@ class Ledger:
             "energy_nj_batch": lambda: energy.energy_estimate(model, batch_size=self.latency_batch_size)["total_nj"],
         }
         load = machine.load_average()  # before timing: was another job competing for the cores?
-        if "latency_ms" not in given and "peak_gflops" not in self.machine:
-            # Measured before the first latency: its large matmul also warms the CPU, so row one is not timed cold.
-            self.machine["peak_gflops"] = round(timing.peak_gflops(threads=self.threads), 1)
+        if "latency_ms" not in given:
+            self._peak_gflops()  # before the first latency: its large matmul also warms the CPU (row one not cold)
         row = {key: given[key] if key in given else measure() for key, measure in measurements.items()}
         row = {**row, "of_peak": self._of_peak(row["macs"], row["latency_ms"])}
         if "latency_ms" not in given and machine.busy(load, self.threads or torch.get_num_threads()):
@@ -186,10 +185,14 @@ class Ledger:
         """Achieved float32-equivalent throughput as a fraction of the measured peak (None without numbers)."""
         if not all(isinstance(v, (int, float)) and v > 0 for v in (macs_per_image, latency)):
             return None
+        achieved_gflops = 2 * macs_per_image * self.latency_batch_size / (latency / 1e3) / 1e9
+        return achieved_gflops / self._peak_gflops()
+
+    def _peak_gflops(self) -> float:
+        """This CPU's float32 peak at the ledger's threads, measured once and kept in the machine record."""
         if "peak_gflops" not in self.machine:
             self.machine["peak_gflops"] = round(timing.peak_gflops(threads=self.threads), 1)
-        achieved_gflops = 2 * macs_per_image * self.latency_batch_size / (latency / 1e3) / 1e9
-        return achieved_gflops / self.machine["peak_gflops"]
+        return self.machine["peak_gflops"]
 
     def header(self) -> str:
         """What every number of the table depends on: the machine, how latency was timed, what energy is."""
