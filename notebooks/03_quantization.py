@@ -201,12 +201,20 @@ for bits in (4, 2):
     qat_results[bits] = quantization.quantize_model(qat_model, bits)   # the same grid, now as integer codes
     accuracy = training.evaluate(qat_results[bits], splits.x_test, splits.y_test)
     print(f"{bits} bits: PTQ {ptq[bits][0]:.2%} -> QAT {accuracy:.2%} (float32 {fp32_accuracy:.2%})")
-assert training.evaluate(qat_results[4], splits.x_test, splits.y_test) >= fp32_accuracy - 0.005
+print("4-bit QAT vs float32, paired on the test images:",
+      measure.paired_test(training.correct(qat_results[4], splits.x_test, splits.y_test), training.correct(teacher, splits.x_test, splits.y_test)))
+if DATASET == "mnist-5k":
+    # Margins: about twice the largest 4-bit drop (0.7 points) and half the smallest 2-bit gain (31 points)
+    # measured over seeds 0 and 1 at 1 and 2 threads.
+    assert training.evaluate(qat_results[4], splits.x_test, splits.y_test) >= fp32_accuracy - 0.015
+    assert training.evaluate(qat_results[2], splits.x_test, splits.y_test) >= ptq[2][0] + 0.15
 
 # %% [markdown]
-# A few epochs of QAT keep 4 bits at the float accuracy (94.4% against 94.5%; 4-bit PTQ had lost only
-# 0.3 points, so the change there is within the noise) and recover most of what 2-bit PTQ lost (67.5%
-# -> 93.6%): the weights move to places where rounding hurts less. The plot puts PTQ and QAT side by
+# A few epochs of QAT keep 4 bits within the noise of float32: 94.4% against 94.5%, a paired difference
+# of -0.10 points whose interval (-0.81 to +0.61) contains zero, decided by 6 against 7 images. (4-bit
+# PTQ had lost only 0.3 points, so QAT has little to recover there. With seed 1 the same cell gives 94.4%
+# against 95.1%, which is why the check in the cell allows 1.5 points.) At 2 bits QAT recovers most of what
+# PTQ lost (67.5% -> 93.6%): the weights move to places where rounding hurts less. The plot puts PTQ and QAT side by
 # side:
 
 # %%

@@ -93,9 +93,8 @@ ledger
 # file is half the reference's, since it has half the parameters. Now prune:
 
 # %%
-training.setup(SEED)
 pruned = copy.deepcopy(student)
-masks = recipes.prune_(pruned, splits, sparsity=SPARSITY, teacher=teacher, config=STAGE)   # global magnitude + KD fine-tuning
+masks = recipes.prune_(pruned, splits, sparsity=SPARSITY, teacher=teacher, config=STAGE, seed=SEED)   # global magnitude + KD fine-tuning
 row = ledger.measure("2. pruned 90% + KD fine-tuning, masked float32", pruned, splits)
 print(f"sparsity {pruning.sparsity(pruned):.1%}, accuracy {row['accuracy']:.2%}, still {row['bytes']:,} bytes on disk")
 
@@ -106,8 +105,7 @@ print(f"sparsity {pruning.sparsity(pruned):.1%}, accuracy {row['accuracy']:.2%},
 # masks held, then convert to integer codes:
 
 # %%
-training.setup(SEED)
-final = recipes.quantize_aware(pruned, splits, quant=BITS, teacher=teacher, config=QAT_STAGE, masks=masks)
+final = recipes.quantize_aware(pruned, splits, quant=BITS, teacher=teacher, config=QAT_STAGE, masks=masks, seed=SEED)
 plain_bytes = storage.save(final, folder / "final-plain.dcmp")
 final_bytes = storage.save(final, folder / "final.dcmp", compress="auto")
 ledger.measure("3. + 4-bit QAT with KD, sparse file", final, splits, file_bytes=plain_bytes)
@@ -123,8 +121,8 @@ if DATASET == "mnist-5k":
 # %% [markdown]
 # The final file is 68.2 times smaller than the reference teacher's float32 file, and the model is
 # 1.00 point *below* that teacher's accuracy (93.50% against 94.50%). That is one seed, and 1.00 point
-# is 10 of the 1,000 test digits: over three seeds the same recipe averages 93.90% ± 0.36% (section 3,
-# which does not reseed before each stage, so its seed 0 is not exactly this model). QAT won back 0.6
+# is 10 of the 1,000 test digits: over three seeds the same recipe averages 93.93% ± 0.40% (section 3,
+# whose seed-0 run is exactly this model: every stage reseeds when it starts). QAT won back 0.6
 # of the 1.5 points that pruning cost, six images on one seed: it is five more epochs of fine-tuning.
 # The distilled student started 0.1 points below the reference (94.40% against 94.50%, one image), so
 # here the chain trades about a point of accuracy for a file 68 times smaller.
@@ -155,9 +153,8 @@ results = {"distil, then compress (KD)": [], "distil, then compress (cross-entro
 for seed in SEEDS:
     distilled = student if seed == SEED else distillation.train_student(splits, teacher=teacher, seed=seed, epochs=EPOCHS)
     for label, guide in (("KD", teacher), ("cross-entropy", None)):
-        training.setup(seed)
         model = recipes.compress(distilled, splits, sparsity=SPARSITY, quant=BITS, teacher=guide,
-                                 finetune=STAGE, qat=QAT_STAGE)
+                                 finetune=STAGE, qat=QAT_STAGE, seed=seed)   # each stage reseeded, as in section 2
         results[f"distil, then compress ({label})"].append(training.evaluate(model, splits.x_test, splits.y_test))
     training.setup(seed)
     untrained = models.student()
@@ -166,6 +163,10 @@ for seed in SEEDS:
     model = recipes.quantize_aware(untrained, splits, quant=BITS, teacher=teacher, masks=early_masks,
                                    config=training.TrainConfig(epochs=total_epochs, lr=1e-3))
     results["compress, then distil"].append(training.evaluate(model, splits.x_test, splits.y_test))
+if SEED in SEEDS:   # the KD run of seed SEED repeats section 2 exactly: every stage is reseeded
+    assert results["distil, then compress (KD)"][SEEDS.index(SEED)] == final_row["accuracy"]
+
+# %%
 for name, values in results.items():
     print(f"{name:>38}: {measure.over_seeds(values)}")
 kd, ce, early = results.values()
@@ -178,8 +179,8 @@ if DATASET == "mnist-5k":
 
 # %% [markdown]
 # Taught as measured. **The fine-tuning loss:** on these seeds cross-entropy recovered better than
-# distillation. KD minus cross-entropy is -0.67 ± 0.49 points over three seeds (93.90% ± 0.36% against
-# 94.57% ± 0.21%), cross-entropy is higher on every seed, and the mean difference is beyond two standard
+# distillation. KD minus cross-entropy is -0.67 ± 0.38 points over three seeds (93.93% ± 0.40% against
+# 94.60% ± 0.20%), cross-entropy is higher on every seed, and the mean difference is beyond two standard
 # errors of zero. Once the student has been distilled, the teacher's soft targets did not help the
 # pruned and quantized network recover here; they cost it about two-thirds of a point. One possible
 # reason, not tested here: at alpha = 0.9 the fine-tuning gives the labels a tenth of the loss and
@@ -189,8 +190,8 @@ if DATASET == "mnist-5k":
 # designed before measuring. Exercise 2 asks for the same comparison on held-out data, where such a
 # choice belongs.
 #
-# **The order:** distil-then-compress beats compress-first by 2.80 ± 0.30 points at the same number of
-# epochs (93.90% ± 0.36% against 91.10% ± 0.61%), on every seed and far beyond two standard errors.
+# **The order:** distil-then-compress beats compress-first by 2.83 ± 0.71 points at the same number of
+# epochs (93.93% ± 0.40% against 91.10% ± 0.61%), on every seed and far beyond two standard errors.
 # Compressing first fixes the sparsity pattern by the magnitudes of
 # *random* weights, so the network is trained inside an arbitrary 10% of its connections; pruning a
 # trained network keeps the connections that the training found useful. (The literal original, with
@@ -232,11 +233,16 @@ smallest = min(within_2, key=lambda p: p["bytes"])
 print(f"smallest file within 2 points of the reference: {smallest['stage']}, {smallest['accuracy']:.2%}, "
       f"{ref_row['bytes'] / smallest['bytes']:.0f}x smaller")
 if DATASET == "mnist-5k":
-    assert ref_row["bytes"] / smallest["bytes"] >= 100
+    # Not ">= 100": at seed 1 no 100x point stays within two points (see below); 40x holds on every seed run.
+    assert ref_row["bytes"] / smallest["bytes"] >= 40
 fig = plots.pareto(points, reference_bytes=ref_row["bytes"], x="latency_ms", title="accuracy vs latency (int8 backend, batch 256)")
 
 # %% [markdown]
-# Yes, on this seed: 784-64-10 at 95% and 4 bits, 92.70%, 1.8 points below the reference at 108x. The
+# Yes, on this seed: 784-64-10 at 95% and 4 bits, 92.70%, 1.8 points below the reference at 108x. But
+# 1.8 against a line at 2 is two images from the answer "no", and with `DC_SEED=1` the same point lands at
+# 91.80% against a 95.10% reference and the smallest file within two points is 80x (784-32-10, 80%,
+# 4-bit). One seed cannot answer a question whose margin is smaller than its noise; the check in the cell
+# asks only for 40x, which every seed run so far passes. The
 # latency plot shows the other axis. The int8 backend multiplies a dense int8 matrix whatever its
 # zeros, so the sparsity and the bit width do not change its work; the width does. In this run the
 # 32-unit points took 0.100 to 0.101 ms and the 64-unit points 0.119 ms each: the narrower network is
@@ -394,12 +400,13 @@ print(f"784-48-10, 90%, 3-bit: {training.evaluate(mine, splits.x_test, splits.y_
 # - Order: distil (a trained, strong student) → prune with KD → QAT with KD → pack with entropy coding.
 # - The final 784-64-10 model, 90% sparse with 4-bit codes, is a file 68.2x smaller than the
 #   784-128-10 teacher's float32 file, 1.00 point below its accuracy in this run (93.50% against 94.50%;
-#   the same recipe averages 93.90% ± 0.36% over three seeds); one point of the Pareto sweep goes past
-#   100x within two points (108x, 1.8 points below, one seed).
-# - Distil first, then compress: 2.80 ± 0.30 points better than compressing an untrained student (three
+#   the same recipe averages 93.93% ± 0.40% over three seeds); one point of the Pareto sweep goes past
+#   100x within two points (108x, 1.8 points below) on seed 0, but not on seed 1: a threshold that close
+#   to the noise is not a finding.
+# - Distil first, then compress: 2.83 ± 0.71 points better than compressing an untrained student (three
 #   seeds, better on each).
 # - Once the student is distilled, cross-entropy recovered better than distillation as the fine-tuning
-#   loss on these seeds (KD minus cross-entropy: -0.67 ± 0.49 points, cross-entropy higher on all three,
+#   loss on these seeds (KD minus cross-entropy: -0.67 ± 0.38 points, cross-entropy higher on all three,
 #   beyond two standard errors). That is measured on the test set, so the recipe keeps distillation;
 #   exercise 2 makes the comparison on held-out data.
 # - Deployed on an int8 backend, the final model loses no measurable accuracy (93.40% against 93.50%,

@@ -40,7 +40,7 @@ def test_pipeline_with_self_distillation_and_a_cosine_schedule(tmp_path, capsys)
     rows = json.loads((tmp_path / "ledger.json").read_text())["rows"]
     stages = [r["stage"] for r in rows]
     assert not any("distilled" in s or "distillation teacher" in s for s in stages)
-    assert stages[1].startswith("student student from scratch") and len(rows) == 6
+    assert stages[1] == "student 784-64-10 from scratch (float32)" and len(rows) == 6
 
 
 @pytest.mark.parametrize("argv, message", [

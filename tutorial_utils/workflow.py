@@ -134,7 +134,7 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     sizes, kd = tuple(models.PRESETS[config.student][0]), config.kd()
     student = distillation.train_student(splits, seed=config.seed, sizes=sizes, config=config.student_config(),
                                          device=device)
-    own = row(f"student {config.student} from scratch (float32)", student)
+    own = row(f"student {'-'.join(map(str, sizes))} from scratch (float32)", student)
     if config.teacher == "self":  # the dense student teaches its pruned and quantized copies (made below)
         teacher = student
     elif teacher is not None:
