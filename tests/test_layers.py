@@ -16,9 +16,9 @@ LAYERS = [
     {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat"},                                             # built on the leaves
     {"training"},                                                               # the one loop
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
-    {"serialize", "measure", "benchmarks", "teachers"},                          # files, measurements, cached teachers
-    {"storage"},                                                                # the model file
-    {"plots", "exercises", "recipes"},                                          # teaching and recipes
+    {"serialize", "measure", "benchmarks", "teachers", "compaction"},            # files, measurements, cached teachers
+    {"storage", "onnx_export"},                                                 # the model file, the ONNX graph
+    {"plots", "exercises", "recipes", "deploy"},                                # teaching, recipes, the runtime
     {"workflow"},                                                               # the whole story as one function
     {"pipeline"},                                                               # its command line
     {"__main__"},                                                               # the command line's entry

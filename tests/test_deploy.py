@@ -1,0 +1,104 @@
+"""deploy: ONNX files of every kind, their bytes, their logits against the PyTorch model, clear refusals."""
+
+import builtins
+import os
+
+import onnx
+import pytest
+import torch
+
+from tutorial_utils import deploy, models, pruning, quantization, training
+
+TOLERANCE = {"float32": 1e-4, "4bit": 1e-4, "int8-dynamic": 0.5, "int8-static": 1.0}   # max |logit difference|
+
+
+@pytest.fixture(scope="module")
+def final() -> torch.nn.Sequential:
+    training.setup(0)
+    model = models.mlp([784, 32, 10])
+    pruning.apply_masks_(model, pruning.magnitude_masks(model, 0.8, scope="global"))
+    return quantization.quantize_model(model, 4)
+
+
+@pytest.mark.parametrize("kind", deploy.KINDS)
+def test_every_kind_runs_with_the_logits_of_its_source(kind, final, tmp_path, splits):
+    source = final if kind == "4bit" else quantization.dequantize_model(final)
+    path = tmp_path / f"final-{kind}.onnx"
+    size = deploy.export(source, path, kind, calibration=splits.x_train[:300] if kind == "int8-static" else None)
+    assert size == os.path.getsize(path) == deploy.onnx_bytes(path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]   # no scratch files left
+    deployed = deploy.runtime_model(path, threads=1)
+    x = splits.x_test[:200]
+    difference = (deployed(x) - final(x)).abs().max().item()
+    assert difference <= TOLERANCE[kind]
+    agreement = (deployed(x).argmax(1) == final(x).argmax(1)).float().mean().item()
+    assert agreement >= (1.0 if kind in ("float32", "4bit") else 0.97)
+    assert deploy.latency_ms(deployed, 4, repeats=3, warmup=1) > 0
+
+
+def test_4bit_file_is_smaller_than_int8_and_float32(final, tmp_path, splits):
+    sizes = {kind: deploy.export(final if kind == "4bit" else quantization.dequantize_model(final),
+                                 tmp_path / f"{kind}.onnx", kind,
+                                 calibration=splits.x_train[:100] if kind == "int8-static" else None)
+             for kind in deploy.KINDS}
+    assert sizes["4bit"] < sizes["int8-dynamic"] < sizes["float32"]
+
+
+def test_external_data_files_are_counted(tmp_path):
+    proto = onnx.load_from_string(deploy.onnx_export.to_onnx(models.mlp([784, 64, 10])).SerializeToString())
+    path = tmp_path / "external.onnx"
+    onnx.save_model(proto, str(path), save_as_external_data=True, location="external.onnx.data", size_threshold=0)
+    assert (tmp_path / "external.onnx.data").exists()
+    assert deploy.onnx_bytes(path) == path.stat().st_size + (tmp_path / "external.onnx.data").stat().st_size
+
+
+def test_bad_inputs_are_refused_and_leave_no_file(final, tmp_path, splits):
+    path = tmp_path / "m.onnx"
+    with pytest.raises(ValueError, match=r"calibration must be a tensor of shape \(n >= 1, 784\).*\(10, 28\)"):
+        deploy.export(quantization.dequantize_model(final), path, "int8-static", calibration=torch.zeros(10, 28))
+    with pytest.raises(ValueError, match="calibration is used only with kind='int8-static'"):
+        deploy.export(final, path, "4bit", calibration=splits.x_train[:10])
+    with pytest.raises(ValueError, match="kind"):
+        deploy.export(final, path, "int4")
+    with pytest.raises(TypeError, match=r"model\[1\] is Tanh"):
+        deploy.export(torch.nn.Sequential(torch.nn.Linear(784, 4), torch.nn.Tanh()), path)
+    assert list(tmp_path.iterdir()) == []
+    deploy.export(final, path, "4bit")
+    deployed = deploy.runtime_model(path)
+    with pytest.raises(ValueError, match=r"x must have shape \(batch >= 1, 784\); got \(0, 784\)"):
+        deployed(torch.zeros(0, 784))
+    with pytest.raises(ValueError, match="batch_size"):
+        deploy.latency_ms(deployed, 0)
+    with pytest.raises(ValueError, match="threads"):
+        deploy.runtime_model(path, threads=0)
+    with pytest.raises(FileNotFoundError, match="no such ONNX file"):
+        deploy.runtime_model(tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="provider"):
+        deploy.runtime_model(path, provider="tpu")
+
+
+def test_a_missing_runtime_names_the_install_command(monkeypatch, final, tmp_path):
+    real_import = builtins.__import__
+
+    def without_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime" or name.startswith("onnxruntime."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_onnxruntime)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install -e '\.\[deploy\]'"):
+        deploy.export(final, tmp_path / "m.onnx", "4bit")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_provider_when_installed(final, tmp_path):
+    import onnxruntime
+    path = tmp_path / "m.onnx"
+    deploy.export(quantization.dequantize_model(final), path)
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+            deploy.runtime_model(path, provider="cuda")
+        return
+    x = torch.rand(8, 784)
+    torch.testing.assert_close(deploy.runtime_model(path, provider="cuda")(x), final(x), rtol=1e-3, atol=1e-3)

@@ -1,0 +1,86 @@
+"""onnx_export: graphs that ONNX Runtime runs with the same logits as the PyTorch model they come from."""
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from tutorial_utils import compaction, models, onnx_export, pruning, quantization
+
+
+def _run(proto, x: torch.Tensor) -> torch.Tensor:
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+
+
+def _qat_student(bits: int = 4, sparsity: float = 0.9) -> nn.Sequential:
+    model = models.mlp([784, 64, 10])
+    pruning.apply_masks_(model, pruning.magnitude_masks(model, sparsity, scope="global"))
+    return quantization.quantize_model(model, bits)
+
+
+def test_float_graph_uses_matmul_not_gemm_and_has_a_dynamic_batch():
+    model = models.mlp([784, 32, 16, 10])
+    proto = onnx_export.to_onnx(model)
+    assert onnx_export.op_types(proto) == ["MatMul", "Add", "Relu", "MatMul", "Add", "Relu", "MatMul", "Add"]
+    for batch in (1, 7, 256):   # one graph, any batch size
+        x = torch.rand(batch, 784)
+        torch.testing.assert_close(_run(proto, x), model(x).detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_4bit_graph_computes_the_quantized_model_exactly_from_its_codes(bits):
+    model = _qat_student(bits, sparsity=0.5 if bits == 1 else 0.9) if bits > 1 else quantization.quantize_model(
+        models.mlp([784, 64, 10]), 1)
+    proto = onnx_export.to_onnx(model, weights="4bit")
+    assert onnx_export.op_types(proto).count("MatMulNBits") == 2
+    x = torch.rand(64, 784)
+    torch.testing.assert_close(_run(proto, x), model(x), rtol=1e-5, atol=1e-4)
+
+
+def test_4bit_graph_of_a_compact_model_gathers_the_kept_inputs():
+    model = _qat_student()
+    small = compaction.compact(model)
+    proto = onnx_export.to_onnx(small, weights="4bit")
+    assert onnx_export.op_types(proto)[0] == "Gather"
+    x = torch.rand(5, 784)
+    torch.testing.assert_close(_run(proto, x), model(x), rtol=1e-5, atol=1e-4)
+
+
+def test_packing_puts_even_codes_in_the_low_nibble_and_pads_with_zero_weights():
+    codes = torch.tensor([[1, 2, 3, 15, 0]])
+    packed = onnx_export.pack_4bit(codes, 16)
+    assert packed.shape == (1, 1, 8) and packed.dtype == np.uint8
+    assert packed[0, 0, :3].tolist() == [1 | 2 << 4, 3 | 15 << 4, 0 | 8 << 4]
+    assert packed[0, 0, 3:].tolist() == [8 | 8 << 4] * 5
+
+
+def test_block_size_minimises_bytes():
+    def row_bytes(k: int, size: int) -> int:   # code bytes (padding included) + a 4-byte scale per block
+        return -(-k // size) * (size // 2 + 4)
+
+    assert onnx_export.block_size_for(784) == 64     # 13 blocks: 468 bytes per row, against 588 for 16
+    assert onnx_export.block_size_for(64) == 64
+    for k in (10, 100, 520, 784, 1200):
+        best = onnx_export.block_size_for(k)
+        assert best >= 16 and best & (best - 1) == 0
+        assert row_bytes(k, best) == min(row_bytes(k, 2 ** e) for e in range(4, 12))
+
+
+def test_refusals_name_the_problem():
+    with pytest.raises(TypeError, match=r"model\[1\] is Sigmoid"):
+        onnx_export.to_onnx(nn.Sequential(nn.Linear(4, 3), nn.Sigmoid(), nn.Linear(3, 2)))
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        onnx_export.to_onnx(nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="weights='int3'"):
+        onnx_export.to_onnx(models.mlp([4, 2]), weights="int3")
+    with pytest.raises(ValueError, match="bits=8"):
+        onnx_export.to_onnx(quantization.quantize_model(models.mlp([16, 4, 2]), 8), weights="4bit")
+    affine = quantization.quantize_model(models.mlp([16, 4, 2]), quantization.QuantConfig(bits=4, symmetric=False))
+    with pytest.raises(ValueError, match="symmetric uniform codes"):
+        onnx_export.to_onnx(affine, weights="4bit")
+    with pytest.raises(ValueError, match="block_size=24"):
+        onnx_export.to_onnx(_qat_student(), weights="4bit", block_size=24)
+    with pytest.raises(ValueError, match="accuracy_level=7"):
+        onnx_export.to_onnx(_qat_student(), weights="4bit", accuracy_level=7)

@@ -1,0 +1,164 @@
+"""Deployment: the student as an ONNX file, run by ONNX Runtime, in float32, int8 or its own 4-bit codes.
+
+    export(model, "m.onnx", kind)   ->  bytes on disk (every file the runtime needs), written atomically
+    runtime_model("m.onnx")         ->  an nn.Module whose forward runs ONNX Runtime, so the ledger and
+                                        evaluate measure it like any model
+    latency_ms(deployed, 256)       ->  milliseconds per call as a server calls the runtime: input and
+                                        output buffers bound once (io_binding), no conversions timed
+
+kinds: "float32" (MatMul + Add), "int8-dynamic" (weights int8 per channel, activations quantized on the
+fly per batch: ONNX Runtime's quantize_dynamic), "int8-static" (QDQ: activation ranges calibrated on
+training images; quantize_static), "4bit" (MatMulNBits holding the QAT codes and scales themselves).
+ONNX Runtime runs with `threads` intra-op threads, the tutorial's thread setting.
+
+Example:
+    >>> size = export(final, folder / "final-4bit.onnx", "4bit")
+    >>> deployed = runtime_model(folder / "final-4bit.onnx", threads=2)
+    >>> training.evaluate(deployed, splits.x_test, splits.y_test)
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import torch
+from torch import nn
+
+from tutorial_utils import files, onnx_export, timing, validate
+
+KINDS = ("float32", "int8-dynamic", "int8-static", "4bit")
+
+
+def _runtime():
+    try:
+        import onnxruntime
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError("deployment needs ONNX Runtime: pip install -e '.[deploy]' "
+                                  "(or pip install onnx onnxruntime)") from error
+    return onnxruntime
+
+
+def onnx_bytes(path: str | os.PathLike) -> int:
+    """Bytes on disk of an ONNX model: the .onnx file plus every external data file it names."""
+    import onnx
+    path = pathlib.Path(path)
+    proto = onnx.load(str(path), load_external_data=False)
+    locations = {entry.value for tensor in proto.graph.initializer for entry in tensor.external_data
+                 if entry.key == "location"}
+    return path.stat().st_size + sum((path.parent / location).stat().st_size for location in locations)
+
+
+class _Calibration:
+    """ONNX Runtime's CalibrationDataReader protocol over a tensor of images, in batches of 256."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.batches = iter(x.detach().float().cpu().numpy()[i:i + 256] for i in range(0, len(x), 256))
+
+    def get_next(self) -> dict | None:
+        batch = next(self.batches, None)
+        return None if batch is None else {"x": batch}
+
+
+def _quantize_int8(float_path: pathlib.Path, out_path: pathlib.Path, kind: str,
+                   calibration: torch.Tensor | None) -> None:
+    from onnxruntime import quantization as q
+    if kind == "int8-dynamic":
+        q.quantize_dynamic(str(float_path), str(out_path), weight_type=q.QuantType.QInt8, per_channel=True)
+    else:
+        q.quantize_static(str(float_path), str(out_path), _Calibration(calibration), quant_format=q.QuantFormat.QDQ,
+                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, per_channel=True)
+
+
+def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
+           calibration: torch.Tensor | None = None) -> int:
+    """Write `model` as an ONNX file of the given kind (see KINDS) and return its bytes on disk.
+
+    int8-static needs `calibration`, training images of shape (n, in_features). The file appears only
+    when it is complete (written in a scratch folder, then renamed), so no partial .onnx is left.
+    Side effects: writes `path`.
+    """
+    _runtime()
+    kind = validate.choice("kind", kind, KINDS)
+    onnx_export.check_exportable(model)
+    in_features = next(m for m in model if hasattr(m, "in_features")).in_features
+    if kind == "int8-static":
+        if not isinstance(calibration, torch.Tensor) or calibration.ndim != 2 or len(calibration) == 0 \
+                or calibration.shape[1] != in_features:
+            shape = tuple(calibration.shape) if isinstance(calibration, torch.Tensor) else type(calibration).__name__
+            raise ValueError(f"calibration must be a tensor of shape (n >= 1, {in_features}) of training images "
+                             f"for kind='int8-static'; got {shape}")
+    elif calibration is not None:
+        raise ValueError(f"calibration is used only with kind='int8-static', not kind={kind!r}")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    proto = onnx_export.to_onnx(model.eval(), weights="4bit" if kind == "4bit" else "float32")
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
+        float_path = pathlib.Path(scratch) / "float32.onnx"
+        float_path.write_bytes(proto.SerializeToString())
+        if kind.startswith("int8"):
+            _quantize_int8(float_path, pathlib.Path(scratch) / "int8.onnx", kind, calibration)
+            float_path = pathlib.Path(scratch) / "int8.onnx"
+        data = float_path.read_bytes()
+    return files.atomic_write(path, lambda f: f.write(data))
+
+
+class RuntimeModel(nn.Module):
+    """model(x) computed by an ONNX Runtime session: takes and returns torch tensors (CPU, float32)."""
+
+    def __init__(self, session, *, path: str, threads: int) -> None:
+        super().__init__()
+        self.session, self.path, self.threads = session, path, threads
+        self.in_features = session.get_inputs()[0].shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != self.in_features:
+            raise ValueError(f"x must have shape (batch >= 1, {self.in_features}); got {tuple(x.shape)}")
+        array = x.detach().cpu().numpy().astype(np.float32, copy=False)
+        return torch.from_numpy(self.session.run(None, {"x": array})[0])
+
+    def extra_repr(self) -> str:
+        return f"{pathlib.Path(self.path).name}, threads={self.threads}, providers={self.session.get_providers()}"
+
+
+def runtime_model(path: str | os.PathLike, *, threads: int = 1, provider: str = "cpu") -> RuntimeModel:
+    """Load an ONNX file into ONNX Runtime (all graph optimizations, `threads` intra-op threads).
+
+    provider "cpu" or "cuda" (needs onnxruntime-gpu and a GPU; a clear error otherwise).
+    """
+    ort = _runtime()
+    validate.positive_int("threads", threads)
+    provider = validate.choice("provider", provider, ("cpu", "cuda"))
+    name = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[provider]
+    if name not in ort.get_available_providers():
+        raise RuntimeError(f"provider={provider!r}: this ONNX Runtime offers {ort.get_available_providers()} "
+                           f"(the CUDA provider comes with the onnxruntime-gpu package)")
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path={str(path)!r}: no such ONNX file")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3   # errors only: the CPU provider's notes about unused CUDA are noise here
+    session = ort.InferenceSession(str(path), sess_options=options, providers=[name])
+    return RuntimeModel(session, path=str(path), threads=threads)
+
+
+def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, warmup: int = 20) -> float:
+    """Median milliseconds of one ONNX Runtime call on a (batch_size, in_features) float32 input.
+
+    The input and output are bound once (session.io_binding), as a deployed service would, so the time
+    is the runtime's own: no torch <-> numpy conversion. Compare it with timing.latency_ms of a PyTorch
+    model, which likewise times model(x) on a prebuilt tensor. The input is drawn from a private
+    generator (seed 0); the thread count is the session's.
+    """
+    if not isinstance(model, RuntimeModel):
+        raise TypeError(f"model must be a deploy.RuntimeModel (from runtime_model), got {type(model).__name__}")
+    validate.positive_int("batch_size", batch_size)
+    x = np.random.default_rng(0).standard_normal((batch_size, model.in_features), dtype=np.float32)
+    binding = model.session.io_binding()
+    binding.bind_cpu_input("x", x)
+    binding.bind_output("logits")
+    return timing.time_ms(lambda: model.session.run_with_iobinding(binding), repeats=repeats, warmup=warmup)
