@@ -89,7 +89,25 @@ def kd_sweep_table(document: dict) -> str:
     return "\n".join(lines + ["", machine_line(document)])
 
 
-RENDERERS = {"pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table}
+def deploy_table(document: dict) -> str:
+    settings = list(document["latency"])                        # "threads 1, batch 1", ...
+    names = list(document["latency"][settings[0]])
+    seeds = len(document["seeds"])
+    lines = [f"| model, runtime | test accuracy, mean ± std over {seeds} seeds | bytes on disk | "
+             + " | ".join(f"{s}: latency (vs teacher)" for s in settings) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in settings) + " |"]
+    for name in names:
+        values = document["accuracy"].get(name)
+        accuracy = "—" if not values else "{:.2%} ± {:.2%}".format(*stats.mean_std(values))
+        size = document["bytes"].get(name)
+        cells = [f"{document['latency'][s][name]['latency_ms'] * 1e3:.1f} µs "
+                 f"({document['latency'][s][name]['speedup']:.1f}x)" for s in settings]
+        lines.append(f"| {name} | {accuracy} | {'—' if size is None else f'{size:,}'} | " + " | ".join(cells) + " |")
+    files = ", ".join(f"{k}: {v:,}" for k, v in document["bytes"].items() if "ONNX" not in k)
+    return "\n".join(lines + ["", f"Other files: {files} bytes.", "", machine_line(document)])
+
+
+RENDERERS = {"deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table}
 
 
 def render(readme: str, results: pathlib.Path) -> str:

@@ -74,6 +74,7 @@ MIN_LEARNING_CHECKS = {
     "03_quantization": (9, 2),
     "04_distillation": (4, 2),
     "05_distill_and_compress": (3, 2),
+    "06_deploy": (6, 2),
 }
 
 

@@ -83,3 +83,27 @@ def test_module_entry_point_help(capsys):
     from tutorial_utils import __main__ as entry  # the same dispatch, in-process: one torch import is enough
     assert entry.main(["train"]) == 2
     assert "unknown command 'train'" in capsys.readouterr().err
+
+
+def test_pipeline_deploys_onnx_files_that_compute_the_published_model(tmp_path):
+    out = tmp_path / "run"
+    assert pipeline.main(["--out", str(out), *FAST, "--seeds", "0", "1", "--deploy", "onnx"]) == 0
+    rows = json.loads((out / "ledger.json").read_text())["rows"]
+    by_stage = {r["stage"]: r for r in rows}
+    four_bit, int8 = by_stage["ONNX Runtime 4bit (model.onnx)"], by_stage["ONNX Runtime int8-dynamic (model-int8.onnx)"]
+    final = next(r for r in rows if r["stage"].endswith("+ entropy coding"))
+    assert four_bit["bytes"] == (out / "model.onnx").stat().st_size and int8["bytes"] == (out / "model-int8.onnx").stat().st_size
+    assert four_bit["accuracies"] == final["accuracies"]           # the file's own codes: the same predictions
+    assert abs(int8["accuracy"] - final["accuracy"]) <= 0.01
+    assert four_bit["latency_ms"] > 0 and four_bit["macs"] == final["macs"]
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    assert {"model.onnx", "model-int8.onnx"} <= set(json.dumps(manifest).replace('"', " ").split())
+
+
+def test_pipeline_refuses_deploy_without_onnxruntime(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    assert pipeline.main(["--out", str(tmp_path / "run"), *FAST, "--deploy", "onnx"]) == 2
+    assert "pip install -e '.[deploy]'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

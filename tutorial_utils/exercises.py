@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from tutorial_utils import distillation, measure, models, pruning, quantization, storage
+from tutorial_utils import distillation, measure, models, onnx_export, pruning, quantization, storage
 
 
 class ExerciseError(AssertionError):
@@ -200,3 +200,35 @@ def check_compression_ratio(my_ratio: Callable) -> None:
             _fail("check_compression_ratio", f"reference {reference_bytes:,} bytes, file {file_bytes:,} bytes",
                   f"{expected:.3f}x", f"{got}", "reference bytes divided by file bytes: bigger is smaller")
     _passed("check_compression_ratio", 3)
+
+
+def _packing_cases() -> list[tuple[torch.Tensor, int]]:
+    generator = torch.Generator().manual_seed(6)
+    return [(torch.tensor([[1, 2, 3, 15, 0]]), 16), (torch.randint(0, 16, (3, 16), generator=generator), 16),
+            (torch.randint(0, 16, (2, 33), generator=generator), 32), (torch.zeros(1, 16, dtype=torch.int64), 16),
+            (torch.full((2, 20), 15), 16)]
+
+
+def check_unpack_4bit(my_unpack: Callable) -> None:
+    """Notebook 06: my_unpack(packed, k) -> the (N, k) unsigned codes that onnx_export.pack_4bit packed."""
+    cases = _packing_cases()
+    for codes, block_size in cases:
+        got = torch.as_tensor(my_unpack(onnx_export.pack_4bit(codes, block_size), codes.shape[1]))
+        if got.shape != codes.shape or not torch.equal(got.long(), codes.long()):
+            _fail("check_unpack_4bit", f"codes of shape {tuple(codes.shape)}, block_size {block_size}",
+                  f"{codes.reshape(-1)[:6].tolist()}...", f"shape {tuple(got.shape)}, {got.reshape(-1)[:6].tolist()}...",
+                  "low nibble: byte & 15, high nibble: byte >> 4; interleave them, flatten the blocks, cut to k")
+    _passed("check_unpack_4bit", len(cases))
+
+
+def check_pack_4bit(my_pack: Callable) -> None:
+    """Notebook 06: my_pack(codes, block_size) -> uint8 (N, blocks, block_size // 2), as onnx_export.pack_4bit."""
+    cases = _packing_cases()
+    for codes, block_size in cases:
+        expected, got = onnx_export.pack_4bit(codes, block_size), my_pack(codes, block_size)
+        if getattr(got, "shape", None) != expected.shape or not (torch.as_tensor(got).numpy() == expected).all():
+            _fail("check_pack_4bit", f"codes of shape {tuple(codes.shape)}, block_size {block_size}",
+                  f"shape {expected.shape}, first bytes {expected.reshape(-1)[:4].tolist()}",
+                  f"shape {getattr(got, 'shape', None)}, first bytes {torch.as_tensor(got).reshape(-1)[:4].tolist()}",
+                  "pad K to a multiple of block_size with code 8 (weight 0); even code low nibble, odd high")
+    _passed("check_pack_4bit", len(cases))

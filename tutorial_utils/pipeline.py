@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
              "the published model is the first seed's")
     add("--threads", type=validate.cli(validate.positive_int), default=2,
         help="CPU threads for training and latency (default 2)")
+    add("--deploy", default="none", choices=("none", "onnx"),
+        help="onnx: also write the final model as ONNX files (model.onnx with its 4-bit codes, model-int8.onnx) "
+             "and measure them in ONNX Runtime (needs pip install -e '.[deploy]'; default none)")
     return parser
 
 

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import importlib.util
 import pathlib
 from dataclasses import dataclass
 
@@ -26,7 +27,8 @@ from tutorial_utils import (data, distillation, int8, measure, models, pruning, 
                             validate)
 
 FINETUNE = training.TrainConfig(epochs=5)            # after pruning: the rate the student was trained with
-QAT = training.TrainConfig(epochs=5, lr=5e-4)        # through the quantizer: half the rate, the grid is coarse
+QAT = training.TrainConfig(epochs=5, lr=5e-4)
+DEPLOY = ("none", "onnx")        # through the quantizer: half the rate, the grid is coarse
 
 
 def _seed(seed: int | None) -> None:
@@ -171,6 +173,7 @@ class PipelineConfig:
     seed: int = 0
     seeds: tuple[int, ...] = ()    # several seeds: the chain runs once per seed, accuracies as mean +- std
     threads: int = 2
+    deploy: str = "none"           # "onnx": also write model.onnx (4-bit, or float32 above 4 bits) and model-int8.onnx
 
     def __post_init__(self) -> None:
         validate.choice("dataset", self.dataset, data.DATASETS)
@@ -187,6 +190,9 @@ class PipelineConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds!r} must not repeat a seed")
         validate.positive_int("threads", self.threads)
+        validate.choice("deploy", self.deploy, DEPLOY)
+        if self.deploy == "onnx" and not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+            raise ValueError("deploy='onnx' needs onnx and ONNX Runtime: pip install -e '.[deploy]'")
         for name in ("out", "data_dir", "cache_dir"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):

@@ -25,13 +25,13 @@ import time
 import torch
 from torch import nn
 
-from tutorial_utils import (data, distillation, files, int8, machine, measure, models, plots, quantization, recipes,
-                            storage, training)
+from tutorial_utils import (data, deploy, distillation, files, int8, machine, measure, models, plots, quantization,
+                            recipes, storage, training)
 
 PipelineConfig, TEACHERS = recipes.PipelineConfig, recipes.TEACHERS  # where the options are defined
 
 
-OUTPUTS = ("ledger.csv", "ledger.json", "pareto.png", "model.dcmp", files.MANIFEST)
+OUTPUTS = ("ledger.csv", "ledger.json", "pareto.png", "model.dcmp", "model.onnx", "model-int8.onnx", files.MANIFEST)
 
 
 def check_out(out: str) -> pathlib.Path:
@@ -101,7 +101,8 @@ def _over_seeds(ledgers: list[measure.Ledger], seeds: tuple[int, ...]) -> measur
         mean, std = measure.mean_std(accuracies)
         row.update(accuracy=mean, accuracy_std=std, seeds=list(seeds), accuracies=accuracies)
         print(f"  {row['stage']:<50} {mean:.2%} ± {std:.2%} (n = {len(seeds)})")
-    differences = [ledger.rows[-2]["accuracy"] - ledger.rows[0]["accuracy"] for ledger in ledgers]
+    final = next(i for i, row in enumerate(combined.rows) if row["stage"].endswith("+ entropy coding"))
+    differences = [ledger.rows[final]["accuracy"] - ledger.rows[0]["accuracy"] for ledger in ledgers]
     mean, std = measure.mean_std(differences)
     print(f"  final model minus the 784-128-10 teacher, per seed: {', '.join(f'{d:+.2%}' for d in differences)} "
           f"(mean {mean:+.2%} ± {std:.2%})")
@@ -158,6 +159,8 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     deployed = int8.to_backend(quantization.dequantize_model(reloaded), "legacy")
     deployed_row = row("deployed: the file's weights on the int8 backend", deployed, file_bytes=written,
                        parameters=final_row["parameters"], nonzeros=final_row["nonzeros"], macs=final_row["macs"])
+    if config.deploy == "onnx":
+        _deploy_onnx(config, reloaded, out, row, final_row, deployed_row, ledger)
     print(f"\n{ledger}\n")
     print(f"final model: {final_row['accuracy']:.2%} ({final_row['accuracy'] - reference['accuracy']:+.2%} vs the "
           f"784-128-10 teacher), {reference['bytes'] / final_row['bytes']:.1f}x smaller than its float32 file, "
@@ -174,3 +177,20 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     return ledger
 
 
+
+
+def _deploy_onnx(config: PipelineConfig, final: nn.Module, out: pathlib.Path, row, final_row: dict,
+                 deployed_row: dict, ledger: measure.Ledger) -> None:
+    """The file's model as ONNX files run by ONNX Runtime: its own codes (model.onnx) and int8 (model-int8.onnx).
+
+    Latency is ONNX Runtime's own (deploy.latency_ms, buffers bound once); the energy columns are those of
+    the PyTorch model doing the same arithmetic (float32 for the codes decoded by MatMulNBits, int8 for int8).
+    """
+    kind = "4bit" if config.bits <= 4 else "float32"
+    for name, file_kind, twin in (("model.onnx", kind, final_row), ("model-int8.onnx", "int8-dynamic", deployed_row)):
+        source = final if file_kind == "4bit" else quantization.dequantize_model(final)
+        size = deploy.export(source, out / name, file_kind)
+        runtime = deploy.runtime_model(out / name, threads=config.threads)
+        latency = deploy.latency_ms(runtime, ledger.latency_batch_size, repeats=ledger.repeats)
+        row(f"ONNX Runtime {file_kind} ({name})", runtime, file_bytes=size, latency_ms=latency,
+            **{k: twin[k] for k in ("parameters", "nonzeros", "macs", "energy_nj", "energy_nj_batch")})

@@ -1,0 +1,97 @@
+"""Deployment benchmark: the compressed student in ONNX Runtime against the float32 teacher in PyTorch eager.
+
+For each seed: the 784-128-10 reference teacher, the big teacher (cached), a distilled 784-64-10 student,
+then two chains with distillation in every stage: the pipeline's final model (90% magnitude pruning, 4-bit
+QAT) and a narrow one (structured pruning to 784-32-10, `recipes.narrow`, then 4-bit QAT). Each is
+exported as float32, int8 (dynamic, static) and 4-bit ONNX files and scored on the test split. Latency is
+measured for seed 0's models at batch 1 and 256, at 1 and 2 threads, all candidates side by side in
+rounds (`deploy.compare_latency`); ratios are per round against the teacher in PyTorch eager float32.
+
+Usage: python scripts/bench_deploy.py [--seeds 0 1 2] [--json results/deploy.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shlex
+import sys
+import tempfile
+
+import torch
+
+from tutorial_utils import (data, deploy, distillation, files, int8, machine, measure, quantization, recipes, storage,
+                            training, validate)
+
+SPARSITY, BITS, NARROW = 0.9, 4, 0.5
+
+
+def chains(splits: data.Splits, seed: int) -> dict[str, torch.nn.Module]:
+    """The teacher, the distilled student and the two compressed chains of one seed (training at 2 threads)."""
+    training.setup(seed, threads=2)
+    reference = training.load_or_train_teacher(splits, epochs=15, seed=seed)
+    teacher = training.load_or_train_teacher(splits, **distillation.BIG_TEACHER_RECIPE, seed=seed)
+    student = distillation.train_student(splits, teacher=teacher, seed=seed, epochs=15)
+    final = recipes.compress(student, splits, sparsity=SPARSITY, quant=BITS, teacher=teacher, seed=seed)
+    narrow = recipes.narrow(student, splits, amount=NARROW, teacher=teacher, seed=seed)
+    narrow = recipes.quantize_aware(narrow, splits, quant=BITS, teacher=teacher, seed=seed)
+    return {"teacher": reference, "student": student, "final": final, "narrow": narrow}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=validate.cli(validate.nonnegative_int), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--json", default=None, help="also write the results with the command and machine record")
+    args = parser.parse_args()
+    splits = data.load("mnist-5k")
+    accuracy: dict[str, list[float]] = {}
+    sizes: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in args.seeds:
+            built = chains(splits, seed)
+            for name, label in (("teacher", "teacher, PyTorch eager float32"),
+                                ("student", "student 784-64-10, PyTorch eager float32")):
+                accuracy.setdefault(label, []).append(training.evaluate(built[name], splits.x_test, splits.y_test))
+            legacy = int8.to_backend(quantization.dequantize_model(built["final"]), "legacy")
+            accuracy.setdefault("final, PyTorch legacy int8", []).append(
+                training.evaluate(legacy, splits.x_test, splits.y_test))
+            for name in ("final", "narrow"):
+                accuracy.setdefault(f"{name}, PyTorch (QAT codes)", []).append(
+                    training.evaluate(built[name], splits.x_test, splits.y_test))
+                deployed = deploy.export_all(built[name], scratch, stem=f"{name}-{seed}", calibration=splits.x_train[:1000])
+                for kind, entry in deployed.items():
+                    accuracy.setdefault(f"{name}, ONNX Runtime {kind}", []).append(
+                        training.evaluate(entry["model"], splits.x_test, splits.y_test))
+                    if seed == args.seeds[0]:
+                        sizes[f"{name}, ONNX Runtime {kind}"] = entry["bytes"]
+            if seed == args.seeds[0]:
+                first = built
+                sizes["final, .dcmp file"] = storage.save(first["final"], pathlib.Path(scratch) / "final.dcmp", compress="auto")
+                sizes["narrow, .dcmp file"] = storage.save(first["narrow"], pathlib.Path(scratch) / "narrow.dcmp", compress="auto")
+                sizes["teacher, torch.save state_dict"] = measure.storage_bytes(first["teacher"])
+        latency = {}
+        for threads in (1, 2):
+            candidates = {"teacher, PyTorch eager float32": first["teacher"],
+                          "student 784-64-10, PyTorch eager float32": first["student"],
+                          "final, PyTorch legacy int8": int8.to_backend(quantization.dequantize_model(first["final"]), "legacy")}
+            for name in ("final", "narrow"):
+                for kind, entry in deploy.export_all(first[name], scratch, stem=f"{name}-t{threads}", threads=threads,
+                                                     calibration=splits.x_train[:1000]).items():
+                    candidates[f"{name}, ONNX Runtime {kind}"] = entry["model"]
+            for batch in (1, 256):
+                latency[f"threads {threads}, batch {batch}"] = deploy.compare_latency(candidates, batch, threads=threads)
+                print(f"threads {threads}, batch {batch}")
+                for name, row in latency[f"threads {threads}, batch {batch}"].items():
+                    print(f"  {name:45} {row['latency_ms'] * 1e3:9.1f} us  {row['speedup']:5.1f}x")
+    for name, values in accuracy.items():
+        print(f"{name:45} {sum(values) / len(values):.2%}  {[f'{v:.2%}' for v in values]}")
+    print(sizes)
+    if args.json:
+        document = {"command": "python scripts/bench_deploy.py " + shlex.join(sys.argv[1:]), "seeds": args.seeds,
+                    "machine": machine.record(threads=2), "accuracy": accuracy, "bytes": sizes, "latency": latency}
+        files.atomic_write(args.json, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
+
+
+if __name__ == "__main__":
+    main()
