@@ -15,7 +15,7 @@ arithmetic on the dequantized weights). The batch dimension is symbolic ("batch"
 
 Example:
     >>> proto = to_onnx(final, weights="4bit")
-    >>> op_types(proto)        # ['Gather', 'MatMulNBits', 'Add', 'Relu', 'MatMulNBits', 'Add']
+    >>> op_types(proto)        # ['MatMulNBits', 'Add', 'Relu', 'MatMulNBits', 'Add']
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from tutorial_utils import (data, distillation, int8, measure, models, pruning, 
                             validate)
 
 FINETUNE = training.TrainConfig(epochs=5)            # after pruning: the rate the student was trained with
-QAT = training.TrainConfig(epochs=5, lr=5e-4)
-DEPLOY = ("none", "onnx")        # through the quantizer: half the rate, the grid is coarse
+QAT = training.TrainConfig(epochs=5, lr=5e-4)        # through the quantizer: half the rate, the grid is coarse
+DEPLOY = ("none", "onnx")                            # the pipeline's --deploy choices
 
 
 def _seed(seed: int | None) -> None:
