@@ -11,6 +11,7 @@ results/NAME.json (a ledger written by the pipeline, or the int8 benchmark's tab
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import pathlib
 import re
@@ -19,6 +20,7 @@ import sys
 from tutorial_utils import stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+READMES = ("README.md", "README.zh-CN.md")
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end results -->)", re.DOTALL)
 
 
@@ -107,13 +109,57 @@ def deploy_table(document: dict) -> str:
     return "\n".join(lines + ["", f"Other files: {files} bytes.", "", machine_line(document)])
 
 
-RENDERERS = {"deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table}
+def beyond_table(document: dict) -> str:
+    epsilons = document["epsilons"]
+    lines = [f"| model | test accuracy | " + " | ".join(f"accuracy under PGD, ε = {e:g}" for e in epsilons)
+             + " | ECE | membership-inference AUC |", "| --- | --- | " + " | ".join("---" for _ in epsilons) + " | --- | --- |"]
+    for name, row in document["rows"].items():
+        cells = ["{:.1%} ± {:.1%}".format(*stats.mean_std(row[key])) for key in
+                 ["accuracy", *[f"pgd_{e}" for e in epsilons], "ece"]]
+        cells.append("{:.3f} ± {:.3f}".format(*stats.mean_std(row["mia_auc"])))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    note = f"Mean ± std over seeds {', '.join(map(str, document['seeds']))}; 1,000 test images, 4,000 training images."
+    return "\n".join(lines + ["", note, "", machine_line(document)])
+
+
+def fashion_table(document: dict) -> str:
+    """Deep Compression's LeNet-300-100 row (from the paper) beside this pipeline's, over seeds."""
+    rows = {r["stage"].split(" (")[0]: r for r in document["rows"]}
+    dense = next(r for name, r in rows.items() if "from scratch" in name)
+    final = next(r for name, r in rows.items() if name.endswith("entropy coding"))
+    deployed = next(r for name, r in rows.items() if name.startswith("deployed"))
+    error = lambda values: "{:.2%} ± {:.2%}".format(*stats.mean_std([1 - v for v in values]))  # noqa: E731
+    seeds = ", ".join(map(str, document["rows"][0]["seeds"]))
+    lines = ["| | data | float32 error | compressed error | compression vs own float32 file |",
+             "| --- | --- | --- | --- | --- |",
+             "| Deep Compression (Han et al., ICLR 2016), LeNet-300-100 | MNIST | 1.64% | 1.58% | 40x (1,070 KB → 27 KB) |",
+             f"| this pipeline, LeNet-300-100, 92% pruned with self-distillation, 4-bit QAT, lzma (seeds {seeds}, "
+             f"mean ± std) | Fashion-MNIST | {error(dense['accuracies'])} | {error(final['accuracies'])} | "
+             f"{dense['bytes'] / final['bytes']:.1f}x ({dense['bytes']:,} → {final['bytes']:,} bytes, first seed) |"]
+    per_seed = lambda a, b: ", ".join(f"{100 * (x - y):+.2f}" for x, y in zip(a["accuracies"], b["accuracies"]))  # noqa: E731
+    notes = [f"Per seed ({seeds}), compressed minus its own float32 network: {per_seed(final, dense)} points; "
+             f"the int8 deployment minus the compressed model: {per_seed(deployed, final)} points. The 784-128-10 "
+             f"reference teacher: {error(rows['reference teacher 784-128-10']['accuracies'])} error."]
+    return "\n".join(lines + [""] + notes + ["", machine_line(document)])
+
+
+RENDERERS = {"fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table}
+
+
+def glossary_table() -> str:
+    """The English-Chinese glossary (data/glossary.csv) as a table: term, 中文, note."""
+    with (ROOT / "data" / "glossary.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    lines = ["| English | 中文 | 说明 |", "| --- | --- | --- |"]
+    return "\n".join(lines + [f"| {r['english']} | {r['chinese']} | {r['note']} |" for r in rows])
 
 
 def render(readme: str, results: pathlib.Path) -> str:
     """README text with every results block re-made from its file."""
     def replace(match: re.Match) -> str:
         name = match.group("name")
+        if name == "glossary":   # not a measurement: the glossary's data file
+            return match.group(1) + glossary_table() + "\n" + match.group(4)
         kind = next((key for key in sorted(RENDERERS, key=len, reverse=True) if name.startswith(key)), None)
         if kind is None:  # a block is rendered by the longest known prefix of its name (pipeline-seeds-threads1)
             raise ValueError(f"README names results block {name!r}; known kinds: {sorted(RENDERERS)}")
@@ -127,18 +173,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md differs from results/")
     args = parser.parse_args()
-    readme_path = ROOT / "README.md"
-    readme = readme_path.read_text()
-    rendered = render(readme, ROOT / "results")
-    if args.check:
-        if rendered != readme:
-            print("README.md's result tables differ from results/: run python scripts/render_results.py",
-                  file=sys.stderr)
-            return 1
-        print("README.md's result tables match results/")
-        return 0
-    readme_path.write_text(rendered)
-    print("README.md's result tables re-made from results/")
+    stale = []
+    for name in READMES:
+        readme_path = ROOT / name
+        readme = readme_path.read_text(encoding="utf-8")
+        rendered = render(readme, ROOT / "results")
+        if args.check:
+            if rendered != readme:
+                stale.append(name)
+        else:
+            readme_path.write_text(rendered, encoding="utf-8")
+    if stale:
+        print(f"{', '.join(stale)}: tables differ from results/ (or data/glossary.csv): run python "
+              f"scripts/render_results.py", file=sys.stderr)
+        return 1
+    print("README tables match results/" if args.check else "README tables re-made from results/")
     return 0
 
 

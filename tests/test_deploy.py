@@ -102,3 +102,12 @@ def test_cuda_provider_when_installed(final, tmp_path):
         return
     x = torch.rand(8, 784)
     torch.testing.assert_close(deploy.runtime_model(path, provider="cuda")(x), final(x), rtol=1e-3, atol=1e-3)
+
+
+def test_the_names_other_code_uses(final, tmp_path, splits):
+    path = tmp_path / "m.onnx"
+    assert deploy.export_onnx(final, path, "4bit") == path.stat().st_size
+    session = deploy.session(path)
+    assert session.get_inputs()[0].shape == ["batch", 784]
+    logits = session.run(None, {"x": splits.x_test[:3].numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(logits), final(splits.x_test[:3]), rtol=1e-5, atol=1e-4)

@@ -12,14 +12,14 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "tutorial_utils"
 LAYERS = [
     {"__init__", "validate"},                                                   # argument checks, under everything
     {"files", "models", "encoding", "masks", "timing", "qtensor", "idx", "fileheader", "stats", "machine",
-     "energy"},       # leaves
+     "energy", "calibration"},       # leaves
     {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat"},                                             # built on the leaves
-    {"training"},                                                               # the one loop
+    {"training", "robustness", "privacy"},                                      # the one loop; attacks, membership
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
     {"serialize", "measure", "benchmarks", "teachers", "compaction"},            # files, measurements, cached teachers
     {"storage", "onnx_export"},                                                 # the model file, the ONNX graph
     {"plots", "exercises", "recipes", "deploy"},                                # teaching, recipes, the runtime
-    {"workflow"},                                                               # the whole story as one function
+    {"workflow", "chain", "exercises_beyond"},                                  # the whole story; its models; 07's checks
     {"pipeline"},                                                               # its command line
     {"__main__"},                                                               # the command line's entry
 ]

@@ -269,3 +269,20 @@ def test_a_busy_machine_is_flagged_beside_the_latency(monkeypatch, splits):
     assert row["busy"] == "load 7.5 while timing"
     monkeypatch.setattr(machine, "load_average", lambda: 0.2)
     assert "busy" not in ledger.measure("student", models.student(), splits)
+
+
+def test_beyond_accuracy_columns_are_added_only_when_asked(small_splits):
+    from tutorial_utils import calibration, privacy, robustness, training
+    model = models.mlp([784, 16, 10])
+    ledger = measure.Ledger(repeats=2)
+    plain = ledger.measure("plain", model, small_splits)
+    assert not {"robust_accuracy", "ece", "mia_auc"} & set(plain)
+    row = ledger.measure("beyond", model, small_splits, beyond=("robust_accuracy", "ece", "mia_auc"))
+    x, y = small_splits.x_test, small_splits.y_test
+    assert row["robust_accuracy"] == robustness.robust_accuracy(model, x, y, epsilon=measure.ROBUST_EPSILON)
+    assert row["ece"] == calibration.expected_calibration_error(training.predict(model, x), y)
+    assert row["mia_auc"] == privacy.membership_auc(privacy.per_image_loss(model, small_splits.x_train, small_splits.y_train),
+                                         privacy.per_image_loss(model, x, y))
+    assert "mia_auc" in str(ledger)
+    with pytest.raises(ValueError, match="beyond='psnr'"):
+        ledger.measure("bad", model, small_splits, beyond=("psnr",))

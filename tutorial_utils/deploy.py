@@ -119,6 +119,9 @@ def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
     return files.atomic_write(path, lambda f: f.write(data))
 
 
+export_onnx = export   # the name other code uses
+
+
 class RuntimeModel(nn.Module):
     """model(x) computed by an ONNX Runtime session: takes and returns torch tensors (CPU, float32)."""
 
@@ -137,16 +140,15 @@ class RuntimeModel(nn.Module):
         return f"{pathlib.Path(self.path).name}, threads={self.threads}, providers={self.session.get_providers()}"
 
 
-def runtime_model(path: str | os.PathLike, *, threads: int = 1, provider: str = "cpu",
-                  spin: bool = True) -> RuntimeModel:
-    """Load an ONNX file into ONNX Runtime (all graph optimizations, `threads` intra-op threads).
+def session(path: str | os.PathLike, *, threads: int | None = None, provider: str = "cpu", spin: bool = True):
+    """An ONNX Runtime InferenceSession for `path`: all graph optimizations, `threads` intra-op threads
+    (None: 1); input "x" of shape (batch, in_features), output "logits".
 
     spin=True (ONNX Runtime's default) lets idle pool threads spin between calls; False makes them sleep.
-
     provider "cpu" or "cuda" (needs onnxruntime-gpu and a GPU; a clear error otherwise).
     """
     ort = _runtime()
-    validate.positive_int("threads", threads)
+    threads = validate.positive_int("threads", 1 if threads is None else threads)
     provider = validate.choice("provider", provider, ("cpu", "cuda"))
     name = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[provider]
     if name not in ort.get_available_providers():
@@ -162,8 +164,13 @@ def runtime_model(path: str | os.PathLike, *, threads: int = 1, provider: str = 
     # Spinning pool threads wait for the next call busily: ONNX Runtime's default, and faster for one
     # session, but they take cores from whatever runs next (another session, PyTorch).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    session = ort.InferenceSession(str(path), sess_options=options, providers=[name])
-    return RuntimeModel(session, path=str(path), threads=threads)
+    return ort.InferenceSession(str(path), sess_options=options, providers=[name])
+
+
+def runtime_model(path: str | os.PathLike, *, threads: int = 1, provider: str = "cpu",
+                  spin: bool = True) -> RuntimeModel:
+    """The ONNX file as an nn.Module (RuntimeModel) running on `session(path, ...)`."""
+    return RuntimeModel(session(path, threads=threads, provider=provider, spin=spin), path=str(path), threads=threads)
 
 
 def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, warmup: int = 20) -> float:

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tutorial_utils import data, energy, files, machine, models, timing, training, validate
+from tutorial_utils import (calibration, data, energy, files, machine, models, privacy, robustness, timing, training,
+                            validate)
 from tutorial_utils.energy import PJ, energy_estimate  # noqa: F401  (public here: measure.energy_estimate)
 from tutorial_utils.machine import record as machine_record  # noqa: F401
 from tutorial_utils.stats import (PairedTest, mean_std, over_seeds, paired_over_seeds, paired_test,  # noqa: F401
@@ -33,6 +34,13 @@ from tutorial_utils.timing import latency_ms, latency_ratio, time_ms  # noqa: F4
 
 COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs", "of_peak", "energy_nj",
            "energy_nj_batch")
+# Beyond accuracy, added by measure(..., beyond=(...)): PGD accuracy at 0.05 (pixel units, 10 steps), ECE
+# (15 bins), and the loss-threshold membership-inference AUC, training images against test images.
+ROBUST_EPSILON = 0.05
+BEYOND = {"robust_accuracy": lambda m, s: robustness.robust_accuracy(m, s.x_test, s.y_test, epsilon=ROBUST_EPSILON),
+          "ece": lambda m, s: calibration.expected_calibration_error(training.predict(m, s.x_test), s.y_test),
+          "mia_auc": lambda m, s: privacy.membership_auc(privacy.per_image_loss(m, s.x_train, s.y_train),
+                                              privacy.per_image_loss(m, s.x_test, s.y_test))}
 
 
 def _weights_and_biases(model: nn.Module) -> list[torch.Tensor]:
@@ -149,7 +157,7 @@ class Ledger:
         return row
 
     def measure(self, stage: str, model: nn.Module, splits: data.Splits, *, file_bytes: int | None = None,
-                **given: object) -> dict:
+                beyond: tuple[str, ...] = (), **given: object) -> dict:
         """Measure `model` and append its row.
 
         accuracy on the test split; bytes = `file_bytes` if the caller wrote the model's file itself,
@@ -159,8 +167,10 @@ class Ledger:
         energy.energy_estimate per image at batch 1 and at `latency_batch_size`, from what the model
         computes (never from the file's format). A column passed in `given` (e.g. parameters= for an
         int8 backend that hides its weights) is taken as given, not measured; other keyword arguments
-        become extra columns.
+        become extra columns. `beyond` names optional columns of BEYOND (robust_accuracy, ece, mia_auc).
         """
+        for name in beyond:
+            validate.choice("beyond", name, tuple(BEYOND))
         measurements = {
             "accuracy": lambda: training.evaluate(model, splits.x_test, splits.y_test),
             "parameters": lambda: count_parameters(model),
@@ -176,7 +186,8 @@ class Ledger:
         if "latency_ms" not in given:
             self._peak_gflops()  # before the first latency: its large matmul also warms the CPU (row one not cold)
         row = {key: given[key] if key in given else measure() for key, measure in measurements.items()}
-        row = {**row, "of_peak": self._of_peak(row["macs"], row["latency_ms"])}
+        row = {**row, "of_peak": self._of_peak(row["macs"], row["latency_ms"]),
+               **{name: given[name] if name in given else BEYOND[name](model, splits) for name in beyond}}
         if "latency_ms" not in given and machine.busy(load, self.threads or torch.get_num_threads()):
             given = {**given, "busy": f"load {load} while timing"}
         return self.add(stage, **row, **{k: v for k, v in given.items() if k not in row})

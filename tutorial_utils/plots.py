@@ -157,3 +157,19 @@ def pareto(rows: list[dict], *, reference_bytes: int, x: str = "bytes", title: s
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def reliability_diagram(reliabilities: dict[str, list[dict]], *, title: str = "") -> Figure:
+    """Accuracy against mean confidence per bin (calibration.reliability rows), one line per model, with
+    the diagonal of perfect calibration; marker area grows with the number of images in the bin."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=DPI)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for label, rows in reliabilities.items():
+        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker=".", label=label)
+        ax.scatter([r["confidence"] for r in rows], [r["accuracy"] for r in rows], s=[4 + r["n"] / 5 for r in rows],
+                   alpha=0.4)
+    ax.set(xlabel="confidence (mean in bin)", ylabel="accuracy in bin", title=title, xlim=(0, 1.02), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,419 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Beyond accuracy: what compression does to mistakes, attacks, confidence and privacy
+#
+# The ledger of notebooks 01-06 measures top-1 accuracy, bytes, time and energy. Two models with the
+# same accuracy can still differ in *which* images they get wrong, in how easily a small change of the
+# pixels fools them, in how confident they are when they are wrong, and in how much they reveal about
+# the images they were trained on. The article this tutorial answers asks, in its outlook, how to keep
+# compressed and distilled models private and secure; here we measure, on the same chain of models.
+#
+# **What you will learn**
+# - which test images compression "forgets" (Hooker et al. 2019), per class, with intervals;
+# - adversarial examples: FGSM from scratch, PGD, accuracy against the size of the perturbation, and
+#   how a model that rounds its input can *look* robust (gradient masking);
+# - calibration: the expected calibration error, the reliability diagram, temperature scaling;
+# - membership inference: the loss-threshold attack and its ROC AUC, and how to read an AUC of 0.52;
+# - to report a null result as a result: every figure over three seeds or with its interval.
+#
+# **Prerequisites**: notebooks 01 (intervals, paired tests), 04 (temperature) and 05 (the chain). About
+# 11 s with the chain's models cached (`chain.build` trains them the first time: about 25 s more).
+
+# %%
+import torch
+
+from tutorial_utils import (calibration, chain, data, distillation, exercises_beyond, files, measure, plots,
+                            privacy, quantization, robustness, storage, training, validate)
+
+# %%
+DATASET = validate.env("DC_DATASET", "mnist-5k")
+DATA_DIR = validate.env("DC_DATA_DIR", None)
+EPOCHS = validate.env("DC_EPOCHS", 15, validate.positive_int)
+SEED = validate.env("DC_SEED", 0, validate.nonnegative_int)
+SEEDS = validate.env_list("DC_SEEDS", [SEED, SEED + 1, SEED + 2], validate.nonnegative_int)
+THREADS = validate.env("DC_THREADS", 2, validate.positive_int)
+
+device = training.setup(SEED, threads=THREADS)
+splits = data.load(DATASET, root=DATA_DIR)
+big_teacher = training.load_or_train_teacher(splits, **distillation.BIG_TEACHER_RECIPE, seed=SEED, device=device)
+zoo = {}   # seed -> {"teacher": the 784-128-10 reference, "scratch", "distilled", "pruned", "qat", "final"}
+for seed in SEEDS:   # one big teacher (as in notebook 05's section 3); the students and the reference per seed
+    reference = training.load_or_train_teacher(splits, epochs=EPOCHS, seed=seed, device=device)
+    zoo[seed] = {"teacher": reference, **chain.build(splits, big_teacher, seed=seed, epochs=EPOCHS)}
+NAMES = {"teacher": "teacher 784-128-10", "scratch": "student from scratch", "distilled": "distilled student",
+         "pruned": "pruned 90%", "qat": "4-bit QAT", "final": "final (90% + 4-bit)"}
+for stage, name in NAMES.items():
+    accuracies = [training.evaluate(zoo[s][stage], splits.x_test, splits.y_test) for s in SEEDS]
+    print(f"{name:>22}: {measure.over_seeds(accuracies)}")
+
+# %% [markdown]
+# Six models per seed: the 784-128-10 reference teacher and the chain of notebook 05 (`chain.build`
+# loads them from the cache after the first run). Their mean accuracies lie within 1.2 points of each
+# other. (The distilled, pruned, QAT and final models learned from the 784-1200-1200-10 big teacher of
+# notebook 04; "teacher" in the tables below is the 784-128-10 reference.)
+# Now look past that number.
+#
+# ## 1. What compression forgets
+#
+# Compare the final model with the distilled student it was compressed from, image by image. The paired
+# test of notebook 01 counts the images only one of them gets right; per class, each accuracy gets its
+# Wilson interval:
+
+# %%
+report = robustness.disagreement(zoo[SEED]["distilled"], zoo[SEED]["final"], splits.x_test, splits.y_test)
+print(f"the two models disagree on {len(report['differ'])} of {len(splits.y_test):,} test images; "
+      f"distilled - final: {report['paired']}")
+for row in report["per_class"]:
+    (low_a, high_a), (low_b, high_b) = row["interval_a"], row["interval_b"]
+    print(f"class {row['class']} ({row['n']:>3} images): distilled {row['accuracy_a']:.1%} [{low_a:.0%}, {high_a:.0%}]"
+          f"  final {row['accuracy_b']:.1%} [{low_b:.0%}, {high_b:.0%}]  change {row['accuracy_b'] - row['accuracy_a']:+.1%}")
+right = {stage: training.correct(zoo[SEED][stage], splits.x_test, splits.y_test) for stage in ("distilled", "final")}
+forgotten = (right["distilled"] & ~right["final"]).nonzero().flatten()    # right before compression, wrong after
+fig = plots.image_grid(splits.x_test[forgotten], splits.y_test[forgotten], rows=1,
+                       predicted=training.predict(zoo[SEED]["final"], splits.x_test[forgotten]).argmax(1))
+
+# %% [markdown]
+# The grid shows the first 10 of the 17 images the distilled student got right and the final model gets
+# wrong (label→the final model's answer): would you call them typical digits? Compression cost 17 images
+# and won 8 back (the other 5 of the 30 disagreements are wrong for both, with different answers), a
+# difference the paired test cannot tell from noise. Per class the net change is at most 3 images of 100,
+# far from significant even before correcting for ten classes. Hooker et al. found concentrated damage
+# on ImageNet and CIFAR-10 by comparing populations of independently trained pruned and unpruned models,
+# not one pair; one pair on 1,000 digits cannot resolve it, and saying so is the result.
+#
+# ## 2. Adversarial examples
+#
+# FGSM moves every pixel by ±epsilon in the direction that, to first order, increases the loss most when
+# no pixel may move by more than epsilon: the sign of the gradient with respect to the *input*. Then it
+# clips to valid pixels. From scratch, in pixel units (the
+# data are normalised, so epsilon becomes epsilon / STD in the model's units):
+
+# %%
+model, x, y, epsilon = zoo[SEED]["teacher"], splits.x_test, splits.y_test, 0.05
+x_grad = x.clone().requires_grad_(True)
+loss = torch.nn.functional.cross_entropy(model(x_grad), y)
+(gradient,) = torch.autograd.grad(loss, x_grad)                               # (1000, 784)
+low, high = (0 - data.MEAN) / data.STD, (1 - data.MEAN) / data.STD           # the pixel range, normalised
+x_adv = torch.clamp(x + epsilon / data.STD * gradient.sign(), low, high)
+assert torch.allclose(x_adv, robustness.fgsm(model, x, y, epsilon=epsilon))
+print(f"clean {training.evaluate(model, x, y):.1%}, after FGSM at epsilon {epsilon} ({epsilon * 255:.0f}/255 per pixel): "
+      f"{training.evaluate(model, x_adv, y):.1%}")
+
+# %% [markdown]
+# A change of 13/255 per pixel, hard to see, costs the teacher 26 points (94.5% → 68.6%).
+# PGD repeats smaller steps and projects back into the epsilon ball each time: a stronger attack. The
+# curves show accuracy under PGD (10 steps) against epsilon, mean and min-max band over the three seeds:
+
+# %%
+EPSILONS = [0.0, 0.02, 0.05, 0.1]
+curves = {NAMES[stage]: [[robustness.robust_accuracy(zoo[s][stage], x, y, epsilon=e) for s in SEEDS] for e in EPSILONS]
+          for stage in ("teacher", "scratch", "distilled", "pruned", "qat", "final")}
+for name, values in curves.items():
+    print(f"{name:>22}: " + ", ".join(f"{e}: {measure.over_seeds(v).split(' (')[0]}" for e, v in zip(EPSILONS[:-1], values))
+          + f"; {EPSILONS[-1]}: {measure.over_seeds(values[-1])}")
+fig = plots.curves(EPSILONS, curves, xlabel="epsilon (pixel units, L-infinity)", ylabel="accuracy under PGD")
+
+# %% [markdown]
+# All six fall steeply: at epsilon 0.05 they keep 60% to 70% on average, at 0.1 (26/255) none keeps more
+# than about a quarter. Several differences at 0.1 are larger than the seeds' spread (compare the min-max
+# ranges); two bear on compression:
+# - the two pruned models keep more (27% and 23%) than every dense one (10% to 18%), although they are
+#   *less* accurate on clean images. A likely reason: a third of their input pixels have no weight left
+#   (notebook 06), so the input gradient, and with it what an L-infinity step can gain (epsilon times the
+#   gradient's L1 norm), is zero there; dense models still carry weights on pixels that are blank in
+#   every training digit;
+# - the distilled student keeps more than the same student trained on labels (18.1% against 10.2%). Its
+#   big teacher was trained on shifted digits, and its soft targets may give a smoother function.
+#   Papernot et al. proposed distillation as a defence ("defensive distillation", at T = 20 to 100);
+#   Carlini and Wagner showed that their version mostly masked gradients. Here the distilled student is
+#   if anything *less* confident (section 3), so saturated gradients do not explain it.
+#
+# Neither is a defence: every curve still collapses. Robustness has to be trained for (Goodfellow et al.,
+# Madry et al.; exercise 4). Compare robust accuracies between models of similar
+# clean accuracy, or report the drop: a model worse on clean images starts lower on every curve.
+#
+# **Gradient masking.** A model that rounds the inputs of its layers (activation quantization,
+# `act_bits`: the image and the hidden activations) has an input gradient of zero almost everywhere,
+# since rounding is flat between its steps. An attack that follows
+# the model's own gradient then does nothing:
+
+# %%
+rounding = quantization.quantize_model(zoo[SEED]["teacher"], 8, act_bits=4, calibration=splits.x_train[:512])
+masked = robustness.robust_accuracy(rounding, x, y, epsilon=0.05, attack="fgsm")
+honest = robustness.robust_accuracy(rounding, x, y, epsilon=0.05, attack="fgsm", surrogate=zoo[SEED]["teacher"])
+print(f"4-bit-input model: clean {training.evaluate(rounding, x, y):.1%}; FGSM through its own gradient {masked:.1%}, "
+      f"FGSM through the float teacher's gradient {honest:.1%}")
+assert honest < masked - 0.1
+
+# %% [markdown]
+# Through its own gradient the rounding model looks untouched; attacked through a differentiable
+# surrogate that computes nearly the same function (the float teacher), it falls further than the float
+# teacher itself (57.6% against 68.6%): rounding can amplify a small perturbation (Lin et al.). That is
+# the rule for quantized and int8 models: attack a differentiable twin, or the model's own forward pass
+# with a straight-through backward pass (BPDA, Athalye et al.), and say so. (The QAT models
+# above round their *weights*, not their input, so their input gradients are real.)
+#
+# ## 3. Calibration: confidence against accuracy
+#
+# When a model says "90% sure", is it right 90% of the time? The expected calibration error (ECE) bins the
+# test images by confidence and averages |accuracy - confidence| over the bins, weighting each bin by its
+# share of the images. Temperature scaling divides
+# the logits by one T chosen on held-out data; here the first 500 test images choose T and the other 500
+# report (the models trained on every training image, so those cannot serve):
+
+# %%
+choose, report_half = slice(0, 500), slice(500, 1000)
+ece = {}
+for stage in ("teacher", "scratch", "distilled", "final"):
+    rows = []
+    for s in SEEDS:
+        logits = training.predict(zoo[s][stage], x)
+        t = calibration.fit_temperature(logits[choose], y[choose])
+        rows.append((calibration.expected_calibration_error(logits[report_half], y[report_half]),
+                     calibration.expected_calibration_error(logits[report_half], y[report_half], temperature=t), t))
+    ece[stage] = rows
+    before, after, temps = zip(*rows)
+    print(f"{NAMES[stage]:>22}: ECE {measure.over_seeds(list(before)).split(' (')[0]}, after temperature scaling "
+          f"{measure.over_seeds(list(after)).split(' (')[0]} (T = {', '.join(f'{v:.2f}' for v in temps)})")
+fig = plots.reliability_diagram({NAMES[stage]: calibration.reliability(training.predict(zoo[SEED][stage], x[report_half]),
+                                                                       y[report_half])
+                                 for stage in ("teacher", "distilled")}, title=f"seed {SEED}, 500 test images, 15 bins")
+
+# %% [markdown]
+# These MLPs are calibrated within about 3 points (ECE 2.2% to 3.0%), and every fitted T is above 1:
+# all are slightly over-confident. Temperature scaling, fitted on the other 500 images, lowers the ECE by
+# 0.1 to 1 point. How much of an ECE is noise? Give a *perfectly* calibrated model the same confidences on
+# the same 500 images (each image right with probability equal to its confidence) and measure its ECE:
+
+# %%
+confidence = torch.softmax(training.predict(zoo[SEED]["teacher"], x[report_half]), dim=1).max(dim=1).values
+two_class = torch.stack([confidence.log(), (1 - confidence).clamp_min(1e-12).log()], dim=1)   # max softmax = confidence
+generator = torch.Generator().manual_seed(0)
+floor = [calibration.expected_calibration_error(two_class, (torch.rand(500, generator=generator) >= confidence).long())
+         for _ in range(200)]
+print(f"ECE of a perfectly calibrated model with these confidences, 500 images: {measure.over_seeds(floor).split(' (')[0]}"
+      f" (200 draws)")
+
+# %% [markdown]
+# Binning noise alone gives an ECE of about 1.3% on 500 images, so the ECEs after scaling (about 2%) are
+# not far above the estimator's floor, and their differences say little. The fitted temperatures are the
+# sturdier evidence: every T is above 1, and the distilled models need less softening (T = 1.34 to 1.40)
+# than the models
+# trained on labels alone (1.47 to 1.60) on every seed, as one would expect from a student that learned
+# from soft targets. Dividing logits by a temperature is the same operation that softens a teacher's
+# targets in distillation (notebook 04, T = 4); here T is fitted, not chosen.
+#
+# ## 4. Membership inference: does the model reveal its training images?
+#
+# A model usually fits the images it was trained on better than new ones, so a low loss hints "this image
+# was in the training set". The loss-threshold attack (Yeom et al. 2018) uses exactly that; its strength
+# over all thresholds is the ROC AUC, 0.5 being a coin flip. With 4,000 members and 1,000 non-members
+# the AUC's standard error is about 0.01:
+
+# %%
+mia = {}
+for stage in NAMES:
+    values, edges = [], []
+    for s in SEEDS:
+        members = privacy.per_image_loss(zoo[s][stage], splits.x_train, splits.y_train)
+        nonmembers = privacy.per_image_loss(zoo[s][stage], splits.x_test, splits.y_test)
+        values.append(privacy.membership_auc(members, nonmembers))
+        edges.append(privacy.advantage(members, nonmembers))
+    mia[stage] = values
+    mean, std = measure.mean_std(values)
+    standard_error = privacy.auc_standard_error(values[0], len(splits.y_train), len(splits.y_test))
+    print(f"{NAMES[stage]:>22}: AUC {mean:.3f} ± {std:.3f} ({', '.join(f'{v:.3f}' for v in values)}); one AUC's "
+          f"standard error {standard_error:.3f}; best threshold's advantage {', '.join(f'{e:.3f}' for e in edges)}")
+
+# %% [markdown]
+# Every AUC sits a little above 0.5 (0.518 to 0.530): these models fit their 4,000 training digits
+# slightly better than the test digits, and the attack has a small edge, about two to three standard
+# errors from a coin flip. The rows differ by at most 0.012, about one standard error of an AUC. The
+# seeds' spread is smaller (the 4-bit QAT model is highest on every seed), but every
+# row is measured on the same 5,000 images, and another draw of images could move all of them by about
+# 0.01; a claim that pruning lowers the leak needs more data than this (and, since all rows share the same
+# images, a paired comparison such as DeLong's test or a bootstrap over images). The AUC also averages
+# over all images and can hide a leak on a few outliers; the best single threshold's advantage (TPR - FPR)
+# and attacks scored at a low false-positive rate (Carlini et al. 2022) look there. Here the advantage
+# tells the models apart where the AUC does not: about 0.10 for the two models trained on labels and
+# about 0.05 for the four distilled ones, on every seed. A likely reason, not tested here: trained on hard
+# labels, a model drives the loss of many training digits towards zero, and a very low threshold catches
+# them; a student that followed soft targets leaves fewer such tell-tale losses (exercise: plot the two
+# loss histograms). Distillation has been
+# proposed as a privacy defence (PATE: students that never see the private data), but here the student
+# trains on the same images: its AUC (0.527) is within 0.002 of the 784-128-10 model trained on labels,
+# and the big teacher it learned from is not measured here.
+#
+# ## 5. The ledger, with the optional columns
+#
+# `Ledger.measure(..., beyond=(...))` adds robust accuracy (PGD at epsilon 0.05), ECE and the MIA AUC:
+
+# %%
+ledger = measure.Ledger(threads=THREADS)
+final_file = files.cache_dir("notebook07") / "final.dcmp"
+for stage in ("teacher", "distilled", "final"):
+    size = {"file_bytes": storage.save(zoo[SEED][stage], final_file, compress="auto")} if stage == "final" else {}
+    ledger.measure(NAMES[stage], zoo[SEED][stage], splits, beyond=("robust_accuracy", "ece", "mia_auc"), **size)
+ledger
+
+# %% [markdown]
+# One seed, no intervals, and the ECE here is on all 1,000 test images (15 bins): read the last three
+# columns with sections 2 to 4.
+#
+# ## Pitfalls
+#
+# - **Masked gradients.** An attack through a rounding (or int8, or non-differentiable) model can fail for
+#   lack of a gradient, not for lack of a weakness; attack a differentiable surrogate and say so.
+# - **Robustness at different clean accuracies.** A model that is 2 points worse on clean images is lower
+#   on the whole curve; compare curves of models with similar clean accuracy, or report the drop.
+# - **Reading noise as a finding.** An AUC difference of 0.01 between two models when one AUC's standard
+#   error is 0.01, a per-class change of 3 images of 100, an ECE difference of one point on 500 images
+#   (binning alone gives about 1.3%): each is within its own noise. Give the interval.
+# - **Choosing T on the test set** makes the test ECE look better than it is; choose on held-out data.
+#
+# ## Exercises
+#
+# **1. PGD.** Section 2 wrote FGSM by hand. Write `my_pgd(model, x, y, epsilon, steps, step_size)`
+# without the random start: from x, take `steps` signed-gradient steps of `step_size` (pixel units), and
+# after each one project onto the epsilon ball around x and clip to the pixel range. The hidden cases
+# include steps as large as the ball, epsilon 0 and an epsilon so large that only the pixel range binds.
+
+# %%
+def my_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, steps: int,
+           step_size: float) -> torch.Tensor:
+    radius, step = epsilon / data.STD, step_size / data.STD               # pixel units -> normalised units
+    adversarial = x.clone()
+    for _ in range(steps):
+        adversarial.requires_grad_(True)
+        (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(adversarial), y), adversarial)
+        adversarial = adversarial.detach() + step * gradient.sign()
+        adversarial = torch.min(torch.max(adversarial, x - radius), x + radius)         # back into the ball
+        adversarial = torch.clamp(adversarial, robustness.LOW, robustness.HIGH)         # and into valid pixels
+    return adversarial.detach()
+
+
+exercises_beyond.check_pgd(my_pgd)
+
+# %% [markdown]
+# <details><summary>Solution and discussion</summary>
+#
+# The order matters: project onto the ball first, then clip to the pixel range; both sets are boxes, so
+# the result lies in both. Without the projection, ten steps of 0.0125 could move a pixel by 0.125, past
+# the budget of 0.05, and the "robust accuracy" would measure a bigger attack than it names. Without the
+# sign, a step's size would depend on the gradient's scale, and the L-infinity budget would mean nothing.
+# </details>
+#
+# **2. ECE.** Write `my_ece(logits, y, bins)`: confidence = max softmax, equal-width bins
+# ((b-1)/B, b/B], ECE = sum over bins of n_b / n * |accuracy_b - confidence_b|. Mind a confidence of
+# exactly 1.0, and of exactly a bin edge.
+
+# %%
+def my_ece(logits: torch.Tensor, y: torch.Tensor, bins: int) -> float:
+    confidence, predicted = torch.softmax(logits, dim=1).max(dim=1)
+    index = torch.clamp(torch.ceil(confidence * bins).long() - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        chosen = index == b
+        if chosen.any():
+            total += chosen.sum().item() * abs((predicted[chosen] == y[chosen]).float().mean().item()
+                                               - confidence[chosen].mean().item())
+    return total / len(y)
+
+
+exercises_beyond.check_ece(my_ece)
+
+# %% [markdown]
+# <details><summary>Solution and discussion</summary>
+#
+# `ceil(confidence * B) - 1` puts a confidence on a bin's upper edge into that bin, so 0.5 and 0.55 land
+# in different bins of ten, and the clamp keeps a confidence of exactly 1.0 in the last bin. With
+# `floor(confidence * B)` instead, 1.0 would fall into a bin B that the loop never visits, and a model
+# that is wrong at full confidence would silently look calibrated.
+# </details>
+#
+# **3. The attack's AUC.** Write `my_auc(member_losses, nonmember_losses)`: the probability that a random
+# non-member has a higher loss than a random member, ties counting one half. A double loop over pairs is
+# a correct first version; can you make it O(n log n) with ranks (the Mann-Whitney U statistic)?
+
+# %%
+def my_auc(members: torch.Tensor, nonmembers: torch.Tensor) -> float:
+    higher = (nonmembers.unsqueeze(0) > members.unsqueeze(1)).double().sum()
+    equal = (nonmembers.unsqueeze(0) == members.unsqueeze(1)).double().sum()
+    return ((higher + equal / 2) / (len(members) * len(nonmembers))).item()
+
+
+exercises_beyond.check_auc(my_auc)
+
+# %% [markdown]
+# <details><summary>The rank version</summary>
+#
+# Sort all k member and m non-member losses together and give each its rank (ties: the average rank).
+# Without ties, a non-member's rank counts the losses at most its own; summed over the non-members
+# (R) and less m(m+1)/2 (the non-members compared with each other), it leaves U, the (member,
+# non-member) pairs a non-member wins; average ranks make a tie count one half. AUC = U / (m k).
+# `privacy.membership_auc` does exactly this.
+# </details>
+#
+# **4. Train for robustness.** Train a student on a loss that mixes clean and FGSM images at epsilon
+# 0.05 (adversarial training, Goodfellow et al.), and redraw its PGD curve. Hint: `training.fit` takes a
+# `loss_fn(logits, batch)`; a closure over the model can return
+# `0.5 * CE(logits, batch.y) + 0.5 * CE(model(robustness.fgsm(model, batch.x, batch.y, epsilon=0.05)), batch.y)`.
+# What does it cost on clean images? Judge over three seeds.
+#
+# <details><summary>What to look for</summary>
+#
+# Adversarial training raises the curve at the epsilon it was trained for, usually for some clean
+# accuracy; a gain smaller than the seeds' spread is not yet a gain. Evaluate with PGD, not FGSM: training
+# on FGSM alone can teach a model to mask its gradients, robust to FGSM and not to PGD (Kurakin et al.,
+# Wong et al.).
+# </details>
+#
+# ## Summary
+#
+# - Compression changes which images a model gets wrong, but on 1,000 test digits no class is shown to be
+#   hurt more than another; such claims need far more images per class.
+# - These MLPs, compressed or not, lose most of their accuracy to perturbations of 13 to 26 grey levels
+#   out of 255 (epsilon 0.05 to 0.1).
+#   Pruned inputs and distillation's soft targets shift the curves a little (beyond the seeds' spread),
+#   but nothing here is robust. A rounding model can only *look* robust (masking).
+# - They are slightly over-confident (every fitted T > 1; less so after distillation); their ECEs are
+#   a little above the 1.3% that binning alone gives on 500 images.
+# - The loss-threshold attack has a small edge on every model (AUC 0.518 to 0.530); the models differ by
+#   at most 0.012, about one AUC's standard error, although the ranking repeats across seeds. The best
+#   single threshold does better on the models trained on hard labels (advantage about 0.10) than on the
+#   distilled ones (about 0.05), on every seed.
+#
+# ## Further reading
+#
+# - Hooker, Courville, Clark, Dauphin and Frome, "What Do Compressed Deep Neural Networks Forget?", 2019:
+#   pruned ImageNet models lose accuracy unevenly, concentrated on a small set of images.
+# - Goodfellow, Shlens and Szegedy, "Explaining and Harnessing Adversarial Examples", ICLR 2015 (FGSM; an
+#   MNIST maxout network misclassified 89.4% of FGSM images at epsilon 0.25).
+# - Madry, Makelov, Schmidt, Tsipras and Vladu, "Towards Deep Learning Models Resistant to Adversarial
+#   Attacks", ICLR 2018 (PGD and adversarial training; 89% accuracy on MNIST under PGD at epsilon 0.3).
+# - Lin, Gan and Han, "Defensive Quantization: When Efficiency Meets Robustness", ICLR 2019.
+# - Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks", ICML 2017 (ECE,
+#   temperature scaling).
+# - Papernot, McDaniel, Wu, Jha and Swami, "Distillation as a Defense to Adversarial Perturbations against
+#   Deep Neural Networks", S&P 2016; Carlini and Wagner, "Defensive Distillation is Not Robust to
+#   Adversarial Examples", 2016; Athalye, Carlini and Wagner, "Obfuscated Gradients Give a False Sense of
+#   Security", ICML 2018 (BPDA).
+# - Yeom, Giacomelli, Fredrikson and Jha, "Privacy Risk in Machine Learning", CSF 2018; Shokri, Stronati,
+#   Song and Shmatikov, "Membership Inference Attacks against Machine Learning Models", S&P 2017; Carlini
+#   et al., "Membership Inference Attacks From First Principles", S&P 2022 (true positives at a low false-
+#   positive rate); Hanley and McNeil, "The meaning and use of the area under a ROC curve", Radiology 1982;
+#   Papernot et al., "Semi-supervised Knowledge Transfer for Deep Learning from Private Training Data",
+#   ICLR 2017 (PATE).

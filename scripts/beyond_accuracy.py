@@ -1,0 +1,60 @@
+"""Beyond accuracy over seeds: robustness, calibration and membership inference of the chain's models.
+
+For each seed, the 784-128-10 reference teacher and the five models of `chain.build` (cached after the
+first run), all distilled from one big teacher (the first seed's): clean accuracy, accuracy under PGD (10 steps, L-infinity, pixel units) at two epsilons, the
+expected calibration error on the test set (15 bins, no temperature scaling), and the loss-threshold
+membership-inference AUC (training images against test images). Writes one document for README.
+
+Usage: python scripts/beyond_accuracy.py [--seeds 0 1 2] [--json results/beyond-accuracy.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+from tutorial_utils import (calibration, chain, data, distillation, files, machine, privacy, robustness, training,
+                            validate)
+
+EPSILONS = (0.05, 0.1)
+NAMES = {"scratch": "student 784-64-10 from scratch", "distilled": "student distilled (T = 4)",
+         "pruned": "distilled, pruned 90% (masked float32)", "qat": "distilled, 4-bit QAT (dense)",
+         "final": "final: pruned 90% + 4-bit QAT"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=validate.cli(validate.nonnegative_int), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=2)
+    parser.add_argument("--json", default=None, help="also write the results with the command and machine record")
+    args = parser.parse_args()
+    training.setup(0, threads=args.threads)
+    splits = data.load("mnist-5k")
+    x, y = splits.x_test, splits.y_test
+    rows: dict[str, dict[str, list[float]]] = {}
+    # One big teacher (seed of the first run), as in notebooks 05 and 07; the students and the reference per seed.
+    teacher = training.load_or_train_teacher(splits, **distillation.BIG_TEACHER_RECIPE, seed=args.seeds[0])
+    for seed in args.seeds:
+        reference = training.load_or_train_teacher(splits, epochs=15, seed=seed)
+        zoo = {"teacher 784-128-10": reference, **{NAMES[k]: m for k, m in chain.build(splits, teacher, seed=seed).items()}}
+        for name, model in zoo.items():
+            row = rows.setdefault(name, {})
+            row.setdefault("accuracy", []).append(training.evaluate(model, x, y))
+            for epsilon in EPSILONS:
+                row.setdefault(f"pgd_{epsilon}", []).append(robustness.robust_accuracy(model, x, y, epsilon=epsilon))
+            row.setdefault("ece", []).append(calibration.expected_calibration_error(training.predict(model, x), y))
+            row.setdefault("mia_auc", []).append(privacy.membership_auc(privacy.per_image_loss(model, splits.x_train, splits.y_train),
+                                                             privacy.per_image_loss(model, x, y)))
+        print(f"seed {seed} done", flush=True)
+    for name, row in rows.items():
+        print(name, {k: [round(v, 4) for v in values] for k, values in row.items()})
+    if args.json:
+        document = {"command": "python scripts/beyond_accuracy.py " + shlex.join(sys.argv[1:]), "seeds": args.seeds,
+                    "epsilons": list(EPSILONS), "machine": machine.record(threads=args.threads), "rows": rows}
+        files.atomic_write(args.json, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
+
+
+if __name__ == "__main__":
+    main()

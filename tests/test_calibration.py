@@ -1,0 +1,51 @@
+"""calibration: ECE and reliability bins by hand on tiny tensors; temperature scaling recovers a known T."""
+
+import pytest
+import torch
+
+from tutorial_utils import calibration
+
+
+def test_ece_by_hand_on_four_images():
+    # confidences 0.9, 0.9 (bin (0.8, 0.9] of 10) and 0.65, 0.65 (bin (0.6, 0.7])
+    probabilities = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.35, 0.65], [0.35, 0.65]])
+    logits = probabilities.log()
+    y = torch.tensor([0, 1, 1, 1])                    # right, wrong, right, right
+    rows = calibration.reliability(logits, y, bins=10)
+    assert [(r["n"], round(r["accuracy"], 6), round(r["confidence"], 6)) for r in rows] == [(2, 1.0, 0.65), (2, 0.5, 0.9)]
+    # ECE = 2/4 * |1.0 - 0.65| + 2/4 * |0.5 - 0.9| = 0.175 + 0.2
+    assert calibration.expected_calibration_error(logits, y, bins=10) == pytest.approx(0.375)
+
+
+def test_perfect_confidence_and_the_last_bin():
+    logits = torch.tensor([[50.0, 0.0], [0.0, 50.0]])   # confidence 1.0 falls in the last bin, not past it
+    rows = calibration.reliability(logits, torch.tensor([0, 1]), bins=15)
+    assert len(rows) == 1 and rows[0]["high"] == 1.0
+    assert calibration.expected_calibration_error(logits, torch.tensor([0, 1])) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_temperature_changes_confidence_not_predictions_and_is_recovered():
+    generator = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(20_000, 10, generator=generator) * 2
+    y = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=generator).flatten()
+    overconfident = true_logits * 3                    # a model 3x too sure of itself
+    t = calibration.fit_temperature(overconfident, y)
+    assert t == pytest.approx(3.0, rel=0.05)
+    before = calibration.expected_calibration_error(overconfident, y)
+    after = calibration.expected_calibration_error(overconfident, y, temperature=t)
+    assert after < before / 3
+    assert torch.equal((overconfident / t).argmax(1), overconfident.argmax(1))
+
+
+def test_bad_inputs_name_the_argument():
+    logits, y = torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"y must have shape \(4,\)"):
+        calibration.expected_calibration_error(logits, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="bins"):
+        calibration.reliability(logits, y, bins=0)
+    with pytest.raises(ValueError, match="temperature"):
+        calibration.expected_calibration_error(logits, y, temperature=0)
+    with pytest.raises(ValueError, match="logits must be a non-empty"):
+        calibration.fit_temperature(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="high=0.01 must be larger than low=0.05"):
+        calibration.fit_temperature(logits, y, high=0.01)

@@ -1,0 +1,50 @@
+"""privacy: the rank-formula AUC against a brute-force pair count (ties included), the advantage by brute force."""
+
+import itertools
+
+import pytest
+import torch
+
+from tutorial_utils import models, privacy
+
+
+def _pairs_auc(members, nonmembers) -> float:
+    """P(nonmember loss > member loss) + P(equal) / 2, over every pair: the definition."""
+    wins = sum(1.0 if o > i else 0.5 if o == i else 0.0 for i, o in itertools.product(members.tolist(), nonmembers.tolist()))
+    return wins / (len(members) * len(nonmembers))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_equals_the_pair_count_with_ties(seed):
+    generator = torch.Generator().manual_seed(seed)
+    members = torch.randint(0, 6, (23,), generator=generator).float()       # many ties
+    nonmembers = torch.randint(1, 8, (17,), generator=generator).float()
+    assert privacy.membership_auc(members, nonmembers) == pytest.approx(_pairs_auc(members, nonmembers))
+
+
+def test_auc_extremes_and_the_advantage_by_brute_force():
+    low, high = torch.tensor([0.1, 0.2]), torch.tensor([0.5, 0.7, 0.9])
+    assert privacy.membership_auc(low, high) == 1.0 and privacy.membership_auc(high, low) == 0.0
+    assert privacy.membership_auc(low, low.clone()) == 0.5
+    generator = torch.Generator().manual_seed(9)
+    members, nonmembers = torch.rand(30, generator=generator), torch.rand(40, generator=generator) + 0.2
+    best = max(((members <= t).float().mean() - (nonmembers <= t).float().mean()).item()
+               for t in torch.cat([members, nonmembers]).tolist())
+    assert privacy.advantage(members, nonmembers) == pytest.approx(best)
+    assert privacy.advantage(low, high) == 1.0
+
+
+def test_standard_error_shrinks_with_more_images():
+    assert privacy.auc_standard_error(0.5, 4000, 1000) == pytest.approx(0.0102, abs=0.0005)
+    assert privacy.auc_standard_error(0.5, 100, 100) > privacy.auc_standard_error(0.5, 1000, 1000)
+
+
+def test_per_image_loss_is_cross_entropy_per_row():
+    model = models.mlp([6, 3])
+    x, y = torch.rand(5, 6), torch.tensor([0, 1, 2, 0, 1])
+    expected = torch.nn.functional.cross_entropy(model(x), y, reduction="none").detach()
+    torch.testing.assert_close(privacy.per_image_loss(model, x, y), expected)
+    with pytest.raises(ValueError, match=r"y must have shape \(5,\)"):
+        privacy.per_image_loss(model, x, y[:4])
+    with pytest.raises(ValueError, match="members must be a non-empty 1-d tensor"):
+        privacy.membership_auc(torch.zeros(0), torch.ones(3))

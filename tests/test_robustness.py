@@ -1,0 +1,94 @@
+"""robustness: FGSM against a hand-computed gradient, PGD inside the ball and the pixel range, masking, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from tutorial_utils import data, models, quantization, robustness, training
+
+
+def _linear() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 3))
+
+
+def _images(n: int = 8, features: int = 6) -> torch.Tensor:
+    pixels = torch.rand(n, features, generator=torch.Generator().manual_seed(1))
+    return (pixels - data.MEAN) / data.STD
+
+
+def test_fgsm_follows_the_sign_of_the_hand_computed_gradient():
+    model, x = _linear(), _images()
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    weight = model[0].weight.detach()
+    # d CE / dx for logits = W x + b: W^T (softmax - onehot); the mean over the batch only scales it.
+    gradient = (torch.softmax(model(x), dim=1) - nn.functional.one_hot(y, 3).float()).detach() @ weight
+    expected = torch.clamp(x + 0.05 / data.STD * gradient.sign(), robustness.LOW, robustness.HIGH)
+    torch.testing.assert_close(robustness.fgsm(model, x, y, epsilon=0.05), expected)
+
+
+def test_pgd_with_one_full_step_and_no_random_start_is_fgsm():
+    model, x, y = _linear(), _images(), torch.zeros(8, dtype=torch.long)
+    one_step = robustness.pgd(model, x, y, epsilon=0.1, steps=1, step_size=0.1, random_start=False)
+    torch.testing.assert_close(one_step, robustness.fgsm(model, x, y, epsilon=0.1))
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.03, 0.3])
+def test_attacks_stay_in_the_epsilon_ball_and_the_pixel_range(epsilon):
+    model = models.mlp([6, 16, 3])
+    x, y = _images(32), torch.randint(0, 3, (32,), generator=torch.Generator().manual_seed(2))
+    for adversarial in (robustness.fgsm(model, x, y, epsilon=epsilon), robustness.pgd(model, x, y, epsilon=epsilon)):
+        assert (adversarial - x).abs().max() <= epsilon / data.STD + 1e-6
+        assert adversarial.min() >= robustness.LOW - 1e-6 and adversarial.max() <= robustness.HIGH + 1e-6
+    assert torch.equal(robustness.fgsm(model, x, y, epsilon=0.0), x)
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm_and_leaves_the_global_stream_alone(small_splits):
+    training.setup(0)
+    model = models.mlp([784, 32, 10])
+    training.fit(model, small_splits, epochs=2, progress=False)
+    x, y = small_splits.x_test, small_splits.y_test
+    state = torch.get_rng_state()
+    strong = robustness.robust_accuracy(model, x, y, epsilon=0.1, attack="pgd")
+    assert torch.equal(torch.get_rng_state(), state)
+    weak = robustness.robust_accuracy(model, x, y, epsilon=0.1, attack="fgsm")
+    clean = training.evaluate(model, x, y)
+    assert strong <= weak + 0.01 and weak < clean
+
+
+def test_rounding_the_input_masks_the_gradient_and_a_surrogate_unmasks_it(small_splits):
+    training.setup(0)
+    model = models.mlp([784, 32, 10])
+    training.fit(model, small_splits, epochs=2, progress=False)
+    rounded = quantization.quantize_model(model, 8, act_bits=4, calibration=small_splits.x_train[:256])
+    x, y = small_splits.x_test, small_splits.y_test
+    assert torch.equal(robustness.fgsm(rounded, x, y, epsilon=0.1), torch.clamp(x, robustness.LOW, robustness.HIGH))
+    masked = robustness.robust_accuracy(rounded, x, y, epsilon=0.1, attack="fgsm")
+    unmasked = robustness.robust_accuracy(rounded, x, y, epsilon=0.1, attack="fgsm", surrogate=model)
+    assert unmasked < masked - 0.1
+
+
+def test_disagreement_counts_match_a_paired_test():
+    a, b = models.mlp([6, 3]), models.mlp([6, 3])
+    x, y = _images(40), torch.randint(0, 3, (40,), generator=torch.Generator().manual_seed(3))
+    report = robustness.disagreement(a, b, x, y, classes=3)
+    pa, pb = a(x).argmax(1), b(x).argmax(1)
+    assert report["differ"].tolist() == (pa != pb).nonzero().flatten().tolist()
+    assert report["paired"].only_a == int(((pa == y) & (pb != y)).sum())
+    assert sum(row["n"] for row in report["per_class"]) == 40
+    row = report["per_class"][1]
+    assert row["accuracy_a"] == pytest.approx(((pa == y) & (y == 1)).sum().item() / (y == 1).sum().item())
+
+
+def test_bad_inputs_name_the_argument():
+    model, x, y = _linear(), _images(), torch.zeros(8, dtype=torch.long)
+    with pytest.raises(ValueError, match="epsilon"):
+        robustness.fgsm(model, x, y, epsilon=-0.1)
+    with pytest.raises(ValueError, match="steps"):
+        robustness.pgd(model, x, y, epsilon=0.1, steps=0)
+    with pytest.raises(ValueError, match=r"y must have shape \(8,\)"):
+        robustness.pgd(model, x, torch.zeros(7, dtype=torch.long), epsilon=0.1)
+    with pytest.raises(ValueError, match="x is on meta but the model on cpu"):
+        robustness.fgsm(model, x.to("meta"), y.to("meta"), epsilon=0.1)
+    with pytest.raises(ValueError, match="attack"):
+        robustness.robust_accuracy(model, x, y, epsilon=0.1, attack="cw")

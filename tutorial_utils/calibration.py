@@ -1,0 +1,71 @@
+"""Calibration: does a model's confidence match how often it is right? (Guo et al. 2017)
+
+Bin the test images by the model's confidence p = max softmax(logits / T); in bin b with n_b images,
+accuracy acc_b and mean confidence conf_b,
+
+    ECE = sum_b (n_b / n) * |acc_b - conf_b|          (expected calibration error, equal-width bins)
+
+A reliability diagram plots acc_b against conf_b: on the diagonal, "90% sure" means right 90% of the
+time. Temperature scaling divides the logits by one T > 0 chosen on held-out data (never on test): it
+changes the confidences, not the predictions (argmax is unchanged). Distillation uses the same T to
+soften a teacher's targets (notebook 04).
+
+Example:
+    >>> expected_calibration_error(logits, y)            # 0.021 = 2.1 points
+    >>> t = fit_temperature(holdout_logits, holdout_y)  # then ece of logits / t
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tutorial_utils import validate
+
+
+def _check(logits: torch.Tensor, y: torch.Tensor, bins: int) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) == 0:
+        raise ValueError(f"logits must be a non-empty (n, classes) tensor; got {getattr(logits, 'shape', None)}")
+    if not isinstance(y, torch.Tensor) or y.shape != (len(logits),):
+        raise ValueError(f"y must have shape ({len(logits)},) to match logits; got {tuple(getattr(y, 'shape', ()))}")
+    validate.positive_int("bins", bins)
+
+
+def reliability(logits: torch.Tensor, y: torch.Tensor, *, bins: int = 15, temperature: float = 1.0) -> list[dict]:
+    """Per confidence bin ((b-1)/bins, b/bins]: n, accuracy and mean confidence (empty bins are left out)."""
+    _check(logits, y, bins)
+    temperature = validate.temperature("temperature", temperature)
+    probabilities = torch.softmax(logits.detach().float() / temperature, dim=1)
+    confidence, predicted = probabilities.max(dim=1)
+    right = (predicted == y).float()
+    index = torch.clamp(torch.ceil(confidence * bins).long() - 1, 0, bins - 1)   # confidence 1.0 -> last bin
+    rows = []
+    for b in range(bins):
+        chosen = index == b
+        n = int(chosen.sum())
+        if n:
+            rows.append({"low": b / bins, "high": (b + 1) / bins, "n": n, "accuracy": right[chosen].mean().item(),
+                         "confidence": confidence[chosen].mean().item()})
+    return rows
+
+
+def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, *, bins: int = 15,
+                               temperature: float = 1.0) -> float:
+    """ECE (module docstring) as a fraction: 0 is perfectly calibrated."""
+    rows = reliability(logits, y, bins=bins, temperature=temperature)
+    return sum(r["n"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / len(logits)
+
+
+def fit_temperature(logits: torch.Tensor, y: torch.Tensor, *, low: float = 0.05, high: float = 20.0,
+                    points: int = 400) -> float:
+    """The T in [low, high] (a log-spaced grid) that minimises the cross-entropy of logits / T on (logits, y).
+
+    Use held-out logits: choosing T on the test set makes the test ECE look better than it is.
+    """
+    _check(logits, y, 1)
+    validate.positive_float("low", low)
+    if not high > low:
+        raise ValueError(f"high={high!r} must be larger than low={low!r}")
+    validate.positive_int("points", points)
+    grid = torch.logspace(torch.log10(torch.tensor(low)), torch.log10(torch.tensor(high)), points)
+    losses = torch.stack([torch.nn.functional.cross_entropy(logits.detach().float() / t, y) for t in grid])
+    return grid[losses.argmin()].item()

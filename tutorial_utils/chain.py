@@ -1,0 +1,77 @@
+"""The distil-and-compress chain's models, built once per seed and kept as files in the cache.
+
+    scratch    784-64-10 trained on labels
+    distilled  784-64-10 distilled from the teacher (T = 4, alpha = 0.9)
+    pruned     distilled, 90% global magnitude pruning + distillation fine-tuning (masked float32)
+    qat        distilled, trained through the 4-bit quantizer with distillation (dense codes)
+    final      pruned, then the same 4-bit QAT with its masks held (notebook 05's final model)
+
+Every stage reseeds when it starts (recipes), so the models are those of notebooks 05 and 06 for the
+same seed. Files (storage.save: exact weights, or exact codes and scales) are named by a key of
+everything that changes them: the recipe, the data, the teacher's weights, the seed, the CPU threads,
+torch's version and the training loop's version; a stale or unreadable file is rebuilt.
+
+Example:
+    >>> models = build(splits, teacher, seed=0)       # {"scratch": ..., ..., "final": ...}
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import pathlib
+
+import torch
+from torch import nn
+
+from tutorial_utils import data, distillation, files, recipes, storage, training, validate
+
+STAGES = ("scratch", "distilled", "pruned", "qat", "final")
+
+
+def _key(splits: data.Splits, teacher: nn.Module, recipe: dict) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(teacher.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    fingerprint = hashlib.sha256(splits.x_train[:64].numpy().tobytes() + splits.y_test.numpy().tobytes()).hexdigest()
+    meta = {**recipe, "data": splits.name, "fingerprint": fingerprint, "teacher": digest.hexdigest(),
+            "threads": torch.get_num_threads(), "torch": str(torch.__version__), "loop": training.LOOP_VERSION}
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _train(splits: data.Splits, teacher: nn.Module, seed: int, epochs: int, sparsity: float,
+           bits: int) -> dict[str, nn.Module]:
+    built = {"scratch": distillation.train_student(splits, seed=seed, epochs=epochs),
+             "distilled": distillation.train_student(splits, teacher=teacher, seed=seed, epochs=epochs)}
+    pruned = copy.deepcopy(built["distilled"])
+    masks = recipes.prune_(pruned, splits, sparsity=sparsity, teacher=teacher, seed=seed)
+    built["pruned"] = pruned
+    built["qat"] = recipes.quantize_aware(built["distilled"], splits, quant=bits, teacher=teacher, seed=seed)
+    built["final"] = recipes.quantize_aware(pruned, splits, quant=bits, teacher=teacher, masks=masks, seed=seed)
+    return built
+
+
+def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int = 15, sparsity: float = 0.9,
+          bits: int = 4, folder: str | pathlib.Path | None = None) -> dict[str, nn.Module]:
+    """The chain's five models for one seed (module docstring), loaded from `folder` (default
+    files.cache_dir("chain")) when built before, else trained and saved there. Models come back in eval mode.
+    """
+    validate.nonnegative_int("seed", seed)
+    validate.positive_int("epochs", epochs)
+    validate.fraction("sparsity", sparsity)
+    validate.bits("bits", bits)
+    folder = pathlib.Path(folder) if folder is not None else files.cache_dir("chain")
+    key = _key(splits, teacher, {"seed": seed, "epochs": epochs, "sparsity": sparsity, "bits": bits,
+                                 "finetune": repr(recipes.FINETUNE), "qat": repr(recipes.QAT)})
+    paths = {stage: folder / files.safe_name(f"{stage}-{splits.name}-seed{seed}-{key}.dcmp") for stage in STAGES}
+    try:
+        return {stage: storage.load(path).eval() for stage, path in paths.items()}
+    except (FileNotFoundError, ValueError):
+        pass   # missing, or made by another version: build the chain again
+    built = _train(splits, teacher, seed, epochs, sparsity, bits)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stage, model in built.items():
+        storage.save(model, paths[stage])
+    return {stage: model.eval() for stage, model in built.items()}
