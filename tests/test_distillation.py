@@ -118,3 +118,17 @@ def test_match_class_prior_reaches_the_prior_without_labels(small_splits):
 
 def test_big_teacher_recipe_names_a_preset():
     assert models.layer_sizes(models.preset(distillation.BIG_TEACHER_RECIPE["preset"])) == [784, 1200, 1200, 10]
+
+
+def test_logit_matching_is_the_high_temperature_limit_of_the_soft_term():
+    generator = torch.Generator().manual_seed(4)
+    # float64: at T = 1000 the KL of two nearly equal distributions cancels away float32's digits
+    s, t = torch.randn(16, 10, generator=generator).double(), torch.randn(16, 10, generator=generator).double() * 2
+    y = torch.zeros(16, dtype=torch.long)
+    limit = distillation.logit_matching_loss(s, t)
+    gaps = [abs(distillation.kd_loss(s, t, y, temperature=T, alpha=1.0).item() - limit.item()) for T in (10, 100, 1000)]
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-3 * limit.item()
+    # softmax ignores a constant added to every logit, and so does the limit
+    torch.testing.assert_close(distillation.logit_matching_loss(s + 5.0, t - 3.0), limit)
+    with pytest.raises(ValueError, match="must both be"):
+        distillation.logit_matching_loss(s, t[:, :9])

@@ -72,7 +72,7 @@ MIN_LEARNING_CHECKS = {
     "01_teacher": (9, 2),
     "02_pruning": (10, 2),
     "03_quantization": (9, 2),
-    "04_distillation": (4, 2),
+    "04_distillation": (8, 2),
     "05_distill_and_compress": (3, 2),
     "06_deploy": (6, 2),
     "07_beyond_accuracy": (2, 3),

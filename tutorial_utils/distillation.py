@@ -65,6 +65,22 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
     return alpha * temperature**2 * soft + (1 - alpha) * hard
 
 
+def logit_matching_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """The high-temperature limit of the soft term (Hinton et al. 2015, section 2.1):
+
+        T^2 * KL(softmax(t/T) || softmax(s/T))  ->  1/(2N) * sum_i ((s_i - mean s) - (t_i - mean t))^2
+
+    as T -> infinity, for N classes, averaged over the batch: distillation becomes matching the logits
+    (up to their mean, which softmax ignores). Teacher logits are detached.
+    """
+    if student_logits.shape != teacher_logits.shape or student_logits.ndim != 2:
+        raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
+                         f"{tuple(teacher_logits.shape)} must both be (batch, classes)")
+    s = student_logits - student_logits.mean(dim=1, keepdim=True)
+    t = teacher_logits.detach() - teacher_logits.detach().mean(dim=1, keepdim=True)
+    return ((s - t) ** 2).sum(dim=1).mean() / (2 * student_logits.shape[1])
+
+
 def distillation_loss(teacher: nn.Module, splits: data.Splits | None = None, *, kd: KDConfig = KDConfig(),
                       device: torch.device | str | None = None) -> training.LossFn:
     """A loss_fn for training.fit: kd_loss(student logits, teacher logits, labels) with `kd`'s T and alpha.
