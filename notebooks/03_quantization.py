@@ -244,7 +244,27 @@ print(f"largest difference: {(integer_out - fake_out).abs().max():.2e} (outputs 
 assert torch.allclose(integer_out, fake_out, atol=1e-3)
 
 # %% [markdown]
-# The only difference is the bias rounded onto the accumulator's grid. For real speed, the float model
+# The only difference is the bias rounded onto the accumulator's grid. But that layer still *returns*
+# floats. Integer-only inference (Jacob et al. 2018) goes one step further: the next layer wants 8-bit
+# codes, so the int32 accumulators are rescaled to the output's grid (scale Sy, zero point Zy) with an
+# integer multiply and a shift, M = Sx Sw_j / Sy = M0 2^-(31+n) with M0 a 31-bit integer, and ReLU is a
+# clamp at the zero point. No float is touched between the input codes and the output codes:
+
+# %%
+accumulator = int8.accumulate(xq, wq, teacher[0].bias)                       # int32, (128, 128)
+out_scale = (torch.relu(fake_out).max() / 255).item()                      # uint8 grid of the ReLU's output, Zy = 0
+m0, shift = int8.quantize_multiplier(xq.scale * wq.scale.flatten() / out_scale)   # one (M0, n) per output unit
+hidden_codes = int8.requantize(accumulator, m0, shift, 0, relu=True)        # uint8, (128, 128)
+reference = torch.clamp(torch.round(torch.relu(fake_out) / out_scale), 0, 255)
+steps_off = (hidden_codes.float() - reference).abs()
+print(f"M0 of unit 0 = {m0[0].item():,}, n = {shift[0].item()}; codes {hidden_codes.dtype}, "
+      f"{(steps_off > 0).float().mean():.2%} of them one step from the float reference, none more")
+assert steps_off.max() <= 1
+
+# %% [markdown]
+# Here every integer code equals the float reference's. In general the rounded bias or the fixed-point
+# multiplier can tip a value across a rounding boundary, so the check allows one step of the output grid.
+# For real speed, the float model
 # is handed to a maintained int8 backend: torchao's `quantize_` with
 # `Int8DynamicActivationInt8WeightConfig` (eager, and compiled with `torch.compile`), and the legacy
 # `torch.ao.quantization.quantize_dynamic`, which PyTorch has deprecated:
@@ -266,10 +286,10 @@ for row in rows:
 #   in eager torchao), and a 784-128-10 network in float32 takes only about 22 µs per image. There is
 #   nothing to win back.
 # - At **batch 64 and 1024** the work grows with the batch and int8 matrix products pay off: the
-#   legacy fbgemm/x86 kernels win at 64 (1.28x) and are almost twice as fast at 1024 (1.92x). torchao
-#   in eager mode dispatches through Python tensor subclasses and, on this CPU, stays slower than
-#   float32 at every batch size measured (0.57x at best, at 1024); compiled with `torch.compile`, it
-#   fuses that overhead away, roughly matches float32 at batch 64 (0.98x) and beats it at 1024 (1.79x),
+#   legacy fbgemm/x86 kernels win at 64 (1.28x) and are more than twice as fast at 1024 (2.32x).
+#   torchao in eager mode dispatches through Python tensor subclasses and, on this CPU, stays slower
+#   than float32 at every batch size measured (0.78x at best, at 1024); compiled with `torch.compile`, it
+#   fuses that overhead away, comes close to float32 at batch 64 (0.90x) and beats it at 1024 (1.87x),
 #   though not the legacy kernels.
 #
 # So "int8 is faster" holds for batched inference with a backend whose kernels are used, not for one
@@ -291,13 +311,13 @@ assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
 ledger
 
 # %% [markdown]
-# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.214
-#   against 0.336 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.158
+#   against 0.300 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
 #   firmer).
 # - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; they reload exactly (below).
 #   Their latency is float32's, up to the noise between rows: their forward pass still multiplies
-#   dequantized floats, since no backend here has 4-bit or 2-bit kernels for a CPU. Small files and fast
-#   inference are different goals.
+#   dequantized floats, since no backend here has 4-bit or 2-bit kernels for a CPU (ONNX Runtime's 4-bit
+#   kernel in notebook 06 decodes to float32 too). Small files and fast inference are different goals.
 
 # %%
 reloaded = storage.load(folder / "final4.dcmp")

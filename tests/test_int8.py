@@ -58,3 +58,31 @@ def test_bad_backend_and_deprecation_message():
     with pytest.raises(ValueError, match="backend='tensorrt'"):
         int8.to_backend(models.teacher(), "tensorrt")
     assert "deprecated" in int8.legacy_deprecation_message()
+
+
+def test_quantize_multiplier_represents_m_with_a_31_bit_mantissa():
+    m = torch.tensor([0.5, 0.75, 1e-3, 0.999999999, 1 - 2.0**-33, 2.0**-20 * 1.2345], dtype=torch.float64)
+    m0, shift = int8.quantize_multiplier(m)
+    assert bool(((m0 >= 2**30) & (m0 < 2**31)).all()) and bool((shift >= 0).all())
+    torch.testing.assert_close(m0.double() * 2.0 ** (-31 - shift.double()), m.double(), rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match=r"multiplier must lie in \(0, 1\)"):
+        int8.quantize_multiplier(torch.tensor([1.5]))
+
+
+def test_requantize_matches_the_float_reference_within_one_step():
+    generator = torch.Generator().manual_seed(3)
+    accumulator = torch.randint(-2**20, 2**20, (64, 16), generator=generator, dtype=torch.int32)
+    multiplier = torch.rand(16, generator=generator, dtype=torch.float64) * 1e-4 + 1e-6     # per output channel
+    m0, shift = int8.quantize_multiplier(multiplier)
+    for relu, zero_point in ((False, 128), (True, 3)):
+        codes = int8.requantize(accumulator, m0, shift, zero_point, relu=relu)
+        assert codes.dtype == torch.uint8
+        reference = torch.round(accumulator.double() * multiplier) + zero_point
+        reference = reference.clamp(zero_point if relu else 0, 255)
+        assert (codes.double() - reference).abs().max() <= 1
+        if relu:
+            assert int(codes.min()) >= zero_point          # ReLU is the lower clamp at the zero point
+    with pytest.raises(TypeError, match="int32"):
+        int8.requantize(accumulator.float(), m0, shift, 0)
+    with pytest.raises(ValueError, match="zero_point"):
+        int8.requantize(accumulator, m0, shift, 300)

@@ -31,8 +31,13 @@ def integer_linear(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
 
     x: per-tensor QTensor of shape (batch, in); w: symmetric per-channel QTensor of shape (out, in),
     both of at most 8 bits. Returns float32 (batch, out), equal to F.linear(dequantize(x), dequantize(w),
-    bias) up to the rounding of the bias to integers.
+    bias) up to the rounding of the bias to integers. `accumulate` returns the int32 sums themselves.
     """
+    return x.scale * w.scale.reshape(1, -1) * accumulate(x, w, bias).float()
+
+
+def accumulate(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
+    """The int32 accumulators sum_i (qx_i - Zx) qw_ji + qb_j of integer_linear, (batch, out)."""
     if x.axis is not None or x.bits > 8 or w.bits > 8 or not w.symmetric or w.axis != 0:
         raise ValueError("integer_linear needs x per tensor and w symmetric per channel (axis 0), both <= 8 bits")
     if x.q.shape[1] != w.q.shape[1]:
@@ -45,7 +50,7 @@ def integer_linear(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
     accumulator = accumulator - zero_point * qw.to(torch.int32).sum(dim=1)  # the Zx term, per output
     scale = x.scale * w.scale.reshape(1, -1)                         # (1, out): Sx Sw_j
     qbias = torch.round(bias.detach() / scale).to(torch.int32)       # bias on the accumulator's grid
-    return scale * (accumulator + qbias).float()
+    return accumulator + qbias
 
 
 @contextlib.contextmanager
@@ -93,3 +98,37 @@ def legacy_deprecation_message() -> str:
 def quantize_input(x: torch.Tensor, bits: int = 8) -> QTensor:
     """Per-tensor asymmetric quantization of activations, as integer_linear expects them."""
     return quantize(x, bits, symmetric=False)
+
+
+def quantize_multiplier(multiplier: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real multipliers M in (0, 1) as M = M0 * 2^-(31 + n): M0 an int64 holding an int32 in [2^30, 2^31),
+    n >= 0 an integer shift (Jacob et al. 2018, section 2.2), one per element. Returns (M0, n)."""
+    multiplier = torch.as_tensor(multiplier, dtype=torch.float64)
+    if not bool(((multiplier > 0) & (multiplier < 1)).all()):
+        raise ValueError(f"multiplier must lie in (0, 1) (Sx * Sw / Sy); got values from {multiplier.min().item()} "
+                         f"to {multiplier.max().item()}")
+    mantissa, exponent = torch.frexp(multiplier)                     # M = mantissa * 2^exponent, mantissa in [0.5, 1)
+    m0 = torch.round(mantissa * 2.0**31).to(torch.int64)
+    shift = (-exponent).to(torch.int64)
+    carry = m0 == 2**31                                              # mantissa rounded up to 1.0
+    m0, shift = torch.where(carry, m0 // 2, m0), torch.where(carry, shift - 1, shift)
+    at_one = shift < 0                                               # M rounded to 1: the largest M0 below it
+    return torch.where(at_one, torch.full_like(m0, 2**31 - 1), m0), torch.where(at_one, torch.zeros_like(shift), shift)
+
+
+def requantize(accumulator: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor, zero_point: int, *,
+               relu: bool = False) -> torch.Tensor:
+    """int32 accumulators -> uint8 output codes with integer arithmetic only:
+
+        q_y = clamp(Zy + round(acc * M0 / 2^(31 + n)), low, 255),   low = Zy with relu (ReLU as a clamp), else 0
+
+    The product is formed in int64 and rounded half up by adding 2^(30 + n) before the shift.
+    m0 and shift broadcast over the accumulator's last dimension (one per output channel, or one).
+    """
+    if accumulator.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"accumulator must be an int32 (or int64) tensor, got {accumulator.dtype}")
+    validate.integer("zero_point", zero_point, low=0, high=255)
+    total_shift = 31 + shift.to(torch.int64)
+    product = accumulator.to(torch.int64) * m0.to(torch.int64)
+    rounded = (product + (torch.ones_like(total_shift) << (total_shift - 1))) >> total_shift
+    return torch.clamp(rounded + zero_point, zero_point if relu else 0, 255).to(torch.uint8)
