@@ -71,7 +71,7 @@ def test_at_least_two_exercises_are_checked_automatically(path):
 MIN_LEARNING_CHECKS = {
     "01_teacher": (9, 2),
     "02_pruning": (10, 2),
-    "03_quantization": (11, 2),
+    "03_quantization": (12, 2),
     "04_distillation": (8, 2),
     "05_distill_and_compress": (3, 2),
     "06_deploy": (6, 2),
