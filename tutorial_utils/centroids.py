@@ -42,6 +42,7 @@ class CentroidLinear(nn.Module):
         if self.zero_code is not None:
             trainable[self.zero_code] = 0.0       # the pruned weights' shared value stays exactly 0
         self.register_buffer("trainable", trainable)
+        self.out_features, self.in_features = self.codes.shape   # codes are fixed, so the shape is too
 
     @property
     def weight(self) -> torch.Tensor:
@@ -49,14 +50,6 @@ class CentroidLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.weight, self.bias)
-
-    @property
-    def in_features(self) -> int:
-        return self.codes.shape[1]
-
-    @property
-    def out_features(self) -> int:
-        return self.codes.shape[0]
 
 
 def prepare(model: nn.Sequential) -> nn.Sequential:
