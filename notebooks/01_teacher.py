@@ -100,7 +100,7 @@ fig = plots.image_grid(splits.x_train, splits.y_train, class_names=splits.class_
 # ## 2. The model
 #
 # The teacher is a multi-layer perceptron: `Linear(784, 128) -> ReLU -> Linear(128, 10)`, the
-# architecture of the original project description. A Linear layer from n_in to n_out inputs holds
+# architecture of the article. A Linear layer from n_in to n_out inputs holds
 # n_in x n_out weights and n_out biases.
 
 # %%
@@ -363,7 +363,7 @@ for batch_size in (1, 16, 256, 1024):
 # %% [markdown]
 # ## Pitfalls
 #
-# **1. The original data code cannot run.** The project description loads data with
+# **1. The original data code cannot run.** The article's code loads data with
 # `torchvision.datasets.MNIST(root, train=True, download=True)` but never imports `torchvision`, so the
 # first call raises `NameError`. Even with the import, it passes no `transform=ToTensor()`, so each
 # sample is a PIL image, and the `DataLoader` cannot stack PIL images into a batch:

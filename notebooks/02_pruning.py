@@ -110,7 +110,7 @@ assert all(torch.equal(back[name], masks[name]) for name in masks)
 #
 # ## 2. Magnitude vs random pruning
 #
-# The original project description pruned with a random mask. How much does the choice of *which*
+# The article's code pruned with a random mask. How much does the choice of *which*
 # weights matter? One-shot pruning (no retraining) of every layer to the same sparsity, random masks
 # over three seeds:
 
@@ -323,8 +323,8 @@ assert speedup > 1.2 and abs(size_ratio - ledger.rows[0]["parameters"] / row["pa
 #
 # ## Pitfalls
 #
-# **1. The original `prune()`.** The project description prunes like this (reconstructed from its
-# description): a *random* mask, the bias multiplied by the weight's mask, and plain tensors assigned to
+# **1. The original `prune()`.** The article's code prunes like this (as its text describes it): a
+# *random* mask, the bias multiplied by the weight's mask, and plain tensors assigned to
 # the layer's `weight`:
 
 # %%
@@ -479,7 +479,7 @@ for label, init_seed in (("original init (the ticket)", SEED), ("new random init
 # ## Summary
 #
 # - Magnitude pruning keeps the largest |w|; the package's masks equal `torch.nn.utils.prune`'s.
-# - Random pruning (the original description's method) collapses early; magnitude pruning degrades late,
+# - Random pruning (the article's method) collapses early; magnitude pruning degrades late,
 #   and a global threshold protects the sensitive output layer.
 # - A few epochs of fine-tuning with held masks bring a 90%-sparse teacher back to the dense accuracy.
 # - Masked weights are not smaller or faster. A sparse file format makes the bytes real; removing whole

@@ -359,8 +359,8 @@ print(f"4-bit file: {ledger.rows[3]['bytes']:,} bytes, {ledger.rows[0]['bytes'] 
 #
 # ## Pitfalls
 #
-# **1. The original `quantize()`.** The project description quantizes by floor-dividing every weight by
-# 2^(bits-1) and storing the result as int32 (reconstructed from its description):
+# **1. The original `quantize()`.** The article's code quantizes by floor-dividing every weight by
+# 2^(bits-1) and storing the result as int32 (as its text describes it):
 
 # %%
 broken = copy.deepcopy(teacher)

@@ -19,7 +19,7 @@
 # 2015) instead trains a *small* network, the student, to imitate a big one, the teacher: not only its
 # answers but the whole shape of its output distribution, which says that this 7 looks a bit like a 1
 # and not at all like a 0. Done right, the student ends up more accurate than it would be trained on
-# the labels alone. Done as in many tutorials (and in the original project description), nothing is
+# the labels alone. Done as in many tutorials (and in the article), nothing is
 # distilled at all. This notebook shows both, with several seeds, and shows when distillation does not
 # help.
 #
@@ -60,7 +60,7 @@ for name, model in (("784-128-10 teacher", small_teacher), ("784-1200-1200-10 te
     print(f"{name}: {training.evaluate(model, splits.x_test, splits.y_test):.2%}, {measure.count_parameters(model):,} parameters")
 
 # %% [markdown]
-# Two teachers. The 784-128-10 network is the original description's teacher. The 784-1200-1200-10
+# Two teachers. The 784-128-10 network is the article's teacher. The 784-1200-1200-10
 # network is Hinton et al.'s MNIST teacher size, trained with dropout 0.3 and on inputs shifted randomly
 # by up to two pixels, as they did: it has seen variations of the 4,000 digits that a small network
 # trained on the plain images has not. (Its recipe, `distillation.BIG_TEACHER_RECIPE`, was chosen on
@@ -322,7 +322,7 @@ ledger
 #
 # ## Pitfalls
 #
-# **1. The original loss distills nothing.** The project description trains the student with
+# **1. The original loss distills nothing.** The article's code trains the student with
 # `loss = CE(student(x), y) + alpha * CE(teacher(x), y)`. The second term does not depend on the student
 # at all: its gradient with respect to every student weight is zero.
 

@@ -18,7 +18,7 @@
 # Each of the last three notebooks shrank a network one way. This one chains them, in the order that
 # works: **distil** a small student from a strong teacher, **prune** it with the teacher's soft targets
 # as the fine-tuning loss, **train it through the quantizer** with the same loss, and **pack** it into a
-# file that stores only the surviving weights as low-bit codes. The original project description did
+# file that stores only the surviving weights as low-bit codes. The article did
 # it the other way round: it pruned and quantized an *untrained* student into 4-bit integer Parameters
 # and then tried to train it, which cannot work. At the end there is one small file, measured against
 # the float32 file of the 784-128-10 teacher from notebook 01, never against the big teacher.
@@ -131,7 +131,7 @@ if DATASET == "mnist-5k":
 #
 # Two questions, answered on the same seeds. First: is the teacher needed during pruning and QAT, once
 # the student is distilled? Same student, same masks rule, same epochs; only the fine-tuning loss
-# differs. Second: the original description compresses *first*: it prunes and quantizes a freshly
+# differs. Second: the article compresses *first*: it prunes and quantizes a freshly
 # initialised student, then trains it. Done literally, with integer Parameters, training cannot even start:
 
 # %%
@@ -270,13 +270,14 @@ print(f"identical logits after reloading; deployed accuracy {deployed_row['accur
 # The reloaded model is bit-identical. The int8 backend re-rounds the 4-bit weights onto its own 8-bit
 # grid and quantizes the activations on the fly: 93.40% deployed against 93.50% for the file's own model
 # here, one of 1,000 images and well inside the noise. Measured side by side at batch 256 (the two models
-# alternating in one cell), the deployed model's latency is 2.5 times lower than the reference teacher's
-# in this run. Part of that is half the hidden units: in the ledger the float32 students are about 1.8
-# times faster than the reference (0.168 to 0.169 against 0.298 ms); the rest would come from the int8
+# alternating in one cell), the deployed model's latency is 2.3 times lower than the reference teacher's
+# in this run. Part of that is half the hidden units: in the ledger the float32 students are about 1.5
+# times faster than the reference (0.197 to 0.204 against 0.299 ms); the rest would come from the int8
 # kernels, which notebook 03 measured faster than float32 from batch 64 up for the wider 784-128-10
 # teacher. Take the split as rough: single latencies on this shared machine vary from run to run (here
-# the deployed row's 0.117 ms against the reference's 0.298 ms happens to give the same 2.5x, but the
-# side-by-side ratio is the one to quote), and whether int8 beats float32 at this size depends on the CPU (this run: AMD EPYC with AVX-512 and VNNI, 2 threads). The sparsity
+# the deployed row's 0.149 ms against the reference's 0.299 ms gives 2.0x, the side-by-side ratio is the
+# one to quote), and whether int8 beats float32 at this size depends on the CPU (this run: AMD EPYC with
+# AVX-512 and VNNI, 2 threads). The sparsity
 # itself does not make it faster (notebook 02).
 #
 # **Energy.** The ledger's two energy columns are *estimates* from operation counts and Horowitz's 45 nm
@@ -426,7 +427,7 @@ print(f"784-48-10, 90%, 3-bit: {training.evaluate(mine, splits.x_test, splits.y_
 #   beyond two standard errors). That is measured on the test set, so the recipe keeps distillation;
 #   exercise 2 makes the comparison on held-out data.
 # - Deployed on an int8 backend, the final model loses no measurable accuracy (93.40% against 93.50%,
-#   one image) and, measured side by side at batch 256, its latency is 2.5x lower than the reference's in
+#   one image) and, measured side by side at batch 256, its latency is 2.3x lower than the reference's in
 #   this run, from the narrower network and the int8 kernels; latencies on a shared machine vary from run
 #   to run and by CPU. The energy estimate per image falls from 5,561 nJ for the reference to 656 nJ for
 #   the int8 deployment; the 35 nJ that the small file could reach needs hypothetical hardware that

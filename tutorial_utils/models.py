@@ -78,12 +78,12 @@ def preset(name: str) -> nn.Sequential:
 
 
 def teacher() -> nn.Sequential:
-    """784-128-10, the original description's teacher (101,770 parameters)."""
+    """784-128-10, the article's teacher (101,770 parameters)."""
     return preset("teacher")
 
 
 def student() -> nn.Sequential:
-    """784-64-10, the original description's student (50,890 parameters)."""
+    """784-64-10, the article's student (50,890 parameters)."""
     return preset("student")
 
 

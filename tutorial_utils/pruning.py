@@ -62,7 +62,7 @@ def random_masks(model: nn.Module, sparsity: float, *, scope: str = "layer",
                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Masks that zero round(sparsity * n) weights chosen uniformly at random, per layer or globally.
 
-    This is the baseline (and the original description's method): it ignores which weights matter.
+    This is the baseline (and the article's method): it ignores which weights matter.
     """
     scores = {name: torch.rand(w.shape, generator=generator) for name, w in masking.linear_weights(model).items()}
     return _masks_from_scores(scores, sparsity, scope)
