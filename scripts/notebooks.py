@@ -7,6 +7,9 @@ Usage:
                                                    write the executed .ipynb and re-write the .py
                                                    (no NAMES: every notebook)
   python scripts/notebooks.py check                exit 1, listing the notebooks whose .py and .ipynb disagree
+  python scripts/notebooks.py times [--json F]      execute every notebook twice in order in fresh kernels, writing
+                                                   nothing into notebooks/; report the second round's seconds
+                                                   (caches filled by the first), optionally as a result file F
   python scripts/notebooks.py variants             run every notebook under nbval as CI does, once with
                                                    DC_THREADS=1 and once with DC_SEED=1 (about 4 minutes
                                                    each): their asserts must hold on other seeds and threads
@@ -17,6 +20,7 @@ NAMES are notebook stems such as 03_quantization (a path or a suffix is accepted
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import subprocess
@@ -180,6 +184,26 @@ def run_check() -> int:
     return 0
 
 
+def run_times(json_path: str | None) -> int:
+    """The times command: two rounds over every notebook in order; the second round's wall times are reported."""
+    stems = [p.stem for p in sorted(NOTEBOOKS.glob("*.py"))]
+    seconds: dict[str, float] = {}
+    for round_ in (1, 2):
+        for stem in stems:
+            client = NotebookClient(notebook_from_text(stem), timeout=CELL_TIMEOUT_S, kernel_name=KERNEL,
+                                    resources={"metadata": {"path": str(NOTEBOOKS)}})
+            start = time.perf_counter()
+            client.execute()
+            seconds[stem] = round(time.perf_counter() - start, 1)
+            print(f"round {round_}: {stem} {seconds[stem]:.1f} s", flush=True)
+    if json_path:
+        from tutorial_utils import files, machine
+        document = {"command": "python scripts/notebooks.py times --json " + json_path,
+                    "machine": machine.record(threads=int(os.environ.get("DC_THREADS", "2"))), "seconds": seconds}
+        files.atomic_write(json_path, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
+    return 0
+
+
 VARIANTS = ({"DC_THREADS": "1"}, {"DC_SEED": "1"})
 
 
@@ -207,9 +231,13 @@ def main() -> int:
     execute_parser.add_argument("names", nargs="*", metavar="NAME", help="notebook stem, e.g. 03_quantization")
     commands.add_parser("check", help="exit 1 if any .py and .ipynb disagree")
     commands.add_parser("variants", help="nbval with DC_THREADS=1, then with DC_SEED=1")
+    times_parser = commands.add_parser("times", help="two rounds of execution; report the second round's seconds")
+    times_parser.add_argument("--json", default=None, help="also write the times with the machine record here")
     args = parser.parse_args()
     if args.command == "variants":
         return run_variants()
+    if args.command == "times":
+        return run_times(args.json)
     return run_execute(args.names) if args.command == "execute" else run_check()
 
 

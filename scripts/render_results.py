@@ -143,7 +143,13 @@ def fashion_table(document: dict) -> str:
     return "\n".join(lines + [""] + notes + ["", machine_line(document)])
 
 
-RENDERERS = {"fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table}
+def times_table(document: dict) -> str:
+    lines = ["| notebook | seconds, executed in order in a fresh kernel, caches filled |", "| --- | --- |"]
+    lines += [f"| `{stem}.ipynb` | {seconds:.0f} s |" for stem, seconds in document["seconds"].items()]
+    return "\n".join(lines + ["", machine_line(document)])
+
+
+RENDERERS = {"notebook-times": times_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table}
 
 
 def glossary_table() -> str:
