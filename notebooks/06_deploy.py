@@ -16,7 +16,7 @@
 # # 06 · Deploy: the compressed student in a real runtime
 #
 # Notebook 05 ended with a file 68 times smaller than the teacher's, which only this package can read,
-# and a deployment on PyTorch's deprecated int8 backend: about 2.3 times faster than the teacher at
+# and a deployment on PyTorch's deprecated int8 backend: two to three times faster than the teacher at
 # batch 256, and slower than float32 at batch 1. Here the student leaves the package: it becomes an ONNX
 # file, a standard graph format that ONNX Runtime (and other runtimes) execute, in float32, in int8 and
 # with its own 4-bit QAT codes. Then we ask the question a user asks:

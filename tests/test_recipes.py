@@ -169,3 +169,18 @@ def test_sweep_refuses_bad_values_before_training(small_splits, tmp_path, monkey
     with pytest.raises(ValueError, match=message):
         recipes.sweep(None, small_splits, tmp_path, **grid, student=ONE, finetune=ONE, qat=QAT_ONE)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_reuses_a_given_student_with_the_same_results(small_splits, tmp_path, monkeypatch):
+    """Guards: a student passed in for its width is not retrained, and the rows equal a fresh sweep's."""
+    grid = {"widths": [8], "sparsities": [0.5], "bit_widths": [4], "student": ONE, "finetune": ONE, "qat": QAT_ONE,
+            "seed": 0, "threads": 1}
+    fresh = recipes.sweep(None, small_splits, tmp_path / "a", **grid)
+    student = distillation.train_student(small_splits, seed=0, sizes=(784, 8, 10), config=ONE)
+
+    def must_not_train(*args, **kw):
+        raise AssertionError("the given student was trained again")
+
+    monkeypatch.setattr(distillation, "train_student", must_not_train)
+    reused = recipes.sweep(None, small_splits, tmp_path / "b", **grid, students={8: student})
+    assert [(r["accuracy"], r["bytes"]) for r in reused] == [(r["accuracy"], r["bytes"]) for r in fresh]

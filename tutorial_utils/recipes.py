@@ -114,10 +114,11 @@ def sweep(teacher: nn.Module | None, splits: data.Splits, folder: str | pathlib.
           sparsities: list[float], bit_widths: list[int], student: training.TrainConfig = training.TrainConfig(),
           finetune: training.TrainConfig = FINETUNE, qat: training.TrainConfig = QAT,
           kd: distillation.KDConfig = distillation.KDConfig(), seed: int = 0,
-          threads: int | None = None) -> list[dict]:
+          threads: int | None = None, students: dict[int, nn.Module] | None = None) -> list[dict]:
     """Accuracy, bytes (compact file with entropy coding) and latency for widths x sparsities x bits.
 
-    Each 784-w-10 student is distilled once, pruned once per sparsity, and trained through the quantizer
+    Each 784-w-10 student is distilled once (or taken from `students`, by width, when the caller already
+    distilled it with this recipe and seed), pruned once per sparsity, and trained through the quantizer
     once per bit width, every stage seeded with `seed`. Latency is that of the deployed int8 backend
     at batch 256: it depends on the width, not on the sparsity or the bits, since the backend
     computes densely in int8.
@@ -130,8 +131,8 @@ def sweep(teacher: nn.Module | None, splits: data.Splits, folder: str | pathlib.
         validate.bits("bit_widths[i]", value)
     rows = []
     for width in widths:
-        trained = distillation.train_student(splits, teacher=teacher, seed=seed, sizes=(784, width, 10), kd=kd,
-                                             config=student)
+        trained = (students or {}).get(width) or distillation.train_student(
+            splits, teacher=teacher, seed=seed, sizes=(784, width, 10), kd=kd, config=student)
         for sparsity in sparsities:
             pruned = copy.deepcopy(trained)
             masks = prune_(pruned, splits, sparsity=sparsity, teacher=teacher, kd=kd, config=finetune, seed=seed)
