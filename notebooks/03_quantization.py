@@ -189,6 +189,12 @@ logits = two_bit[2](torch.relu(torch.nn.functional.linear(x, w, two_bit[0].bias)
 torch.nn.functional.cross_entropy(logits, y).backward()
 by_hand = torch.zeros(4).index_add_(0, two_bit[0].codes.long().flatten(), w.grad.flatten())   # sum per centroid
 assert torch.allclose(by_hand, trainable[0].centroids.grad, rtol=1e-4, atol=1e-5)   # sums in another order
+
+# %% [markdown]
+# The per-centroid sums agree with the package's gradient. Now train only the codebooks and the biases,
+# with the codes fixed, through the one training loop:
+
+# %%
 trainable.zero_grad()
 training.setup(SEED)
 training.fit(trainable, splits, epochs=3, lr=1e-4, progress=False)      # codebooks and biases only: 4 + 4 + 138 numbers

@@ -163,10 +163,10 @@ for seed in SEEDS:
     model = recipes.quantize_aware(untrained, splits, quant=BITS, teacher=teacher, masks=early_masks,
                                    config=training.TrainConfig(epochs=total_epochs, lr=1e-3))
     results["compress, then distil"].append(training.evaluate(model, splits.x_test, splits.y_test))
-if SEED in SEEDS:   # the KD run of seed SEED repeats section 2 exactly: every stage is reseeded
-    assert results["distil, then compress (KD)"][SEEDS.index(SEED)] == final_row["accuracy"]
 
 # %%
+if SEED in SEEDS:   # the KD run of seed SEED repeats section 2 exactly: every stage is reseeded
+    assert results["distil, then compress (KD)"][SEEDS.index(SEED)] == final_row["accuracy"]
 for name, values in results.items():
     print(f"{name:>38}: {measure.over_seeds(values)}")
 kd, ce, early = results.values()

@@ -48,6 +48,12 @@ THREADS = validate.env("DC_THREADS", 2, validate.positive_int)
 
 device = training.setup(SEED, threads=THREADS)
 splits = data.load(DATASET, root=DATA_DIR)
+
+# %% [markdown]
+# One big teacher (seed SEED) for every student, as in notebook 05's section 3; per seed the 784-128-10
+# reference and the five models of the chain, with their test accuracies over the seeds:
+
+# %%
 big_teacher = training.load_or_train_teacher(splits, **distillation.BIG_TEACHER_RECIPE, seed=SEED, device=device)
 zoo = {}   # seed -> {"teacher": the 784-128-10 reference, "scratch", "distilled", "pruned", "qat", "final"}
 for seed in SEEDS:   # one big teacher (as in notebook 05's section 3); the students and the reference per seed
@@ -188,6 +194,12 @@ for stage in ("teacher", "scratch", "distilled", "final"):
     before, after, temps = zip(*rows)
     print(f"{NAMES[stage]:>22}: ECE {measure.over_seeds(list(before)).split(' (')[0]}, after temperature scaling "
           f"{measure.over_seeds(list(after)).split(' (')[0]} (T = {', '.join(f'{v:.2f}' for v in temps)})")
+
+# %% [markdown]
+# For seed SEED, the reliability diagram of two of them on the 500 reporting images (15 bins; the
+# marker's size grows with the bin's number of images):
+
+# %%
 fig = plots.reliability_diagram({NAMES[stage]: calibration.reliability(training.predict(zoo[SEED][stage], x[report_half]),
                                                                        y[report_half])
                                  for stage in ("teacher", "distilled")}, title=f"seed {SEED}, 500 test images, 15 bins")

@@ -35,8 +35,7 @@ def _key(splits: data.Splits, teacher: nn.Module, recipe: dict) -> str:
     for name, tensor in sorted(teacher.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    fingerprint = hashlib.sha256(splits.x_train[:64].numpy().tobytes() + splits.y_test.numpy().tobytes()).hexdigest()
-    meta = {**recipe, "data": splits.name, "fingerprint": fingerprint, "teacher": digest.hexdigest(),
+    meta = {**recipe, "data": splits.name, "fingerprint": training.fingerprint(splits), "teacher": digest.hexdigest(),
             "threads": torch.get_num_threads(), "torch": str(torch.__version__), "loop": training.LOOP_VERSION}
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -179,7 +179,8 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr:
     return history
 
 
-def _fingerprint(splits: data.Splits) -> str:
+def fingerprint(splits: data.Splits) -> str:
+    """SHA-256 (16 hex digits) of the training images and labels: part of every cache key of a trained model."""
     digest = hashlib.sha256()
     for t in (splits.x_train, splits.y_train):
         digest.update(t.contiguous().cpu().numpy().tobytes())
@@ -208,7 +209,7 @@ def load_or_train_teacher(splits: data.Splits, *, preset: str = "teacher", epoch
     validate.integer("seed", seed, low=0, high=2**32 - 1)
     device = torch.device(device) if device is not None else torch.device("cpu")
     meta = {"preset": preset, "sizes": models.layer_sizes(model), "data": splits.name,
-            "fingerprint": _fingerprint(splits), "epochs": epochs, "lr": lr, "batch_size": batch_size,
+            "fingerprint": fingerprint(splits), "epochs": epochs, "lr": lr, "batch_size": batch_size,
             "max_shift": max_shift, "seed": seed, "threads": torch.get_num_threads(), "device": device.type,
             "torch": str(torch.__version__), "loop": LOOP_VERSION}
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
