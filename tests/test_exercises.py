@@ -1,8 +1,11 @@
-"""Every exercise check passes with the notebook's solution and fails, with a precise message, on a wrong one."""
+"""Notebooks 01-02's checks pass the notebook's solution and fail plausible wrong answers with a precise message."""
+
+import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+
+from torch import nn
 
 from tutorial_utils import exercises
 
@@ -46,70 +49,122 @@ def masks_wrong(model, sparsity):
     return {n: (torch.rand_like(p) > sparsity).float() for n, p in model.named_parameters() if n.endswith("weight")}
 
 
-def per_channel_right(w, bits):
-    qmax = 2 ** (bits - 1) - 1
-    scale = w.abs().amax(dim=1, keepdim=True) / qmax
-    return torch.clamp(torch.round(w / scale), -qmax, qmax).int(), scale
+def layer_masks_off_by_one(model, sparsity):
+    masks = {}
+    for n, p in model.named_parameters():
+        if n.endswith("weight"):
+            k = int(sparsity * p.numel()) + 1  # one weight too many
+            k = min(k, p.numel())
+            masks[n] = (p.abs() > p.abs().flatten().kthvalue(k).values).float()
+    return masks
 
 
-def per_channel_wrong(w, bits):
-    qmax = 2 ** (bits - 1) - 1
-    scale = w.abs().amax(dim=1, keepdim=True) / qmax
-    return torch.clamp(torch.floor(w / scale), -qmax, qmax).int(), scale  # floor instead of round
+@torch.no_grad()
+def evaluate_right(model, x, y, batch_size):
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y: {len(x)} and {len(y)}")
+    was_training = model.training
+    model.eval()
+    correct = sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum()) for i in range(0, len(x), batch_size))
+    model.train(was_training)
+    return correct / len(x)
 
 
-def asymmetric_right(x, bits):
-    low, high = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
-    scale = (high - low) / (2**bits - 1)
-    zero_point = round(-low / scale)
-    return torch.clamp(torch.round(x / scale) + zero_point, 0, 2**bits - 1), scale, zero_point
+@torch.no_grad()
+def evaluate_train_mode(model, x, y, batch_size):
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError("lengths")
+    return sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum()) for i in range(0, len(x), batch_size)) / len(x)
 
 
-def asymmetric_wrong(x, bits):
-    low, high = x.min().item(), x.max().item()  # does not keep 0 in range
-    scale = (high - low) / (2**bits - 1)
-    zero_point = round(-low / scale)
-    return torch.clamp(torch.round(x / scale) + zero_point, 0, 2**bits - 1), scale, zero_point
+@torch.no_grad()
+def evaluate_mean_of_batches(model, x, y, batch_size):
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError("lengths")
+    was_training = model.training
+    model.eval()
+    means = [(model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).float().mean().item() for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return sum(means) / len(means)  # weights a short last batch like a full one
 
 
-def kd_right(s, t, y, temperature, alpha):
-    soft = F.kl_div(F.log_softmax(s / temperature, 1), F.softmax(t / temperature, 1), reduction="batchmean")
-    return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(s, y)
+@torch.no_grad()
+def evaluate_drops_last_batch(model, x, y, batch_size):
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError("lengths")
+    was_training = model.training
+    model.eval()
+    full = max(len(x) // batch_size, 1) * batch_size
+    correct = int((model(x[:full]).argmax(1) == y[:full]).sum())
+    model.train(was_training)
+    return correct / min(full, len(x))
 
 
-def kd_wrong(s, t, y, temperature, alpha):
-    soft = F.kl_div(F.log_softmax(s / temperature, 1), F.softmax(t / temperature, 1), reduction="batchmean")
-    return alpha * soft + (1 - alpha) * F.cross_entropy(s, y)  # forgets T^2
+def evaluate_no_error(model, x, y, batch_size):
+    return evaluate_right(model, x, y, batch_size) if len(x) == len(y) and len(x) else 0.0
 
 
-def estimate_right(model, bits):
-    total = 600
-    for layer in (model[0], model[2]):
-        n, nonzero = layer.weight.numel(), int((layer.weight != 0).sum())
-        total += (nonzero * bits + min(n, 5 * nonzero)) / 8 + 4 * layer.out_features
-    return total
+def wilson_right(correct, total, z=1.959963984540054):
+    if total <= 0:
+        raise ValueError("total")
+    p = correct / total
+    center = (p + z**2 / (2 * total)) / (1 + z**2 / total)
+    half = z / (1 + z**2 / total) * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2))
+    return max(center - half, 0.0), min(center + half, 1.0)
 
 
-def estimate_wrong(model, bits):
-    return sum(4 * layer.weight.numel() for layer in (model[0], model[2]))  # float32 dense
+def normal_interval(correct, total):
+    if total <= 0:
+        raise ValueError("total")
+    p = correct / total
+    half = 1.96 * math.sqrt(p * (1 - p) / total)  # collapses to a point at 0 and at all correct
+    return p - half, p + half
 
 
-@pytest.mark.parametrize("check, right, wrong", [
-    (exercises.check_macs, macs_right, macs_wrong),
-    (exercises.check_parameter_count, count_right, count_wrong),
-    (exercises.check_global_masks, global_masks_right, masks_wrong),
-    (exercises.check_layer_masks, layer_masks_right, global_masks_right),
-    (exercises.check_quantize_per_channel, per_channel_right, per_channel_wrong),
-    (exercises.check_asymmetric_quantize, asymmetric_right, asymmetric_wrong),
-    (exercises.check_kd_loss, kd_right, kd_wrong),
-    (exercises.check_soft_targets, lambda z, t: F.softmax(z / t, 1), lambda z, t: F.softmax(z, 1)),
-    (exercises.check_size_estimate, estimate_right, estimate_wrong),
-    (exercises.check_compression_ratio, lambda r, f: r / f, lambda r, f: f / r),
-], ids=lambda v: getattr(v, "__name__", ""))
-def test_check_passes_the_solution_and_fails_a_wrong_answer(check, right, wrong, capsys):
+def csr_right(w, index_bytes, value_bytes):
+    nonzeros = int((w != 0).sum())
+    return nonzeros * (index_bytes + value_bytes) + (w.shape[0] + 1) * index_bytes
+
+
+def csr_no_row_pointers(w, index_bytes, value_bytes):
+    return int((w != 0).sum()) * (index_bytes + value_bytes)
+
+
+def csr_rows_not_plus_one(w, index_bytes, value_bytes):
+    return int((w != 0).sum()) * (index_bytes + value_bytes) + w.shape[0] * index_bytes
+
+
+def csr_every_weight(w, index_bytes, value_bytes):
+    return w.numel() * (index_bytes + value_bytes) + (w.shape[0] + 1) * index_bytes
+
+
+CASES = [
+    (exercises.check_macs, macs_right, [macs_wrong, lambda sizes: sum(sizes)]),
+    (exercises.check_parameter_count, count_right, [count_wrong, lambda sizes: sum(a * b + a for a, b in zip(sizes, sizes[1:]))]),
+    (exercises.check_evaluate, evaluate_right, [evaluate_train_mode, evaluate_mean_of_batches, evaluate_drops_last_batch,
+                                                evaluate_no_error]),
+    (exercises.check_wilson_interval, wilson_right, [normal_interval, lambda c, t: wilson_right(c, t, z=2.0)]),
+    (exercises.check_global_masks, global_masks_right, [masks_wrong, layer_masks_right]),
+    (exercises.check_layer_masks, layer_masks_right, [global_masks_right, layer_masks_off_by_one]),
+    (exercises.check_csr_bytes, csr_right, [csr_no_row_pointers, csr_rows_not_plus_one, csr_every_weight]),
+]
+
+
+@pytest.mark.parametrize("check, right, wrongs", CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_check_passes_the_solution_and_fails_wrong_answers(check, right, wrongs, capsys):
     check(right)
     assert "passed" in capsys.readouterr().out
-    with pytest.raises(exercises.ExerciseError) as caught:
-        check(wrong)
-    message = str(caught.value)
-    assert "wrong on" in message and "expected:" in message and "got:" in message and "hint:" in message
+    for wrong in wrongs:
+        with pytest.raises(exercises.ExerciseError) as caught:
+            check(wrong)
+        message = str(caught.value)
+        assert "wrong on" in message and "expected:" in message and "got:" in message and "hint:" in message, message
+
+
+def test_check_evaluate_restores_the_mode():
+    def leaves_eval(model, x, y, batch_size):
+        value = evaluate_right(model, x, y, batch_size)
+        model.eval()
+        return value
+    with pytest.raises(exercises.ExerciseError, match="train mode"):
+        exercises.check_evaluate(leaves_eval)

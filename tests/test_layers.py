@@ -13,13 +13,13 @@ LAYERS = [
     {"__init__", "validate"},                                                   # argument checks, under everything
     {"files", "models", "encoding", "masks", "timing", "qtensor", "idx", "fileheader", "stats", "machine",
      "energy", "calibration"},       # leaves
-    {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat"},                                             # built on the leaves
+    {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat", "classroom"},                                             # built on the leaves
     {"training", "robustness", "privacy"},                                      # the one loop; attacks, membership
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
     {"serialize", "measure", "benchmarks", "teachers", "compaction", "centroids"},            # files, measurements, cached teachers
     {"storage", "onnx_export"},                                                 # the model file, the ONNX graph
     {"plots", "exercises", "recipes", "deploy"},                                # teaching, recipes, the runtime
-    {"workflow", "chain", "exercises_beyond"},                                  # the whole story; its models; 07's checks
+    {"workflow", "chain", "exercises_compress", "exercises_chain", "exercises_deploy", "exercises_beyond"},  # the story; checks
     {"pipeline"},                                                               # its command line
     {"__main__"},                                                               # the command line's entry
 ]

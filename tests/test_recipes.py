@@ -184,3 +184,27 @@ def test_sweep_reuses_a_given_student_with_the_same_results(small_splits, tmp_pa
     monkeypatch.setattr(distillation, "train_student", must_not_train)
     reused = recipes.sweep(None, small_splits, tmp_path / "b", **grid, students={8: student})
     assert [(r["accuracy"], r["bytes"]) for r in reused] == [(r["accuracy"], r["bytes"]) for r in fresh]
+
+
+POINTS = [{"stage": "a", "bytes": 9_000, "val_accuracy": 0.95}, {"stage": "b", "bytes": 5_000, "val_accuracy": 0.94},
+          {"stage": "c", "bytes": 4_000, "val_accuracy": 0.94}, {"stage": "d", "bytes": 2_000, "val_accuracy": 0.90}]
+
+
+def test_choose_takes_the_most_accurate_point_within_the_budget_ties_to_fewer_bytes():
+    assert recipes.choose(POINTS, max_bytes=10_000)["stage"] == "a"
+    assert recipes.choose(POINTS, max_bytes=6_000)["stage"] == "c"          # a tie at 94%: the smaller file
+    assert recipes.choose(POINTS, max_bytes=3_000, min_accuracy=0.92) is None
+    assert recipes.choose(POINTS, max_bytes=9_000, min_accuracy=0.95)["stage"] == "a"   # both limits inclusive
+    assert recipes.choose([], max_bytes=1) is None
+
+
+@pytest.mark.parametrize("kwargs, message", [({"max_bytes": 0}, "max_bytes=0"), ({"max_bytes": 10, "min_accuracy": 1.5},
+                                                                                "min_accuracy=1.5")])
+def test_choose_names_a_bad_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        recipes.choose(POINTS, **kwargs)
+
+
+def test_choose_refuses_points_without_the_key():
+    with pytest.raises(ValueError, match="'val_accuracy'"):
+        recipes.choose([{"stage": "x", "bytes": 10, "accuracy": 0.9}], max_bytes=100)

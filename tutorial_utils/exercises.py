@@ -1,9 +1,11 @@
-"""Automatic checks for the notebooks' exercises.
+"""Automatic checks for the exercises of notebooks 01 and 02, and the error every check raises.
 
-Each `check_*` function runs the learner's function and the package's reference on hidden random
-cases, and raises ExerciseError naming the case, what was expected, what came back, and a hint.
-In a notebook the raised error fails the cell, so an executed notebook (and nbval) shows at once
-whether the exercise is solved.
+Each `check_*` function runs the learner's function and the package's reference on hidden cases, edge
+cases included (sparsity 0 and 1, a batch that does not divide the data, a model left in train mode,
+0 or all correct), and raises ExerciseError naming the case, what was expected, what came back, and a
+hint. In a notebook the raised error fails the graded cell, so an executed notebook, nbval and nbgrader's
+autograder all see whether the exercise is solved. Checks for notebooks 03-05 are in exercises_compress,
+06 in exercises_deploy, 07 in exercises_beyond.
 
 Example:
     >>> def my_macs(sizes): return sum(a * b for a, b in zip(sizes, sizes[1:]))
@@ -13,12 +15,14 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from tutorial_utils import distillation, measure, models, onnx_export, pruning, quantization, storage
+from torch import nn
+
+from tutorial_utils import evaluation, measure, models, pruning, stats
 
 
 class ExerciseError(AssertionError):
@@ -56,6 +60,61 @@ def check_parameter_count(my_count: Callable[[list[int]], int]) -> None:
     _passed("check_parameter_count", len(_cases_of_sizes()))
 
 
+def check_evaluate(my_evaluate: Callable) -> None:
+    """Notebook 01: my_evaluate(model, x, y, batch_size) -> accuracy in [0, 1], as evaluation.evaluate.
+
+    Hidden cases: a model with dropout handed over in train mode (the answer must not change from call to
+    call), a last batch smaller than the others, a batch larger than the data, one image; mismatched or
+    empty x and y must raise ValueError; the model's train/eval mode must be as it was before the call.
+    """
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 4))
+    generator = torch.Generator().manual_seed(3)
+    x, y = torch.randn(50, 12, generator=generator), torch.randint(0, 4, (50,), generator=generator)
+    y[:45] = evaluation.predict(model, x[:45]).argmax(dim=1)       # 90% right, the mistakes in the last batch
+    cases = [(x, y, 16, "50 images in batches of 16 (the last has 2)"), (x, y, 50, "one batch of 50"),
+             (x, y, 1000, "a batch larger than the data"), (x[:1], y[:1], 8, "one image"),
+             (x[40:], y[40:], 3, "10 images, 5 wrong, batches of 3")]
+    for inputs, labels, batch_size, name in cases:
+        model.train()
+        expected = evaluation.evaluate(model, inputs, labels, batch_size=batch_size)
+        got = my_evaluate(model, inputs, labels, batch_size)
+        if not isinstance(got, (float, int)) or abs(float(got) - expected) > 1e-6:
+            _fail("check_evaluate", name, f"{expected:.4f}", got, "eval mode (dropout off) and no_grad; count "
+                  "correct images over every batch, the last smaller one too, and divide by the number of images")
+        if not model.training:
+            _fail("check_evaluate", name, "the model back in train mode", "left in eval mode",
+                  "remember model.training before model.eval() and restore it with model.train(was_training)")
+    for inputs, labels, name in ((x, y[:49], "50 images, 49 labels"), (x[:0], y[:0], "no images")):
+        try:
+            my_evaluate(model, inputs, labels, 16)
+        except ValueError:
+            continue
+        _fail("check_evaluate", name, "ValueError", "no error", "check len(x) == len(y) > 0 first, naming both")
+    _passed("check_evaluate", len(cases) + 2)
+
+
+def check_wilson_interval(my_interval: Callable[[int, int], tuple[float, float]]) -> None:
+    """Notebook 01: my_interval(correct, total) -> (low, high), the 95% Wilson interval, as stats.wilson_interval.
+
+    Hidden cases include 0 and all correct (where p +- 1.96 sqrt(p(1-p)/n) collapses to a point), one
+    image, and total = 0, which must raise ValueError.
+    """
+    cases = [(945, 1000), (0, 10), (10, 10), (1, 1), (0, 1), (5, 7), (999, 1000), (500, 1000), (3_700, 4_000)]
+    for correct, total in cases:
+        expected, got = stats.wilson_interval(correct, total), my_interval(correct, total)
+        if len(got) != 2 or any(abs(float(g) - e) > 1e-4 for g, e in zip(got, expected)):   # z = 1.96 passes
+            _fail("check_wilson_interval", f"correct={correct}, total={total}", f"({expected[0]:.5f}, {expected[1]:.5f})",
+                  got, "z = 1.96; center = (p + z^2/2n) / (1 + z^2/n); half = z / (1 + z^2/n) * "
+                  "sqrt(p(1-p)/n + z^2/4n^2)")
+    try:
+        my_interval(0, 0)
+    except ValueError:
+        _passed("check_wilson_interval", len(cases) + 1)
+        return
+    _fail("check_wilson_interval", "correct=0, total=0", "ValueError", "no error", "no images, no interval: raise")
+
+
 def _random_models(seed: int = 1234) -> list[torch.nn.Sequential]:
     generator = torch.Generator().manual_seed(seed)
     out = []
@@ -71,7 +130,7 @@ def _random_models(seed: int = 1234) -> list[torch.nn.Sequential]:
 def _check_masks(name: str, my_masks: Callable, scope: str, hint: str) -> None:
     cases = 0
     for model in _random_models():
-        for sparsity in (0.0, 0.3, 0.5, 0.9):
+        for sparsity in (0.0, 0.3, 0.5, 0.9, 0.99):   # 0 keeps all; sparsity 1 is refused by the package
             expected, got = pruning.magnitude_masks(model, sparsity, scope=scope), my_masks(model, sparsity)
             for key, mask in expected.items():
                 if key not in got or not torch.equal(got[key].float(), mask):
@@ -94,141 +153,28 @@ def check_global_masks(my_masks: Callable) -> None:
                  "take k = round(sparsity * total) over all weights together and one threshold for every layer")
 
 
-def _random_weights(seed: int = 99) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(8, 32, generator=generator) * s for s in (0.05, 1.0, 30.0)]
+def check_csr_bytes(my_csr_bytes: Callable) -> None:
+    """Notebook 02: my_csr_bytes(w, index_bytes, value_bytes) -> bytes of w's three CSR arrays.
 
-
-def check_quantize_per_channel(my_quantize: Callable) -> None:
-    """Notebook 03: my_quantize(w, bits) -> (integer codes, scale of shape (rows, 1)), symmetric per channel."""
-    cases = 0
-    for w in _random_weights():
-        for bits in (2, 3, 4, 8):
-            reference = quantization.quantize(w, bits, per_channel=True)
-            q, scale = my_quantize(w, bits)
-            if not torch.allclose(torch.as_tensor(scale, dtype=torch.float32).reshape(-1, 1), reference.scale):
-                _fail("check_quantize_per_channel", f"bits={bits}, |w| up to {w.abs().max():.3g}",
-                      f"scales {reference.scale.flatten()[:3].tolist()}...", f"{torch.as_tensor(scale).flatten()[:3].tolist()}...",
-                      "one scale per row: max|w_row| / (2^(bits-1) - 1)")
-            if not torch.equal(torch.as_tensor(q).to(torch.int32), reference.q):
-                _fail("check_quantize_per_channel", f"bits={bits}", f"codes {reference.q[0, :6].tolist()}...",
-                      f"{torch.as_tensor(q)[0, :6].tolist()}...", "round (not floor) w / scale, then clamp to ±(2^(bits-1) - 1)")
-            cases += 1
-    _passed("check_quantize_per_channel", cases)
-
-
-def check_asymmetric_quantize(my_quantize: Callable) -> None:
-    """Notebook 03: my_quantize(x, bits) -> (codes, scale, zero_point), asymmetric per tensor, 0 exact."""
-    cases = 0
-    for x in _random_weights() + [torch.rand(40) * 5, -torch.rand(40)]:
-        for bits in (2, 4, 8):
-            reference = quantization.quantize(x, bits, symmetric=False)
-            q, scale, zero_point = my_quantize(x, bits)
-            got = torch.as_tensor(scale, dtype=torch.float32) * (torch.as_tensor(q).float() - float(zero_point))
-            if not torch.allclose(got, quantization.dequantize(reference), atol=1e-6):
-                _fail("check_asymmetric_quantize", f"bits={bits}, x in [{x.min():.3g}, {x.max():.3g}]",
-                      f"scale {reference.scale.item():.5g}, zero point {int(reference.zero_point)}",
-                      f"scale {float(scale):.5g}, zero point {zero_point}",
-                      "extend [min, max] to include 0; S = (max - min) / (2^bits - 1); Z = round(-min / S)")
-            cases += 1
-    _passed("check_asymmetric_quantize", cases)
-
-
-def check_kd_loss(my_kd_loss: Callable) -> None:
-    """Notebook 04: my_kd_loss(student_logits, teacher_logits, targets, temperature, alpha) -> scalar."""
-    generator = torch.Generator().manual_seed(7)
-    cases = 0
-    for temperature in (1.0, 2.5, 4.0, 20.0):
-        for alpha in (0.0, 0.5, 0.9, 1.0):
-            s, t = torch.randn(16, 10, generator=generator), 3 * torch.randn(16, 10, generator=generator)
-            y = torch.randint(0, 10, (16,), generator=generator)
-            expected = distillation.kd_loss(s, t, y, temperature=temperature, alpha=alpha)
-            got = torch.as_tensor(my_kd_loss(s, t, y, temperature, alpha))
-            if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
-                _fail("check_kd_loss", f"T={temperature}, alpha={alpha}", f"{expected.item():.5f}", f"{got.item():.5f}",
-                      "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) averaged over the batch + (1 - alpha) * CE(s, y)")
-            cases += 1
-    _passed("check_kd_loss", cases)
-
-
-def check_soft_targets(my_soft_targets: Callable) -> None:
-    """Notebook 04: my_soft_targets(logits, temperature) -> probabilities softened by T (rows sum to 1)."""
-    generator = torch.Generator().manual_seed(11)
-    cases = 0
-    for temperature in (0.5, 1.0, 4.0, 20.0):
-        logits = 5 * torch.randn(6, 10, generator=generator)
-        expected, got = F.softmax(logits / temperature, dim=1), torch.as_tensor(my_soft_targets(logits, temperature))
-        if got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-6):
-            _fail("check_soft_targets", f"T={temperature}", f"row 0 = {expected[0, :4].tolist()}...",
-                  f"row 0 = {got.flatten()[:4].tolist()}...", "softmax(logits / T) along the class dimension")
-        cases += 1
-    _passed("check_soft_targets", cases)
-
-
-def check_size_estimate(my_estimate: Callable, *, tolerance: float = 0.25) -> None:
-    """Notebook 05: my_estimate(model, bits) must be within `tolerance` of storage.save's bytes for
-    pruned, quantized MLPs (a sparse file without entropy coding)."""
-    import tempfile
-
-    cases = 0
-    generator = torch.Generator().manual_seed(5)
-    with tempfile.TemporaryDirectory() as folder:
-        for sizes in ([784, 64, 10], [784, 32, 10], [784, 128, 10]):
-            model = models.mlp(sizes)
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.copy_(torch.randn(p.shape, generator=generator))
-            for sparsity, bits in ((0.5, 8), (0.9, 4), (0.95, 2)):
-                pruned = pruning.apply_masks(model, pruning.magnitude_masks(model, sparsity, scope="global"))
-                quantized = quantization.quantize_model(pruned, bits)
-                actual = storage.save(quantized, f"{folder}/m.dcmp")
-                estimate = my_estimate(quantized, bits)
-                if abs(estimate / actual - 1) > tolerance:
-                    _fail("check_size_estimate", f"sizes={models.layer_sizes(model)}, sparsity={sparsity}, bits={bits}",
-                          f"{actual:,} bytes (within {tolerance:.0%})", f"{estimate:,.0f} bytes",
-                          "codes: nonzeros * bits; positions: the cheaper of 1 bit per weight or 5 bits per nonzero; "
-                          "plus 2-byte scales and biases and a header of some hundred bytes")
-                cases += 1
-    _passed("check_size_estimate", cases)
-
-
-def check_compression_ratio(my_ratio: Callable) -> None:
-    """Notebook 05: my_ratio(reference_bytes, file_bytes) -> how many times smaller the file is."""
-    for reference_bytes, file_bytes in ((409_181, 5_966), (1_069_077, 26_514), (100, 100)):
-        expected, got = reference_bytes / file_bytes, my_ratio(reference_bytes, file_bytes)
-        if abs(got - expected) > 1e-9 * expected:
-            _fail("check_compression_ratio", f"reference {reference_bytes:,} bytes, file {file_bytes:,} bytes",
-                  f"{expected:.3f}x", f"{got}", "reference bytes divided by file bytes: bigger is smaller")
-    _passed("check_compression_ratio", 3)
-
-
-def _packing_cases() -> list[tuple[torch.Tensor, int]]:
-    generator = torch.Generator().manual_seed(6)
-    return [(torch.tensor([[1, 2, 3, 15, 0]]), 16), (torch.randint(0, 16, (3, 16), generator=generator), 16),
-            (torch.randint(0, 16, (2, 33), generator=generator), 32), (torch.zeros(1, 16, dtype=torch.int64), 16),
-            (torch.full((2, 20), 15), 16)]
-
-
-def check_unpack_4bit(my_unpack: Callable) -> None:
-    """Notebook 06: my_unpack(packed, k) -> the (N, k) unsigned codes that onnx_export.pack_4bit packed."""
-    cases = _packing_cases()
-    for codes, block_size in cases:
-        got = torch.as_tensor(my_unpack(onnx_export.pack_4bit(codes, block_size), codes.shape[1]))
-        if got.shape != codes.shape or not torch.equal(got.long(), codes.long()):
-            _fail("check_unpack_4bit", f"codes of shape {tuple(codes.shape)}, block_size {block_size}",
-                  f"{codes.reshape(-1)[:6].tolist()}...", f"shape {tuple(got.shape)}, {got.reshape(-1)[:6].tolist()}...",
-                  "low nibble: byte & 15, high nibble: byte >> 4; interleave them, flatten the blocks, cut to k")
-    _passed("check_unpack_4bit", len(cases))
-
-
-def check_pack_4bit(my_pack: Callable) -> None:
-    """Notebook 06: my_pack(codes, block_size) -> uint8 (N, blocks, block_size // 2), as onnx_export.pack_4bit."""
-    cases = _packing_cases()
-    for codes, block_size in cases:
-        expected, got = onnx_export.pack_4bit(codes, block_size), my_pack(codes, block_size)
-        if getattr(got, "shape", None) != expected.shape or not (torch.as_tensor(got).numpy() == expected).all():
-            _fail("check_pack_4bit", f"codes of shape {tuple(codes.shape)}, block_size {block_size}",
-                  f"shape {expected.shape}, first bytes {expected.reshape(-1)[:4].tolist()}",
-                  f"shape {getattr(got, 'shape', None)}, first bytes {torch.as_tensor(got).reshape(-1)[:4].tolist()}",
-                  "pad K to a multiple of block_size with code 8 (weight 0); even code low nibble, odd high")
-    _passed("check_pack_4bit", len(cases))
+    CSR keeps the non-zero values, one column index per value and rows + 1 row pointers; the reference
+    measures the arrays of torch's own `to_sparse_csr()`. Hidden cases: no zeros, all zeros, one row,
+    int32 indices with int8 values.
+    """
+    generator = torch.Generator().manual_seed(21)
+    dense = torch.randn(8, 32, generator=generator)
+    cases = [(dense * (torch.rand(8, 32, generator=generator) > s), 8, 4, f"8 x 32 at sparsity {s:.0%}")
+             for s in (0.5, 0.9)]
+    cases += [(dense, 8, 4, "no zeros"), (torch.zeros(8, 32), 8, 4, "all zeros"),
+              (dense[:1] * (dense[:1] > 0), 8, 4, "one row"), (dense * (dense.abs() > 1), 4, 1, "int32 indices, int8 values")]
+    for w, index_bytes, value_bytes, name in cases:
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": true, and not the point here
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            csr = w.to_sparse_csr()
+        expected = (csr.crow_indices().numel() + csr.col_indices().numel()) * index_bytes + csr.values().numel() * value_bytes
+        got = my_csr_bytes(w, index_bytes, value_bytes)
+        if got != expected:
+            _fail("check_csr_bytes", f"{name}, {int((w != 0).sum())} non-zeros, index_bytes={index_bytes}, "
+                  f"value_bytes={value_bytes}", f"{expected:,} bytes", got,
+                  "values and column indices: one each per non-zero; row pointers: rows + 1 (where each row starts, "
+                  "and the end)")
+    _passed("check_csr_bytes", len(cases))

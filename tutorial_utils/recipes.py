@@ -149,6 +149,22 @@ def sweep(teacher: nn.Module | None, splits: data.Splits, folder: str | pathlib.
     return rows
 
 
+def choose(points: list[dict], *, max_bytes: int, min_accuracy: float = 0.0, key: str = "val_accuracy") -> dict | None:
+    """The operating point to deploy: among points with bytes <= max_bytes and point[key] >= min_accuracy,
+    the highest point[key], ties to the fewest bytes; None if no point qualifies.
+
+    `key` should be an accuracy measured on held-out data (splits.holdout()): choosing by test accuracy
+    makes the test set part of the training. Points without `bytes` or `key` are a ValueError.
+    """
+    validate.positive_int("max_bytes", max_bytes)
+    validate.fraction("min_accuracy", min_accuracy)
+    for point in points:
+        if not isinstance(point.get("bytes"), int) or not isinstance(point.get(key), (int, float)):
+            raise ValueError(f"point {point.get('stage', point)!r} needs integer 'bytes' and a number {key!r}")
+    fits = [p for p in points if p["bytes"] <= max_bytes and p[key] >= min_accuracy]
+    return min(fits, key=lambda p: (-p[key], p["bytes"]), default=None)
+
+
 TEACHERS = tuple(sorted(models.PRESETS)) + ("self", "none")
 
 

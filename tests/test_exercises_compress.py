@@ -1,0 +1,158 @@
+"""Notebooks 03-04's checks pass the notebook's solution and fail plausible wrong answers with a precise message."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tutorial_utils import exercises_compress
+
+
+def per_channel_right(w, bits):
+    qmax = 2 ** (bits - 1) - 1
+    scale = w.abs().amax(dim=1, keepdim=True) / qmax
+    return torch.clamp(torch.round(w / scale), -qmax, qmax).int(), scale
+
+
+def per_channel_floor(w, bits):
+    qmax = 2 ** (bits - 1) - 1
+    scale = w.abs().amax(dim=1, keepdim=True) / qmax
+    return torch.clamp(torch.floor(w / scale), -qmax, qmax).int(), scale
+
+
+def per_tensor(w, bits):
+    qmax = 2 ** (bits - 1) - 1
+    scale = w.abs().max() / qmax * torch.ones(w.shape[0], 1)
+    return torch.clamp(torch.round(w / scale), -qmax, qmax).int(), scale
+
+
+def asymmetric_right(x, bits):
+    low, high = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
+    scale = (high - low) / (2**bits - 1)
+    zero_point = round(-low / scale)
+    return torch.clamp(torch.round(x / scale) + zero_point, 0, 2**bits - 1), scale, zero_point
+
+
+def asymmetric_without_zero(x, bits):
+    low, high = x.min().item(), x.max().item()  # does not keep 0 in range
+    scale = (high - low) / (2**bits - 1)
+    zero_point = round(-low / scale)
+    return torch.clamp(torch.round(x / scale) + zero_point, 0, 2**bits - 1), scale, zero_point
+
+
+def asymmetric_floor(x, bits):
+    q, scale, zero_point = asymmetric_right(x, bits)
+    low = min(x.min().item(), 0.0)
+    return torch.clamp(torch.floor(x / scale) + round(-low / scale), 0, 2**bits - 1), scale, zero_point
+
+
+def fake_right(w, bits):
+    if bits == 1:
+        scale = w.detach().abs().mean(dim=1, keepdim=True)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        q = torch.where(w.detach() >= 0, 1.0, -1.0) * scale
+    else:
+        qmax = 2 ** (bits - 1) - 1
+        scale = w.detach().abs().amax(dim=1, keepdim=True) / qmax
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        q = torch.clamp(torch.round(w.detach() / scale), -qmax, qmax) * scale
+    return w + (q - w).detach()
+
+
+def fake_no_straight_through(w, bits):
+    return fake_right(w, bits).detach() * 1.0 + 0 * w.detach()  # the values, but the gradient path is cut
+
+
+def fake_round_in_graph(w, bits):
+    qmax = max(2 ** (bits - 1) - 1, 1)
+    scale = w.detach().abs().amax(dim=1, keepdim=True) / qmax
+    return torch.clamp(torch.round(w / scale), -qmax, qmax) * scale  # round() kills the gradient
+
+
+def kd_right(s, t, y, temperature, alpha):
+    soft = F.kl_div(F.log_softmax(s / temperature, 1), F.softmax(t / temperature, 1), reduction="batchmean")
+    return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(s, y)
+
+
+def kd_no_t_squared(s, t, y, temperature, alpha):
+    soft = F.kl_div(F.log_softmax(s / temperature, 1), F.softmax(t / temperature, 1), reduction="batchmean")
+    return alpha * soft + (1 - alpha) * F.cross_entropy(s, y)
+
+
+def kd_mean_reduction(s, t, y, temperature, alpha):
+    soft = F.kl_div(F.log_softmax(s / temperature, 1), F.softmax(t / temperature, 1), reduction="mean")  # per element
+    return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(s, y)
+
+
+def step_right(student, teacher, optimizer, x, y, temperature, alpha):
+    teacher.eval()
+    with torch.no_grad():
+        soft = teacher(x)
+    optimizer.zero_grad()
+    loss = kd_right(student(x), soft, y, temperature, alpha)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_teacher_in_train_mode(student, teacher, optimizer, x, y, temperature, alpha):
+    with torch.no_grad():
+        soft = teacher(x)  # dropout still on
+    optimizer.zero_grad()
+    loss = kd_right(student(x), soft, y, temperature, alpha)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_without_zero_grad(student, teacher, optimizer, x, y, temperature, alpha):
+    teacher.eval()
+    with torch.no_grad():
+        soft = teacher(x)
+    loss = kd_right(student(x), soft, y, temperature, alpha)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_teacher_with_gradients(student, teacher, optimizer, x, y, temperature, alpha):
+    teacher.eval()
+    optimizer.zero_grad()
+    loss = kd_right(student(x), teacher(x), y, temperature, alpha)  # no no_grad: the teacher collects gradients
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_without_t_squared(student, teacher, optimizer, x, y, temperature, alpha):
+    teacher.eval()
+    with torch.no_grad():
+        soft = teacher(x)
+    optimizer.zero_grad()
+    loss = kd_no_t_squared(student(x), soft, y, temperature, alpha)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+CASES = [
+    (exercises_compress.check_quantize_per_channel, per_channel_right, [per_channel_floor, per_tensor]),
+    (exercises_compress.check_asymmetric_quantize, asymmetric_right, [asymmetric_without_zero, asymmetric_floor]),
+    (exercises_compress.check_fake_quantize, fake_right, [fake_no_straight_through, fake_round_in_graph]),
+    (exercises_compress.check_kd_loss, kd_right, [kd_no_t_squared, kd_mean_reduction]),
+    (exercises_compress.check_soft_targets, lambda z, t: F.softmax(z / t, 1),
+     [lambda z, t: F.softmax(z, 1), lambda z, t: F.softmax(z * t, 1)]),
+    (exercises_compress.check_distillation_step, step_right,
+     [step_teacher_in_train_mode, step_without_zero_grad, step_teacher_with_gradients, step_without_t_squared]),
+]
+
+
+@pytest.mark.filterwarnings("ignore:reduction")  # kd_mean_reduction uses the reduction it warns about
+@pytest.mark.parametrize("check, right, wrongs", CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_check_passes_the_solution_and_fails_wrong_answers(check, right, wrongs, capsys):
+    check(right)
+    assert "passed" in capsys.readouterr().out
+    for wrong in wrongs:
+        with pytest.raises(exercises_compress.ExerciseError) as caught:
+            check(wrong)
+        message = str(caught.value)
+        assert "wrong on" in message and "expected:" in message and "got:" in message and "hint:" in message, message

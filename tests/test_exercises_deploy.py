@@ -1,0 +1,98 @@
+"""Notebook 06's checks pass the notebook's solution and fail plausible wrong answers with a precise message."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from tutorial_utils import exercises_deploy
+
+
+def pack_right(codes, block_size):
+    n, k = codes.shape
+    blocks = -(-k // block_size)
+    padded = torch.full((n, blocks * block_size), 8, dtype=torch.uint8)
+    padded[:, :k] = codes.to(torch.uint8)
+    pairs = padded.reshape(n, blocks, block_size // 2, 2)
+    return (pairs[..., 0] | (pairs[..., 1] << 4)).numpy()
+
+
+def pack_nibbles_swapped(codes, block_size):
+    n, k = codes.shape
+    blocks = -(-k // block_size)
+    padded = torch.full((n, blocks * block_size), 8, dtype=torch.uint8)
+    padded[:, :k] = codes.to(torch.uint8)
+    pairs = padded.reshape(n, blocks, block_size // 2, 2)
+    return ((pairs[..., 0] << 4) | pairs[..., 1]).numpy()
+
+
+def pack_zero_padding(codes, block_size):
+    n, k = codes.shape
+    blocks = -(-k // block_size)
+    padded = torch.zeros((n, blocks * block_size), dtype=torch.uint8)  # 0 is weight -8, not 0
+    padded[:, :k] = codes.to(torch.uint8)
+    pairs = padded.reshape(n, blocks, block_size // 2, 2)
+    return (pairs[..., 0] | (pairs[..., 1] << 4)).numpy()
+
+
+def unpack_right(packed, k):
+    packed = torch.as_tensor(packed)
+    low, high = packed & 15, packed >> 4
+    return torch.stack([low, high], dim=-1).reshape(packed.shape[0], -1)[:, :k]
+
+
+def unpack_swapped(packed, k):
+    packed = torch.as_tensor(packed)
+    return torch.stack([packed >> 4, packed & 15], dim=-1).reshape(packed.shape[0], -1)[:, :k]
+
+
+def unpack_uncut(packed, k):
+    packed = torch.as_tensor(packed)
+    return torch.stack([packed & 15, packed >> 4], dim=-1).reshape(packed.shape[0], -1)  # keeps the padding
+
+
+@torch.no_grad()
+def _compact(model, fold=True, relu=True, constant_too=True):
+    first, last = model[0], model[2]
+    unused = (last.weight == 0).all(dim=0)
+    constant = (first.weight == 0).all(dim=1) & ~unused
+    drop = unused | constant if constant_too else unused
+    keep = (~drop).nonzero().flatten()
+    bias = last.bias.clone()
+    if fold and constant_too:
+        b = torch.relu(first.bias[constant]) if relu else first.bias[constant]
+        bias += last.weight[:, constant] @ b
+    small = nn.Sequential(nn.Linear(first.in_features, len(keep)), nn.ReLU(), nn.Linear(len(keep), last.out_features))
+    small[0].weight.copy_(first.weight[keep])
+    small[0].bias.copy_(first.bias[keep])
+    small[2].weight.copy_(last.weight[:, keep])
+    small[2].bias.copy_(bias)
+    return small
+
+
+def compact_in_place(model):
+    small = _compact(model)
+    with torch.no_grad():
+        model[2].bias.copy_(small[2].bias)  # changes the learner's model
+    return small
+
+
+CASES = [
+    (exercises_deploy.check_pack_4bit, pack_right, [pack_nibbles_swapped, pack_zero_padding]),
+    (exercises_deploy.check_unpack_4bit, unpack_right, [unpack_swapped, unpack_uncut]),
+    (exercises_deploy.check_compact_hidden, _compact,
+     [lambda m: _compact(m, fold=False), lambda m: _compact(m, relu=False), lambda m: _compact(m, constant_too=False),
+      lambda m: copy.deepcopy(m), compact_in_place]),
+]
+
+
+@pytest.mark.parametrize("check, right, wrongs", CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_check_passes_the_solution_and_fails_wrong_answers(check, right, wrongs, capsys):
+    check(right)
+    assert "passed" in capsys.readouterr().out
+    for wrong in wrongs:
+        with pytest.raises(exercises_deploy.ExerciseError) as caught:
+            check(wrong)
+        message = str(caught.value)
+        assert "wrong on" in message and "expected:" in message and "got:" in message and "hint:" in message, message

@@ -1,0 +1,91 @@
+"""Automatic checks for notebook 06's exercises (deployment): 4-bit packing for MatMulNBits, and compaction.
+
+Same contract as `exercises`: hidden cases with edge cases (a K that is not a multiple of the block, all
+codes 0 or 15, a hidden unit whose constant output must be folded into the next bias, a negative bias
+that ReLU turns off), and an ExerciseError naming the case, the expected and the returned value, a hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from tutorial_utils import compaction, models, onnx_export
+from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
+from tutorial_utils.exercises import _fail, _passed
+
+
+def _packing_cases() -> list[tuple[torch.Tensor, int]]:
+    generator = torch.Generator().manual_seed(6)
+    return [(torch.tensor([[1, 2, 3, 15, 0]]), 16), (torch.randint(0, 16, (3, 16), generator=generator), 16),
+            (torch.randint(0, 16, (2, 33), generator=generator), 32), (torch.zeros(1, 16, dtype=torch.int64), 16),
+            (torch.full((2, 20), 15), 16)]
+
+
+def check_unpack_4bit(my_unpack: Callable) -> None:
+    """Notebook 06: my_unpack(packed, k) -> the (N, k) unsigned codes that onnx_export.pack_4bit packed."""
+    cases = _packing_cases()
+    for codes, block_size in cases:
+        got = torch.as_tensor(my_unpack(onnx_export.pack_4bit(codes, block_size), codes.shape[1]))
+        if got.shape != codes.shape or not torch.equal(got.long(), codes.long()):
+            _fail("check_unpack_4bit", f"codes of shape {tuple(codes.shape)}, block_size {block_size}",
+                  f"{codes.reshape(-1)[:6].tolist()}...", f"shape {tuple(got.shape)}, {got.reshape(-1)[:6].tolist()}...",
+                  "low nibble: byte & 15, high nibble: byte >> 4; interleave them, flatten the blocks, cut to k")
+    _passed("check_unpack_4bit", len(cases))
+
+
+def check_pack_4bit(my_pack: Callable) -> None:
+    """Notebook 06: my_pack(codes, block_size) -> uint8 (N, blocks, block_size // 2), as onnx_export.pack_4bit."""
+    cases = _packing_cases()
+    for codes, block_size in cases:
+        expected, got = onnx_export.pack_4bit(codes, block_size), my_pack(codes, block_size)
+        if getattr(got, "shape", None) != expected.shape or not (torch.as_tensor(got).numpy() == expected).all():
+            _fail("check_pack_4bit", f"codes of shape {tuple(codes.shape)}, block_size {block_size}",
+                  f"shape {expected.shape}, first bytes {expected.reshape(-1)[:4].tolist()}",
+                  f"shape {getattr(got, 'shape', None)}, first bytes {torch.as_tensor(got).reshape(-1)[:4].tolist()}",
+                  "pad K to a multiple of block_size with code 8 (weight 0); even code low nibble, odd high")
+    _passed("check_pack_4bit", len(cases))
+
+
+def _pruned_mlps() -> list[tuple[nn.Sequential, str]]:
+    """Two-layer MLPs with dead units of each kind: an unused unit, constant units with b > 0 and b < 0."""
+    generator = torch.Generator().manual_seed(31)
+    cases = []
+    for name, unused, constant in (("one unused unit", [1], []), ("constant units, bias +0.5 and -0.5", [], [2, 5]),
+                                   ("unused and constant units", [0, 3], [4]), ("nothing to remove", [], [])):
+        model = models.mlp([10, 8, 4])
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator))
+            model[2].weight[:, unused] = 0                      # nobody reads these units
+            model[0].weight[constant] = 0                       # these units read nothing: relu(b) always
+            model[0].bias[constant] = torch.tensor([0.5, -0.5, 0.7][:len(constant)])
+        cases.append((model, name))
+    return cases
+
+
+def check_compact_hidden(my_compact: Callable) -> None:
+    """Notebook 06: my_compact(model) -> a smaller Linear-ReLU-Linear with the same logits, as
+    compaction.compact(model, inputs=False): unused hidden units dropped, constant ones folded into the
+    next bias (b2 + W2[:, j] * relu(b1_j)). The input model must not change."""
+    cases = _pruned_mlps()
+    x = torch.randn(16, 10, generator=torch.Generator().manual_seed(32))
+    for model, name in cases:
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        expected = compaction.compact(model, inputs=False)
+        got = my_compact(model)
+        hidden, got_hidden = models.layer_sizes(expected)[1], models.layer_sizes(got)[1] if isinstance(got, nn.Sequential) else None
+        if got_hidden != hidden:
+            _fail("check_compact_hidden", name, f"{hidden} hidden units", f"{got_hidden}",
+                  "drop unit j when W2[:, j] is all zero (unused) or W1[j, :] is all zero (constant relu(b1_j))")
+        with torch.no_grad():
+            difference = (got(x) - expected(x)).abs().max().item()
+        if difference > 1e-5:
+            _fail("check_compact_hidden", name, "the same logits as the model", f"logits differ by up to {difference:.3g}",
+                  "before dropping a constant unit add W2[:, j] * relu(b1_j) to b2: relu, so a negative b1_j adds nothing")
+        if any(not torch.equal(v, before[k]) for k, v in model.state_dict().items()):
+            _fail("check_compact_hidden", name, "the input model unchanged", "its weights changed",
+                  "build new Linear layers (or work on copy.deepcopy(model))")
+    _passed("check_compact_hidden", len(cases))
