@@ -2,7 +2,7 @@
 
 import torch
 
-from tutorial_utils import chain, models, pruning, quantization, training
+from tutorial_utils import chain, models, pruning, quantization, recipes, training
 
 
 def test_built_once_then_loaded_with_identical_predictions(small_splits, tmp_path, monkeypatch):
@@ -28,4 +28,19 @@ def test_another_teacher_or_seed_is_another_file(small_splits, tmp_path):
     chain.build(small_splits, teacher, seed=0, epochs=1, folder=tmp_path)
     other = models.mlp([784, 32, 10])
     chain.build(small_splits, other, seed=0, epochs=1, folder=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 10
+
+
+def test_the_stage_budgets_are_part_of_the_key_and_give_the_recipes_models(small_splits, tmp_path):
+    training.setup(0)
+    teacher = models.mlp([784, 32, 10])
+    short = training.TrainConfig(epochs=1)
+    built = chain.build(small_splits, teacher, seed=1, epochs=1, finetune=short, qat=short.replace(lr=5e-4),
+                        folder=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 5
+    # the same final model as compressing the chain's distilled student with the same budgets and seed
+    final = recipes.compress(built["distilled"], small_splits, sparsity=0.9, quant=4, teacher=teacher, finetune=short,
+                             qat=short.replace(lr=5e-4), seed=1)
+    assert torch.equal(final(small_splits.x_test), built["final"](small_splits.x_test))
+    chain.build(small_splits, teacher, seed=1, epochs=1, folder=tmp_path)      # the default budgets: other files
     assert len(list(tmp_path.iterdir())) == 10

@@ -40,22 +40,25 @@ def _key(splits: data.Splits, teacher: nn.Module, recipe: dict) -> str:
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _train(splits: data.Splits, teacher: nn.Module, seed: int, epochs: int, sparsity: float,
-           bits: int) -> dict[str, nn.Module]:
+def _train(splits: data.Splits, teacher: nn.Module, seed: int, epochs: int, sparsity: float, bits: int,
+           finetune: training.TrainConfig, qat: training.TrainConfig) -> dict[str, nn.Module]:
     built = {"scratch": distillation.train_student(splits, seed=seed, epochs=epochs),
              "distilled": distillation.train_student(splits, teacher=teacher, seed=seed, epochs=epochs)}
     pruned = copy.deepcopy(built["distilled"])
-    masks = recipes.prune_(pruned, splits, sparsity=sparsity, teacher=teacher, seed=seed)
+    masks = recipes.prune_(pruned, splits, sparsity=sparsity, teacher=teacher, config=finetune, seed=seed)
     built["pruned"] = pruned
-    built["qat"] = recipes.quantize_aware(built["distilled"], splits, quant=bits, teacher=teacher, seed=seed)
-    built["final"] = recipes.quantize_aware(pruned, splits, quant=bits, teacher=teacher, masks=masks, seed=seed)
+    built["qat"] = recipes.quantize_aware(built["distilled"], splits, quant=bits, teacher=teacher, config=qat, seed=seed)
+    built["final"] = recipes.quantize_aware(pruned, splits, quant=bits, teacher=teacher, config=qat, masks=masks,
+                                            seed=seed)
     return built
 
 
 def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int = 15, sparsity: float = 0.9,
-          bits: int = 4, folder: str | pathlib.Path | None = None) -> dict[str, nn.Module]:
+          bits: int = 4, finetune: training.TrainConfig = recipes.FINETUNE, qat: training.TrainConfig = recipes.QAT,
+          folder: str | pathlib.Path | None = None) -> dict[str, nn.Module]:
     """The chain's five models for one seed (module docstring), loaded from `folder` (default
-    files.cache_dir("chain")) when built before, else trained and saved there. Models come back in eval mode.
+    files.cache_dir("chain")) when built before, else trained and saved there. `finetune` and `qat` are the
+    stages' budgets (recipes.prune_ and recipes.quantize_aware). Models come back in eval mode.
     """
     validate.nonnegative_int("seed", seed)
     validate.positive_int("epochs", epochs)
@@ -63,13 +66,13 @@ def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int
     validate.bits("bits", bits)
     folder = pathlib.Path(folder) if folder is not None else files.cache_dir("chain")
     key = _key(splits, teacher, {"seed": seed, "epochs": epochs, "sparsity": sparsity, "bits": bits,
-                                 "finetune": repr(recipes.FINETUNE), "qat": repr(recipes.QAT)})
+                                 "finetune": repr(finetune), "qat": repr(qat)})
     paths = {stage: folder / files.safe_name(f"{stage}-{splits.name}-seed{seed}-{key}.dcmp") for stage in STAGES}
     try:
         return {stage: storage.load(path).eval() for stage, path in paths.items()}
     except (FileNotFoundError, ValueError):
         pass   # missing, or made by another version: build the chain again
-    built = _train(splits, teacher, seed, epochs, sparsity, bits)
+    built = _train(splits, teacher, seed, epochs, sparsity, bits, finetune, qat)
     folder.mkdir(parents=True, exist_ok=True)
     for stage, model in built.items():
         storage.save(model, paths[stage])
