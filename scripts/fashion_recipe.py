@@ -9,14 +9,20 @@ cosine-decay network: 60 epochs of fine-tuning, gradual pruning, Han et al.'s pe
 fine-tuning rate and a 784-1200-1200-10 teacher. Prints a Markdown table. About 7 minutes on 2 cores
 (about 17 with --also-tried).
 
-    python scripts/fashion_recipe.py [--data-dir /usr/share/datasets/fashion-mnist] [--also-tried]
+    python scripts/fashion_recipe.py [--data-dir /usr/share/datasets/fashion-mnist] [--also-tried] \
+        [--json results/fashion-recipe.json]
+
+With --json the rows are also written (atomically) with the command and the machine record; README's
+recipe table is rendered from that file by scripts/render_results.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import pathlib
+import shlex
 import sys
 import tempfile
 import time
@@ -25,7 +31,7 @@ from torch import nn
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from tutorial_utils import data, distillation, measure, models, pruning, recipes, storage, training  # noqa: E402
+from tutorial_utils import data, distillation, files, machine, measure, models, pruning, recipes, storage, training  # noqa: E402
 
 SIZES = (784, 300, 100, 10)
 EPOCHS, SPARSITY, BITS = 30, 0.92, 4
@@ -76,14 +82,15 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="folder with the four Fashion-MNIST IDX files")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--also-tried", action="store_true", help="also run the variants that did not help")
+    parser.add_argument("--json", default=None, help="also write the rows with the command and machine record")
     args = parser.parse_args()
     training.setup(0, threads=args.threads)
     splits = data.load("fashion-mnist", root=args.data_dir).holdout(10_000)
     start = time.perf_counter()
     rows = []
 
-    def report(recipe: str, stage: str, accuracy: float, note: str = "") -> None:
-        rows.append((recipe, stage, accuracy, note))
+    def report(recipe: str, stage: str, accuracy: float, note: str = "", size: int | None = None) -> None:
+        rows.append((recipe, stage, accuracy, note, size))
         print(f"[{time.perf_counter() - start:5.0f} s] {recipe:<32} {stage:<40} {accuracy:.2%} {note}", flush=True)
 
     trainings = {"constant lr": {"schedule": "constant"},
@@ -110,12 +117,18 @@ def main() -> None:
         size = storage.save(final, pathlib.Path(folder) / "model.dcmp", compress="auto")
     ratio = measure.storage_bytes(dense) / size
     report(list(trainings)[-1], f"+ {BITS}-bit QAT with self-distillation, packed",
-           training.evaluate(final, splits.x_test, splits.y_test), f"{size:,} bytes ({ratio:.1f}x smaller)")
+           training.evaluate(final, splits.x_test, splits.y_test), f"{size:,} bytes ({ratio:.1f}x smaller)", size)
     if args.also_tried:
         also_tried(dense_models["cosine lr"], splits, lambda stage, accuracy: report("cosine lr", stage, accuracy))
     print("\n| recipe | stage | validation accuracy | file |\n| --- | --- | --- | --- |")
-    for recipe, stage, accuracy, note in rows:
+    for recipe, stage, accuracy, note, _ in rows:
         print(f"| {recipe} | {stage} | {accuracy:.2%} | {note} |")
+    if args.json:
+        document = {"command": "python scripts/fashion_recipe.py " + shlex.join(sys.argv[1:]),
+                    "validation_images": len(splits.y_test), "dense_bytes": measure.storage_bytes(dense),
+                    "machine": machine.record(threads=args.threads),
+                    "rows": [{"recipe": r, "stage": st, "accuracy": a, "bytes": b} for r, st, a, _, b in rows]}
+        files.atomic_write(args.json, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
 
 
 if __name__ == "__main__":
