@@ -252,7 +252,7 @@ print(f"{b} images only seed {SEED} gets right, {c} only seed {SEED + 1}: differ
 # three rules: state an accuracy with its interval or over seeds (mean ± std, n); compare two methods
 # seed by seed (`measure.paired_over_seeds`: same seed, same initialisation and data order, so the
 # seed's luck cancels) or image by image (`measure.paired_test`); and where the data do not separate two methods,
-# say "no measurable difference here". Exercise 4 measures what the seed alone moves.
+# say "no measurable difference here". Exercise 6 measures what the seed alone moves.
 #
 # Which digits are confused with which?
 
@@ -322,7 +322,7 @@ print(f"{achieved_gflops:.0f} GFLOP/s achieved of a measured peak of {ledger.mac
 assert abs(achieved_gflops / ledger.machine["peak_gflops"] - row["of_peak"]) < 1e-9
 
 # %% [markdown]
-# At batch 256 even this small network reaches most of the measured peak (89% here): the batch turns
+# At batch 256 even this small network reaches most of the measured peak (91% here): the batch turns
 # each layer into a real matrix product, in which every weight read from memory is used 256 times. At
 # batch 1 each weight is used once per read, and the fixed cost of calling into PyTorch dominates; the
 # next cell shows how much slower that is per image. Compression can only move a model along this axis
@@ -402,8 +402,15 @@ except FileNotFoundError as error:
 # %% [markdown]
 # ## Exercises
 #
+# Six exercises. In the code exercises (2-5) you write the core of an idea into a stub; the cell after
+# each one calls a check from `tutorial_utils.exercises`, which runs your function on hidden cases (edge
+# cases included) and, when it is wrong, names the case, the expected and the returned value, and a hint.
+# Every exercise ends with a question: write your answer in the cell below it. (In the student edition,
+# `python -m tutorial_utils student-edition OUT/`, the code and the answers are left for you to write.)
+#
 # **Exercise 1 (wider or narrower).** Train a 784-256-10 network with the same recipe and add it to a
-# ledger next to the teacher. Then try 32 or 512 hidden units. How do accuracy, bytes, MACs and latency move?
+# ledger next to the teacher. Then try 32 or 512 hidden units. How do accuracy, bytes, MACs and latency
+# move, and which of those moves is larger than the noise of one seed?
 
 # %%
 training.setup(SEED)
@@ -415,59 +422,137 @@ exercise.measure("wide 784-256-10", wide, splits)
 assert exercise.rows[1]["macs"] == 2 * exercise.rows[0]["macs"]   # both layers scale with the width
 exercise
 
-
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex1-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # Bytes and MACs double with the hidden width (both are dominated by the 784 x hidden first layer),
 # latency grows roughly in proportion at batch 256, and accuracy moves by half a point, within the
-# noise of one seed (exercise 4): with 4,000 training images the extra capacity has little to learn
+# noise of one seed (exercise 6): with 4,000 training images the extra capacity has little to learn
 # from. A larger teacher only becomes worth its cost when it knows something the small one does not
 # (notebook 04 trains one with jittered inputs for exactly that reason).
 # </details>
-#
-# **Exercise 2 (count MACs by hand).** Write the number of multiply-accumulates of one image through
-# an MLP as a formula of its layer sizes. `exercises.check_macs` compares your function with the
-# package's FLOP counter on several architectures and says which one is wrong.
-
-# %%
-def my_macs(sizes):
-    return sum(n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))   # one multiply-add per weight
-
-exercises.check_macs(my_macs)
-print(f"LeNet-300-100: {my_macs([784, 300, 100, 10]):,} MACs per image")
-
 
 # %% [markdown]
+# **Exercise 2 (count MACs by hand).** Write the number of multiply-accumulates of one image through
+# an MLP as a formula of its layer sizes. Do the biases cost multiply-accumulates?
+
+# %% nbgrader={"grade": false, "grade_id": "ex2-macs", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_macs(sizes):
+    """Multiply-accumulates of one image through mlp(sizes), e.g. sizes = [784, 128, 10]."""
+    ### BEGIN SOLUTION
+    return sum(n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))   # one multiply-add per weight
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex2-macs-check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+exercises.check_macs(my_macs)            # compared with torch's FLOP counter on six architectures
+print(f"LeNet-300-100: {my_macs([784, 300, 100, 10]):,} MACs per image")
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex2-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# The function above is a solution: a Linear layer from n_in to n_out multiplies every input by every
-# weight once, n_in x n_out multiply-adds; biases are additions only. Add `+ n_out` for the biases and the
-# check fails, showing the first architecture where the counts differ.
+# A Linear layer from n_in to n_out multiplies every input by every weight once: n_in x n_out
+# multiply-adds. Biases are additions only, so they cost no MACs; add `+ n_out` for them and the check
+# fails on the first architecture, with both counts.
 # </details>
-#
+
+# %% [markdown]
 # **Exercise 3 (parameters and bytes).** Now count parameters (weights and biases), and predict the
-# float32 bytes of LeNet-300-100 (784-300-100-10), the model Deep Compression starts from.
+# float32 bytes of LeNet-300-100 (784-300-100-10), the model Deep Compression starts from. Why is its
+# `torch.save` file a little larger than 4 bytes per parameter?
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex3-parameters", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_parameter_count(sizes):
+    """Weights and biases of mlp(sizes)."""
+    ### BEGIN SOLUTION
     return sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    ### END SOLUTION
 
+# %% nbgrader={"grade": true, "grade_id": "ex3-parameters-check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 exercises.check_parameter_count(my_parameter_count)
 lenet = models.lenet_300_100()
 parameters = my_parameter_count([784, 300, 100, 10])
 print(f"LeNet-300-100: {parameters:,} parameters = {4 * parameters:,} bytes of float32; "
       f"its torch.save file: {measure.storage_bytes(lenet):,} bytes")
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex3-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # 266,610 parameters, so 1,066,440 bytes of float32: the "1070 KB" that Deep Compression (Han et al.,
-# 2016) starts from. The file adds a few KB of framing. Forget the biases and the check fails on the
-# first architecture, with the expected and the returned counts.
+# 2016) starts from. The file adds a few KB of framing (a zip archive with the tensors' names, shapes and
+# types). Forget the biases and the check fails on the first architecture.
 # </details>
+
+# %% [markdown]
+# **Exercise 4 (evaluation, in batches).** Write `training.evaluate` yourself: the fraction of images
+# whose largest logit is the label, computed in batches (a real test set may not fit in memory at once).
+# The checks hand you a model with dropout *in train mode* and a last batch smaller than the others;
+# they want the model back in the mode it came in, and a `ValueError` for empty or mismatched inputs.
+# Why must the model be in eval mode, and what goes wrong if you average the per-batch accuracies?
+
+# %% nbgrader={"grade": false, "grade_id": "ex4-evaluate", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_evaluate(model, x, y, batch_size):
+    """Accuracy of model on (x, y) in [0, 1], in batches of batch_size, in eval mode, without gradients."""
+    ### BEGIN SOLUTION
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y must be non-empty with the same length; got {len(x)} and {len(y)}")
+    was_training = model.training
+    model.eval()                                           # dropout off: the same answer every call
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            logits = model(x[start:start + batch_size])    # (batch, 10)
+            correct += int((logits.argmax(dim=1) == y[start:start + batch_size]).sum())
+    model.train(was_training)
+    return correct / len(x)                                # images, not batches, are the unit
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex4-evaluate-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises.check_evaluate(my_evaluate)
+assert abs(my_evaluate(teacher, splits.x_test, splits.y_test, 256) - accuracy) < 1e-6
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Solution and discussion</summary>
 #
-# **Exercise 4 (how much is luck?).** Train the teacher with three seeds and report the mean and the
+# In train mode dropout zeroes random hidden units, so the same model gives a different accuracy on every
+# call (and a worse one). Averaging per-batch accuracies weighs the short last batch (2 images of 50 in the
+# check) as much as a full one; counting correct images and dividing once by their number does not.
+# `training.evaluate` does the same, restoring the model's mode when it is done.
+# </details>
+
+# %% [markdown]
+# **Exercise 5 (the interval, at the edges).** Turn section 6's Wilson interval into a function of
+# `correct` and `total` that is right everywhere: at 0 and at `total` correct, for a single image, and
+# with a `ValueError` for `total = 0`. What does the naive interval p ± 1.96 sqrt(p(1 - p)/n) say for
+# 10 correct out of 10, and why is that wrong?
+
+# %% nbgrader={"grade": false, "grade_id": "ex5-interval", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_interval(correct, total):
+    """(low, high): the 95% Wilson interval of correct / total, as fractions."""
+    ### BEGIN SOLUTION
+    if total <= 0:
+        raise ValueError(f"total={total} must be at least 1")
+    z = 1.96                                               # the normal distribution's 97.5% quantile
+    p = correct / total
+    center = (p + z**2 / (2 * total)) / (1 + z**2 / total)
+    half = z / (1 + z**2 / total) * (p * (1 - p) / total + z**2 / (4 * total**2)) ** 0.5
+    return max(center - half, 0.0), min(center + half, 1.0)
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex5-interval-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises.check_wilson_interval(my_interval)
+print("10 of 10 right: 95% interval {:.1%} to {:.1%}".format(*my_interval(10, 10)))
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Solution and discussion</summary>
+#
+# The naive interval is 100% ± 0 for 10 of 10: it claims certainty from ten images. Wilson's interval
+# runs from 72.2% to 100%: ten right in a row still happens about once in 25 tries (0.722^10 ≈ 4%) for a
+# classifier that is right only 72% of the time. The two intervals agree for p near one half and large n;
+# at the edges only Wilson's is usable.
+# </details>
+
+# %% [markdown]
+# **Exercise 6 (how much is luck?).** Train the teacher with three seeds and report the mean and the
 # spread of the test accuracy. How large must a difference between two models be before you believe it?
 
 # %%
@@ -480,7 +565,7 @@ for seed in (0, 1, 2):
 spread = torch.tensor(accuracies)
 print(f"accuracy over seeds: {spread.mean():.2%} ± {spread.std():.2%} (min {spread.min():.2%}, max {spread.max():.2%})")
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex6-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # The three seeds span about a point (94.0% to 95.1%, standard deviation 0.55 points) from the seed

@@ -293,7 +293,7 @@ for s in (0.5, 0.9, 0.99):
 # %% [markdown]
 # Sparse kernels pay for index lookups and irregular memory access. At 50% sparsity the CSR product is
 # slower than the dense one, which runs at full vector speed; at 90% and 99% it wins, but by less (here
-# 2.0x and 10.6x) than the 10x and 100x fewer multiplications would suggest. So extreme sparsity *can*
+# 2.0x and 10.9x) than the 10x and 100x fewer multiplications would suggest. So extreme sparsity *can*
 # become speed, but only through a sparse kernel: `nn.Linear` never uses one, which is why the masked
 # model's latency in the ledger did not move. The exact ratios depend on the CPU and the PyTorch
 # build; measure on yours.
@@ -378,14 +378,22 @@ print(f"sparsity before: 90.0%, after one epoch without masks: {pruning.sparsity
 # **4. Sparsity is not speed, and a masked file is not smaller.** Section 5 measured both. Claim bytes
 # only for a file written in a sparse format, and claim speed only from a timed, structurally smaller
 # model (or a sparse kernel measured to be faster).
-#
+
+# %% [markdown]
 # ## Exercises
 #
+# Five exercises. In 1-3 you write the core of an idea into a stub and the next cell checks it on hidden
+# cases (`tutorial_utils.exercises`), naming the failing case, the expected and the returned value, and a
+# hint; 4 and 5 are experiments. Each ends with a question: answer it in the cell below.
+#
 # **Exercise 1 (global threshold by hand).** Write the global magnitude mask yourself: one threshold over
-# the absolute values of *all* Linear weights together. Check it against the package.
+# the absolute values of *all* Linear weights together, pruning k = round(sparsity × number of weights)
+# of them (sparsity 0 prunes nothing). Which layer of the teacher loses the largest fraction, and why?
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex1-global-masks", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_global_masks(model, sparsity):
+    """{"0.weight": 0/1 mask, ...}: the round(sparsity * total) smallest |w| over every Linear weight are 0."""
+    ### BEGIN SOLUTION
     weights = {name: p.detach() for name, p in model.named_parameters() if name.endswith("weight")}
     everything = torch.cat([w.abs().flatten() for w in weights.values()])
     k = round(sparsity * everything.numel())
@@ -393,26 +401,31 @@ def my_global_masks(model, sparsity):
         return {name: torch.ones_like(w) for name, w in weights.items()}
     threshold = everything.kthvalue(k).values
     return {name: (w.abs() > threshold).float() for name, w in weights.items()}
+    ### END SOLUTION
 
-exercises.check_global_masks(my_global_masks)       # hidden models and sparsities
+# %% nbgrader={"grade": true, "grade_id": "ex1-global-masks-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises.check_global_masks(my_global_masks)       # hidden models, sparsities 0 to 0.99
 mine = my_global_masks(teacher, 0.9)
 print("your 90% global masks keep", {name: int(mask.sum()) for name, mask in mine.items()}, "weights")
 
-
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex1-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# The code above is a working solution. With k = round(s n) and a strict `>`, exactly k weights fall at
-# or below the threshold as long as no two magnitudes tie at the threshold (true for trained float
-# weights). Replace `everything` by a per-layer threshold and the check fails, naming the sparsity and
-# the layer whose mask differs.
+# With k = round(s n) and a strict `>`, exactly k weights fall at or below the threshold as long as no two
+# magnitudes tie at the threshold (true for trained float weights). The first layer loses the largest
+# fraction: its 100,352 weights include the border pixels that never carry ink, whose weights stay near
+# their small initial values, while the 1,280 output weights are few and large. Replace `everything` by a
+# per-layer threshold and the check fails, naming the sparsity and the layer whose mask differs.
 # </details>
-#
-# **Exercise 2 (per layer).** Write the per-layer version: each weight matrix loses the same fraction
-# of its own smallest weights.
 
-# %%
+# %% [markdown]
+# **Exercise 2 (per layer).** Write the per-layer version: each weight matrix loses the same fraction
+# of its own smallest weights. When would you prefer it to the global threshold?
+
+# %% nbgrader={"grade": false, "grade_id": "ex2-layer-masks", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_layer_masks(model, sparsity):
+    """{"0.weight": 0/1 mask, ...}: each weight matrix loses its round(sparsity * numel) smallest |w|."""
+    ### BEGIN SOLUTION
     masks = {}
     for name, p in model.named_parameters():
         if name.endswith("weight"):
@@ -420,18 +433,54 @@ def my_layer_masks(model, sparsity):
             threshold = p.detach().abs().flatten().kthvalue(k).values if k else -1.0
             masks[name] = (p.detach().abs() > threshold).float()
     return masks
+    ### END SOLUTION
 
+# %% nbgrader={"grade": true, "grade_id": "ex2-layer-masks-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 exercises.check_layer_masks(my_layer_masks)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex2-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# The code above is a solution. Hand it `my_global_masks` instead and the check fails: the global
-# threshold prunes the first layer slightly harder and the output layer much less (section 3).
+# Hand the check `my_global_masks` instead and it fails: the global threshold prunes the first layer
+# slightly harder and the output layer much less (section 3). Per-layer pruning is the safer choice when
+# one small layer is critical and a global threshold would empty it, or when each layer must meet its own
+# hardware budget; the global threshold usually loses less accuracy at the same total sparsity.
 # </details>
+
+# %% [markdown]
+# **Exercise 3 (the bytes of CSR).** CSR stores three arrays: the non-zero values, one column index per
+# value, and rows + 1 row pointers (where each row starts, and where the last one ends). Write its bytes
+# for a weight matrix, given the bytes of an index and of a value. At which sparsity does a 128 x 784
+# layer in CSR with int64 indices and float32 values become smaller than the dense matrix?
+
+# %% nbgrader={"grade": false, "grade_id": "ex3-csr-bytes", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_csr_bytes(w, index_bytes, value_bytes):
+    """Bytes of the CSR arrays (values, column indices, row pointers) of the 2-d tensor w."""
+    ### BEGIN SOLUTION
+    nonzeros = int((w != 0).sum())
+    return nonzeros * (value_bytes + index_bytes) + (w.shape[0] + 1) * index_bytes
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex3-csr-bytes-check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+exercises.check_csr_bytes(my_csr_bytes)
+first = torch.nn.Sequential(teacher[0])                              # the 128 x 784 first layer alone
+for s in (0.5, 2 / 3, 0.7, 0.9):
+    w = pruning.apply_masks(first, pruning.magnitude_masks(first, s))[0].weight.detach()
+    print(f"sparsity {s:.1%}: CSR {my_csr_bytes(w, 8, 4):,} bytes against {4 * w.numel():,} dense")
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex3-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Solution and discussion</summary>
 #
-# **Exercise 3 (how far can you go?).** Find the highest sparsity at which the fine-tuned model stays
-# within one point of the dense teacher. Extend the list, or change `scope`.
+# Each non-zero costs 12 bytes in CSR (8 for the index, 4 for the value) against 4 bytes per weight dense,
+# so CSR wins only when fewer than a third of the weights remain: past two-thirds sparsity (plus the 129
+# row pointers, about 1 KB). That is why section 5's CSR file is still about half the dense size at 90%.
+# With int32 indices the break-even is at one half; a bitmask (1 bit per weight) wins from about 3% sparsity.
+# </details>
+
+# %% [markdown]
+# **Exercise 4 (how far can you go?).** Find the highest sparsity at which the fine-tuned model stays
+# within one point of the dense teacher. Extend the list, or change `scope`. Is "within one point" a
+# claim you can make from one run on 1,000 test images?
 
 # %%
 for s in (0.9, 0.95, 0.97, 0.99):
@@ -443,19 +492,22 @@ for s in (0.9, 0.95, 0.97, 0.99):
     print(f"sparsity {s:.0%}: {accuracy:.2%} ({accuracy - dense_accuracy:+.2%} vs dense), "
           f"{measure.count_nonzeros(model):,} non-zero parameters")
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # On the bundled digits the global, fine-tuned model holds the dense accuracy to about 95-97% sparsity
 # and drops at 99%, where only about a thousand weights remain. Han et al. (2015) kept 8% of LeNet-300-100's
 # weights on full MNIST at no loss; a smaller network trained on less data has less redundancy to give.
-# Remember that choosing a sparsity by its test accuracy tunes on the test set: for a real model, decide
-# on `splits.holdout()`.
+# One run cannot support "within one point": the interval of one accuracy on 1,000 images is about three
+# points wide (notebook 01), so compare over seeds, with a paired test. And choosing a sparsity by its test
+# accuracy tunes on the test set: for a real model, decide on `splits.holdout()`.
 # </details>
-#
-# **Exercise 4 (a lottery ticket).** Frankle & Carbin (2019) found that the sparse network found by
+
+# %% [markdown]
+# **Exercise 5 (a lottery ticket).** Frankle & Carbin (2019) found that the sparse network found by
 # pruning trains well *from its original initialisation*, but not from a new random one. The teacher's
-# initialisation is reproducible (`training.setup(SEED)` then `models.teacher()`), so you can test it:
+# initialisation is reproducible (`training.setup(SEED)` then `models.teacher()`), so you can test it.
+# What would convince you that the difference is not luck?
 
 # %%
 masks = pruning.magnitude_masks(pruned_90, 0.9, scope="global")
@@ -466,16 +518,17 @@ for label, init_seed in (("original init (the ticket)", SEED), ("new random init
     training.fit(ticket, splits, epochs=EPOCHS, lr=1e-3, masks=masks, progress=False)
     print(f"{label:>27}: {training.evaluate(ticket, splits.x_test, splits.y_test):.2%}")
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # Compare the two lines. Here the ticket ends 1.9 points ahead (95.6% against 93.7%), more than the
-# 1.1-point range (94.0% to 95.1%) that the seed alone gave the dense teacher in notebook 01, exercise 4,
+# 1.1-point range (94.0% to 95.1%) that the seed alone gave the dense teacher in notebook 01, exercise 6,
 # but that is one run of each, so it does not settle the question: repeat with two or three values of
-# `SEED` before concluding. Frankle & Carbin report the
+# `SEED` (and new-init seeds) and compare the pairs, before concluding. Frankle & Carbin report the
 # clearest effect at higher sparsities and on deeper networks; try 0.97 or LeNet-300-100.
 # </details>
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - Magnitude pruning keeps the largest |w|; the package's masks equal `torch.nn.utils.prune`'s.

@@ -37,7 +37,7 @@ import copy
 
 import torch
 
-from tutorial_utils import (benchmarks, centroids, data, exercises, files, int8, measure, plots, quantization, storage,
+from tutorial_utils import (benchmarks, centroids, data, exercises_compress, files, int8, measure, plots, quantization, storage,
                             training, validate)
 
 # %%
@@ -317,15 +317,16 @@ for row in rows:
 # Read the ratios (in parentheses, above 1 means faster than float32), all from this one run. Single
 # latencies on a shared machine vary from run to run (and by CPU); ratios measured together vary less:
 # - At **batch 1** every int8 path is slower than float32. Quantizing the activations, calling a
-#   different kernel and rescaling the outputs cost a fixed overhead of tens of microseconds (hundreds
-#   in eager torchao), and a 784-128-10 network in float32 takes only about 22 µs per image. There is
-#   nothing to win back.
+#   different kernel and rescaling the outputs cost a fixed overhead (here about 8 µs for the legacy
+#   kernels, about 19 µs compiled, hundreds in eager torchao), and a 784-128-10 network in float32 takes
+#   only 37 µs per image in this run. There is nothing to win back.
 # - At **batch 64 and 1024** the work grows with the batch and int8 matrix products pay off: the
-#   legacy fbgemm/x86 kernels win at 64 (1.34x) and are more than twice as fast at 1024 (2.22x).
+#   legacy fbgemm/x86 kernels win at 64 (1.75x) and are more than twice as fast at 1024 (2.47x).
 #   torchao in eager mode dispatches through Python tensor subclasses and, on this CPU, stays slower
-#   than float32 at every batch size measured (0.66x at best, at 1024); compiled with `torch.compile`, it
-#   fuses that overhead away, comes close to float32 at batch 64 (0.92x) and beats it at 1024 (1.81x),
-#   though not the legacy kernels.
+#   than float32 at every batch size measured (0.70x at best, at 1024); compiled with `torch.compile`, it
+#   fuses that overhead away and beats float32 from batch 64 (1.23x there, 1.86x at 1024), though not the
+#   legacy kernels. The compiled ratios move from run to run more than the others (0.92x to 1.23x at
+#   batch 64 between two runs on this machine): a small compiled graph is sensitive to what else runs.
 #
 # So "int8 is faster" holds for batched inference with a backend whose kernels are used, not for one
 # image at a time. The maintained path (torchao) needs `torch.compile` and large batches on a CPU to be fast.
@@ -346,8 +347,8 @@ assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
 ledger
 
 # %% [markdown]
-# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.157
-#   against 0.300 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.162
+#   against 0.301 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
 #   firmer).
 # - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; they reload exactly (below).
 #   Their latency is float32's, up to the noise between rows: their forward pass still multiplies
@@ -413,55 +414,111 @@ print(f"4-bit model via torch.save: {measure.storage_bytes(fake):,} bytes; via s
 #
 # **3. int8 is not always faster.** Section 5 measured it: slower at batch 1 on every path, and slower
 # in eager torchao at every batch size measured. Measure the batch size you will serve.
-#
+
+# %% [markdown]
 # ## Exercises
 #
+# Five exercises. In 1-3 you write the core of an idea into a stub and the next cell checks it on hidden
+# cases (`tutorial_utils.exercises_compress`), naming the failing case, the expected and the returned
+# value, and a hint; 4 and 5 are experiments. Each ends with a question: answer it in the cell below.
+#
 # **Exercise 1 (per-channel by hand).** Write symmetric per-channel quantization yourself (one scale per
-# row) and check it against the package at several bit widths.
+# row, codes in ±(2^(bits-1) - 1)) and check it against the package at 2, 3, 4 and 8 bits. Why round
+# and not floor?
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex1-per-channel", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_quantize_per_channel(w, bits):
+    """(integer codes, scale of shape (rows, 1)): symmetric per-row quantization of the 2-d tensor w."""
+    ### BEGIN SOLUTION
     qmax = 2 ** (bits - 1) - 1
     scale = w.abs().amax(dim=1, keepdim=True) / qmax     # (rows, 1)
     q = torch.clamp(torch.round(w / scale), -qmax, qmax)
     return q.int(), scale
+    ### END SOLUTION
 
-exercises.check_quantize_per_channel(my_quantize_per_channel)
+# %% nbgrader={"grade": true, "grade_id": "ex1-per-channel-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_compress.check_quantize_per_channel(my_quantize_per_channel)
 q, scale = my_quantize_per_channel(teacher[0].weight.detach(), 4)
 print(f"layer 0 at 4 bits: codes {q.min().item()}..{q.max().item()}, scales {scale.min():.4f}..{scale.max():.4f}")
 
-
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex1-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# The code above is a working solution. Replace `round` by `floor` and the check fails, showing the
-# first codes that differ: flooring shifts every value down by half a step on average, a systematic bias
-# that rounding avoids. A row of all zeros would divide by zero here; the package substitutes a scale of
-# 1 for such rows.
+# Replace `round` by `floor` and the check fails, showing the first codes that differ: flooring shifts
+# every value down by half a step on average, a systematic bias that rounding avoids. A row of all zeros
+# would divide by zero here; the package substitutes a scale of 1 for such rows.
 # </details>
-#
-# **Exercise 2 (asymmetric by hand).** Write asymmetric per-tensor quantization: stretch [min, max] to
-# include 0, spread 2^bits codes over it, and return the codes, the scale and the zero point.
 
-# %%
+# %% [markdown]
+# **Exercise 2 (asymmetric by hand).** Write asymmetric per-tensor quantization: stretch [min, max] to
+# include 0, spread 2^bits codes over it, and return the codes, the scale and the zero point. Why must
+# the range include 0?
+
+# %% nbgrader={"grade": false, "grade_id": "ex2-asymmetric", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_asymmetric(x, bits):
+    """(codes in 0..2^bits - 1, scale, zero_point) of x, asymmetric, one scale for the whole tensor."""
+    ### BEGIN SOLUTION
     low, high = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
     scale = (high - low) / (2**bits - 1)
     zero_point = round(-low / scale)
     return torch.clamp(torch.round(x / scale) + zero_point, 0, 2**bits - 1), scale, zero_point
+    ### END SOLUTION
 
-exercises.check_asymmetric_quantize(my_asymmetric)
+# %% nbgrader={"grade": true, "grade_id": "ex2-asymmetric-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_compress.check_asymmetric_quantize(my_asymmetric)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex2-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# The function above is a solution. Drop the `min(..., 0.0)` and `max(..., 0.0)` and the check fails on
-# a tensor that is all positive (or all negative): its grid then misses 0, and a zero weight or a ReLU
-# output of 0 could not be represented exactly.
+# Drop the `min(..., 0.0)` and `max(..., 0.0)` and the check fails on a tensor that is all positive (or
+# all negative): its grid then misses 0, and a zero weight, a pruned weight or a ReLU output of 0 could
+# not be represented exactly.
 # </details>
+
+# %% [markdown]
+# **Exercise 3 (fake quantization with a straight-through gradient).** QAT trains the float weights
+# through a quantizer: the forward pass must see the rounded weights, the backward pass must let the
+# gradient through as if there were no rounding (section 4). Write it for symmetric per-row grids; at
+# 1 bit use sign(w) × mean|w_row|, and leave an all-zero row at zero. What gradient would `torch.round`
+# alone give the weights, and what would training then do?
+
+# %% nbgrader={"grade": false, "grade_id": "ex3-fake-quantize", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_fake_quantize(w, bits):
+    """w rounded to its per-row symmetric grid, in float; d(out)/d(w) = 1 (straight through)."""
+    ### BEGIN SOLUTION
+    with torch.no_grad():
+        if bits == 1:
+            scale = w.abs().mean(dim=1, keepdim=True)                     # (rows, 1)
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            rounded = torch.where(w >= 0, 1.0, -1.0) * scale
+        else:
+            qmax = 2 ** (bits - 1) - 1
+            scale = w.abs().amax(dim=1, keepdim=True) / qmax
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero row: any scale
+            rounded = torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
+    return w + (rounded - w).detach()          # the value of `rounded`, the gradient of `w`
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex3-fake-quantize-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_compress.check_fake_quantize(my_fake_quantize)
+w = torch.tensor([[0.30, -0.12, 0.04]], requires_grad=True)
+my_fake_quantize(w, 2).sum().backward()
+print("2-bit forward:", my_fake_quantize(w, 2).detach().tolist(), " gradient:", w.grad.tolist())
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex3-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Solution and discussion</summary>
 #
-# **Exercise 3 (quantize the activations too).** Weight-only quantization keeps float activations. Add
-# 8-bit (or 4-bit) activations, calibrated on a few training images, and see what it costs.
+# `torch.round` has zero gradient almost everywhere (it is flat between the steps), so every weight would
+# get a zero gradient and training would not move at all. The straight-through estimator pretends the
+# rounding is the identity: `w + (rounded - w).detach()` has the value of `rounded` and the gradient of
+# `w`, so small updates accumulate in the float weights until one crosses a rounding boundary. The
+# package's `quantization.fake_quantize` does this in a custom autograd Function.
+# </details>
+
+# %% [markdown]
+# **Exercise 4 (quantize the activations too).** Weight-only quantization keeps float activations. Add
+# 8-bit (or 4-bit) activations, calibrated on a few training images, and see what it costs. Can this
+# run tell whether the size of the calibration set matters?
 
 # %%
 for act_bits in (8, 6, 4):
@@ -470,7 +527,7 @@ for act_bits in (8, 6, 4):
         print(f"weights 8 bits, activations {act_bits} bits, calibrated on {calibration_images:>4} images: "
               f"{training.evaluate(model, splits.x_test, splits.y_test):.2%}")
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # At 8 and 6 bits the activations cost nothing measurable, whatever the calibration set. At 4 bits the
@@ -481,8 +538,9 @@ for act_bits in (8, 6, 4):
 # sets can err the other way (one rare extreme widens the grid for every typical value), which is why
 # production toolkits clip at a percentile or minimise the error instead of taking the max.
 # </details>
-#
-# **Exercise 4 (how low can QAT go?).** Run QAT at 3, 2 and 1 bits with more epochs or another learning
+
+# %% [markdown]
+# **Exercise 5 (how low can QAT go?).** Run QAT at 3, 2 and 1 bits with more epochs or another learning
 # rate. Which width is the best trade between the file size and the accuracy?
 
 # %%
@@ -494,7 +552,7 @@ for bits in (3, 2, 1):
     print(f"{bits} bits: QAT {training.evaluate(model, splits.x_test, splits.y_test):.2%}, "
           f"file {storage.save(model, folder / f'ex3_{bits}.dcmp'):,} bytes")
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # With five epochs, 3-bit weights end at the float32 accuracy on these digits (94.6%), and 2-bit and
@@ -507,7 +565,8 @@ for bits in (3, 2, 1):
 # gain in bytes is large and the accuracy cost small *after* QAT, which is why notebook 05 combines
 # low-bit QAT with pruning and distillation.
 # </details>
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - r = S (q - Z): the scale and zero point come from the data; rounding keeps every value within S/2.

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 import json
 import pathlib
 
-from tutorial_utils import data, distillation, exercises, measure, models, plots, teachers, training, validate
+from tutorial_utils import data, distillation, exercises_compress, measure, models, plots, teachers, training, validate
 
 # %%
 DATASET = validate.env("DC_DATASET", "mnist-5k")
@@ -371,52 +371,104 @@ print("PyTorch warns:", str(caught[0].message).split(".")[0] if caught else "(no
 # %% [markdown]
 # **4. Forgetting T².** Section 2 measured it: at T = 20 the soft gradient is about 400 times too small,
 # and a "distilled" student quietly trains on the labels alone.
-#
-# ## Exercises
-#
-# **Exercise 1 (your own loss).** Write the distillation loss from `log_softmax`, `softmax` and
-# `cross_entropy` and check it against the package at several temperatures and weights.
-
-# %%
-def my_kd_loss(student_logits, teacher_logits, targets, temperature, alpha):
-    p = F.softmax(teacher_logits / temperature, dim=1)
-    log_q = F.log_softmax(student_logits / temperature, dim=1)
-    soft = (p * (torch.log(p) - log_q)).sum(dim=1).mean()
-    return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(student_logits, targets)
-
-exercises.check_kd_loss(my_kd_loss)                    # hidden logits, temperatures and weights
-
 
 # %% [markdown]
+# ## Exercises
+#
+# Five exercises. In 1-3 you write the core of an idea into a stub and the next cell checks it on hidden
+# cases (`tutorial_utils.exercises_compress`), naming the failing case, the expected and the returned
+# value, and a hint; 4 and 5 are experiments. Each ends with a question: answer it in the cell below.
+#
+# **Exercise 1 (your own loss).** Write the distillation loss from `log_softmax`, `softmax` and
+# `cross_entropy`: alpha × T² × KL(teacher's soft targets ‖ student's), averaged over the batch, plus
+# (1 - alpha) × the cross-entropy with the labels. The check tries T = 1 to 20 and alpha = 0 to 1. Why T²?
+
+# %% nbgrader={"grade": false, "grade_id": "ex1-kd-loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_kd_loss(student_logits, teacher_logits, targets, temperature, alpha):
+    """Hinton's distillation loss, a scalar tensor; logits are (batch, classes), targets (batch,)."""
+    ### BEGIN SOLUTION
+    p = F.softmax(teacher_logits / temperature, dim=1)
+    log_q = F.log_softmax(student_logits / temperature, dim=1)
+    soft = (p * (torch.log(p) - log_q)).sum(dim=1).mean()   # KL(p || q), summed over classes, mean over the batch
+    return alpha * temperature**2 * soft + (1 - alpha) * F.cross_entropy(student_logits, targets)
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex1-kd-loss-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_compress.check_kd_loss(my_kd_loss)                    # hidden logits, temperatures and weights
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex1-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# The code above is a working solution. Drop the `temperature**2` and the check fails at the first T
-# other than 1; replace `.mean()` by a mean over all entries and it fails by a factor of ten.
-# `torch.log(p)` can be `-inf` when a probability underflows to 0 at very low T; the package avoids this
-# by working with `log_softmax` on both sides (`log_target=True`).
+# The gradient of the soft term with respect to the student's logits scales as 1/T² (one 1/T from each
+# softened softmax), so without the T² factor raising T would quietly turn the soft term down against the
+# hard one. Drop the `temperature**2` and the check fails at the first T other than 1; replace `.mean()`
+# by a mean over all entries and it fails by a factor of ten. `torch.log(p)` can be `-inf` when a
+# probability underflows to 0 at very low T; the package avoids this by working with `log_softmax` on both
+# sides (`log_target=True`).
 # </details>
-#
+
+# %% [markdown]
 # **Exercise 2 (soft targets).** Write the teacher's softened probabilities at temperature T, the
-# quantity plotted in section 1.
+# quantity plotted in section 1. What happens to them as T grows, and as T falls below 1?
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex2-soft-targets", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_soft_targets(logits, temperature):
+    """Probabilities softened by T: each row sums to 1."""
+    ### BEGIN SOLUTION
     return F.softmax(logits / temperature, dim=1)
+    ### END SOLUTION
 
-exercises.check_soft_targets(my_soft_targets)
+# %% nbgrader={"grade": true, "grade_id": "ex2-soft-targets-check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+exercises_compress.check_soft_targets(my_soft_targets)
 top = my_soft_targets(training.predict(big_teacher, splits.x_test[:1]), 20.0)
 print(f"at T = 20 the teacher's largest probability for the first test digit is {top.max():.2f}")
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex2-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# The function above is a solution. Forget to divide by T and the check fails at the first T other
-# than 1. As T grows the distribution flattens toward 1/10 per class; as T falls below 1 it sharpens
-# toward the one-hot argmax.
+# Forget to divide by T and the check fails at the first T other than 1. As T grows the distribution
+# flattens toward 1/10 per class, and the small probabilities (which wrong digits the teacher finds
+# plausible) become visible; as T falls below 1 it sharpens toward the one-hot argmax.
 # </details>
+
+# %% [markdown]
+# **Exercise 3 (the distillation step).** Write section 3's step as a function a training loop can call
+# again and again: the teacher in eval mode and under `no_grad`, the student's gradients cleared, the
+# loss (use `distillation.kd_loss`), backward, step; return the loss as a number. The check calls it twice
+# in a row with a teacher that has dropout and arrives in train mode, and compares the student's weights
+# with a reference. Which of the four mistakes (teacher in train mode, no `no_grad`, no `zero_grad`, no
+# T²) would still let training run without an error, and what would each do?
+
+# %% nbgrader={"grade": false, "grade_id": "ex3-step", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_distillation_step(student, teacher, optimizer, x, y, temperature, alpha):
+    """One optimizer step of the student on the batch (x, y) with the distillation loss; returns the loss."""
+    ### BEGIN SOLUTION
+    teacher.eval()                                           # dropout off: the teacher's real answer
+    with torch.no_grad():                                    # no graph through the teacher, no gradient into it
+        teacher_logits = teacher(x)                          # (batch, classes)
+    optimizer.zero_grad()                                    # gradients add up across steps unless cleared
+    loss = distillation.kd_loss(student(x), teacher_logits, y, temperature=temperature, alpha=alpha)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex3-step-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_compress.check_distillation_step(my_distillation_step)
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex3-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Solution and discussion</summary>
 #
-# **Exercise 3 (a tinier student).** Does distillation help a 784-32-10 student more or less than the
-# 784-64-10 one?
+# All four run without an error, which is what makes them dangerous. A teacher in train mode gives noisy,
+# dropout-damaged targets; without `no_grad` the teacher's gradients are computed and kept (memory and
+# time, and a later optimizer over its parameters would change it); without `zero_grad` each step adds the
+# previous gradients, so the effective learning rate grows with every step; without T² the soft term
+# shrinks as 1/T² and raising T silently turns distillation off.
+# </details>
+
+# %% [markdown]
+# **Exercise 4 (a tinier student).** Does distillation help a 784-32-10 student more or less than the
+# 784-64-10 one? What would you need to see to say which gains more?
 
 # %%
 tiny_scratch = test_accuracies(students(sizes=(784, 32, 10)))
@@ -425,7 +477,7 @@ print(f"784-32-10 from scratch: {measure.over_seeds(tiny_scratch)}\n784-32-10 di
 print("784-32-10, distilled - scratch:", measure.paired_over_seeds(tiny_distilled, tiny_scratch))
 print("784-64-10, distilled - scratch:", measure.paired_over_seeds(distilled, scratch))
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # Compare the two paired differences printed above. In our run the 32-unit student gained nothing
@@ -436,8 +488,9 @@ print("784-64-10, distilled - scratch:", measure.paired_over_seeds(distilled, sc
 # the data by itself gains little from it, so the gain is largest in between. Try 16 hidden units, or
 # LeNet-300-100 as a *larger* student.
 # </details>
-#
-# **Exercise 4 (a teacher that only knows the labels).** Train the big teacher *without* shifted inputs
+
+# %% [markdown]
+# **Exercise 5 (a teacher that only knows the labels).** Train the big teacher *without* shifted inputs
 # (`max_shift=0`) and distil from it. What does the teacher's training data contribute?
 
 # %%
@@ -451,7 +504,7 @@ from_plain = test_accuracies(students(plain_big, temperature=4.0, alpha=0.9))
 print(f"students distilled from the plain one: {measure.over_seeds(from_plain)}")
 print("plain teacher's students - scratch:", measure.paired_over_seeds(from_plain, scratch))
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # Both teachers had the same recipe (size, dropout, 30 epochs) except the shifted inputs. Trained on the
@@ -463,7 +516,8 @@ print("plain teacher's students - scratch:", measure.paired_over_seeds(from_plai
 # honest reading of "KD doesn't help": often the teacher is not better *in a way the student could not
 # learn by itself*.
 # </details>
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - Soft targets at T > 1 expose how the teacher ranks wrong classes; that ranking is the knowledge.

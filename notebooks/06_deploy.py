@@ -41,7 +41,7 @@ import onnx
 import onnx.numpy_helper
 import torch
 
-from tutorial_utils import (compaction, data, deploy, distillation, exercises, files, int8, machine, measure, models,
+from tutorial_utils import (compaction, data, deploy, distillation, exercises_deploy, files, int8, machine, measure, models,
                             onnx_export, quantization, recipes, timing, training, validate)
 
 # %%
@@ -113,7 +113,7 @@ assert np.array_equal(by_hand.numpy(), onnx_export.pack_4bit(unsigned, 16))
 # For the real layer (K = 784) `onnx_export.block_size_for` picks the block size with the fewest bytes,
 # padding and scales included. `accuracy_level` is the lowest precision the kernel may use inside: 0 keeps
 # the input in float32 (the function is exactly the QAT model's), 4 lets it round the input to int8 per
-# block (faster kernels, a different function; exercise 3).
+# block (faster kernels, a different function; exercise 4).
 
 # %%
 block_size = onnx_export.block_size_for(784)
@@ -250,7 +250,7 @@ for name in candidates:
 #   float32 and multiplies in float32, so the 4-bit rows run at float32's speed: the smallest file, not
 #   the fastest kernel.
 # - **Batch 1**: the ONNX Runtime rows take a few microseconds, and int8 and 4-bit are *not* faster than
-#   float32: at this size a call's fixed cost, not arithmetic, sets the time (exercise 3 measures the cost
+#   float32: at this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost
 #   of a call that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is
 #   why the ONNX Runtime rows beat the teacher by about 3 to 5x, and PyTorch's legacy int8 backend is
 #   *slower* than float32: like ONNX Runtime's dynamic int8 it measures and quantizes the input on every
@@ -275,84 +275,146 @@ for name in candidates:
 # - **Timing several runtimes in one process**: ONNX Runtime's idle threads spin, waiting for work, and
 #   take cores from whatever runs next; time at one thread, create sessions with
 #   `deploy.runtime_model(path, spin=False)`, or time each runtime in its own process.
-#
+
+# %% [markdown]
 # ## Exercises
 #
-# **1. Pack 4-bit codes.** Write `my_pack(codes, block_size)`: unsigned codes (N, K) with values 0..15 ->
-# uint8 (N, ceil(K / block_size), block_size // 2), padded with code 8, the even-indexed code in the low
-# four bits. Then swap the two nibbles in your solution and read which case the check names. Why pad with
-# code 8 and not 0?
+# Five exercises. In 1-3 you write the core of an idea into a stub and the next cell checks it on hidden
+# cases (`tutorial_utils.exercises_deploy`), naming the failing case, the expected and the returned value,
+# and a hint; 4 and 5 are experiments to write yourself. Each ends with a question: answer it in the cell
+# below.
+#
+# **Exercise 1 (pack 4-bit codes).** Write `my_pack(codes, block_size)`: unsigned codes (N, K) with values
+# 0..15 -> uint8 (N, ceil(K / block_size), block_size // 2), padded with code 8, the even-indexed code in
+# the low four bits. Then swap the two nibbles in your solution and read which case the check names. Why
+# pad with code 8 and not 0?
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex1-pack", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_pack(codes: torch.Tensor, block_size: int) -> np.ndarray:
+    """uint8 (N, blocks, block_size // 2): two 4-bit codes per byte, code 2i in the low nibble."""
+    ### BEGIN SOLUTION
     n, k = codes.shape
     blocks = -(-k // block_size)
     padded = torch.full((n, blocks * block_size), 8, dtype=torch.uint8)
     padded[:, :k] = codes.to(torch.uint8)
     pairs = padded.reshape(n, blocks, block_size // 2, 2)
     return (pairs[..., 0] | (pairs[..., 1] << 4)).numpy()
+    ### END SOLUTION
 
+# %% nbgrader={"grade": true, "grade_id": "ex1-pack-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_deploy.check_pack_4bit(my_pack)
 
-exercises.check_pack_4bit(my_pack)
-
-# %% [markdown]
-# <details><summary>Why pad with 8 and not 0?</summary>
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex1-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Solution and discussion</summary>
 #
 # The runtime decodes w = (u - 8) * scale, so u = 8 is the weight 0: padding adds nothing to the sum.
 # Code 0 would be the weight -8 * scale, multiplied by whatever the runtime puts in the padded inputs.
 # </details>
-#
-# **2. Read the codes back from the file.** Write `my_unpack(packed, k)`, the runtime's side: from the
-# packed bytes (N, blocks, block_size // 2) back to the unsigned codes (N, k). Then load the 4-bit file
-# with `onnx.load`, take the first layer's codes and scales (initializers `codes0` and `scales0`), decode
-# the first row into weights, w = (u - 8) * scale, and compare them with `final[0].weight`.
 
-# %%
+# %% [markdown]
+# **Exercise 2 (read the codes back from the file).** Write `my_unpack(packed, k)`, the runtime's side:
+# from the packed bytes (N, blocks, block_size // 2) back to the unsigned codes (N, k). The next cell
+# then loads the 4-bit file with `onnx.load`, takes the first layer's codes and scales (initializers
+# `codes0` and `scales0`), decodes the first row into weights, w = (u - 8) * scale, and compares them with
+# `final[0].weight`. What does it mean that they are equal bit for bit?
+
+# %% nbgrader={"grade": false, "grade_id": "ex2-unpack", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_unpack(packed: np.ndarray, k: int) -> torch.Tensor:
+    """The unsigned codes (N, k) that `my_pack` packed: low nibble first, blocks flattened, padding cut."""
+    ### BEGIN SOLUTION
     packed = torch.as_tensor(packed)
     unsigned = torch.stack([packed & 15, packed >> 4], dim=-1)        # (N, blocks, bytes, 2): low nibble first
     return unsigned.reshape(packed.shape[0], -1)[:, :k]               # blocks flattened, padding cut off
+    ### END SOLUTION
 
-
-exercises.check_unpack_4bit(my_unpack)
+# %% nbgrader={"grade": true, "grade_id": "ex2-unpack-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_deploy.check_unpack_4bit(my_unpack)
 stored = {t.name: onnx.numpy_helper.to_array(t).copy() for t in onnx.load(str(nbits_file)).graph.initializer}
 row_0 = (my_unpack(stored["codes0"], 784)[0].float() - 8) * float(stored["scales0"][0, 0])
 assert torch.equal(row_0, final[0].weight[0])
 
-# %% [markdown]
-# <details><summary>What the check shows</summary>
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex2-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Solution and discussion</summary>
 #
 # The weights decoded from the file are bit for bit the QAT model's: the file holds its codes and its
 # (float16-exact) scales, nothing was re-quantized on the way. That is what makes the 4-bit deployment
 # compute the QAT model's function.
 # </details>
+
+# %% [markdown]
+# **Exercise 3 (compact dead hidden units).** Write section 4's rule for one hidden layer: given a pruned
+# Linear-ReLU-Linear, return a smaller one with the same logits. A hidden unit j whose outgoing column
+# W2[:, j] is all zero is never used: drop it. A unit whose incoming row W1[j, :] is all zero outputs the
+# constant relu(b1_j): add W2[:, j] * relu(b1_j) to b2, then drop it. Leave the input model unchanged.
+# Why does the rule need the ReLU in relu(b1_j)?
+
+# %% nbgrader={"grade": false, "grade_id": "ex3-compact", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_compact(model: torch.nn.Sequential) -> torch.nn.Sequential:
+    """A smaller Linear-ReLU-Linear computing the same logits as `model` (dead hidden units removed)."""
+    ### BEGIN SOLUTION
+    first, last = model[0], model[2]
+    with torch.no_grad():
+        unused = (last.weight == 0).all(dim=0)                        # (hidden,): nobody reads the unit
+        constant = (first.weight == 0).all(dim=1) & ~unused            # (hidden,): reads nothing, relu(b) always
+        keep = (~(unused | constant)).nonzero().flatten()
+        small = torch.nn.Sequential(torch.nn.Linear(first.in_features, len(keep)), torch.nn.ReLU(),
+                                    torch.nn.Linear(len(keep), last.out_features))
+        small[0].weight.copy_(first.weight[keep])
+        small[0].bias.copy_(first.bias[keep])
+        small[2].weight.copy_(last.weight[:, keep])
+        small[2].bias.copy_(last.bias + last.weight[:, constant] @ torch.relu(first.bias[constant]))
+    return small
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex3-compact-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_deploy.check_compact_hidden(my_compact)
+dense_final = quantization.dequantize_model(final)                    # float weights with the codes' values
+mine = my_compact(dense_final)
+with torch.no_grad():
+    gap = (mine(splits.x_test) - dense_final(splits.x_test)).abs().max().item()
+print(f"final model: {models.layer_sizes(dense_final)} -> {models.layer_sizes(mine)}, largest logit difference {gap:.1e}")
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex3-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Solution and discussion</summary>
 #
-# **3. A call's fixed cost, and accuracy level 4.** Time `deploy.latency_ms` at batch 1 for the narrow
-# student's float32 file, and for a graph with a single tiny Linear layer (`models.mlp([784, 1])`): how
-# much of the narrow student's batch-1 time is the call itself? Then write the final model's 4-bit graph
-# with `onnx_export.to_onnx(final, weights="4bit", accuracy_level=4)`, save `proto.SerializeToString()` to
-# a file, load it with `deploy.runtime_model` and compare its logits and its latency at batch 256 with
-# accuracy level 0.
-#
+# The unit's output is relu(W1[j, :] x + b1_j) = relu(b1_j) for every input: a unit with a negative bias
+# outputs 0 and contributes nothing, one with a positive bias adds W2[:, j] * b1_j to every logit. Folding
+# b1_j without the ReLU would add a wrong constant for negative biases; the check has one of each. The
+# package's `compaction.compact` repeats the rule until nothing changes, across every layer, and also
+# drops input pixels that no weight reads.
+# </details>
+
+# %% [markdown]
+# **Exercise 4 (a call's fixed cost, and accuracy level 4).** Time `deploy.latency_ms` at batch 1 for the
+# narrow student's float32 file, and for a graph with a single tiny Linear layer (`models.mlp([784, 1])`):
+# how much of the narrow student's batch-1 time is the call itself? Then write the final model's 4-bit
+# graph with `onnx_export.to_onnx(final, weights="4bit", accuracy_level=4)`, save
+# `proto.SerializeToString()` to a file, load it with `deploy.runtime_model` and compare its logits and its
+# latency at batch 256 with accuracy level 0. What did you find?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>What to look for</summary>
 #
 # On this machine the one-unit graph takes a large part of the narrow student's batch-1 time: most of it
 # is the call. Accuracy level 4 rounds the input to int8 per block, so the logits move (by hundredths);
 # whether it is faster depends on the CPU's int8 kernels for this shape, so measure before choosing it.
 # </details>
-#
-# **4. Width against accuracy.** Change `amount=0.5` in section 4 to 0.75 (784-16-10). Does the
+
+# %% [markdown]
+# **Exercise 5 (width against accuracy).** Change `amount=0.5` in section 4 to 0.75 (784-16-10). Does the
 # speed-up at batch 256 grow as fast as the multiply-adds shrink? Before you believe an accuracy
 # difference, compare over three seeds on held-out data: retrain the students on `splits.holdout(500)`
-# (notebook 01) and score them on its 500 held-out images.
-#
+# (notebook 01) and score them on its 500 held-out images. What did the seeds say?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>What to look for</summary>
 #
 # The time falls more slowly than the multiply-adds: a 16-unit layer leaves the kernel too little work
 # to hide its fixed costs. Accuracy drops as width shrinks; whether 16 units are within the noise of 32
 # is what the three seeds decide.
 # </details>
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - An MLP is written to ONNX as MatMul + Add per layer with a symbolic batch; ONNX Runtime reproduces

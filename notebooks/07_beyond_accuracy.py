@@ -295,17 +295,25 @@ ledger
 #   error is 0.01, a per-class change of 3 images of 100, an ECE difference of one point on 500 images
 #   (binning alone gives about 1.3%): each is within its own noise. Give the interval.
 # - **Choosing T on the test set** makes the test ECE look better than it is; choose on held-out data.
-#
+
+# %% [markdown]
 # ## Exercises
 #
-# **1. PGD.** Section 2 wrote FGSM by hand. Write `my_pgd(model, x, y, epsilon, steps, step_size)`
+# Four exercises. In 1-3 you write the core of an idea into a stub and the next cell checks it on hidden
+# cases (`tutorial_utils.exercises_beyond`), naming the failing case, the expected and the returned value,
+# and a hint; 4 is an experiment to write yourself. Each ends with a question: answer it in the cell below.
+#
+# **Exercise 1 (PGD).** Section 2 wrote FGSM by hand. Write `my_pgd(model, x, y, epsilon, steps, step_size)`
 # without the random start: from x, take `steps` signed-gradient steps of `step_size` (pixel units), and
 # after each one project onto the epsilon ball around x and clip to the pixel range. The hidden cases
 # include steps as large as the ball, epsilon 0 and an epsilon so large that only the pixel range binds.
+# In which order must you project and clip, and what is the sign of the gradient for?
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex1-pgd", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, steps: int,
            step_size: float) -> torch.Tensor:
+    """Images within epsilon (pixel units) of x, after `steps` signed-gradient steps; no random start."""
+    ### BEGIN SOLUTION
     radius, step = epsilon / data.STD, step_size / data.STD               # pixel units -> normalised units
     adversarial = x.clone()
     for _ in range(steps):
@@ -315,11 +323,12 @@ def my_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: fl
         adversarial = torch.min(torch.max(adversarial, x - radius), x + radius)         # back into the ball
         adversarial = torch.clamp(adversarial, robustness.LOW, robustness.HIGH)         # and into valid pixels
     return adversarial.detach()
+    ### END SOLUTION
 
-
+# %% nbgrader={"grade": true, "grade_id": "ex1-pgd-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 exercises_beyond.check_pgd(my_pgd)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex1-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # The order matters: project onto the ball first, then clip to the pixel range; both sets are boxes, so
@@ -327,13 +336,17 @@ exercises_beyond.check_pgd(my_pgd)
 # the budget of 0.05, and the "robust accuracy" would measure a bigger attack than it names. Without the
 # sign, a step's size would depend on the gradient's scale, and the L-infinity budget would mean nothing.
 # </details>
-#
-# **2. ECE.** Write `my_ece(logits, y, bins)`: confidence = max softmax, equal-width bins
-# ((b-1)/B, b/B], ECE = sum over bins of n_b / n * |accuracy_b - confidence_b|. Mind a confidence of
-# exactly 1.0, and of exactly a bin edge.
 
-# %%
+# %% [markdown]
+# **Exercise 2 (ECE).** Write `my_ece(logits, y, bins)`: confidence = max softmax, equal-width bins
+# ((b-1)/B, b/B], ECE = sum over bins of n_b / n * |accuracy_b - confidence_b|. Mind a confidence of
+# exactly 1.0, and of exactly a bin edge. What would `floor(confidence * B)` do to a model that is wrong at
+# full confidence?
+
+# %% nbgrader={"grade": false, "grade_id": "ex2-ece", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_ece(logits: torch.Tensor, y: torch.Tensor, bins: int) -> float:
+    """Expected calibration error of the logits, equal-width confidence bins ((b-1)/B, b/B]."""
+    ### BEGIN SOLUTION
     confidence, predicted = torch.softmax(logits, dim=1).max(dim=1)
     index = torch.clamp(torch.ceil(confidence * bins).long() - 1, 0, bins - 1)
     total = 0.0
@@ -343,11 +356,12 @@ def my_ece(logits: torch.Tensor, y: torch.Tensor, bins: int) -> float:
             total += chosen.sum().item() * abs((predicted[chosen] == y[chosen]).float().mean().item()
                                                - confidence[chosen].mean().item())
     return total / len(y)
+    ### END SOLUTION
 
-
+# %% nbgrader={"grade": true, "grade_id": "ex2-ece-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 exercises_beyond.check_ece(my_ece)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex2-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
 # `ceil(confidence * B) - 1` puts a confidence on a bin's upper edge into that bin, so 0.5 and 0.55 land
@@ -355,21 +369,25 @@ exercises_beyond.check_ece(my_ece)
 # `floor(confidence * B)` instead, 1.0 would fall into a bin B that the loop never visits, and a model
 # that is wrong at full confidence would silently look calibrated.
 # </details>
-#
-# **3. The attack's AUC.** Write `my_auc(member_losses, nonmember_losses)`: the probability that a random
+
+# %% [markdown]
+# **Exercise 3 (the attack's AUC).** Write `my_auc(member_losses, nonmember_losses)`: the probability that a random
 # non-member has a higher loss than a random member, ties counting one half. A double loop over pairs is
 # a correct first version; can you make it O(n log n) with ranks (the Mann-Whitney U statistic)?
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex3-auc", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_auc(members: torch.Tensor, nonmembers: torch.Tensor) -> float:
+    """P(a non-member's loss > a member's loss), ties counting one half."""
+    ### BEGIN SOLUTION
     higher = (nonmembers.unsqueeze(0) > members.unsqueeze(1)).double().sum()
     equal = (nonmembers.unsqueeze(0) == members.unsqueeze(1)).double().sum()
     return ((higher + equal / 2) / (len(members) * len(nonmembers))).item()
+    ### END SOLUTION
 
-
+# %% nbgrader={"grade": true, "grade_id": "ex3-auc-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 exercises_beyond.check_auc(my_auc)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex3-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>The rank version</summary>
 #
 # Sort all k member and m non-member losses together and give each its rank (ties: the average rank).
@@ -378,13 +396,15 @@ exercises_beyond.check_auc(my_auc)
 # non-member) pairs a non-member wins; average ranks make a tie count one half. AUC = U / (m k).
 # `privacy.membership_auc` does exactly this.
 # </details>
-#
-# **4. Train for robustness.** Train a student on a loss that mixes clean and FGSM images at epsilon
+
+# %% [markdown]
+# **Exercise 4 (train for robustness).** Train a student on a loss that mixes clean and FGSM images at epsilon
 # 0.05 (adversarial training, Goodfellow et al.), and redraw its PGD curve. Hint: `training.fit` takes a
 # `loss_fn(logits, batch)`; a closure over the model can return
 # `0.5 * CE(logits, batch.y) + 0.5 * CE(model(robustness.fgsm(model, batch.x, batch.y, epsilon=0.05)), batch.y)`.
 # What does it cost on clean images? Judge over three seeds.
-#
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>What to look for</summary>
 #
 # Adversarial training raises the curve at the epsilon it was trained for, usually for some clean
@@ -392,7 +412,8 @@ exercises_beyond.check_auc(my_auc)
 # on FGSM alone can teach a model to mask its gradients, robust to FGSM and not to PGD (Kurakin et al.,
 # Wong et al.).
 # </details>
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - Compression changes which images a model gets wrong, but on 1,000 test digits no class is shown to be
@@ -404,7 +425,8 @@ exercises_beyond.check_auc(my_auc)
 # - They are slightly over-confident (every fitted T > 1; less so after distillation); their ECEs are
 #   a little above the 1.3% that binning alone gives on 500 images.
 # - The loss-threshold attack has a small edge on every model (AUC 0.518 to 0.530); the models differ by
-#   at most 0.012, about one AUC's standard error, although the ranking repeats across seeds. The best
+#   at most 0.012, about one AUC's standard error (only the top place, the 4-bit QAT model, repeats across
+#   seeds; the rest of the order changes from seed to seed). The best
 #   single threshold does better on the models trained on hard labels (advantage about 0.10) than on the
 #   distilled ones (about 0.05), on every seed.
 #

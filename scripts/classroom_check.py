@@ -1,0 +1,66 @@
+"""Check the classroom path for every notebook, as a teacher would meet it: release, then autograde twice.
+
+For each notebook: `nbgrader generate_assignment` (the release must hold no solution), `nbgrader autograde`
+of the solution edition (it must score every autograded point, with no error) and of the unanswered
+release (it must score 0, and its only errors must be the graded checks' NotImplementedError: every other
+cell of the student edition runs). Prints one line per notebook with the seconds each step took; exits 1
+if any notebook fails. CI runs the same on notebook 01 (tests/test_classroom.py).
+
+    python scripts/classroom_check.py [--notebooks 01_teacher 05_distill_and_compress]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from tutorial_utils import classroom  # noqa: E402
+
+
+def check(course: pathlib.Path, name: str) -> tuple[list[str], dict[str, float]]:
+    seconds, problems = {}, []
+    start = time.perf_counter()
+    release = classroom.release(course, name) / f"{name}.ipynb"
+    seconds["release"] = time.perf_counter() - start
+    if "BEGIN SOLUTION" in release.read_text() or "<details>" in release.read_text():
+        problems.append("the release holds a solution")
+    start = time.perf_counter()
+    solved = classroom.autograde(course, name, "solutions", [classroom.SOURCE / f"{name}.ipynb"])
+    seconds["solutions"] = time.perf_counter() - start
+    if solved["score"] != solved["max_score"] or solved["errors"]:
+        problems.append(f"solutions scored {solved['score']} of {solved['max_score']}, errors {solved['errors']}")
+    start = time.perf_counter()
+    blank = classroom.autograde(course, name, "unanswered", [release])
+    seconds["unanswered"] = time.perf_counter() - start
+    wrong = [e for e in blank["errors"] if not (e[2] or "").endswith("-check") or e[3] != "NotImplementedError"]
+    if blank["score"] != 0 or wrong or not blank["errors"]:
+        problems.append(f"unanswered release scored {blank['score']}; unexpected errors {wrong}")
+    seconds["points"] = solved["max_score"]
+    return problems, seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebooks", nargs="*", default=[p.stem for p in sorted(classroom.SOURCE.glob("*.ipynb"))])
+    args = parser.parse_args()
+    failed = False
+    with tempfile.TemporaryDirectory() as folder:
+        course = pathlib.Path(folder) / "course"
+        classroom.make_course(course)
+        print("| notebook | autograded points | release, s | autograde solutions, s | autograde unanswered, s | result |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name in args.notebooks:
+            problems, seconds = check(course, name)
+            failed |= bool(problems)
+            print(f"| {name} | {seconds['points']:.0f} | {seconds['release']:.1f} | {seconds['solutions']:.1f} | "
+                  f"{seconds['unanswered']:.1f} | {'; '.join(problems) or 'ok'} |", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

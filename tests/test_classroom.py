@@ -1,0 +1,118 @@
+"""The classroom kit: the notebooks are valid nbgrader source notebooks, the student edition holds no
+solution, nbgrader releases every notebook, and autograding notebook 01 gives full marks to the solutions
+and none to an unanswered release (whose only errors are the exercises' NotImplementedError)."""
+
+import json
+import pathlib
+import re
+
+import nbformat
+import pytest
+
+from tutorial_utils import __main__ as cli
+from tutorial_utils import classroom
+
+nbgrader = pytest.importorskip("nbgrader", reason="the classroom extra (nbgrader) is not installed")
+from nbgrader.nbgraderformat import MetadataValidator  # noqa: E402
+
+NOTEBOOKS = sorted(classroom.SOURCE.glob("*.ipynb"))
+CHECK = re.compile(r"\bexercises(?:_\w+)?\.check_\w+\(")
+
+
+def meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_an_nbgrader_source_notebook(path):
+    notebook = nbformat.read(path, as_version=4)
+    MetadataValidator().validate_nb(notebook)          # what generate_assignment checks first
+    cells = notebook.cells
+    graded = [i for i, c in enumerate(cells) if c.cell_type == "code" and meta(c).get("grade")]
+    assert len(graded) >= 3, f"{path.stem}: {len(graded)} graded exercises, at least 3 expected"
+    for i in graded:
+        assert CHECK.search(cells[i].source), f"{path.stem}: graded cell {meta(cells[i])['grade_id']} calls no check"
+        assert meta(cells[i]).get("locked") and meta(cells[i])["points"] > 0
+        solution = cells[i - 1]
+        assert meta(solution).get("solution") and "### BEGIN SOLUTION" in solution.source \
+            and "### END SOLUTION" in solution.source, f"{path.stem}: the cell before {meta(cells[i])['grade_id']} " \
+                                                        f"must be the exercise's stub with a marked solution"
+    for cell in cells:
+        if cell.cell_type == "markdown" and "<details>" in cell.source:
+            assert meta(cell).get("solution") and meta(cell).get("grade"), \
+                f"{path.stem}: a <details> answer is not an nbgrader answer cell, so students would see it"
+        if "### BEGIN SOLUTION" in cell.source:
+            assert meta(cell).get("solution"), f"{path.stem}: a solution region outside a solution cell"
+
+
+def test_student_edition_holds_no_solution(tmp_path):
+    written = classroom.student_edition(out=tmp_path / "mine")
+    assert sorted(p.name for p in written) == [p.name for p in NOTEBOOKS]
+    for path in written:
+        notebook = nbformat.read(path, as_version=4)
+        text = json.dumps([c.source for c in notebook.cells])
+        assert "BEGIN SOLUTION" not in text and "<details>" not in text, path.name
+        assert "raise NotImplementedError()" in text and "YOUR ANSWER HERE" in text
+        assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), f"{path.name} keeps outputs"
+    first = nbformat.read(tmp_path / "mine" / "01_teacher.ipynb", as_version=4)
+    stub = next(c.source for c in first.cells if c.source.startswith("def my_macs"))
+    assert "zip(sizes" not in stub and stub.splitlines()[0] == "def my_macs(sizes):"
+
+
+def test_student_edition_never_overwrites_work(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "01_teacher.ipynb").write_text("my answers")
+    with pytest.raises(FileExistsError, match="01_teacher.ipynb"):
+        classroom.student_edition(out=out)
+    assert (out / "01_teacher.ipynb").read_text() == "my answers"
+    assert sorted(p.name for p in out.iterdir()) == ["01_teacher.ipynb"]        # nothing written at all
+    assert cli.main(["student-edition", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert cli.main(["student-edition", str(out), "--force"]) == 0
+    assert (out / "01_teacher.ipynb").read_text() != "my answers"
+    with pytest.raises(ValueError, match="source folder"):
+        classroom.student_edition(classroom.SOURCE, classroom.SOURCE)
+    with pytest.raises(FileNotFoundError, match="no .ipynb"):
+        classroom.student_edition(tmp_path / "empty", out)
+
+
+def test_make_course_keeps_a_course_in_use(tmp_path, capsys):
+    names = classroom.make_course(tmp_path / "course")
+    assert names == [p.stem for p in NOTEBOOKS]
+    assert (tmp_path / "course" / "source" / "01_teacher" / "01_teacher.ipynb").read_bytes() == NOTEBOOKS[0].read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a course"):
+        classroom.make_course(tmp_path / "course")
+    assert cli.main(["course", str(tmp_path / "course")]) == 2
+    assert "already holds a course" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("course")
+    classroom.make_course(folder)
+    return folder
+
+
+def test_nbgrader_releases_every_notebook_without_solutions(course):
+    for path in NOTEBOOKS:
+        released = classroom.release(course, path.stem) / path.name
+        text = released.read_text()
+        assert "BEGIN SOLUTION" not in text and "<details>" not in text and "NotImplementedError" in text, path.stem
+
+
+def test_autograde_gives_full_marks_to_the_solutions_and_none_to_an_empty_release(course):
+    release = classroom.release(course, "01_teacher")
+    solved = classroom.autograde(course, "01_teacher", "solutions", [classroom.SOURCE / "01_teacher.ipynb"])
+    assert solved["max_score"] == 10 and solved["score"] == solved["max_score"], solved   # classroom/README.md says 10 of 10
+    assert solved["errors"] == [], solved["errors"]
+    blank = classroom.autograde(course, "01_teacher", "unanswered", [release / "01_teacher.ipynb"])
+    assert blank["score"] == 0 and blank["max_score"] == solved["max_score"]
+    # The student edition runs top to bottom: every cell but the graded checks succeeds, and those fail
+    # only because the exercise is not written yet.
+    assert blank["errors"], "an unanswered release must fail its graded cells"
+    for notebook, cell, grade_id, ename in blank["errors"]:
+        assert grade_id and grade_id.endswith("-check") and ename == "NotImplementedError", (notebook, cell, grade_id, ename)
+    graded = {m["grade_id"] for c in nbformat.read(release / "01_teacher.ipynb", as_version=4).cells
+              if (m := meta(c)).get("grade") and c.cell_type == "code"}
+    assert {grade_id for _, _, grade_id, _ in blank["errors"]} == graded
