@@ -40,9 +40,8 @@ import torch
 import torch.nn.functional as F
 
 import json
-import pathlib
 
-from tutorial_utils import data, distillation, exercises_compress, measure, models, plots, teachers, training, validate
+from tutorial_utils import data, distillation, exercises_compress, files, measure, models, plots, teachers, training, validate
 
 # %%
 DATASET = validate.env("DC_DATASET", "mnist-5k")
@@ -235,7 +234,7 @@ print("distilled - shifted scratch:  ", measure.paired_over_seeds(distilled, aug
 # with the machine they were measured on:
 
 # %%
-sweeps = {path.stem: json.loads(path.read_text()) for path in sorted(pathlib.Path("../results").glob("kd-sweep*.json"))}
+sweeps = {path.stem: json.loads(path.read_text()) for path in sorted(files.results_dir().glob("kd-sweep*.json"))}
 for name, sweep in sweeps.items():
     print(f"{sweep['command']}  ({sweep['machine']['cpu']}, {sweep['machine']['threads']} threads)")
     for row in sweep["rows"]:

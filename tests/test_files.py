@@ -232,3 +232,8 @@ def test_safe_names_stay_inside_the_cache(clean_env, text):
     """Guards: whatever the text, cache_dir(safe_name(text)) is accepted and is a direct child of the cache."""
     path = files.cache_dir(files.safe_name(text))
     assert path.parent == files.cache_dir()
+
+
+def test_results_dir_is_the_repositorys_results_folder():
+    folder = files.results_dir()
+    assert folder.name == "results" and (folder / "kd-sweep.json").is_file()

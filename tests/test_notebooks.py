@@ -51,6 +51,13 @@ def test_skeleton_and_size(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_path_relative_to_the_notebooks_folder(path):
+    """A student edition or an nbgrader course runs the notebooks from another folder: '../results' breaks."""
+    for cell in code_cells(path):
+        assert "../" not in "".join(cell["source"]), f"{path.name}: use files.results_dir() or files.cache_dir()"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_imports_modules_not_names(path):
     for cell in code_cells(path):
         source = "".join(cell["source"])

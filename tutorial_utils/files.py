@@ -101,6 +101,17 @@ def cache_dir(*parts: str) -> pathlib.Path:
     return pathlib.Path(configured).expanduser().joinpath(*parts) if configured else base.joinpath(*parts)
 
 
+def results_dir() -> pathlib.Path:
+    """The committed measurements (results/*.json) of a source checkout, found beside the package, so a
+    notebook reads them from any working folder (a student edition, an nbgrader course), not only notebooks/.
+    FileNotFoundError, saying so, when the package is installed without its repository."""
+    folder = pathlib.Path(__file__).resolve().parents[1] / "results"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no results/ folder beside the package ({folder}): the committed measurements "
+                                f"ship with the repository; install it with pip install -e . from a clone")
+    return folder
+
+
 def safe_name(text: str) -> str:
     """text with every character outside [A-Za-z0-9._-] replaced by '_' and no leading dot: a file name
     that stays inside its folder whatever the text (dataset names, presets)."""
