@@ -29,8 +29,9 @@
 # - Pareto fronts of accuracy against bytes and against latency over widths, sparsities and bits;
 # - the final file: exact round trip, bytes, measured latency, and an energy estimate.
 #
-# **Prerequisites**: notebooks 02, 03 and 04. About 50 s on a 2-core CPU (plus about 20 s the first
-# time, to train the big teacher if notebook 04 or `python -m tutorial_utils teachers` has not cached it).
+# **Prerequisites**: notebooks 02, 03 and 04. About 45 s on a 2-core CPU once the big teacher and the
+# chain's models are cached; the first run trains the chain's models of three seeds (about 20 s more) and,
+# unless notebook 04 or `python -m tutorial_utils teachers` has cached it, the big teacher (about 20 s).
 
 # %%
 import copy
