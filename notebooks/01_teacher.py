@@ -410,7 +410,7 @@ except FileNotFoundError as error:
 #
 # **Exercise 1 (wider or narrower).** Train a 784-256-10 network with the same recipe and add it to a
 # ledger next to the teacher. Then try 32 or 512 hidden units. How do accuracy, bytes, MACs and latency
-# move, and which of those moves is larger than the noise of one seed?
+# move, and which of those moves is larger than the noise of one seed (section 6)?
 
 # %%
 training.setup(SEED)
@@ -491,7 +491,8 @@ print(f"LeNet-300-100: {parameters:,} parameters = {4 * parameters:,} bytes of f
 
 # %% nbgrader={"grade": false, "grade_id": "ex4-evaluate", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_evaluate(model, x, y, batch_size):
-    """Accuracy of model on (x, y) in [0, 1], in batches of batch_size, in eval mode, without gradients."""
+    """Accuracy of model on (x, y) as a Python float in [0, 1], in batches of batch_size, in eval mode, without
+    gradients; the model's train/eval mode as it was before; ValueError for empty or mismatched x and y."""
     ### BEGIN SOLUTION
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"x and y must be non-empty with the same length; got {len(x)} and {len(y)}")

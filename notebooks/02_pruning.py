@@ -392,7 +392,8 @@ print(f"sparsity before: 90.0%, after one epoch without masks: {pruning.sparsity
 
 # %% nbgrader={"grade": false, "grade_id": "ex1-global-masks", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_global_masks(model, sparsity):
-    """{"0.weight": 0/1 mask, ...}: the round(sparsity * total) smallest |w| over every Linear weight are 0."""
+    """{"<module name>.weight": 0/1 mask of the weight's shape} for every nn.Linear (e.g. "0.weight", "2.weight"):
+    the round(sparsity * total) smallest |w| over all Linear weights together are 0; biases are not pruned."""
     ### BEGIN SOLUTION
     weights = {name: p.detach() for name, p in model.named_parameters() if name.endswith("weight")}
     everything = torch.cat([w.abs().flatten() for w in weights.values()])
@@ -424,7 +425,8 @@ print("your 90% global masks keep", {name: int(mask.sum()) for name, mask in min
 
 # %% nbgrader={"grade": false, "grade_id": "ex2-layer-masks", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_layer_masks(model, sparsity):
-    """{"0.weight": 0/1 mask, ...}: each weight matrix loses its round(sparsity * numel) smallest |w|."""
+    """{"<module name>.weight": 0/1 mask of the weight's shape} for every nn.Linear: each weight matrix loses
+    its own round(sparsity * numel) smallest |w|."""
     ### BEGIN SOLUTION
     masks = {}
     for name, p in model.named_parameters():

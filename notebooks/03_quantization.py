@@ -451,8 +451,9 @@ print(f"layer 0 at 4 bits: codes {q.min().item()}..{q.max().item()}, scales {sca
 
 # %% [markdown]
 # **Exercise 2 (asymmetric by hand).** Write asymmetric per-tensor quantization: stretch [min, max] to
-# include 0, spread 2^bits codes over it, and return the codes, the scale and the zero point. Why must
-# the range include 0?
+# include 0 (low = min(min x, 0), high = max(max x, 0)), spread 2^bits codes over it,
+# S = (high - low) / (2^bits - 1), a whole-number zero point Z = round(-low / S), and codes
+# q = clamp(round(x / S) + Z, 0, 2^bits - 1); return q, S and Z. Why must the range include 0?
 
 # %% nbgrader={"grade": false, "grade_id": "ex2-asymmetric", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_asymmetric(x, bits):
@@ -478,9 +479,10 @@ exercises_compress.check_asymmetric_quantize(my_asymmetric)
 # %% [markdown]
 # **Exercise 3 (fake quantization with a straight-through gradient).** QAT trains the float weights
 # through a quantizer: the forward pass must see the rounded weights, the backward pass must let the
-# gradient through as if there were no rounding (section 4). Write it for symmetric per-row grids; at
-# 1 bit use sign(w) × mean|w_row|, and leave an all-zero row at zero. What gradient would `torch.round`
-# alone give the weights, and what would training then do?
+# gradient through as if there were no rounding (section 4). Write it for symmetric per-row grids as in
+# exercise 1 (an all-zero row stays zero); at 1 bit there is no zero code: use ±mean|w_row|, + where w >= 0
+# (so at 1 bit an all-zero row becomes +1 x its fallback scale of 1, which is why 1-bit codes cannot keep
+# pruned weights). What gradient would `torch.round` alone give the weights, and what would training do?
 
 # %% nbgrader={"grade": false, "grade_id": "ex3-fake-quantize", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_fake_quantize(w, bits):
@@ -550,7 +552,7 @@ for bits in (3, 2, 1):
     training.fit(qat_model, splits, epochs=QAT_EPOCHS + 2, lr=1e-3, progress=False)
     model = quantization.quantize_model(qat_model, bits)
     print(f"{bits} bits: QAT {training.evaluate(model, splits.x_test, splits.y_test):.2%}, "
-          f"file {storage.save(model, folder / f'ex3_{bits}.dcmp'):,} bytes")
+          f"file {storage.save(model, folder / f'ex5_{bits}.dcmp'):,} bytes")
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>

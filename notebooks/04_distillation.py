@@ -407,33 +407,55 @@ exercises_compress.check_kd_loss(my_kd_loss)                    # hidden logits,
 # </details>
 
 # %% [markdown]
-# **Exercise 2 (soft targets).** Write the teacher's softened probabilities at temperature T, the
-# quantity plotted in section 1. What happens to them as T grows, and as T falls below 1?
+# **Exercise 2 (adopt a recipe only when the seeds support it).** Section 4's held-out sweep gives, per
+# recipe, accuracies over five seeds, paired with the no-teacher baseline (same seeds, same initialisation
+# and data order). Write the rule that decides: for each candidate, the per-seed differences
+# d_i = candidate_i - baseline_i; among the candidates whose mean gain is more than two standard errors
+# above zero (mean(d) - 2 stdev(d) / sqrt(n) > 0, stdev with n - 1), adopt the one with the largest mean
+# gain (a tie: the first listed); if none qualifies, return None. Raise `ValueError` when the seeds do not
+# pair or there is only one. Which recipe does it adopt from the committed sweep, and why is the best mean
+# gain alone not enough?
 
-# %% nbgrader={"grade": false, "grade_id": "ex2-soft-targets", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def my_soft_targets(logits, temperature):
-    """Probabilities softened by T: each row sums to 1."""
+# %% nbgrader={"grade": false, "grade_id": "ex2-choose", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_choose_over_seeds(baseline, candidates):
+    """The name in `candidates` ({name: per-seed accuracies}) to adopt over `baseline` (per-seed), or None."""
     ### BEGIN SOLUTION
-    return F.softmax(logits / temperature, dim=1)
+    if len(baseline) < 2 or any(len(values) != len(baseline) for values in candidates.values()):
+        raise ValueError(f"need at least 2 seeds, each candidate paired with the baseline's {len(baseline)}")
+    best, best_gain = None, None
+    for name, values in candidates.items():
+        d = [v - b for v, b in zip(values, baseline)]                     # paired by seed: shared luck cancels
+        mean = sum(d) / len(d)
+        se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1)) ** 0.5 / len(d) ** 0.5
+        if mean - 2 * se > 0 and (best_gain is None or mean > best_gain):
+            best, best_gain = name, mean
+    return best
     ### END SOLUTION
 
-# %% nbgrader={"grade": true, "grade_id": "ex2-soft-targets-check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-exercises_compress.check_soft_targets(my_soft_targets)
-top = my_soft_targets(training.predict(big_teacher, splits.x_test[:1]), 20.0)
-print(f"at T = 20 the teacher's largest probability for the first test digit is {top.max():.2f}")
+# %% nbgrader={"grade": true, "grade_id": "ex2-choose-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_compress.check_choose_over_seeds(my_choose_over_seeds)
+held_out = sweeps["kd-sweep"]["rows"]
+candidates = {f"{row['teacher']}, T = {row['temperature']:g}, α = {row['alpha']:g}": row["accuracies"] for row in held_out[1:]}
+print("adopted from the held-out sweep:", my_choose_over_seeds(held_out[0]["accuracies"], candidates))
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex2-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# Forget to divide by T and the check fails at the first T other than 1. As T grows the distribution
-# flattens toward 1/10 per class, and the small probabilities (which wrong digits the teacher finds
-# plausible) become visible; as T falls below 1 it sharpens toward the one-hot argmax.
+# It adopts the 784-1200-1200-10 teacher at T = 8, α = 0.9: +1.12 ± 0.33 points over the no-teacher
+# baseline on the 500 held-out images, higher on all five seeds. Every big-teacher recipe passes the rule
+# here, and their gains (+0.52 to +1.12 points) differ from each other by less than their spreads, so the
+# honest summary is "the big teacher helps by about a point for T from 1 to 20", not "T = 8 is best". The
+# mean alone is not enough: T = 4, α = 0.9 gains +0.84 ± 0.85 points but is higher on only three of five
+# seeds, and a mean can rest on one or two lucky seeds; asking that the paired gain exceed two standard
+# errors guards against adopting luck. Two cautions: five seeds give only a rough standard error, and with
+# eight candidates one of them can pass by chance. The 784-128-10 teacher's students are worse than no
+# teacher (-0.84 points), which no rule would adopt.
 # </details>
 
 # %% [markdown]
 # **Exercise 3 (the distillation step).** Write section 3's step as a function a training loop can call
 # again and again: the teacher in eval mode and under `no_grad`, the student's gradients cleared, the
-# loss (use `distillation.kd_loss`), backward, step; return the loss as a number. The check calls it twice
+# loss (use `distillation.kd_loss`), backward, step; return `loss.item()`. The check calls it twice
 # in a row with a teacher that has dropout and arrives in train mode, and compares the student's weights
 # with a reference. Which of the four mistakes (teacher in train mode, no `no_grad`, no `zero_grad`, no
 # T²) would still let training run without an error, and what would each do?

@@ -364,8 +364,10 @@ assert estimates["final model deployed on the int8 backend"]["total_nj"] < estim
 # and a hint; 4 is an experiment. Each ends with a question: answer it in the cell below.
 #
 # **Exercise 1 (predict the file size).** Estimate the size of the final, uncompressed sparse file from
-# its contents: 4-bit codes for the non-zero weights, their positions (bitmask or 5-bit relative indices),
-# float16 scales and biases, and a header. The check accepts 25% on hidden pruned and quantized models.
+# its contents, layer by layer (non-zeros are `layer.weight != 0`): the codes of the non-zero weights,
+# their positions (the cheaper of a 1-bit-per-weight bitmask and 5 bits per non-zero), one float16 scale
+# and one float16 bias per output row, and a header of about 600 bytes. The check accepts 25% on hidden
+# pruned and quantized models.
 # Which part of the file dominates at 90% sparsity and 4 bits: codes or positions?
 
 # %% nbgrader={"grade": false, "grade_id": "ex1-size", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -399,7 +401,7 @@ print(f"final model: estimate {my_size_estimate(final, BITS):,.0f} bytes, file {
 # %% [markdown]
 # **Exercise 2 (the Pareto front).** Write section 4's front yourself: keep a point unless another is at
 # most as large *and* at least as accurate, and better in one of the two; return the kept points in
-# increasing bytes. Equal points are all kept. Why is a point just behind the front not necessarily
+# increasing bytes. Equal points are all kept; no points give `[]`. Why is a point just behind the front not necessarily
 # worse, on one seed and 1,000 test images?
 
 # %% nbgrader={"grade": false, "grade_id": "ex2-front", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -457,8 +459,10 @@ exercises_chain.check_operating_point(my_choose)
 # %% [markdown]
 # **Exercise 4 (your own operating point, and the loss question).** Pick a width, sparsity and bit
 # width, compress, and see where your point lands against the Pareto front above. Then settle section
-# 3's question properly: compare `teacher` against `None` as the fine-tuning guide on `splits.holdout()`.
-# Where does your point land, and what did the held-out comparison say?
+# 3's question properly, as take-home work: hold out 1,000 training images (`val = splits.holdout(1000)`),
+# compress the distilled student with `teacher=teacher` and with `teacher=None` on `val` for three seeds
+# (`recipes.compress(..., seed=seed)`) and compare with `measure.paired_over_seeds`. Where does your point
+# land, and what held-out result would make you switch the pipeline's fine-tuning loss?
 
 # %%
 my_student = distillation.train_student(splits, teacher=teacher, seed=SEED, sizes=(784, 48, 10), epochs=EPOCHS)

@@ -345,7 +345,8 @@ assert torch.equal(row_0, final[0].weight[0])
 # **Exercise 3 (compact dead hidden units).** Write section 4's rule for one hidden layer: given a pruned
 # Linear-ReLU-Linear, return a smaller one with the same logits. A hidden unit j whose outgoing column
 # W2[:, j] is all zero is never used: drop it. A unit whose incoming row W1[j, :] is all zero outputs the
-# constant relu(b1_j): add W2[:, j] * relu(b1_j) to b2, then drop it. Leave the input model unchanged.
+# constant relu(b1_j): add W2[:, j] * relu(b1_j) to b2, then drop it. Keep every input (as
+# `compaction.compact(model, inputs=False)`), return `nn.Linear` layers, and leave the input model unchanged.
 # Why does the rule need the ReLU in relu(b1_j)?
 
 # %% nbgrader={"grade": false, "grade_id": "ex3-compact", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -386,7 +387,8 @@ print(f"final model: {models.layer_sizes(dense_final)} -> {models.layer_sizes(mi
 
 # %% [markdown]
 # **Exercise 4 (a call's fixed cost, and accuracy level 4).** Time `deploy.latency_ms` at batch 1 for the
-# narrow student's float32 file, and for a graph with a single tiny Linear layer (`models.mlp([784, 1])`):
+# narrow student's float32 file (section 5's `export_all` wrote it; `deploy.runtime_model(path)` loads a
+# file), and for a graph with a single tiny Linear layer (`models.mlp([784, 1])`, exported the same way):
 # how much of the narrow student's batch-1 time is the call itself? Then write the final model's 4-bit
 # graph with `onnx_export.to_onnx(final, weights="4bit", accuracy_level=4)`, save
 # `proto.SerializeToString()` to a file, load it with `deploy.runtime_model` and compare its logits and its

@@ -304,10 +304,11 @@ ledger
 # and a hint; 4 is an experiment to write yourself. Each ends with a question: answer it in the cell below.
 #
 # **Exercise 1 (PGD).** Section 2 wrote FGSM by hand. Write `my_pgd(model, x, y, epsilon, steps, step_size)`
-# without the random start: from x, take `steps` signed-gradient steps of `step_size` (pixel units), and
-# after each one project onto the epsilon ball around x and clip to the pixel range. The hidden cases
-# include steps as large as the ball, epsilon 0 and an epsilon so large that only the pixel range binds.
-# In which order must you project and clip, and what is the sign of the gradient for?
+# without the random start: from x, take `steps` steps up the cross-entropy's gradient sign of `step_size`
+# (pixel units: divide by `data.STD` for the normalised inputs, as FGSM did), and after each one project
+# onto the epsilon ball around x and clip to the pixel range (`robustness.LOW`..`robustness.HIGH`). The
+# hidden cases include steps as large as the ball, epsilon 0 and an epsilon so large that only the pixel
+# range binds. Does the order of projecting and clipping matter (try both), and what is the sign for?
 
 # %% nbgrader={"grade": false, "grade_id": "ex1-pgd", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, steps: int,
@@ -331,15 +332,17 @@ exercises_beyond.check_pgd(my_pgd)
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex1-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# The order matters: project onto the ball first, then clip to the pixel range; both sets are boxes, so
-# the result lies in both. Without the projection, ten steps of 0.0125 could move a pixel by 0.125, past
-# the budget of 0.05, and the "robust accuracy" would measure a bigger attack than it names. Without the
-# sign, a step's size would depend on the gradient's scale, and the L-infinity budget would mean nothing.
+# Here the order does not matter: both steps clamp each pixel to an interval, and both intervals contain
+# x, so either order gives the nearest point of their intersection (try it: the check passes both ways).
+# Without the projection, ten steps of 0.0125 could move a pixel by 0.125, past the budget of 0.05, and
+# the "robust accuracy" would measure a bigger attack than it names. Without the sign, a step's size
+# would depend on the gradient's scale, and the L-infinity budget would mean nothing.
 # </details>
 
 # %% [markdown]
 # **Exercise 2 (ECE).** Write `my_ece(logits, y, bins)`: confidence = max softmax, equal-width bins
-# ((b-1)/B, b/B], ECE = sum over bins of n_b / n * |accuracy_b - confidence_b|. Mind a confidence of
+# ((b-1)/B, b/B], ECE = sum over non-empty bins of n_b / n * |accuracy_b - confidence_b|; the predicted
+# class is the first largest (as `torch.max` picks on a tie). Mind a confidence of
 # exactly 1.0, and of exactly a bin edge. What would `floor(confidence * B)` do to a model that is wrong at
 # full confidence?
 

@@ -91,3 +91,21 @@ def test_correct_is_per_image_and_matches_evaluate(small_splits):
     hits = evaluation.correct(model, small_splits.x_test, small_splits.y_test)
     assert hits.dtype == torch.bool and hits.shape == (200,)
     assert hits.float().mean().item() == pytest.approx(evaluation.evaluate(model, small_splits.x_test, small_splits.y_test))
+
+
+def test_paired_difference_against_a_hand_computation():
+    mean, se = stats.paired_difference([0.95, 0.93, 0.94], [0.94, 0.93, 0.92])
+    differences = [0.01, 0.0, 0.02]                       # mean 0.01, sample std 0.01
+    assert mean == pytest.approx(sum(differences) / 3) and se == pytest.approx(0.01 / 3 ** 0.5)
+    with pytest.raises(ValueError, match="pair them by seed"):
+        stats.paired_difference([0.9, 0.9], [0.9])
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.paired_difference([0.9], [0.9])
+
+
+def test_choose_over_seeds_adopts_only_established_gains():
+    base = [0.90, 0.93, 0.91]
+    steady, noisy = [b + 0.002 for b in base], [b + d for b, d in zip(base, (0.03, -0.02, 0.02))]
+    assert stats.choose_over_seeds(base, {"noisy": noisy, "steady": steady}) == "steady"
+    assert stats.choose_over_seeds(base, {"noisy": noisy}) is None
+    assert stats.choose_over_seeds(base, {"a": [b + 0.004 for b in base], "b": steady}) == "a"

@@ -11,10 +11,9 @@ import copy
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tutorial_utils import distillation, models, qtensor, quantization
+from tutorial_utils import distillation, models, qtensor, quantization, stats
 from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
 from tutorial_utils.exercises import _fail, _passed
 
@@ -106,18 +105,33 @@ def check_kd_loss(my_kd_loss: Callable) -> None:
     _passed("check_kd_loss", cases)
 
 
-def check_soft_targets(my_soft_targets: Callable) -> None:
-    """Notebook 04: my_soft_targets(logits, temperature) -> probabilities softened by T (rows sum to 1)."""
-    generator = torch.Generator().manual_seed(11)
-    cases = 0
-    for temperature in (0.5, 1.0, 4.0, 20.0):
-        logits = 5 * torch.randn(6, 10, generator=generator)
-        expected, got = F.softmax(logits / temperature, dim=1), torch.as_tensor(my_soft_targets(logits, temperature))
-        if got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-6):
-            _fail("check_soft_targets", f"T={temperature}", f"row 0 = {expected[0, :4].tolist()}...",
-                  f"row 0 = {got.flatten()[:4].tolist()}...", "softmax(logits / T) along the class dimension")
-        cases += 1
-    _passed("check_soft_targets", cases)
+def check_choose_over_seeds(my_choose: Callable) -> None:
+    """Notebook 04: my_choose(baseline, candidates) -> the recipe to adopt or None, as stats.choose_over_seeds.
+
+    baseline: per-seed accuracies without a teacher; candidates: {name: per-seed accuracies, same seeds}.
+    Hidden cases: a noisy candidate with the best mean that is not established, a small gain on every seed
+    (established only when paired), identical differences (standard error 0), no gain, and a ValueError for
+    seeds that do not pair or a single seed.
+    """
+    base = [0.900, 0.930, 0.910, 0.950, 0.920]
+    cases = [({"steady +0.3": [b + 0.003 for b in base], "noisy +0.6": [b + d for b, d in zip(base, (0.03, -0.02, 0.01, -0.01, 0.02))]},
+              "a steady small gain against a noisy larger one"),
+             ({"same": list(base), "worse": [b - 0.004 for b in base]}, "no candidate gains"),
+             ({"+0.2 on every seed": [b + 0.002 for b in base], "+0.5 on every seed": [b + 0.005 for b in base]},
+              "two established gains: the larger wins"),
+             ({"noisy": [b + d for b, d in zip(base, (0.02, -0.01, 0.015, -0.012, 0.0))]}, "one noisy candidate")]
+    for candidates, name in cases:
+        expected, got = stats.choose_over_seeds(base, candidates), my_choose(list(base), {k: list(v) for k, v in candidates.items()})
+        if got != expected:
+            _fail("check_choose_over_seeds", name, expected, got, "d_i = candidate_i - baseline_i per seed; adopt only "
+                  "if mean(d) - 2 * stdev(d) / sqrt(n) > 0; among those, the largest mean(d); else None")
+    for baseline, candidates, name in ((base, {"short": base[:4]}, "4 seeds against 5"), (base[:1], {"one": base[:1]}, "one seed")):
+        try:
+            my_choose(list(baseline), candidates)
+        except ValueError:
+            continue
+        _fail("check_choose_over_seeds", name, "ValueError", "no error", "seeds must pair, and one seed has no standard error")
+    _passed("check_choose_over_seeds", len(cases) + 2)
 
 
 def check_distillation_step(my_step: Callable) -> None:

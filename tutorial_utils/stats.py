@@ -117,3 +117,27 @@ def paired_over_seeds(values_a: list[float], values_b: list[float]) -> str:
     established = len(differences) > 1 and abs(mean) > 2 * std / math.sqrt(len(differences))
     return (f"{mean:+.2f} ± {std:.2f} points over {len(differences)} seeds (higher on {higher} of them; "
             f"{'beyond' if established else 'within'} two standard errors of zero)")
+
+
+def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[float, float]:
+    """(mean, standard error) of the per-seed differences A - B:
+
+        d_i = a_i - b_i,   mean = (1/n) sum d_i,   se = stdev(d) / sqrt(n)
+
+    Pairing by seed cancels the seed's luck that A and B share. Needs at least two seeds of each, paired.
+    """
+    if len(values_a) != len(values_b):
+        raise ValueError(f"values_a has {len(values_a)} seeds but values_b has {len(values_b)}; pair them by seed")
+    if len(values_a) < 2:
+        raise ValueError(f"{len(values_a)} seed(s): a standard error needs at least 2")
+    differences = [a - b for a, b in zip(values_a, values_b)]
+    return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
+
+
+def choose_over_seeds(baseline: list[float], candidates: dict[str, list[float]]) -> str | None:
+    """The candidate to adopt over a baseline, from per-seed (held-out) accuracies paired by seed: among the
+    candidates whose mean gain is beyond two standard errors (mean - 2 se > 0, paired_difference), the one
+    with the largest mean gain (ties: the first listed); None when no candidate is established."""
+    gains = {name: paired_difference(values, baseline) for name, values in candidates.items()}
+    established = [(mean, name) for name, (mean, se) in gains.items() if mean - 2 * se > 0]
+    return max(established, key=lambda pair: pair[0], default=(None, None))[1]
