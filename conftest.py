@@ -62,3 +62,20 @@ def small_splits(splits: data.Splits) -> data.Splits:
 def _seeded() -> None:
     training.setup(0)
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def exercise_check(capsys):
+    """check(right) passes and prints 'passed'; each wrong answer raises ExerciseError with the case, the
+    expected and the returned value and a hint (the contract of every tutorial_utils.exercises* check)."""
+    from tutorial_utils.exercises import ExerciseError
+
+    def run(check, right, wrongs) -> None:
+        check(right)
+        assert "passed" in capsys.readouterr().out
+        for wrong in wrongs:
+            with pytest.raises(ExerciseError) as caught:
+                check(wrong)
+            message = str(caught.value)
+            assert all(part in message for part in ("wrong on", "expected:", "got:", "hint:")), message
+    return run
