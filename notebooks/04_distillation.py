@@ -370,6 +370,38 @@ print("PyTorch warns:", str(caught[0].message).split(".")[0] if caught else "(no
 # %% [markdown]
 # **4. Forgetting T².** Section 2 measured it: at T = 20 the soft gradient is about 400 times too small,
 # and a "distilled" student quietly trains on the labels alone.
+#
+# **5. Binary cross-entropy for ten classes.** The article's section 3.4.1 trains with binary
+# cross-entropy. `nn.BCELoss` scores one yes/no probability per output against a target of the same shape;
+# handed ten digit classes and their labels, it refuses:
+
+# %%
+logits = student(x)                                                   # (32, 10)
+try:
+    torch.nn.BCELoss()(torch.sigmoid(logits), y)                      # y: (32,) class indices
+except ValueError as error:
+    print("ValueError:", error)
+one_hot = F.one_hot(y, num_classes=10).float()                        # (32, 10): now the shapes agree
+print(f"with one-hot targets it runs: BCE {torch.nn.BCELoss()(torch.sigmoid(logits), one_hot):.3f}, "
+      f"but the ten sigmoids of one image sum to {torch.sigmoid(logits)[0].sum():.2f}, not 1")
+
+# %% [markdown]
+# With one-hot targets it runs, and it trains ten independent "is it this digit?" questions whose
+# probabilities need not sum to one: not the single choice among ten that the labels describe, and not a
+# distribution the teacher's soft targets can be compared with. The fix is `F.cross_entropy` on the logits
+# for the labels, and the KL divergence between softened softmax distributions for the teacher
+# (`distillation.kd_loss`).
+#
+# **6. `torch.ones_like(teacher_model.parameters())`.** The article's code calls this. `parameters()`
+# returns a generator of tensors, not a tensor, so the line fails before anything is trained:
+
+# %%
+try:
+    torch.ones_like(big_teacher.parameters())
+except TypeError as error:
+    print("TypeError:", str(error).splitlines()[0])
+ones = [torch.ones_like(p) for p in big_teacher.parameters()]         # one tensor per parameter tensor
+print(f"the fix, one tensor per parameter: {len(ones)} tensors, the first two {[tuple(o.shape) for o in ones[:2]]}")
 
 # %% [markdown]
 # ## Exercises
