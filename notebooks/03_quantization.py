@@ -317,16 +317,15 @@ for row in rows:
 # Read the ratios (in parentheses, above 1 means faster than float32), all from this one run. Single
 # latencies on a shared machine vary from run to run (and by CPU); ratios measured together vary less:
 # - At **batch 1** every int8 path is slower than float32. Quantizing the activations, calling a
-#   different kernel and rescaling the outputs cost a fixed overhead (here about 8 µs for the legacy
-#   kernels, about 19 µs compiled, hundreds in eager torchao), and a 784-128-10 network in float32 takes
-#   only 37 µs per image in this run. There is nothing to win back.
-# - At **batch 64 and 1024** the work grows with the batch and int8 matrix products pay off: the
-#   legacy fbgemm/x86 kernels win at 64 (1.75x) and are more than twice as fast at 1024 (2.47x).
-#   torchao in eager mode dispatches through Python tensor subclasses and, on this CPU, stays slower
-#   than float32 at every batch size measured (0.70x at best, at 1024); compiled with `torch.compile`, it
-#   fuses that overhead away and beats float32 from batch 64 (1.23x there, 1.86x at 1024), though not the
-#   legacy kernels. The compiled ratios move from run to run more than the others (0.92x to 1.23x at
-#   batch 64 between two runs on this machine): a small compiled graph is sensitive to what else runs.
+#   different kernel and rescaling the outputs cost a fixed overhead (here about 23 µs for the legacy
+#   kernels, about 37 µs compiled, hundreds in eager torchao), and a 784-128-10 network in float32 takes
+#   only 21 µs per image in this run. There is nothing to win back.
+# - At **batch 1024** the work grows with the batch and int8 matrix products pay off: the legacy
+#   fbgemm/x86 kernels are 2.60x as fast as float32, and torchao compiled with `torch.compile` (which fuses
+#   its overhead away) 2.25x. torchao in eager mode dispatches through Python tensor subclasses and, on
+#   this CPU, stays slower than float32 at every batch size measured (0.79x at best, at 1024).
+# - **Batch 64** is near the break-even point, and there the ratios move most from run to run on this
+#   shared machine: legacy 1.04x and compiled 0.71x in this run, 1.75x and 1.23x in another.
 #
 # So "int8 is faster" holds for batched inference with a backend whose kernels are used, not for one
 # image at a time. The maintained path (torchao) needs `torch.compile` and large batches on a CPU to be fast.
@@ -347,8 +346,8 @@ assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
 ledger
 
 # %% [markdown]
-# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.162
-#   against 0.301 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.199
+#   against 0.337 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
 #   firmer).
 # - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; they reload exactly (below).
 #   Their latency is float32's, up to the noise between rows: their forward pass still multiplies
@@ -366,35 +365,43 @@ print(f"4-bit file: {ledger.rows[3]['bytes']:,} bytes, {ledger.rows[0]['bytes'] 
 #
 # ## Pitfalls
 #
-# **1. The original `quantize()`.** The article's code quantizes by floor-dividing every weight by
-# 2^(bits-1) and storing the result as int32 (as its text describes it):
+# **1. The original `quantize()`.** The article's code quantizes every weight to "4 bits" by
+# floor-dividing it by 2^(bits-1), multiplying by 2, storing the result as int32 in a trainable
+# `nn.Parameter`, and writing it back with `setattr` under the parameter's dotted name. Run step by step:
 
 # %%
-broken = copy.deepcopy(teacher)
-for layer in (broken[0], broken[2]):
-    for name in ("weight", "bias"):                                   # "4-bit": floor-divide by 2^(4-1)
-        codes = (getattr(layer, name).detach() // 2 ** (4 - 1)).to(torch.int32)
-        setattr(layer, name, torch.nn.Parameter(codes, requires_grad=False))
-values, counts = torch.cat([p.flatten() for p in broken.parameters()]).unique(return_counts=True)
-print("all parameters now take the values", dict(zip(values.tolist(), counts.tolist())))
+w = teacher[0].weight.detach()
+codes = 2 * (w // 2 ** (4 - 1))                                      # the "4-bit" line: floor(w / 8) * 2
+print("the first layer's weights become", sorted(codes.unique().tolist()))
 try:
-    broken(splits.x_test[:2])
+    torch.nn.Parameter(codes.to(torch.int32))                         # int32 codes as a trainable Parameter
 except RuntimeError as error:
-    print("forward pass: RuntimeError:", str(error).splitlines()[0])
+    print("RuntimeError:", str(error).splitlines()[0])
+broken = copy.deepcopy(teacher)
+try:
+    setattr(broken, "0.weight", torch.nn.Parameter(codes))            # a dotted name, as named_parameters() gives
+except KeyError as error:
+    print("KeyError:", error)
+setattr(broken, "0.weight", codes)                                    # a plain tensor under the same name...
+print("...is accepted, but the layer still holds its float weights:", torch.equal(broken[0].weight, teacher[0].weight))
 
 # %% [markdown]
-# Dividing weights of size 0.1 by 8 and flooring gives 0 for every positive weight and -1 for every
-# negative one: the network's knowledge is gone, and the int32 parameters cannot even meet the float
-# inputs in a matrix product. The fix is a scale chosen from the data (S = max|w| / qmax), rounding
-# rather than flooring, and codes kept *beside* a float scale:
-# `quantization.quantize_model(teacher, 4)`. What the two do to the first layer's weights:
+# Three bugs in one line of thought. Weights of size 0.1 divided by 8 and floored are 0 when positive and
+# -1 when negative, so every weight becomes 0 or -2: the network's knowledge is gone. Integer tensors cannot
+# have gradients, so the trainable `Parameter` is refused at once (hiding this with `requires_grad=False`
+# only moves the failure to the first matrix product with float inputs). And `setattr` does not follow
+# dots: a `Parameter` named "0.weight" is refused, and a plain tensor becomes a new attribute that nothing
+# reads, so the model runs on, unchanged, as if it had been quantized (the way to address a parameter by
+# its dotted name is `model.get_submodule("0")` and then `setattr(layer, "weight", ...)`). The fix is a
+# scale chosen from the data (S = max|w| / qmax), rounding rather than flooring, and codes kept *beside* a
+# float scale: `quantization.quantize_model(teacher, 4)`. What the two do to the first layer's weights:
 
 # %%
-fig = plots.weight_histogram({"float32": teacher[0].weight, "original quantize(), 4 bits": broken[0].weight.float(),
+fig = plots.weight_histogram({"float32": teacher[0].weight, "original quantize(), 4 bits": codes,
                               "quantize_model, 4 bits": quantization.quantize_model(teacher, 4)[0].weight}, bins=60)
 
 # %% [markdown]
-# The float weights form a smooth bell; the original method leaves two spikes (0 and -1). The affine
+# The float weights form a smooth bell; the original method leaves two spikes (0 and -2). The affine
 # scheme gives each row at most fifteen levels (4-bit symmetric codes -7..7), but each row has its own
 # scale, so the 128 rows together hold hundreds of distinct values, and their histogram follows the bell.
 #
