@@ -22,7 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from tutorial_utils import classroom  # noqa: E402
 
 
-def check(course: pathlib.Path, name: str) -> tuple[list[str], dict[str, float]]:
+def check(course: pathlib.Path, name: str) -> tuple[list[str], dict[str, float], float]:
     seconds, problems = {}, []
     start = time.perf_counter()
     release = classroom.release(course, name) / f"{name}.ipynb"
@@ -40,8 +40,7 @@ def check(course: pathlib.Path, name: str) -> tuple[list[str], dict[str, float]]
     wrong = [e for e in blank["errors"] if not (e[2] or "").endswith("-check") or e[3] != "NotImplementedError"]
     if blank["score"] != 0 or wrong or not blank["errors"]:
         problems.append(f"unanswered release scored {blank['score']}; unexpected errors {wrong}")
-    seconds["points"] = solved["max_score"]
-    return problems, seconds
+    return problems, seconds, solved["max_score"]
 
 
 def main() -> int:
@@ -55,9 +54,9 @@ def main() -> int:
         print("| notebook | autograded points | release, s | autograde solutions, s | autograde unanswered, s | result |")
         print("| --- | --- | --- | --- | --- | --- |")
         for name in args.notebooks:
-            problems, seconds = check(course, name)
+            problems, seconds, points = check(course, name)
             failed |= bool(problems)
-            print(f"| {name} | {seconds['points']:.0f} | {seconds['release']:.1f} | {seconds['solutions']:.1f} | "
+            print(f"| {name} | {points:.0f} | {seconds['release']:.1f} | {seconds['solutions']:.1f} | "
                   f"{seconds['unanswered']:.1f} | {'; '.join(problems) or 'ok'} |", flush=True)
     return 1 if failed else 0
 

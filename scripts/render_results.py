@@ -174,8 +174,10 @@ def fashion_recipe_table(document: dict) -> str:
     accuracy = {(r["recipe"], r["stage"]): r["accuracy"] for r in document["rows"]}
     n = document["validation_images"]
     p = sum(accuracy.values()) / len(accuracy)
+    se = 100 * (p * (1 - p) / n) ** 0.5
     lines += ["", f"Differences, in points (one run of each on {n:,} held-out training images; the standard error of "
-              f"one accuracy is {100 * (p * (1 - p) / n) ** 0.5:.1f} points):", ""]
+              f"one accuracy is {se:.1f} points, of a difference between two runs about {se * 2 ** 0.5:.1f}, so two "
+              f"standard errors are about {2 * se * 2 ** 0.5:.1f} points):", ""]
     lines += [f"- {label}: {100 * (accuracy[a] - accuracy[b]):+.2f}" for label, a, b in RECIPE_COMPARISONS
               if a in accuracy and b in accuracy]
     return "\n".join(lines + ["", machine_line(document)])

@@ -20,8 +20,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import pathlib
+import shutil
 import sys
 
 from tutorial_utils import files
@@ -41,8 +43,6 @@ def _preprocessors() -> list:
 
 def strip(notebook: object) -> object:
     """A copy of an nbformat notebook as students get it: solutions stubbed, outputs cleared, graded cells locked."""
-    import copy
-
     stripped = copy.deepcopy(notebook)
     resources: dict = {}
     for preprocessor in _preprocessors():
@@ -125,8 +125,6 @@ def autograde(course: str | os.PathLike, assignment: str, student: str, notebook
 
     Only code test cells are counted: markdown answers wait for a person (formgrader). Side effects: writes
     submitted/, autograded/ and gradebook.db in `course`."""
-    import shutil
-
     import nbformat
     from nbgrader.api import Gradebook
 

@@ -71,7 +71,7 @@ def check_evaluate(my_evaluate: Callable) -> None:
     model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 4))
     generator = torch.Generator().manual_seed(3)
     x, y = torch.randn(50, 12, generator=generator), torch.randint(0, 4, (50,), generator=generator)
-    y[:45] = evaluation.predict(model, x[:45]).argmax(dim=1)       # 90% right, the mistakes in the last batch
+    y[:45] = evaluation.predict(model, x[:45]).argmax(dim=1)       # right up to image 45; the rest random
     cases = [(x, y, 16, "50 images in batches of 16 (the last has 2)"), (x, y, 50, "one batch of 50"),
              (x, y, 1000, "a batch larger than the data"), (x[:1], y[:1], 8, "one image"),
              (x[40:], y[40:], 3, "10 images, 5 wrong, batches of 3")]

@@ -114,7 +114,11 @@ def paired_over_seeds(values_a: list[float], values_b: list[float]) -> str:
     differences = [100 * (a - b) for a, b in zip(values_a, values_b)]
     mean, std = mean_std(differences)
     higher = sum(d > 0 for d in differences)
-    established = len(differences) > 1 and abs(mean) > 2 * std / math.sqrt(len(differences))
+    if len(differences) > 1:
+        gain, standard_error = paired_difference(values_a, values_b)
+        established = abs(gain) > 2 * standard_error
+    else:
+        established = False
     return (f"{mean:+.2f} ± {std:.2f} points over {len(differences)} seeds (higher on {higher} of them; "
             f"{'beyond' if established else 'within'} two standard errors of zero)")
 
