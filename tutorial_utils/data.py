@@ -198,13 +198,10 @@ def random_shift(x: torch.Tensor, *, max_shift: int = 2, generator: torch.Genera
     validate.integer("max_shift", max_shift, low=0, high=27)
     if x.ndim != 2 or x.shape[1] != 784:
         raise ValueError(f"x must be flat images of shape (batch, 784); got {tuple(x.shape)}")
-    s = max_shift
-    images = x.reshape(-1, 28, 28)
-    padded = torch.nn.functional.pad(images, (s, s, s, s), value=BACKGROUND)  # (batch, 28+2s, 28+2s)
-    offsets = torch.randint(0, 2 * s + 1, (len(x), 2), generator=generator).to(x.device)
-    out = torch.empty_like(images)
-    for dy in range(2 * s + 1):  # (2s+1)^2 slices of a batch beat a per-image loop
-        for dx in range(2 * s + 1):
-            rows = ((offsets[:, 0] == dy) & (offsets[:, 1] == dx)).nonzero().squeeze(1)
-            out[rows] = padded[rows, dy:dy + 28, dx:dx + 28]
-    return out.reshape(len(x), 784)
+    s, width = max_shift, 28 + 2 * max_shift
+    padded = torch.nn.functional.pad(x.reshape(-1, 28, 28), (s, s, s, s), value=BACKGROUND)  # (batch, 28+2s, 28+2s)
+    offsets = torch.randint(0, 2 * s + 1, (len(x), 2), generator=generator).to(x.device)      # (batch, 2): dy, dx
+    # Output pixel (i, j) of an image reads padded pixel (i + dy, j + dx): one gather for the whole batch.
+    i = torch.arange(28, device=x.device)
+    corner = (i[:, None] * width + i[None, :]).reshape(1, 784)                                # (1, 784)
+    return padded.reshape(len(x), -1).gather(1, corner + (offsets[:, 0] * width + offsets[:, 1])[:, None])
