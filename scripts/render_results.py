@@ -91,6 +91,24 @@ def kd_sweep_table(document: dict) -> str:
     return "\n".join(lines + ["", machine_line(document)])
 
 
+def hint_sweep_table(document: dict) -> str:
+    rows = document["rows"]
+    logit = next(row for row in rows if row["recipe"] == "logit distillation")["accuracies"]
+    lines = [f"| recipe (T = {document['temperature']:g}, α = {document['alpha']:g}) | held-out accuracy "
+             f"({document['holdout_images']} images), mean ± std | vs logit distillation, paired by seed (points) | "
+             "within two standard errors of zero |", "| --- | --- | --- | --- |"]
+    for row in rows:
+        mean, std = stats.mean_std(row["accuracies"])
+        if row["accuracies"] is logit:
+            lines.append(f"| {row['recipe']} | {mean:.2%} ± {std:.2%} |  |  |")
+            continue
+        d_mean, d_std = stats.mean_std([100 * (a - b) for a, b in zip(row["accuracies"], logit)])
+        gain, standard_error = stats.paired_difference(row["accuracies"], logit)
+        lines.append(f"| {row['recipe']} | {mean:.2%} ± {std:.2%} | {d_mean:+.2f} ± {d_std:.2f} | "
+                     f"{'no' if abs(gain) > 2 * standard_error else 'yes'} |")
+    return "\n".join(lines + ["", machine_line(document)])
+
+
 def deploy_table(document: dict) -> str:
     settings = list(document["latency"])                        # "threads 1, batch 1", ...
     names = list(document["latency"][settings[0]])
@@ -189,7 +207,7 @@ def times_table(document: dict) -> str:
     return "\n".join(lines + ["", machine_line(document)])
 
 
-RENDERERS = {"notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table}
+RENDERERS = {"notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "hint-sweep": hint_sweep_table}
 
 
 def glossary_table() -> str:

@@ -11,7 +11,7 @@ SKELETON = {"Pitfalls", "Exercises", "Summary", "Further reading"}
 EVERYDAY = set("""a against an and as at beyond big budget by cached can chosen does down each final first forgets
 formula from go hand help hinton honest how in is its knows left matters measured milliseconds of omitted on one
 optional or own plan real really reveal same saves side small sure teaching that the themselves to vs what when where
-which whole why with number dead answers article faq""".split())
+which whole why with number dead answers article faq before during""".split())
 
 
 def rows() -> list[dict]:

@@ -16,7 +16,8 @@ LAYERS = [
     {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat", "classroom"},                                             # built on the leaves
     {"training", "robustness", "privacy"},                                      # the one loop; attacks, membership
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
-    {"serialize", "measure", "benchmarks", "teachers", "compaction", "centroids"},            # files, measurements, cached teachers
+    {"serialize", "measure", "benchmarks", "teachers", "compaction", "centroids",
+     "hints"},            # files, measurements, cached teachers
     {"storage", "onnx_export"},                                                 # the model file, the ONNX graph
     {"plots", "exercises", "recipes", "deploy"},                                # teaching, recipes, the runtime
     {"workflow", "chain", "exercises_compress", "exercises_chain", "exercises_deploy", "exercises_beyond"},  # the story; checks

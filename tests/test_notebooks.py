@@ -156,3 +156,33 @@ def test_learning_checks_are_kept(path):
     min_asserts, min_checks = MIN_LEARNING_CHECKS.get(path.stem, (0, 0))
     assert asserts >= min_asserts, f"{path.stem}: {asserts} assert statements, at least {min_asserts} expected"
     assert checks >= min_checks, f"{path.stem}: {checks} exercises.check_* calls, at least {min_checks} expected"
+
+
+# The article's bugs, each by its literal code: (notebook, the article's line as the pitfall runs it, what the
+# executed cell must show). Issue 16 lists seven groups; each must stay a pitfall reproduced from that line.
+ARTICLE_BUGS = {
+    "a 'distillation' term that does not depend on the student": (
+        "04_distillation", "F.cross_entropy(big_teacher(x), y)", "gradient of the teacher term w.r.t. the student's weights: (None"),
+    "binary cross-entropy for ten classes (section 3.4.1)": (
+        "04_distillation", "torch.nn.BCELoss()(torch.sigmoid(logits), y)", "ValueError"),
+    "torch.ones_like of a parameters() generator": (
+        "04_distillation", "torch.ones_like(teacher_model.parameters())", "TypeError"),
+    "a student_model that is never created": (
+        "04_distillation", "student_model(x)", "NameError: name 'student_model' is not defined"),
+    "the 4-bit quantizer: floor(w / 2^(bits-1)) * 2": (
+        "03_quantization", "2 * (w // 2 ** (4 - 1))", "the first layer's weights become [-2.0, 0.0]"),
+    "int32 codes as a trainable nn.Parameter": (
+        "03_quantization", "torch.nn.Parameter(codes.to(torch.int32))", "RuntimeError: Only Tensors of floating point"),
+    "setattr with a dotted parameter name": (
+        "03_quantization", 'setattr(broken, "0.weight", torch.nn.Parameter(codes))', "KeyError"),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(ARTICLE_BUGS))
+def test_every_article_bug_is_reproduced_from_its_line(bug):
+    name, line, shown = ARTICLE_BUGS[bug]
+    path = pathlib.Path(__file__).parents[1] / "notebooks" / f"{name}.ipynb"
+    cells = [c for c in code_cells(path) if line in "".join(c["source"])]
+    assert cells, f"{name}: no cell runs the article's line {line!r} ({bug})"
+    outputs = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+    assert shown in outputs, f"{name}: the cell running {line!r} does not show {shown!r} ({bug})"
