@@ -182,6 +182,21 @@ def test_random_shift_equals_a_roll_by_at_most_max_shift(splits):
     assert len(offsets) == 25  # every offset in [-2, 2]^2 occurs
 
 
+@pytest.mark.parametrize("max_shift", [0, 1, 2, 5])
+def test_random_shift_matches_a_per_image_crop_with_the_same_draws(splits, max_shift):
+    # The reference: pad each image and crop it at its own (dy, dx), drawn exactly as random_shift draws them,
+    # so a faster implementation must give the same pixels and leave the generator in the same state.
+    x = splits.x_train[:300]
+    s = max_shift
+    reference_generator = torch.Generator().manual_seed(7)
+    offsets = torch.randint(0, 2 * s + 1, (len(x), 2), generator=reference_generator)
+    padded = torch.nn.functional.pad(x.reshape(-1, 28, 28), (s, s, s, s), value=data.BACKGROUND)
+    expected = torch.stack([padded[i, dy:dy + 28, dx:dx + 28] for i, (dy, dx) in enumerate(offsets.tolist())])
+    generator = torch.Generator().manual_seed(7)
+    assert torch.equal(data.random_shift(x, max_shift=s, generator=generator), expected.reshape(-1, 784))
+    assert torch.equal(generator.get_state(), reference_generator.get_state())
+
+
 def test_holdout_takes_validation_rows_from_train_only(splits):
     holdout = splits.holdout(500)
     assert holdout.x_train.shape == (3500, 784) and holdout.x_test.shape == (500, 784)
