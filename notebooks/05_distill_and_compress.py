@@ -228,7 +228,8 @@ fig = plots.pareto(everything, reference_bytes=ref_row["bytes"], title="accuracy
 # accuracy, a different model and data set, for orientation only: here, on 4,000 digits, a smaller
 # distilled student also reaches about 40x with no measurable loss. On full Fashion-MNIST, the same
 # chain applied to LeNet-300-100 itself (92% pruned with the dense network as its own teacher, 4 bits,
-# lzma) gives 48x within half a point of its own float32 accuracy (README, three seeds). Is there a point
+# lzma) gives 48x within half a point of its own float32 accuracy (README, three seeds; notebook 02, section
+# 5, tests that recipe's weight decay and self-distillation on the bundled digits). Is there a point
 # at least 100x smaller within two points of the reference?
 
 # %%
