@@ -244,14 +244,18 @@ fig = plots.weight_histogram({"dense teacher, layer 0": teacher[0].weight,
 #   pulling the weights that the data does not need towards zero, so the magnitude cut should remove
 #   less that matters;
 # - **self-distillation** while the pruned copy is fine-tuned: the dense network is its own teacher, and
-#   the fine-tuning loss is notebook 04's distillation loss (T = 4, α = 0.9) against its soft targets
-#   instead of cross-entropy on the labels alone.
+#   the fine-tuning loss is notebook 04's distillation loss instead of cross-entropy on the labels alone,
+#   α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1 − α)·CE(s, y) for the dense network's logits t and the
+#   pruned copy's s: with T = 4 and α = 0.9, nine tenths of the weight on matching the dense network's
+#   softened probabilities and one tenth on the labels.
 #
 # Do they help here? A recipe question is answered on held-out data: the networks train on the first
 # 3,500 training images and are scored on the other 500 (`splits.holdout(500)`), so the dense teacher of
 # self-distillation has not seen them either. At 95% fine-tuning recovers almost everything (section 4),
 # so the cut is 98% (about 2,000 weights left), where it does not. Two dense networks, the same
-# initialisation and batches, with and without weight decay 1e-4 (the Fashion recipe's value):
+# initialisation and batches, with and without weight decay 1e-4 (the Fashion recipe's value); unlike
+# that recipe (30 epochs with a cosine learning-rate decay), the fine-tuning below is this notebook's five
+# epochs at a constant rate:
 
 # %%
 holdout = splits.holdout(500)
@@ -270,19 +274,24 @@ for name, dense in dense_nets.items():
 # %% [markdown]
 # Now each dense network is cut to 98% and fine-tuned for the same five epochs, with cross-entropy or
 # with itself as the teacher (`recipes.prune_(..., teacher=dense)`), over three seeds of the
-# fine-tuning's batch order; each difference is paired by seed:
+# fine-tuning's batch order (the dense network and the 500 images stay the same):
 
 # %%
 finetuned_98 = {}
 for name, dense in dense_nets.items():
-    for loss, guide in (("cross-entropy", None), ("self-distillation", dense)):
+    for loss, self_teacher in (("cross-entropy", None), ("self-distillation", dense)):
         accuracies = []
         for seed in range(3):
             model = copy.deepcopy(dense)
-            recipes.prune_(model, holdout, sparsity=0.98, teacher=guide, config=training.TrainConfig(epochs=FINETUNE_EPOCHS), seed=seed)
+            recipes.prune_(model, holdout, sparsity=0.98, teacher=self_teacher, config=training.TrainConfig(epochs=FINETUNE_EPOCHS), seed=seed)
             accuracies.append(training.evaluate(model, holdout.x_test, holdout.y_test))
         finetuned_98[name, loss] = accuracies
         print(f"{name:>17}, {loss:>17}: {measure.over_seeds(accuracies)}")
+
+# %% [markdown]
+# Each difference is paired by seed; ± is the standard deviation of the three differences:
+
+# %%
 for name in dense_nets:
     print(f"self-distillation - cross-entropy, {name}: "
           f"{measure.paired_over_seeds(finetuned_98[name, 'self-distillation'], finetuned_98[name, 'cross-entropy'])}")
@@ -290,16 +299,20 @@ print("weight decay - none, cross-entropy:", measure.paired_over_seeds(finetuned
                                                                       finetuned_98["no weight decay", "cross-entropy"]))
 
 # %% [markdown]
-# On these digits the Fashion recipe does not carry over. Self-distillation is *worse* than cross-entropy
-# on every seed, by 0.80 points without weight decay and 1.53 with it, beyond two standard errors;
+# For these two dense networks the Fashion ingredients do not carry over. Self-distillation is *worse*
+# than cross-entropy on every seed, by 0.80 points without weight decay and 1.53 with it, both beyond two
+# standard errors (with three seeds that rule is lenient: the 0.80 is borderline, the 1.53 is not);
 # weight decay 1e-4 changes the
 # cross-entropy result by nothing three seeds can see (+0.07 ± 0.23 points). It did move weights towards
 # zero (26.0% of them below 0.01 against 21.4%), but that did not make the one-shot cut gentler (70.40%
-# against 73.80%, one network each). Why self-distillation hurts here: the dense network gets every one
-# of its 3,500 training images right (100.00%), so on exactly the images the pruned
-# copy is fine-tuned on, its soft targets add little to the labels, and with α = 0.9 the loss puts nine
-# tenths of its weight on imitating them, its mistakes included, rather than on the labels (notebook 04
-# finds the same for the 784-128-10 teacher: its students end up worse than students of no teacher).
+# against 73.80%, one network each). A likely reason for self-distillation's loss, not tested here: the
+# dense network gets every one of its 3,500 training images right (100.00%), so on exactly the images the
+# pruned copy is fine-tuned on, its soft targets add little that the labels do not say, while nine tenths
+# of the loss asks a network with 2% of the weights to reproduce the dense network's whole softened
+# distribution rather than to get the labels right. Notebook 04 sees something similar from the other
+# side: students distilled from a 784-128-10 teacher end up worse than students of no teacher.
+# (Born-again networks, in Further reading, gain from self-distillation in another setting: full-size
+# students trained from scratch, not a 98%-pruned copy fine-tuned for five epochs.)
 # What the same comparison gave at full scale, where the dense LeNet-300-100 had 50,000 images to learn
 # from:
 
@@ -310,12 +323,13 @@ for row in fashion["rows"]:
     if row["stage"].startswith("pruned 92%, fine-tuned with"):
         print(f"  {row['recipe']:>30}, {row['stage']:<46} {row['accuracy']:.2%}")
 two_se = 2 * (2 * 0.9 * 0.1 / fashion["validation_images"]) ** 0.5      # two single runs near 90% accuracy
-print(f"two standard errors of a difference between two such runs: about {100 * two_se:.2f} points")
+print(f"two standard errors of a difference between two such runs, roughly: {100 * two_se:.2f} points")
 
 # %% [markdown]
 # On Fashion-MNIST both ingredients pointed the right way, self-distillation by +0.16 and +0.63 points and
-# weight decay by -0.17 and +0.30, but every one of these differences is inside the 0.85 points that two
-# single runs on 10,000 images can differ by chance (README, "how the recipe was chosen", has the whole
+# weight decay by -0.17 and +0.30, but every one of these differences is inside the roughly 0.85 points
+# by which two single runs on 10,000 images can differ by chance (a rough guide: it treats the two runs'
+# errors as independent and leaves out training noise; README, under its Fashion-MNIST table, has the whole
 # ablation and the full-scale command, `python scripts/fashion_recipe.py`, about 7 minutes on 2 cores).
 # So neither ingredient is established even there, and on the bundled digits one of them is measurably
 # harmful. A recipe is a result about one network on one data set: choose yours on held-out data of your own.
@@ -461,7 +475,7 @@ print(f"sparsity before: 90.0%, after one epoch without masks: {pruning.sparsity
 # One epoch without the masks and the sparsity falls from 90% to 3.1%: Adam gave almost every pruned
 # weight a small non-zero update.
 #
-# **4. Sparsity is not speed, and a masked file is not smaller.** Section 5 measured both. Claim bytes
+# **4. Sparsity is not speed, and a masked file is not smaller.** Section 6 measured both. Claim bytes
 # only for a file written in a sparse format, and claim speed only from a timed, structurally smaller
 # model (or a sparse kernel measured to be faster).
 
@@ -561,7 +575,7 @@ for s in (0.5, 2 / 3, 0.7, 0.9):
 #
 # Each non-zero costs 12 bytes in CSR (8 for the index, 4 for the value) against 4 bytes per weight dense,
 # so CSR wins only when fewer than a third of the weights remain: past two-thirds sparsity (plus the 129
-# row pointers, about 1 KB). That is why section 5's CSR file is still about half the dense size at 90%.
+# row pointers, about 1 KB). That is why section 6's CSR file is still about half the dense size at 90%.
 # With int32 indices the break-even is at one half; a bitmask (1 bit per weight) wins from about 3% sparsity.
 # </details>
 
@@ -623,9 +637,9 @@ for label, init_seed in (("original init (the ticket)", SEED), ("new random init
 # - Random pruning (the article's method) collapses early; magnitude pruning degrades late,
 #   and a global threshold protects the sensitive output layer.
 # - A few epochs of fine-tuning with held masks bring a 90%-sparse teacher back to the dense accuracy.
-# - The Fashion-MNIST recipe's extra ingredients did not carry over to the bundled digits (held-out, three
-#   seeds, 98% cut): weight decay 1e-4 changed nothing measurable, and self-distillation cost 0.8 to 1.5
-#   points. Choose a recipe on held-out data of your own task.
+# - The Fashion-MNIST recipe's extra ingredients did not carry over to the bundled digits (held-out, one
+#   dense network each, three fine-tuning seeds, 98% cut): weight decay 1e-4 changed nothing measurable,
+#   and self-distillation cost 0.8 to 1.5 points. Choose a recipe on held-out data of your own task.
 # - Masked weights are not smaller or faster. A sparse file format makes the bytes real; removing whole
 #   neurons makes both the bytes and the milliseconds real (a speed-up measured side by side, as above:
 #   the latency column below mixes rows timed minutes apart and is not for dividing one row by another).

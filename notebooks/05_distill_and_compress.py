@@ -336,6 +336,18 @@ assert estimates["final model deployed on the int8 backend"]["total_nj"] < estim
 #   same number of epochs, distil-then-compress beats compress-then-distil by 2.83 ± 0.71 points, on every
 #   seed; and its literal form (integer Parameters) cannot train at all.
 #
+# Where each part of the article is covered, fixed or measured (section numbers where its text gives them):
+#
+# | the article | this tutorial |
+# | --- | --- |
+# | teacher 784-128-10, student 784-64-10 | notebooks 01 and 04; the ledger after every step |
+# | pruning ("weight trimming", 权重裁剪), random masks | notebook 02: magnitude against random pruning, fine-tuning, weight decay and self-distillation tested on held-out data, the bytes of sparse files; pitfall 1 runs its `prune()` |
+# | 4-bit quantization | notebook 03: the affine formula, PTQ, k-means and centroid fine-tuning, QAT, integer-only inference; pitfall 1 runs its `quantize()` (values 0 and -2, the int32 `Parameter`, `setattr` with a dotted name) |
+# | distillation and its loss (3.4.1: binary cross-entropy) | notebook 04: the loss with T², the high-temperature limit, the step written out, hints; pitfalls run its loss, BCE on ten classes, `torch.ones_like(teacher_model.parameters())` and the missing `student_model` |
+# | the order of the stages (2.3) and the pipeline (4), integer weights as trainable parameters | this notebook: section 3 measures both orders and shows the int32 `Parameter` refused; pitfall 1 |
+# | efficient inference on different hardware (5) | notebooks 03 (int8 backends) and 06 (ONNX Runtime; speed depends on the CPU's instructions) |
+# | privacy, security and robustness (5) | notebook 07 |
+#
 # ## Pitfalls
 #
 # **1. The original section-4 pipeline.** It compresses an untrained student (pruning random weights

@@ -61,11 +61,13 @@ def main() -> None:
     for row in rows:
         versus = measure.paired_over_seeds(row["accuracies"], logit) if row is not rows[1] else ""
         print(f"{row['recipe']:>40}  {measure.over_seeds(row['accuracies'])}   {versus}")
-    print(f"{len(rows) * len(args.seeds)} students in {time.perf_counter() - start:.0f} s, {args.threads} threads")
+    seconds = time.perf_counter() - start
+    print(f"{len(rows) * len(args.seeds)} students in {seconds:.0f} s, {args.threads} threads")
     if args.json:
         document = {"command": " ".join(["python scripts/hint_sweep.py", *map(shlex.quote, sys.argv[1:])]),
                     "machine": measure.machine_record(args.threads), "holdout_images": len(holdout.y_test),
-                    "temperature": KD.temperature, "alpha": KD.alpha, "epochs": args.epochs, "rows": rows}
+                    "temperature": KD.temperature, "alpha": KD.alpha, "epochs": args.epochs,
+                    "seconds": round(seconds, 1), "rows": rows}
         files.atomic_write(args.json, lambda f: f.write(json.dumps(document, indent=2).encode()))
 
 

@@ -95,7 +95,7 @@ def hint_sweep_table(document: dict) -> str:
     rows = document["rows"]
     logit = next(row for row in rows if row["recipe"] == "logit distillation")["accuracies"]
     lines = [f"| recipe (T = {document['temperature']:g}, α = {document['alpha']:g}) | held-out accuracy "
-             f"({document['holdout_images']} images), mean ± std | vs logit distillation, paired by seed (points) | "
+             f"({document['holdout_images']} images), mean ± std | vs logit distillation, paired by seed (points, mean ± std) | "
              "within two standard errors of zero |", "| --- | --- | --- | --- |"]
     for row in rows:
         mean, std = stats.mean_std(row["accuracies"])
