@@ -31,7 +31,7 @@
 #   whether hints from the teacher's hidden layer (FitNets) add anything;
 # - Hinton's omitted-digit experiment: a student that learns a digit it never saw.
 #
-# **Prerequisites**: notebook 01 (how to read a difference over seeds). About 45 s on a 2-core CPU once the
+# **Prerequisites**: notebook 01 (how to read a difference over seeds). About 30 s on a 2-core CPU once the
 # teachers are cached; the first run trains two 784-1200-1200-10 teachers, about 20 s each
 # (`python -m tutorial_utils teachers` trains every teacher of the tutorial ahead of time, e.g. before a class).
 
