@@ -218,12 +218,77 @@ def glossary_table() -> str:
     return "\n".join(lines + [f"| {r['english']} | {r['chinese']} | {r['note']} |" for r in rows])
 
 
+ANSWER_LABELS = {
+    "en": {"head": "| what | measured | from |", "smaller": "{r:.1f}x smaller", "against": "against", "bytes": "bytes",
+           "faster": "{low:.1f}x to {high:.1f}x faster",
+           "distil": "distillation: the 784-64-10 student's file against the reference teacher's",
+           "compress": "compression on top: the final file against the distilled student's",
+           "both": "both: the final file against the reference teacher's",
+           "accuracy": "accuracy, final model against the reference teacher, {threads} thread{plural}, paired by seed",
+           "paired": "{mean:+.2f} ± {std:.2f} points (mean ± std over {n} seeds; {verdict} two standard errors of zero)",
+           "beyond": "beyond", "within": "within",
+           "final": "final model (784-64-10, 90% sparse, 4 bits)", "narrow": "narrow 784-32-10 model (4 bits)",
+           "speed": "speed: {label} in ONNX Runtime int8 against the teacher in PyTorch eager, batch 256, 1 and 2 threads",
+           "file": "{bytes:,}-byte .dcmp file"},
+    "zh": {"head": "| 比较 | 测量结果 | 来源 |", "smaller": "为后者的 1/{r:.1f}", "against": "对比", "bytes": "字节",
+           "faster": "速度为教师的 {low:.1f} 到 {high:.1f} 倍",
+           "distil": "蒸馏：784-64-10 学生的文件对比参考教师的文件",
+           "compress": "在此之上压缩：最终文件对比蒸馏后学生的文件",
+           "both": "两者结合：最终文件对比参考教师的文件",
+           "accuracy": "准确率：最终模型对比参考教师，{threads} 个线程，按种子配对",
+           "paired": "{mean:+.2f} ± {std:.2f} 个百分点（{n} 个种子的均值 ± 标准差；{verdict}）",
+           "beyond": "超出零的两个标准误", "within": "在零的两个标准误之内",
+           "final": "最终模型（784-64-10，90% 稀疏，4 比特）", "narrow": "窄模型 784-32-10（4 比特）",
+           "speed": "速度：{label}在 ONNX Runtime int8 中对比 PyTorch eager 中的教师，批大小 256，1 和 2 个线程",
+           "file": ".dcmp 文件 {bytes:,} 字节"},
+}
+
+
+def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
+    """What combining distillation and compression gained, from four result files (both READMEs' FAQ answers)."""
+    t = ANSWER_LABELS[language]
+    one = json.loads((results / "pipeline.json").read_text())
+    deploy = json.loads((results / "deploy.json").read_text())
+
+    def row(document: dict, prefix: str) -> dict:
+        return next(r for r in document["rows"] if r["stage"].startswith(prefix))
+
+    reference, student = row(one, "reference teacher"), row(one, "student distilled")
+    final = row(one, "4-bit QAT, sparse file + entropy coding")
+    lines = [t["head"], "| --- | --- | --- |",
+             f"| {t['distil']} | {student['bytes']:,} {t['against']} {reference['bytes']:,} {t['bytes']} "
+             f"({t['smaller'].format(r=reference['bytes'] / student['bytes'])}) | `pipeline.json` |",
+             f"| {t['compress']} | {final['bytes']:,} {t['against']} {student['bytes']:,} {t['bytes']} "
+             f"({t['smaller'].format(r=student['bytes'] / final['bytes'])}) | `pipeline.json` |",
+             f"| {t['both']} | {t['smaller'].format(r=reference['bytes'] / final['bytes'])} | `pipeline.json` |"]
+    for threads, name in ((2, "pipeline-seeds.json"), (1, "pipeline-seeds-threads1.json")):
+        document = json.loads((results / name).read_text())
+        ends = [row(document, "4-bit QAT, sparse file + entropy coding"), row(document, "reference teacher")]
+        mean, std = stats.mean_std([100 * (a - b) for a, b in zip(ends[0]["accuracies"], ends[1]["accuracies"])])
+        gain, standard_error = stats.paired_difference(ends[0]["accuracies"], ends[1]["accuracies"])
+        paired = t["paired"].format(mean=mean, std=std, n=len(ends[0]["accuracies"]),
+                                    verdict=t["beyond"] if abs(gain) > 2 * standard_error else t["within"])
+        plural = "s" if threads > 1 and language == "en" else ""
+        lines.append(f"| {t['accuracy'].format(threads=threads, plural=plural)} | {ends[0]['accuracy']:.2%} {t['against']} "
+                     f"{ends[1]['accuracy']:.2%}: {paired} | `{name}` |")
+    # scripts/bench_deploy.py: "final" is the chain's final model, "narrow" the structurally pruned 784-32-10 one
+    for model in ("final", "narrow"):
+        speedups = [deploy["latency"][setting][f"{model}, ONNX Runtime int8-{kind}"]["speedup"]
+                    for setting in deploy["latency"] if setting.endswith("batch 256") for kind in ("dynamic", "static")]
+        lines.append(f"| {t['speed'].format(label=t[model])} | {t['faster'].format(low=min(speedups), high=max(speedups))} "
+                     f"({t['file'].format(bytes=deploy['bytes'][f'{model}, .dcmp file'])}) | `deploy.json` |")
+    return "\n".join(lines)
+
+
 def render(readme: str, results: pathlib.Path) -> str:
     """README text with every results block re-made from its file."""
     def replace(match: re.Match) -> str:
         name = match.group("name")
         if name == "glossary":   # not a measurement: the glossary's data file
             return match.group(1) + glossary_table() + "\n" + match.group(4)
+        if name in ("article-answers", "article-answers-zh"):   # several result files at once
+            language = "zh" if name.endswith("-zh") else "en"
+            return match.group(1) + article_answers_table(results, language) + "\n" + match.group(4)
         kind = next((key for key in sorted(RENDERERS, key=len, reverse=True) if name.startswith(key)), None)
         if kind is None:  # a block is rendered by the longest known prefix of its name (pipeline-seeds-threads1)
             raise ValueError(f"README names results block {name!r}; known kinds: {sorted(RENDERERS)}")

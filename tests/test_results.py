@@ -34,3 +34,15 @@ def test_a_changed_number_is_caught(tmp_path):
     tampered = readme[:block] + readme[block:].replace(cell, cell.replace("%", "1%"), 1)
     assert tampered != readme
     assert render_results.render(tampered, ROOT / "results") != tampered
+
+
+def test_both_readmes_answer_the_articles_faq_from_the_result_files(tmp_path):
+    # The byte ratio of the chain is computed from pipeline.json, in English and in Chinese.
+    rows = {r["stage"]: r for r in json.loads((ROOT / "results" / "pipeline.json").read_text())["rows"]}
+    reference = rows["reference teacher 784-128-10 (float32)"]["bytes"]
+    final = rows["4-bit QAT, sparse file + entropy coding"]["bytes"]
+    for name, block, text in (("README.md", "article-answers", f"{reference / final:.1f}x smaller"),
+                              ("README.zh-CN.md", "article-answers-zh", f"1/{reference / final:.1f}")):
+        readme = (ROOT / name).read_text(encoding="utf-8")
+        answers = readme.split(f"<!-- results:{block} -->", 1)[1].split("<!-- end results -->", 1)[0]
+        assert text in answers and "deploy.json" in answers and "pipeline-seeds-threads1.json" in answers, name
