@@ -13,7 +13,6 @@ Usage: python scripts/hint_sweep.py [--threads 2] [--seeds 0 1 2 3 4] [--json re
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import shlex
@@ -22,7 +21,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from tutorial_utils import data, distillation, files, hints, measure, teachers, training, validate  # noqa: E402
+from tutorial_utils import data, distillation, files, hints, measure, teachers, training  # noqa: E402
 
 KD = distillation.KDConfig(temperature=4.0, alpha=0.9)
 # (row name, beta, teacher layer): None = no hints (beta None and no teacher for the first row)
@@ -32,12 +31,7 @@ RECIPES = [("no teacher", None, None), ("logit distillation", 0.0, None)] \
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=2)
-    parser.add_argument("--seeds", type=validate.cli(validate.nonnegative_int), nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=15)
-    parser.add_argument("--json", default=None, help="also write the rows with the command and machine record here")
-    args = parser.parse_args()
+    args = teachers.sweep_parser(__doc__).parse_args()
     training.setup(0, threads=args.threads)
     splits = data.load("mnist-5k")
     holdout = splits.holdout(teachers.HOLDOUT_IMAGES)

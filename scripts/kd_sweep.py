@@ -10,13 +10,12 @@ Usage: python scripts/kd_sweep.py [--threads 2] [--seeds 0 1 2 3 4] [--json resu
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
 import time
 
-from tutorial_utils import data, distillation, files, measure, teachers, training, validate
+from tutorial_utils import data, distillation, files, measure, teachers, training
 
 # (teacher, temperature, alpha): the no-teacher baseline, the article's 784-128-10 teacher, and the big
 # teacher over temperatures (alpha 0.9) and weights (T = 4).
@@ -25,12 +24,7 @@ RECIPES = [("none", None, None), ("784-128-10", 4.0, 0.9)] + [("784-1200-1200-10
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=2)
-    parser.add_argument("--seeds", type=validate.cli(validate.nonnegative_int), nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=15)
-    parser.add_argument("--json", default=None, help="also write the rows with the command and machine record here")
-    args = parser.parse_args()
+    args = teachers.sweep_parser(__doc__).parse_args()
     training.setup(0, threads=args.threads)
     splits = data.load("mnist-5k")
     holdout = splits.holdout(teachers.HOLDOUT_IMAGES)

@@ -38,3 +38,12 @@ def test_the_command_refuses_a_bad_thread_count(capsys):
     with pytest.raises(SystemExit):
         teachers.main(["--threads", "0"])
     assert "threads" in capsys.readouterr().err
+
+
+def test_sweep_parser_has_the_sweeps_defaults_and_refuses_bad_values(capsys):
+    args = teachers.sweep_parser("a sweep").parse_args([])
+    assert (args.threads, args.seeds, args.epochs, args.json) == (2, [0, 1, 2, 3, 4], 15, None)
+    for bad in (["--threads", "0"], ["--seeds", "-1"], ["--epochs", "0"]):
+        with pytest.raises(SystemExit):
+            teachers.sweep_parser("a sweep").parse_args(bad)
+        assert bad[1] in capsys.readouterr().err

@@ -71,6 +71,17 @@ def cache_all(splits: data.Splits, *, seed: int = 0, threads: int = 2, epochs: i
         torch.set_num_threads(previous)
 
 
+def sweep_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of the held-out sweeps (scripts/kd_sweep.py, scripts/hint_sweep.py): --threads,
+    --seeds, --epochs (the students' and the teachers'), --json (where to write the rows)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=2)
+    parser.add_argument("--seeds", type=validate.cli(validate.nonnegative_int), nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=15)
+    parser.add_argument("--json", default=None, help="also write the rows with the command and machine record here")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m tutorial_utils teachers [--dataset ... --seed ... --threads ...]`: fill the cache."""
     parser = argparse.ArgumentParser(prog="python -m tutorial_utils teachers",
