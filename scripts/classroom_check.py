@@ -4,7 +4,7 @@ For each notebook: `nbgrader generate_assignment` (the release must hold no solu
 of the solution edition (it must score every autograded point, with no error) and of the unanswered
 release (it must score 0, and its only errors must be the graded checks' NotImplementedError: every other
 cell of the student edition runs). Prints one line per notebook with the seconds each step took; exits 1
-if any notebook fails. CI runs the same on notebook 01 (tests/test_classroom.py).
+if any notebook fails. CI runs the same on notebook 06, the quickest (tests/test_classroom.py).
 
     python scripts/classroom_check.py [--notebooks 01_teacher 05_distill_and_compress]
 """
