@@ -22,6 +22,14 @@
 # sloppy (an untrained baseline, a size computed by formula, a latency timed once), every later
 # "10x smaller, 3x faster" claim is meaningless.
 #
+# The tutorial answers a Chinese article about combining distillation and compression for efficient,
+# low-power AI (结合蒸馏与压缩，实现高效低功耗 AI; called "the article" from here on): a 784-128-10
+# teacher, a 784-64-10 student, pruning, 4-bit quantization and distillation. Its code does not run as
+# written: the notebook that covers each step runs the article's lines under **Pitfalls**, shows what they
+# do, and fixes them (notebooks 01-05);
+# README maps each of its sections to the notebook that covers it, and `README.zh-CN.md` is the way in for
+# its Chinese-speaking readers.
+#
 # **What you will learn**
 # - how the bundled MNIST subset is stored, checked and normalised, and why the tensors live in memory;
 # - what one training step does, and how the package's one training loop `training.fit` wraps it;
