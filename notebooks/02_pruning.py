@@ -302,8 +302,7 @@ print("weight decay - none, cross-entropy:", measure.paired_over_seeds(finetuned
 # For these two dense networks the Fashion ingredients do not carry over. Self-distillation is *worse*
 # than cross-entropy on every seed, by 0.80 points without weight decay and 1.53 with it, both beyond two
 # standard errors (with three seeds that rule is lenient: the 0.80 is borderline, the 1.53 is not; run
-# with `DC_THREADS=1`, this section printed exactly the same numbers);
-# weight decay 1e-4 changes the
+# with `DC_THREADS=1`, this section printed exactly the same numbers); weight decay 1e-4 changes the
 # cross-entropy result by nothing three seeds can see (+0.07 ± 0.23 points). It did move weights towards
 # zero (26.0% of them below 0.01 against 21.4%), but that did not make the one-shot cut gentler (70.40%
 # against 73.80%, one network each). A likely reason for self-distillation's loss, not tested here: the

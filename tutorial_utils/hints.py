@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tutorial_utils import data, distillation, models, training, validate
@@ -69,7 +68,7 @@ class HintStudent(nn.Module):
     def __init__(self, student: nn.Sequential, teacher_width: int, *, layer: int = -1) -> None:
         super().__init__()
         cut = _hidden_index(student, layer, "student_layer") + 1
-        self.student, self.head, self.tail = student, student[:cut], student[cut:]
+        self.head, self.tail = student[:cut], student[cut:]
         width = self.head[cut - 2].out_features  # the Linear feeding that ReLU
         with torch.random.fork_rng(devices=[]):
             self.regressor = nn.Linear(width, validate.positive_int("teacher_width", teacher_width))
@@ -86,23 +85,22 @@ def hint_distillation_loss(wrapper: HintStudent, teacher: nn.Sequential, splits:
                            teacher_layer: int = -1) -> training.LossFn:
     """A loss_fn for training.fit on `wrapper`: kd_loss + beta * hint_loss (module docstring).
 
-    The teacher's logits and features on splits.x_train are computed once, in eval mode under no_grad,
-    and looked up by batch.index (exact when fit trains on those splits without augmentation).
+    The soft term is distillation.distillation_loss (the teacher's logits computed once and looked up by
+    batch.index); the teacher's features on splits.x_train are computed once the same way, in eval mode
+    under no_grad (exact when fit trains on those splits without augmentation).
     Side effect: puts the teacher in eval mode.
     """
     beta = validate.nonnegative_float("beta", beta)
     device = models.device_of(wrapper)
-    teacher = teacher.to(device).eval()
+    soft_loss = distillation.distillation_loss(teacher, splits, kd=kd, device=device)   # moves the teacher, eval mode
     with torch.no_grad():
-        teacher_logits = training.predict(teacher, splits.x_train).to(device)                        # (n, classes)
-        teacher_hidden = hidden(teacher, splits.x_train.to(device), layer=teacher_layer)           # (n, width)
+        teacher_hidden = hidden(teacher, splits.x_train.to(device), layer=teacher_layer)   # (n, width)
     if teacher_hidden.shape[1] != wrapper.regressor.out_features:
         raise ValueError(f"teacher_layer={teacher_layer} has {teacher_hidden.shape[1]} units but the regressor "
                          f"predicts {wrapper.regressor.out_features}")
 
     def loss_fn(logits: torch.Tensor, batch: training.Batch) -> torch.Tensor:
-        soft = distillation.kd_loss(logits, teacher_logits[batch.index], batch.y,
-                                    temperature=kd.temperature, alpha=kd.alpha)
+        soft = soft_loss(logits, batch)
         return soft + beta * hint_loss(wrapper.regressed, teacher_hidden[batch.index]) if beta else soft
 
     return loss_fn
