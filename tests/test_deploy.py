@@ -3,13 +3,14 @@
 import builtins
 import os
 
+import numpy as np
 import onnx
 import pytest
 import torch
 
 from tutorial_utils import deploy, models, pruning, quantization, training
 
-TOLERANCE = {"float32": 1e-4, "4bit": 1e-4, "int8-dynamic": 0.5, "int8-static": 1.0}   # max |logit difference|
+TOLERANCE = {"float32": 1e-4, "4bit": 1e-4, "int8-pixels": 1e-4, "int8-dynamic": 0.5, "int8-static": 1.0}  # max |logit diff|
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def final() -> torch.nn.Sequential:
 
 @pytest.mark.parametrize("kind", deploy.KINDS)
 def test_every_kind_runs_with_the_logits_of_its_source(kind, final, tmp_path, splits):
-    source = final if kind == "4bit" else quantization.dequantize_model(final)
+    source = final if kind in deploy.CODE_KINDS else quantization.dequantize_model(final)
     path = tmp_path / f"final-{kind}.onnx"
     size = deploy.export(source, path, kind, calibration=splits.x_train[:300] if kind == "int8-static" else None)
     assert size == os.path.getsize(path) == deploy.onnx_bytes(path)
@@ -32,16 +33,35 @@ def test_every_kind_runs_with_the_logits_of_its_source(kind, final, tmp_path, sp
     difference = (deployed(x) - final(x)).abs().max().item()
     assert difference <= TOLERANCE[kind]
     agreement = (deployed(x).argmax(1) == final(x).argmax(1)).float().mean().item()
-    assert agreement >= (1.0 if kind in ("float32", "4bit") else 0.97)
+    assert agreement >= (1.0 if kind in ("float32", *deploy.CODE_KINDS) else 0.97)
     assert deploy.latency_ms(deployed, 4, repeats=3, warmup=1) > 0
 
 
 def test_4bit_file_is_smaller_than_int8_and_float32(final, tmp_path, splits):
-    sizes = {kind: deploy.export(final if kind == "4bit" else quantization.dequantize_model(final),
+    sizes = {kind: deploy.export(final if kind in deploy.CODE_KINDS else quantization.dequantize_model(final),
                                  tmp_path / f"{kind}.onnx", kind,
                                  calibration=splits.x_train[:100] if kind == "int8-static" else None)
              for kind in deploy.KINDS}
     assert sizes["4bit"] < sizes["int8-dynamic"] < sizes["float32"]
+    assert sizes["4bit"] < sizes["int8-pixels"] < sizes["float32"]     # codes one per byte, as MatMulInteger reads them
+
+
+def test_int8_pixels_file_takes_8bit_images_and_refuses_others(final, tmp_path, splits):
+    path = tmp_path / "pixels.onnx"
+    deploy.export(final, path, "int8-pixels")
+    deployed = deploy.runtime_model(path)
+    assert deployed.pixels and (deployed.mean, deployed.std) == (0.1307, 0.3081)
+    pixels = deployed.to_pixels(splits.x_test[:50])
+    assert pixels.dtype == np.uint8 and pixels.max() == 255 and pixels.min() == 0
+    torch.testing.assert_close(torch.from_numpy(pixels).float(), (splits.x_test[:50] * 0.3081 + 0.1307) * 255,
+                               rtol=0, atol=1e-3)
+    with pytest.raises(ValueError, match=r"8-bit images.*0\.0786 pixel off that grid"):
+        deployed(splits.x_test[:4] + 0.001)        # 0.001 * 0.3081 * 255 = 0.0786 pixel: not an image any more
+    with pytest.raises(ValueError, match="pixels from -1 to"):
+        deployed(torch.full((2, 784), (-1 / 255 - 0.1307) / 0.3081))
+    with pytest.raises(ValueError, match="needs a first layer of symmetric uniform codes"):
+        deploy.export(quantization.dequantize_model(final), tmp_path / "float.onnx", "int8-pixels")
+    assert not (tmp_path / "float.onnx").exists()
 
 
 def test_external_data_files_are_counted(tmp_path):

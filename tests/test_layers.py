@@ -18,7 +18,7 @@ LAYERS = [
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
     {"serialize", "measure", "benchmarks", "teachers", "compaction", "centroids",
      "hints"},            # files, measurements, cached teachers
-    {"storage", "onnx_export"},                                                 # the model file, the ONNX graph
+    {"storage", "onnx_export", "onnx_int8"},                                    # the model file, the ONNX graphs
     {"plots", "exercises", "recipes", "deploy"},                                # teaching, recipes, the runtime
     {"workflow", "chain", "exercises_compress", "exercises_chain", "exercises_deploy", "exercises_beyond"},  # the story; checks
     {"pipeline"},                                                               # its command line

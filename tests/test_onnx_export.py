@@ -84,3 +84,53 @@ def test_refusals_name_the_problem():
         onnx_export.to_onnx(_qat_student(), weights="4bit", block_size=24)
     with pytest.raises(ValueError, match="accuracy_level=7"):
         onnx_export.to_onnx(_qat_student(), weights="4bit", accuracy_level=7)
+
+
+def _pixels(batch: int, features: int = 784) -> torch.Tensor:
+    return torch.randint(0, 256, (batch, features), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("bits, per_channel", [(4, True), (8, True), (2, False)])
+def test_fold_pixels_is_the_layer_on_normalised_pixels(bits, per_channel):
+    layer = quantization.quantize_model(models.mlp([784, 12, 10]), bits, per_channel=per_channel)[0]
+    codes_t, scale, bias = onnx_export.fold_pixels(layer, mean=0.2, std=0.5)
+    assert codes_t.dtype == np.int8 and codes_t.shape == (784, 12) and scale.shape == bias.shape == (12,)
+    p = _pixels(5)
+    integer = torch.from_numpy(p.numpy().astype(np.int64) @ codes_t.astype(np.int64))    # (5, 12), exact
+    folded = integer.double() * torch.from_numpy(scale).double() + torch.from_numpy(bias).double()
+    x = (p.double() / 255 - 0.2) / 0.5                                                   # what the model sees
+    reference = x @ layer.weight.double().T + layer.bias.double()
+    torch.testing.assert_close(folded, reference, rtol=1e-6, atol=1e-6)    # float32 scale and bias
+    torch.testing.assert_close(folded.float(), layer(x.float()), rtol=1e-5, atol=1e-5)
+
+
+def test_int8_pixels_graph_takes_uint8_and_computes_the_qat_model():
+    model = _qat_student(4)
+    proto = onnx_export.to_onnx(model, weights="int8-pixels", mean=0.1307, std=0.3081)
+    assert onnx_export.op_types(proto) == ["MatMulInteger", "Cast", "Mul", "Add", "Relu", "MatMul", "Add"]
+    assert proto.graph.input[0].type.tensor_type.elem_type == 2      # onnx.TensorProto.UINT8
+    assert {p.key: p.value for p in proto.metadata_props} == {"pixel_mean": "0.1307", "pixel_std": "0.3081"}
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    p = _pixels(64)
+    logits = torch.from_numpy(session.run(None, {"x": p.numpy()})[0])
+    torch.testing.assert_close(logits, model((p.float() / 255 - 0.1307) / 0.3081), rtol=1e-5, atol=1e-4)
+
+
+def test_int8_pixels_refuses_what_it_cannot_fold():
+    float_model = models.mlp([784, 8, 10])
+    with pytest.raises(ValueError, match="symmetric uniform codes of at most 8 bits.*found Linear"):
+        onnx_export.to_onnx(float_model, weights="int8-pixels")
+    asymmetric = quantization.quantize_model(float_model, 4, symmetric=False)
+    with pytest.raises(ValueError, match="symmetric=False"):
+        onnx_export.to_onnx(asymmetric, weights="int8-pixels")
+    with pytest.raises(ValueError, match="bits=10"):
+        onnx_export.fold_pixels(quantization.quantize_model(float_model, 10)[0])
+    with pytest.raises(ValueError, match="act_bits=8"):
+        onnx_export.to_onnx(quantization.quantize_model(float_model, 4, act_bits=8, calibration=torch.rand(16, 784)),
+                            weights="int8-pixels")
+    with pytest.raises(ValueError, match=r"std=0 must be a finite number > 0"):
+        onnx_export.to_onnx(quantization.quantize_model(float_model, 4), weights="int8-pixels", std=0)
+    compacted = nn.Sequential(compaction.SelectInputs(torch.arange(100), 784),
+                              *quantization.quantize_model(models.mlp([100, 8, 10]), 4))
+    with pytest.raises(ValueError, match="selects inputs first"):
+        onnx_export.to_onnx(compacted, weights="int8-pixels")

@@ -8,7 +8,10 @@
 
 kinds: "float32" (MatMul + Add), "int8-dynamic" (weights int8 per channel, activations quantized on the
 fly per batch: ONNX Runtime's quantize_dynamic), "int8-static" (QDQ: activation ranges calibrated on
-training images; quantize_static), "4bit" (MatMulNBits holding the QAT codes and scales themselves).
+training images; quantize_static), "4bit" (MatMulNBits holding the QAT codes and scales themselves),
+"int8-pixels" (the input is the uint8 image itself; the first layer's codes meet it in one integer
+MatMulInteger, normalisation folded in: onnx_export.fold_pixels). "4bit" and "int8-pixels" compute the
+QAT model's own function; export them from the QAT model, the others from any model.
 ONNX Runtime runs with `threads` intra-op threads, the tutorial's thread setting.
 
 Example:
@@ -19,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import os
 import pathlib
 import tempfile
@@ -28,9 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from tutorial_utils import files, onnx_export, quantization, timing, validate
+from tutorial_utils import files, onnx_export, onnx_int8, quantization, timing, validate
 
-KINDS = ("float32", "int8-dynamic", "int8-static", "4bit")
+KINDS = ("float32", "int8-dynamic", "int8-static", "4bit", "int8-pixels")
+CODE_KINDS = ("4bit", "int8-pixels")   # built from a QuantizedLinear's own codes
 
 
 def _runtime():
@@ -50,40 +53,6 @@ def onnx_bytes(path: str | os.PathLike) -> int:
     locations = {entry.value for tensor in proto.graph.initializer for entry in tensor.external_data
                  if entry.key == "location"}
     return path.stat().st_size + sum((path.parent / location).stat().st_size for location in locations)
-
-
-class _Calibration:
-    """ONNX Runtime's CalibrationDataReader protocol over a tensor of images, in batches of 256."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.batches = iter(x.detach().float().cpu().numpy()[i:i + 256] for i in range(0, len(x), 256))
-
-    def get_next(self) -> dict | None:
-        batch = next(self.batches, None)
-        return None if batch is None else {"x": batch}
-
-
-def _quantize_int8(float_path: pathlib.Path, out_path: pathlib.Path, kind: str,
-                   calibration: torch.Tensor | None) -> None:
-    from onnxruntime import quantization as q
-    # The quantizers log a suggestion to run their shape-inference pre-processing on the root logger; our
-    # graphs declare every shape, so it is noise here. The root logger's level is restored after.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        _quantize_with(q, float_path, out_path, kind, calibration)
-    finally:
-        root.setLevel(level)
-
-
-def _quantize_with(q, float_path: pathlib.Path, out_path: pathlib.Path, kind: str,
-                   calibration: torch.Tensor | None) -> None:
-    if kind == "int8-dynamic":
-        q.quantize_dynamic(str(float_path), str(out_path), weight_type=q.QuantType.QInt8, per_channel=True)
-    else:
-        q.quantize_static(str(float_path), str(out_path), _Calibration(calibration), quant_format=q.QuantFormat.QDQ,
-                          activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, per_channel=True)
 
 
 def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
@@ -108,12 +77,12 @@ def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
         raise ValueError(f"calibration is used only with kind='int8-static', not kind={kind!r}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    proto = onnx_export.to_onnx(model.eval(), weights="4bit" if kind == "4bit" else "float32")
+    proto = onnx_export.to_onnx(model.eval(), weights=kind if kind in CODE_KINDS else "float32")
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         float_path = pathlib.Path(scratch) / "float32.onnx"
         float_path.write_bytes(proto.SerializeToString())
-        if kind.startswith("int8"):
-            _quantize_int8(float_path, pathlib.Path(scratch) / "int8.onnx", kind, calibration)
+        if kind in onnx_int8.KINDS:
+            onnx_int8.quantize(float_path, pathlib.Path(scratch) / "int8.onnx", kind, calibration=calibration)
             float_path = pathlib.Path(scratch) / "int8.onnx"
         data = float_path.read_bytes()
     return files.atomic_write(path, lambda f: f.write(data))
@@ -123,17 +92,37 @@ export_onnx = export   # the name other code uses
 
 
 class RuntimeModel(nn.Module):
-    """model(x) computed by an ONNX Runtime session: takes and returns torch tensors (CPU, float32)."""
+    """model(x) computed by an ONNX Runtime session: takes and returns torch tensors (CPU, float32).
+
+    x is always the normalised float32 image, as for the PyTorch models. For an "int8-pixels" file
+    (`self.pixels` True) forward turns it back into the uint8 pixels the file takes,
+    p = round((x * std + mean) * 255), and refuses x that is not on that grid.
+    """
 
     def __init__(self, session, *, path: str, threads: int) -> None:
         super().__init__()
         self.session, self.path, self.threads = session, path, threads
         self.in_features = session.get_inputs()[0].shape[1]
+        self.pixels = session.get_inputs()[0].type == "tensor(uint8)"
+        if self.pixels:
+            meta = session.get_modelmeta().custom_metadata_map
+            self.mean, self.std = float(meta["pixel_mean"]), float(meta["pixel_std"])
+
+    def to_pixels(self, x: torch.Tensor) -> np.ndarray:
+        """uint8 pixels (batch, in_features) of normalised images x; ValueError if x is not 8-bit images."""
+        pixels = (x.detach().double().cpu() * self.std + self.mean) * 255
+        rounded = pixels.round()
+        off = (pixels - rounded).abs().max().item()
+        if off > 0.01 or rounded.min() < 0 or rounded.max() > 255:
+            raise ValueError(f"x must be normalised 8-bit images, (p / 255 - {self.mean}) / {self.std} with p an "
+                             f"integer in 0..255, for this int8-pixels file; got values up to {off:.3g} pixel off "
+                             f"that grid, pixels from {rounded.min().item():.0f} to {rounded.max().item():.0f}")
+        return rounded.numpy().astype(np.uint8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != self.in_features:
             raise ValueError(f"x must have shape (batch >= 1, {self.in_features}); got {tuple(x.shape)}")
-        array = x.detach().cpu().numpy().astype(np.float32, copy=False)
+        array = self.to_pixels(x) if self.pixels else x.detach().cpu().numpy().astype(np.float32, copy=False)
         return torch.from_numpy(self.session.run(None, {"x": array})[0])
 
     def extra_repr(self) -> str:
@@ -179,12 +168,15 @@ def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, 
     The input and output are bound once (session.io_binding), as a deployed service would, so the time
     is the runtime's own: no torch <-> numpy conversion. Compare it with timing.latency_ms of a PyTorch
     model, which likewise times model(x) on a prebuilt tensor. The input is drawn from a private
-    generator (seed 0); the thread count is the session's.
+    generator (seed 0): standard normal float32, or uint8 pixels 0..255 for an int8-pixels file; the
+    thread count is the session's.
     """
     if not isinstance(model, RuntimeModel):
         raise TypeError(f"model must be a deploy.RuntimeModel (from runtime_model), got {type(model).__name__}")
     validate.positive_int("batch_size", batch_size)
-    x = np.random.default_rng(0).standard_normal((batch_size, model.in_features), dtype=np.float32)
+    generator, shape = np.random.default_rng(0), (batch_size, model.in_features)
+    x = generator.integers(0, 256, shape, dtype=np.uint8) if model.pixels else \
+        generator.standard_normal(shape, dtype=np.float32)
     binding = model.session.io_binding()
     binding.bind_cpu_input("x", x)
     binding.bind_output("logits")
@@ -195,15 +187,15 @@ def export_all(model: nn.Module, folder: str | os.PathLike, *, stem: str = "mode
                calibration: torch.Tensor | None = None, kinds: tuple[str, ...] = KINDS) -> dict[str, dict]:
     """Every deployment of one quantized model: {kind: {"model": RuntimeModel, "bytes": int, "path": str}}.
 
-    The 4-bit file takes the model's own codes; the other kinds start from its dequantized float weights
-    (quantization.dequantize_model), so all compute the same network. Side effects: writes
+    The 4-bit and int8-pixels files take the model's own codes; the other kinds start from its dequantized
+    float weights (quantization.dequantize_model), so all compute the same network. Side effects: writes
     folder/<stem>-<kind>.onnx for each kind.
     """
     float_model = quantization.dequantize_model(model)
     out = {}
     for kind in kinds:
         path = pathlib.Path(folder) / f"{stem}-{kind}.onnx"
-        size = export(model if kind == "4bit" else float_model, path, kind,
+        size = export(model if kind in CODE_KINDS else float_model, path, kind,
                       calibration=calibration if kind == "int8-static" else None)
         out[kind] = {"model": runtime_model(path, threads=threads), "bytes": size, "path": str(path)}
     return out

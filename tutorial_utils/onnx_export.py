@@ -1,4 +1,5 @@
-"""ONNX graphs written from an MLP's own layers: float32 MatMul, or 4-bit MatMulNBits from the QAT codes.
+"""ONNX graphs written from an MLP's own layers: float32 MatMul, 4-bit MatMulNBits from the QAT codes, or
+an integer first layer that takes the raw 8-bit pixels.
 
 torch.onnx.export turns every nn.Linear into one `Gemm` node, and ONNX Runtime's quantizers convert
 only `MatMul`: a 4-bit quantization pass then leaves the model float32 without a word. Here each
@@ -13,6 +14,10 @@ along K, two 4-bit codes per byte, low nibble first, and computes w = (u - 8) * 
 the row's scale, so the graph computes exactly the QAT model's function (accuracy_level 0: float
 arithmetic on the dequantized weights). The batch dimension is symbolic ("batch").
 
+weights="int8-pixels" takes the image as it is stored, uint8 pixels p in 0..255, and folds the
+normalisation x = (p / 255 - mean) / std into the first layer (fold_pixels), whose codes meet the
+pixels in one integer MatMulInteger: no float input to quantize, and still the QAT model's function.
+
 Example:
     >>> proto = to_onnx(final, weights="4bit")
     >>> op_types(proto)        # ['MatMulNBits', 'Add', 'Relu', 'MatMulNBits', 'Add']
@@ -26,10 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from tutorial_utils import compaction
+from tutorial_utils import compaction, data
 from tutorial_utils.quantization import QuantizedLinear
 
-WEIGHTS = ("float32", "4bit")
+WEIGHTS = ("float32", "4bit", "int8-pixels")
 OPSET = 17
 
 
@@ -93,14 +98,45 @@ def nbits_inputs(layer: QuantizedLinear, block_size: int) -> tuple[np.ndarray, n
     return pack_4bit(layer.codes + 8, block_size), scale.contiguous().cpu().numpy()
 
 
+def fold_pixels(layer: QuantizedLinear, *, mean: float = data.MEAN, std: float = data.STD
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first layer rewritten for raw pixels p in 0..255: (codes^T int8 (K, N), scale (N,), bias (N,)).
+
+    The model sees x = (p / 255 - mean) / std and computes W x + b with W = diag(s) Q (symmetric codes
+    Q, row scales s). Expanding,
+
+        W x + b = s / (255 std) * (Q p)  +  (b - (mean / std) * s * (Q 1))
+
+    so one integer product Q p (exact in int32: |Q| <= 127, p <= 255) and a per-unit scale and bias
+    give the layer's output. Needs symmetric uniform codes of at most 8 bits and float inputs (no act_bits).
+    """
+    if not isinstance(layer, QuantizedLinear) or layer.kind != "uniform" or not layer.symmetric \
+            or layer.bits > 8 or layer.act_bits is not None:
+        found = type(layer).__name__ if not isinstance(layer, QuantizedLinear) else \
+            f"{layer.kind} codes, bits={layer.bits}, symmetric={getattr(layer, 'symmetric', None)}, act_bits={layer.act_bits}"
+        raise ValueError("weights='int8-pixels' needs a first layer of symmetric uniform codes of at most 8 bits "
+                         f"without activation quantization (quantization.quantize_model); found {found}")
+    for name, value in (("mean", mean), ("std", std)):
+        if not isinstance(value, (int, float)) or not np.isfinite(value) or (name == "std" and value <= 0):
+            raise ValueError(f"{name}={value!r} must be a finite number{' > 0' if name == 'std' else ''}")
+    codes = layer.codes.to(torch.int64)                                    # (N, K)
+    scale = layer.scale.double().reshape(-1).expand(layer.out_features)    # per row, or one per tensor
+    bias = layer.bias.double() - (mean / std) * scale * codes.sum(dim=1).double()
+    return (codes.T.contiguous().to(torch.int8).cpu().numpy(), (scale / (255 * std)).float().cpu().numpy(),
+            bias.float().cpu().numpy())
+
+
 def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | None = None,
-            accuracy_level: int = 0, opset: int = OPSET):
+            accuracy_level: int = 0, opset: int = OPSET, mean: float = data.MEAN, std: float = data.STD):
     """An onnx.ModelProto computing model(x) for x of shape (batch, in_features), output 'logits'.
 
     weights="float32": MatMul + Add per Linear (QuantizedLinear layers contribute their dequantized
     weights). weights="4bit": MatMulNBits from each QuantizedLinear's own codes and scales (nn.Linear
     layers stay float32). block_size: None chooses block_size_for(K). accuracy_level 0 computes in
     float; 4 lets ONNX Runtime round x to int8 per block (faster, no longer exactly the same function).
+    weights="int8-pixels": input uint8 pixels of images normalised with (mean, std), first layer
+    MatMulInteger -> Cast -> Mul -> Add (fold_pixels), later layers float32; mean and std are kept in the
+    model's metadata ("pixel_mean", "pixel_std").
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -111,6 +147,10 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
         raise ValueError(f"accuracy_level={accuracy_level!r} must be 0, 1, 2, 3 or 4")
     if block_size is not None and (block_size < 16 or block_size & (block_size - 1)):
         raise ValueError(f"block_size={block_size!r} must be a power of two >= 16")
+    if weights == "int8-pixels" and isinstance(next(m for m in model if not isinstance(m, nn.Dropout)),
+                                               compaction.SelectInputs):
+        raise ValueError("weights='int8-pixels' needs the first layer to take the pixels themselves; this model "
+                         "selects inputs first (a uint8 Gather is slow: use compaction.compact(model, inputs=False))")
     nodes, initializers = [], []
     current, in_features = "x", None
 
@@ -125,10 +165,13 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
             index = constant(f"select{position}", layer.indices.cpu().numpy())
             nodes.append(helper.make_node("Gather", [current, index], [out], axis=1))
         elif isinstance(layer, (nn.Linear, QuantizedLinear)):
-            in_features = in_features or layer.in_features
-            bias = constant(f"bias{position}", layer.bias.detach().float().cpu().numpy())
-            product = f"{out}_matmul"
-            if weights == "4bit" and isinstance(layer, QuantizedLinear):
+            product, bias = f"{out}_matmul", layer.bias.detach().float().cpu().numpy()
+            if weights == "int8-pixels" and current == "x":
+                codes_t, scale, bias = fold_pixels(layer, mean=mean, std=std)
+                nodes += [helper.make_node("MatMulInteger", ["x", constant(f"codes{position}", codes_t)], [f"{out}_int32"]),
+                          helper.make_node("Cast", [f"{out}_int32"], [f"{out}_float"], to=TensorProto.FLOAT),
+                          helper.make_node("Mul", [f"{out}_float", constant(f"scale{position}", scale)], [product])]
+            elif weights == "4bit" and isinstance(layer, QuantizedLinear):
                 size = block_size or block_size_for(layer.in_features)
                 packed, scales = nbits_inputs(layer, size)
                 nodes.append(helper.make_node(
@@ -138,7 +181,8 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
             else:
                 weight_t = layer.weight.detach().float().T.contiguous().cpu().numpy()   # (in, out)
                 nodes.append(helper.make_node("MatMul", [current, constant(f"weight{position}", weight_t)], [product]))
-            nodes.append(helper.make_node("Add", [product, bias], [out]))
+            in_features = in_features or layer.in_features
+            nodes.append(helper.make_node("Add", [product, constant(f"bias{position}", bias)], [out]))
         elif isinstance(layer, nn.ReLU):
             nodes.append(helper.make_node("Relu", [current], [out]))
         else:   # Dropout: the identity at inference
@@ -147,13 +191,16 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
     nodes[-1].output[0] = "logits"
     classes = [m for m in model if isinstance(m, (nn.Linear, QuantizedLinear))][-1].out_features
     graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", in_features])],
+        nodes, "mlp", [helper.make_tensor_value_info(
+            "x", TensorProto.UINT8 if weights == "int8-pixels" else TensorProto.FLOAT, ["batch", in_features])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])], initializers)
     imports = [helper.make_opsetid("", opset)]
     if any(node.domain == "com.microsoft" for node in nodes):
         imports.append(helper.make_opsetid("com.microsoft", 1))
     proto = helper.make_model(graph, opset_imports=imports, producer_name="tutorial_utils.onnx_export")
     proto.ir_version = min(proto.ir_version, 10)   # readable by ONNX Runtime releases of the last two years
+    if weights == "int8-pixels":
+        helper.set_model_props(proto, {"pixel_mean": repr(float(mean)), "pixel_std": repr(float(std))})
     onnx.checker.check_model(proto)
     return proto
 

@@ -1,0 +1,44 @@
+"""onnx_int8: ONNX Runtime's quantizers on our float32 graphs; the calibration reader; clear refusals."""
+
+import onnx
+import pytest
+import torch
+
+from tutorial_utils import models, onnx_export, onnx_int8
+
+
+@pytest.fixture()
+def float_file(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "float32.onnx"
+    path.write_bytes(onnx_export.to_onnx(models.mlp([20, 8, 3])).SerializeToString())
+    return path
+
+
+def test_calibration_reader_yields_batches_of_256_then_none():
+    reader = onnx_int8.Calibration(torch.rand(600, 20))
+    sizes = []
+    while (batch := reader.get_next()) is not None:
+        sizes.append(batch["x"].shape)
+    assert sizes == [(256, 20), (256, 20), (88, 20)]
+
+
+# dynamic: integer MatMuls replace the float ones; static QDQ: the float MatMul stays, wrapped in
+# QuantizeLinear / DequantizeLinear pairs that the runtime fuses into integer kernels
+@pytest.mark.parametrize("kind, present, absent", [("int8-dynamic", {"DynamicQuantizeLinear", "MatMulInteger"}, "MatMul"),
+                                                   ("int8-static", {"QuantizeLinear", "DequantizeLinear"}, "MatMulInteger")])
+def test_each_kind_writes_its_int8_graph(kind, present, absent, float_file, tmp_path):
+    out = tmp_path / "int8.onnx"
+    onnx_int8.quantize(float_file, out, kind, calibration=torch.rand(50, 20) if kind == "int8-static" else None)
+    ops = onnx_export.op_types(onnx.load(str(out)))
+    assert present <= set(ops) and absent not in ops
+    initializers = {t.name: t.data_type for t in onnx.load(str(out)).graph.initializer}
+    assert onnx.TensorProto.INT8 in initializers.values()    # the weights are stored as int8
+
+
+def test_bad_kind_or_missing_calibration_is_refused(float_file, tmp_path):
+    with pytest.raises(ValueError, match="kind='int4' must be one of"):
+        onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int4")
+    with pytest.raises(ValueError, match="calibration images are needed"):
+        onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int8-static")
+    assert not (tmp_path / "o.onnx").exists()
