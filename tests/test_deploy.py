@@ -131,3 +131,31 @@ def test_the_names_other_code_uses(final, tmp_path, splits):
     assert session.get_inputs()[0].shape == ["batch", 784]
     logits = session.run(None, {"x": splits.x_test[:3].numpy()})[0]
     torch.testing.assert_close(torch.from_numpy(logits), final(splits.x_test[:3]), rtol=1e-5, atol=1e-4)
+
+
+class _Untouchable:
+    """Stands in for a RuntimeModel's own session: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the model's own session was used ({name}); latency_ms must time a fresh one")
+
+
+def test_latency_is_timed_on_a_fresh_session_of_the_same_file(final, tmp_path):
+    path = tmp_path / "m.onnx"
+    deploy.export(final, path, "int8-pixels")
+    deployed = deploy.runtime_model(path, threads=2, spin=False)
+    deployed.session = _Untouchable()    # pool threads of a session that has run keep waking up to spin
+    assert deploy.latency_ms(deployed, 3, repeats=2, warmup=0) > 0
+
+
+def test_compare_latency_rests_between_models_and_reports_ratios(final, tmp_path, monkeypatch):
+    path = tmp_path / "m.onnx"
+    deploy.export(final, path, "4bit")
+    rests = []
+    monkeypatch.setattr(deploy.time, "sleep", rests.append)
+    result = deploy.compare_latency({"torch": final, "onnx": deploy.runtime_model(path)}, 2, threads=1, rounds=2,
+                                    repeats=2, settle_s=0.25)
+    assert rests == [0.25] * 4 and set(result) == {"torch", "onnx"}
+    assert result["torch"]["speedup"] == 1.0 and result["onnx"]["latency_ms"] > 0
+    with pytest.raises(ValueError, match="settle_s"):
+        deploy.compare_latency({"torch": final}, 2, threads=1, settle_s=-1)

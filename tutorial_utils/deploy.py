@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import pathlib
 import tempfile
+import time
 
 import numpy as np
 import torch
@@ -99,9 +100,9 @@ class RuntimeModel(nn.Module):
     p = round((x * std + mean) * 255), and refuses x that is not on that grid.
     """
 
-    def __init__(self, session, *, path: str, threads: int) -> None:
+    def __init__(self, session, *, path: str, threads: int, provider: str = "cpu", spin: bool = True) -> None:
         super().__init__()
-        self.session, self.path, self.threads = session, path, threads
+        self.session, self.path, self.threads, self.provider, self.spin = session, path, threads, provider, spin
         self.in_features = session.get_inputs()[0].shape[1]
         self.pixels = session.get_inputs()[0].type == "tensor(uint8)"
         if self.pixels:
@@ -159,7 +160,8 @@ def session(path: str | os.PathLike, *, threads: int | None = None, provider: st
 def runtime_model(path: str | os.PathLike, *, threads: int = 1, provider: str = "cpu",
                   spin: bool = True) -> RuntimeModel:
     """The ONNX file as an nn.Module (RuntimeModel) running on `session(path, ...)`."""
-    return RuntimeModel(session(path, threads=threads, provider=provider, spin=spin), path=str(path), threads=threads)
+    return RuntimeModel(session(path, threads=threads, provider=provider, spin=spin), path=str(path), threads=threads,
+                        provider=provider, spin=spin)
 
 
 def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, warmup: int = 20) -> float:
@@ -168,8 +170,11 @@ def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, 
     The input and output are bound once (session.io_binding), as a deployed service would, so the time
     is the runtime's own: no torch <-> numpy conversion. Compare it with timing.latency_ms of a PyTorch
     model, which likewise times model(x) on a prebuilt tensor. The input is drawn from a private
-    generator (seed 0): standard normal float32, or uint8 pixels 0..255 for an int8-pixels file; the
-    thread count is the session's.
+    generator (seed 0): standard normal float32, or uint8 pixels 0..255 for an int8-pixels file.
+    The timed session is a fresh one on model.path with the model's threads, provider and spin setting,
+    closed after: once a session has run, its pool threads keep waking up to spin for work, so on a
+    small CPU the sessions of other models (or this model's own, used for evaluation) would slow the
+    timing. A deployed service holds one session.
     """
     if not isinstance(model, RuntimeModel):
         raise TypeError(f"model must be a deploy.RuntimeModel (from runtime_model), got {type(model).__name__}")
@@ -177,10 +182,11 @@ def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, 
     generator, shape = np.random.default_rng(0), (batch_size, model.in_features)
     x = generator.integers(0, 256, shape, dtype=np.uint8) if model.pixels else \
         generator.standard_normal(shape, dtype=np.float32)
-    binding = model.session.io_binding()
+    timed = session(model.path, threads=model.threads, provider=model.provider, spin=model.spin)
+    binding = timed.io_binding()
     binding.bind_cpu_input("x", x)
     binding.bind_output("logits")
-    return timing.time_ms(lambda: model.session.run_with_iobinding(binding), repeats=repeats, warmup=warmup)
+    return timing.time_ms(lambda: timed.run_with_iobinding(binding), repeats=repeats, warmup=warmup)
 
 
 def export_all(model: nn.Module, folder: str | os.PathLike, *, stem: str = "model", threads: int = 1,
@@ -202,18 +208,23 @@ def export_all(model: nn.Module, folder: str | os.PathLike, *, stem: str = "mode
 
 
 def compare_latency(models: dict[str, nn.Module], batch_size: int, *, threads: int, rounds: int = 5,
-                    repeats: int = 100) -> dict[str, dict]:
+                    repeats: int = 100, settle_s: float = 0.1) -> dict[str, dict]:
     """Latency of each model, measured side by side: `rounds` rounds that time every model once in turn.
 
     PyTorch models are timed by timing.latency_ms (torch threads = `threads`), ONNX Runtime models by
     latency_ms (their session's threads). Returns {name: {"latency_ms": median over rounds,
     "speedup": median over rounds of (first model's latency / this one's)}}: the first model is the
     baseline, and each ratio comes from one round, so slow drifts of a shared machine cancel.
+    Between two models the machine rests `settle_s` seconds: after a call, ONNX Runtime's pool threads
+    (and OpenMP's) spin for tens of milliseconds waiting for more work, and on a small CPU that spinning
+    would slow whichever model is timed next.
     """
     validate.positive_int("rounds", rounds)
+    validate.nonnegative_float("settle_s", settle_s)
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
+            time.sleep(settle_s)
             if isinstance(model, RuntimeModel):
                 times[name].append(latency_ms(model, batch_size, repeats=repeats))
             else:
