@@ -26,6 +26,7 @@ from tutorial_utils import (data, deploy, distillation, files, int8, machine, me
                             training, validate)
 
 SPARSITY, BITS, NARROW = 0.9, 4, 0.5
+ROUNDS = 9   # latency rounds: the median of nine shrugs off a burst of load on a shared machine
 
 
 def chains(splits: data.Splits, seed: int) -> dict[str, torch.nn.Module]:
@@ -81,7 +82,7 @@ def main() -> None:
                                                      calibration=splits.x_train[:1000]).items():
                     candidates[f"{name}, ONNX Runtime {kind}"] = entry["model"]
             for batch in (1, 256):
-                latency[f"threads {threads}, batch {batch}"] = deploy.compare_latency(candidates, batch, threads=threads)
+                latency[f"threads {threads}, batch {batch}"] = deploy.compare_latency(candidates, batch, threads=threads, rounds=ROUNDS)
                 print(f"threads {threads}, batch {batch}")
                 for name, row in latency[f"threads {threads}, batch {batch}"].items():
                     print(f"  {name:45} {row['latency_ms'] * 1e3:9.1f} us  {row['speedup']:5.1f}x")
