@@ -26,7 +26,9 @@
 # - how an MLP becomes an ONNX graph, and why `MatMul` + `Add` rather than the `Gemm` that exporters emit;
 # - how 4-bit codes are packed for ONNX Runtime's `MatMulNBits` so that the runtime computes exactly
 #   the QAT model's function (checked, logit by logit);
-# - int8 by ONNX Runtime's quantizers (dynamic, and static with calibration on training images);
+# - int8 by ONNX Runtime's quantizers (dynamic, and static with calibration on training images), and
+#   int8 without quantizing the input at all: the pixels are already 8-bit, so the normalisation folds
+#   into the first layer and the QAT codes meet the raw image in one integer product;
 # - compaction: removing the inputs and units that pruning left dead, and why that saves multiply-adds
 #   but not always time; structured pruning to a narrower network, which a dense kernel can turn into time;
 # - latency side by side at batch 1 and 256, against the machine's measured peak, and what limits it.
@@ -153,10 +155,50 @@ for kind, entry in deployments.items():
     assert agreement >= 0.98
 
 # %% [markdown]
-# The float32 and 4-bit files give the QAT model's predictions on every image. The int8 files move the
+# The float32, 4-bit and int8-pixels files (the last is explained next) give the QAT model's predictions
+# on every image. The int8 files move the
 # largest logit by 0.25 (dynamic) and 0.61 (static); dynamic agrees with the QAT model on every test
 # image, static on all but 4, and the accuracies differ by one image of 1,000 (93.60% against 93.50%),
 # which is noise.
+#
+# ### int8 on the pixels themselves
+#
+# Both int8 files spend part of every call turning the float32 input into int8 (dynamic: find its range,
+# then round; static: round onto the calibrated grid). Yet an MNIST image *is* 8-bit: the model sees
+# floats only because we normalised its pixels p in 0..255 as x = (p / 255 - mean) / std. That map is
+# affine, so it folds into the first layer. With the layer's codes Q and row scales s (W = diag(s) Q):
+#
+#     W x + b  =  s / (255 std) * (Q p)  +  (b - (mean / std) * s * (Q 1))
+#
+# Q p is a product of integers (codes in -7..7, pixels in 0..255), exact in int32, which the CPU's integer
+# dot-product instructions compute directly; one scale and one bias per hidden unit finish the layer. No
+# rounding of the input, and no weights but the QAT codes: the QAT model's function. From scratch, on the
+# test images:
+
+# %%
+first = final[0]                                                            # QuantizedLinear 784 -> 64
+pixels = torch.round((splits.x_test * data.STD + data.MEAN) * 255).long()   # (1000, 784), back to 0..255
+codes = first.codes.long()                                                  # (64, 784), -7..7
+row_scale = first.scale.double().reshape(-1)                                # (64,)
+products = pixels @ codes.T                                                 # (1000, 64), integers, exact
+folded_bias = first.bias.double() - data.MEAN / data.STD * row_scale * codes.sum(dim=1)
+hidden = (row_scale / (255 * data.STD) * products + folded_bias).float()
+print(f"pixels {pixels.min()}..{pixels.max()}; largest integer product {products.abs().max():,} "
+      f"(int32 holds up to 2,147,483,647)")
+print(f"largest difference to the QAT layer on normalised images: {(hidden - first(splits.x_test)).abs().max():.1e}")
+assert torch.allclose(hidden, first(splits.x_test), atol=1e-4)
+codes_t, scale, bias = onnx_export.fold_pixels(first)                        # the package's version
+assert np.array_equal(codes_t, codes.T.numpy()) and np.allclose(bias, folded_bias.numpy(), atol=1e-5)
+assert np.allclose(scale, (row_scale / (255 * data.STD)).numpy())
+print(onnx_export.op_types(onnx.load(deployments["int8-pixels"]["path"])))
+
+# %% [markdown]
+# That is the `int8-pixels` file of the table above: `MatMulInteger` (uint8 pixels times int8 codes,
+# int32 out), `Cast`, `Mul` and `Add` for the scale and bias, then the small 64 -> 10 layer in float32.
+# Its input is the uint8 image as stored; `deploy.runtime_model` turns our normalised tensors back into
+# pixels for it, and refuses a tensor that is not 8-bit images (noise added, another normalisation).
+# Section 5 times it. One thing it cannot take is compaction's dropped pixels: a `Gather` on its input
+# would come first (`onnx_export.to_onnx` refuses; section 4 shows why a gather costs time).
 #
 # ## 4. Compaction: what pruning left dead
 #
@@ -205,8 +247,8 @@ for name, model in (("reference teacher", reference), ("final (90% sparse)", fin
 # shared machine hits them all), and each ratio is taken within a round against the teacher in PyTorch
 # eager float32. ONNX Runtime is timed as a server would call it: the input bound once, no torch/numpy
 # conversion; PyTorch is timed calling `model(x)` on a prebuilt tensor. Everything runs on **one thread**
-# here: with two threads on a two-core machine, the idle threads of one runtime spin and steal the cores
-# from the next, and the 2-thread rows change from run to run (Pitfalls; README has both).
+# here, which keeps the notebook short and needs no care about idle threads (Pitfalls); README's
+# benchmark has the same table at 1 and 2 threads.
 
 # %%
 TIMING_THREADS = 1
@@ -219,7 +261,7 @@ for name in ("final", "narrow"):
         candidates[f"{name}, ORT {kind}"] = entry["model"]
 
 # %% [markdown]
-# Eleven candidates, three of them PyTorch. Each row below gives the latency at batch 1 and 256 with the
+# Thirteen candidates, three of them PyTorch. Each row below gives the latency at batch 1 and 256 with the
 # speed-up over the teacher in parentheses, and the achieved share of this CPU's float32 matmul rate:
 
 # %%
@@ -239,7 +281,9 @@ for name in candidates:
 #
 # - **Batch 256**: int8 is where the speed is, and width is the other half. The int8 graphs run the
 #   final model about twice as fast as its float32 graph, and the narrow student, with half the
-#   multiply-adds, about twice as fast again in float32; the narrow student in int8 is the fastest row.
+#   multiply-adds, about twice as fast again in float32. The int8-pixels graphs, which never round their
+#   input, take a quarter (final) to a third (narrow) less time than dynamic int8: the narrow student's is
+#   the fastest row, about 11x faster than the teacher.
 #   ONNX Runtime's int8 kernels use the CPU's integer dot-product instructions (one AVX-512 VNNI
 #   instruction does 64 int8 multiply-adds where a float32 FMA does 16); without VNNI (AVX2 only) they
 #   need several instructions for the same work, and recent Xeons add AMX tiles; neither is measured here.
@@ -272,9 +316,15 @@ for name in candidates:
 #   so one image's logits change with its batch-mates: evaluate at the batch size you serve.
 # - **int8 slower than float32** at batch 1 (PyTorch's legacy backend above).
 # - **Fewer MACs, no less time**: compaction's gather (section 4).
-# - **Timing several runtimes in one process**: ONNX Runtime's idle threads spin, waiting for work, and
-#   take cores from whatever runs next; time at one thread, create sessions with
-#   `deploy.runtime_model(path, spin=False)`, or time each runtime in its own process.
+# - **Timing several runtimes in one process**: after a call, ONNX Runtime's pool threads (and PyTorch's
+#   OpenMP threads) spin for tens of milliseconds waiting for more work, and a session that has run keeps
+#   waking its threads up; on a two-core machine they take cores from whatever is timed next. So
+#   `deploy.latency_ms` times a fresh session of the file and closes it, and `deploy.compare_latency`
+#   rests 0.1 s between models when more than one thread is in play; or time each runtime in its own
+#   process.
+# - **Quantizing what is already quantized**: a float32 graph handed to an int8 quantizer rounds its
+#   input on every call, even when that input was 8-bit pixels a moment ago; fold the normalisation into
+#   the first layer instead (`int8-pixels`).
 
 # %% [markdown]
 # ## Exercises
@@ -424,6 +474,9 @@ print(f"final model: {models.layer_sizes(dense_final)} -> {models.layer_sizes(mi
 #   4-bit codes (to 1e-5).
 # - int8 deployments (dynamic, or static with calibration) agree with the QAT model on almost every
 #   image; int8 is the fast path at large batches on a CPU with integer dot-product instructions.
+# - An 8-bit input needs no quantizing: folding the pixels' normalisation into the first layer lets the
+#   QAT codes meet the raw image in one exact integer product (`int8-pixels`), the fastest deployment
+#   at batch 256 and still the QAT model's function.
 # - Sparsity shrinks the stored file, not a dense kernel's work; compaction removes dead inputs and units
 #   (fewer MACs) but its gather can cost more than it saves. Narrower layers (structured pruning) are
 #   what a dense kernel can turn into speed.

@@ -157,5 +157,9 @@ def test_compare_latency_rests_between_models_and_reports_ratios(final, tmp_path
                                     repeats=2, settle_s=0.25)
     assert rests == [0.25] * 4 and set(result) == {"torch", "onnx"}
     assert result["torch"]["speedup"] == 1.0 and result["onnx"]["latency_ms"] > 0
+    rests.clear()
+    deploy.compare_latency({"torch": final}, 2, threads=1, rounds=2, repeats=2)      # one thread: no pool to wait for
+    deploy.compare_latency({"torch": final}, 2, threads=2, rounds=1, repeats=2)
+    assert rests == [0.0, 0.0, 0.1]
     with pytest.raises(ValueError, match="settle_s"):
         deploy.compare_latency({"torch": final}, 2, threads=1, settle_s=-1)

@@ -165,16 +165,12 @@ def runtime_model(path: str | os.PathLike, *, threads: int = 1, provider: str = 
 
 
 def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, warmup: int = 20) -> float:
-    """Median milliseconds of one ONNX Runtime call on a (batch_size, in_features) float32 input.
+    """Median milliseconds of one ONNX Runtime call on a (batch_size, in_features) input (seed 0: standard
+    normal float32, or uint8 pixels for an int8-pixels file), bound once (io_binding) as a service would:
+    no torch <-> numpy conversion, like timing.latency_ms's model(x) on a prebuilt tensor.
 
-    The input and output are bound once (session.io_binding), as a deployed service would, so the time
-    is the runtime's own: no torch <-> numpy conversion. Compare it with timing.latency_ms of a PyTorch
-    model, which likewise times model(x) on a prebuilt tensor. The input is drawn from a private
-    generator (seed 0): standard normal float32, or uint8 pixels 0..255 for an int8-pixels file.
-    The timed session is a fresh one on model.path with the model's threads, provider and spin setting,
-    closed after: once a session has run, its pool threads keep waking up to spin for work, so on a
-    small CPU the sessions of other models (or this model's own, used for evaluation) would slow the
-    timing. A deployed service holds one session.
+    The timed session is a fresh one of model.path (same threads, provider, spin), closed after: pool
+    threads of a session that has run keep waking up to spin, and would slow this timing on a small CPU.
     """
     if not isinstance(model, RuntimeModel):
         raise TypeError(f"model must be a deploy.RuntimeModel (from runtime_model), got {type(model).__name__}")
@@ -208,18 +204,21 @@ def export_all(model: nn.Module, folder: str | os.PathLike, *, stem: str = "mode
 
 
 def compare_latency(models: dict[str, nn.Module], batch_size: int, *, threads: int, rounds: int = 5,
-                    repeats: int = 100, settle_s: float = 0.1) -> dict[str, dict]:
+                    repeats: int = 100, settle_s: float | None = None) -> dict[str, dict]:
     """Latency of each model, measured side by side: `rounds` rounds that time every model once in turn.
 
     PyTorch models are timed by timing.latency_ms (torch threads = `threads`), ONNX Runtime models by
     latency_ms (their session's threads). Returns {name: {"latency_ms": median over rounds,
     "speedup": median over rounds of (first model's latency / this one's)}}: the first model is the
     baseline, and each ratio comes from one round, so slow drifts of a shared machine cancel.
-    Between two models the machine rests `settle_s` seconds: after a call, ONNX Runtime's pool threads
-    (and OpenMP's) spin for tens of milliseconds waiting for more work, and on a small CPU that spinning
-    would slow whichever model is timed next.
+    Between two models the machine rests `settle_s` seconds (None: 0.1 s if any model runs more than one
+    thread, else 0): after a call, ONNX Runtime's pool threads (and OpenMP's) spin for tens of
+    milliseconds waiting for more work, and on a small CPU that spinning would slow the next model.
     """
     validate.positive_int("rounds", rounds)
+    if settle_s is None:
+        pools = threads > 1 or any(isinstance(m, RuntimeModel) and m.threads > 1 for m in models.values())
+        settle_s = 0.1 if pools else 0.0
     validate.nonnegative_float("settle_s", settle_s)
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
