@@ -44,7 +44,7 @@ import onnx.numpy_helper
 import torch
 
 from tutorial_utils import (compaction, data, deploy, distillation, exercises_deploy, files, int8, machine, measure, models,
-                            onnx_export, quantization, recipes, timing, training, validate)
+                            nbits, onnx_export, quantization, recipes, storage, timing, training, validate)
 
 # %%
 DATASET = validate.env("DC_DATASET", "mnist-5k")
@@ -109,20 +109,20 @@ padded[:, :10] = unsigned
 pairs = padded.reshape(1, 1, 8, 2)                            # (rows, blocks, bytes, 2 codes)
 by_hand = (pairs[..., 0] | (pairs[..., 1] << 4)).to(torch.uint8)
 print(by_hand.tolist())
-assert np.array_equal(by_hand.numpy(), onnx_export.pack_4bit(unsigned, 16))
+assert np.array_equal(by_hand.numpy(), nbits.pack_4bit(unsigned, 16))
 
 # %% [markdown]
-# For the real layer (K = 784) `onnx_export.block_size_for` picks the block size with the fewest bytes,
+# For the real layer (K = 784) `nbits.block_size_for` picks the block size with the fewest bytes,
 # padding and scales included. `accuracy_level` is the lowest precision the kernel may use inside: 0 keeps
 # the input in float32 (the function is exactly the QAT model's), 4 lets it round the input to int8 per
 # block (faster kernels, a different function; exercise 4).
 
 # %%
-block_size = onnx_export.block_size_for(784)
+block_size = nbits.block_size_for(784)
 nbits_file = folder / "final-4bit.onnx"
 nbits_bytes = deploy.export(final, nbits_file, "4bit")
-nbits = deploy.runtime_model(nbits_file, threads=THREADS)
-difference = (nbits(splits.x_test) - final(splits.x_test)).abs().max().item()
+nbits_runtime = deploy.runtime_model(nbits_file, threads=THREADS)
+difference = (nbits_runtime(splits.x_test) - final(splits.x_test)).abs().max().item()
 print("operators:", onnx_export.op_types(onnx_export.to_onnx(final, weights="4bit")))
 print(f"block size {block_size}: {-(-784 // block_size)} blocks per row of the first layer")
 print(f"{nbits_bytes:,} bytes; largest logit difference to the QAT model: {difference:.1e}")
@@ -194,8 +194,12 @@ print(onnx_export.op_types(onnx.load(deployments["int8-pixels"]["path"])))
 
 # %% [markdown]
 # That is the `int8-pixels` file of the table above: `MatMulInteger` (uint8 pixels times int8 codes,
-# int32 out), `Cast`, `Mul` and `Add` for the scale and bias, then the small 64 -> 10 layer in float32.
-# Its input is the uint8 image as stored; `deploy.runtime_model` turns our normalised tensors back into
+# int32 out), `Cast`, `Mul` and `Add` for the scale and bias, then the 64 -> 10 layer as a float32
+# `MatMul`. The codes are stored 4 bits each, as ONNX's own INT4 type; the first `Cast` widens them to
+# int8 and the one before the second layer's `Mul` rebuilds its float32 weights, and ONNX Runtime does
+# both once, when the session loads (they read only constants). So the file holds two codes per byte and
+# one scale per row, smaller than the `MatMulNBits` file with its scale per block, and every operator in
+# it is standard ONNX: no contrib domain. Its input is the uint8 image as stored; `deploy.runtime_model` turns our normalised tensors back into
 # pixels for it, and refuses a tensor that is not 8-bit images (noise added, another normalisation).
 # Section 5 times it. One thing it cannot take is compaction's dropped pixels: a `Gather` on its input
 # would come first (`onnx_export.to_onnx` refuses; section 4 shows why a gather costs time).
@@ -255,10 +259,12 @@ TIMING_THREADS = 1
 sources = {"teacher": reference, "student": student, "final": final, "narrow": narrow}
 candidates = {"teacher, PyTorch float32": reference, "student, PyTorch float32": student,
               "final, PyTorch legacy int8": int8.to_backend(quantization.dequantize_model(final), "legacy")}
+file_bytes = {}
 for name in ("final", "narrow"):
     for kind, entry in deploy.export_all(sources[name], folder, stem=f"{name}-t1", threads=TIMING_THREADS,
                                          calibration=splits.x_train[:1000]).items():
         candidates[f"{name}, ORT {kind}"] = entry["model"]
+        file_bytes[f"{name}, ORT {kind}"] = entry["bytes"]
 
 # %% [markdown]
 # Thirteen candidates, three of them PyTorch. Each row below gives the latency at batch 1 and 256 with the
@@ -300,6 +306,22 @@ for name in candidates:
 #   *slower* than float32: like ONNX Runtime's dynamic int8 it measures and quantizes the input on every
 #   call, but each of its quantized layers pays PyTorch's per-operator overhead.
 #
+# Last, the bytes. The `.dcmp` file (notebook 05's format: sparse, packed, entropy-coded) against the
+# smallest ONNX file of each model, the `int8-pixels` one:
+
+# %%
+for name in ("final", "narrow"):
+    dcmp_bytes = storage.save(sources[name], folder / f"{name}.dcmp", compress="auto")
+    smallest = file_bytes[f"{name}, ORT int8-pixels"]
+    print(f"{name:>6}: .dcmp {dcmp_bytes:6,} bytes, int8-pixels ONNX {smallest:6,} bytes ({smallest / dcmp_bytes:.2f}x)")
+
+# %% [markdown]
+# The 90%-sparse final model's ONNX file is several times its `.dcmp`: the runtime's kernels are dense,
+# so its file stores every zero weight in 4 bits, where the `.dcmp` file stores only where the nonzero
+# ones are. The narrow student has no zeros to skip, and its runtime file comes within 1.5x of its
+# `.dcmp` (the rest is mostly the `.dcmp` file's entropy coding, which ONNX files do not have). Sparsity buys
+# storage and shipping; width buys storage, shipping *and* speed.
+#
 # ## Pitfalls
 #
 # - **The `Gemm` trap.** Exporters write `nn.Linear` as `Gemm`; ONNX Runtime's 4-bit quantizer converts
@@ -311,7 +333,8 @@ for name in candidates:
 # - **External data files.** Large models keep their weights in a `.onnx.data` file beside the `.onnx`;
 #   count it in the bytes (`deploy.onnx_bytes` does) and ship it with the graph.
 # - **Contrib operators.** `MatMulNBits` lives in the `com.microsoft` domain: only ONNX Runtime runs it.
-#   Standard ONNX's portable 4-bit form is the INT4 type with blocked `DequantizeLinear` (opset 21).
+#   Standard ONNX's portable 4-bit form is the INT4 type (opset 21), with `Cast` (as in `int8-pixels`)
+#   or blocked `DequantizeLinear`.
 # - **Dynamic int8 depends on the batch.** Its activation range is measured over the whole input tensor,
 #   so one image's logits change with its batch-mates: evaluate at the batch size you serve.
 # - **int8 slower than float32** at batch 1 (PyTorch's legacy backend above).

@@ -17,7 +17,7 @@ LAYERS = [
     {"training", "robustness", "privacy"},                                      # the one loop; attacks, membership
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
     {"serialize", "measure", "benchmarks", "teachers", "compaction", "centroids",
-     "hints"},            # files, measurements, cached teachers
+     "hints", "nbits"},            # files, measurements, cached teachers
     {"storage", "onnx_export", "onnx_int8"},                                    # the model file, the ONNX graphs
     {"plots", "exercises", "recipes", "deploy"},                                # teaching, recipes, the runtime
     {"workflow", "chain", "exercises_compress", "exercises_chain", "exercises_deploy", "exercises_beyond"},  # the story; checks

@@ -1,6 +1,7 @@
 """onnx_export: graphs that ONNX Runtime runs with the same logits as the PyTorch model they come from."""
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -48,26 +49,6 @@ def test_4bit_graph_of_a_compact_model_gathers_the_kept_inputs():
     torch.testing.assert_close(_run(proto, x), model(x), rtol=1e-5, atol=1e-4)
 
 
-def test_packing_puts_even_codes_in_the_low_nibble_and_pads_with_zero_weights():
-    codes = torch.tensor([[1, 2, 3, 15, 0]])
-    packed = onnx_export.pack_4bit(codes, 16)
-    assert packed.shape == (1, 1, 8) and packed.dtype == np.uint8
-    assert packed[0, 0, :3].tolist() == [1 | 2 << 4, 3 | 15 << 4, 0 | 8 << 4]
-    assert packed[0, 0, 3:].tolist() == [8 | 8 << 4] * 5
-
-
-def test_block_size_minimises_bytes():
-    def row_bytes(k: int, size: int) -> int:   # code bytes (padding included) + a 4-byte scale per block
-        return -(-k // size) * (size // 2 + 4)
-
-    assert onnx_export.block_size_for(784) == 64     # 13 blocks: 468 bytes per row, against 588 for 16
-    assert onnx_export.block_size_for(64) == 64
-    for k in (10, 100, 520, 784, 1200):
-        best = onnx_export.block_size_for(k)
-        assert best >= 16 and best & (best - 1) == 0
-        assert row_bytes(k, best) == min(row_bytes(k, 2 ** e) for e in range(4, 12))
-
-
 def test_refusals_name_the_problem():
     with pytest.raises(TypeError, match=r"model\[1\] is Sigmoid"):
         onnx_export.to_onnx(nn.Sequential(nn.Linear(4, 3), nn.Sigmoid(), nn.Linear(3, 2)))
@@ -104,16 +85,27 @@ def test_fold_pixels_is_the_layer_on_normalised_pixels(bits, per_channel):
     torch.testing.assert_close(folded.float(), layer(x.float()), rtol=1e-5, atol=1e-5)
 
 
-def test_int8_pixels_graph_takes_uint8_and_computes_the_qat_model():
+def test_int8_pixels_graph_takes_uint8_and_computes_the_qat_model(tmp_path):
     model = _qat_student(4)
     proto = onnx_export.to_onnx(model, weights="int8-pixels", mean=0.1307, std=0.3081)
-    assert onnx_export.op_types(proto) == ["MatMulInteger", "Cast", "Mul", "Add", "Relu", "MatMul", "Add"]
+    assert onnx_export.op_types(proto) == ["Cast", "MatMulInteger", "Cast", "Mul", "Add", "Relu",
+                                           "Cast", "Mul", "MatMul", "Add"]
     assert proto.graph.input[0].type.tensor_type.elem_type == 2      # onnx.TensorProto.UINT8
+    stored = {t.name: t for t in proto.graph.initializer}
+    assert stored["codes0"].data_type == onnx.TensorProto.INT4 and len(stored["codes0"].raw_data) == 784 * 64 // 2
+    assert np.array_equal(onnx.numpy_helper.to_array(stored["codes0"]), model[0].codes.T.numpy())
+    assert np.array_equal(onnx.numpy_helper.to_array(stored["codes2"]), model[2].codes.T.numpy())
     assert {p.key: p.value for p in proto.metadata_props} == {"pixel_mean": "0.1307", "pixel_std": "0.3081"}
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     p = _pixels(64)
     logits = torch.from_numpy(session.run(None, {"x": p.numpy()})[0])
     torch.testing.assert_close(logits, model((p.float() / 255 - 0.1307) / 0.3081), rtol=1e-5, atol=1e-4)
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    loaded = onnx.load(str(tmp_path / "loaded.onnx"))        # the graph as the session runs it
+    assert "MatMulInteger" in onnx_export.op_types(loaded) and not any(
+        node.op_type == "Cast" and node.input[0].startswith("codes") for node in loaded.graph.node)
 
 
 def test_int8_pixels_refuses_what_it_cannot_fold():
@@ -134,3 +126,17 @@ def test_int8_pixels_refuses_what_it_cannot_fold():
                               *quantization.quantize_model(models.mlp([100, 8, 10]), 4))
     with pytest.raises(ValueError, match="selects inputs first"):
         onnx_export.to_onnx(compacted, weights="int8-pixels")
+
+
+@pytest.mark.parametrize("bits, stored", [(3, onnx.TensorProto.INT4), (8, onnx.TensorProto.INT8)])
+def test_int8_pixels_stores_codes_in_4_bits_when_they_fit_odd_counts_too(bits, stored):
+    model = quantization.quantize_model(models.mlp([9, 3, 5]), bits)       # 27 and 15 codes: odd counts
+    proto = onnx_export.to_onnx(model, weights="int8-pixels", mean=0.0, std=1.0)
+    initializers = {t.name: t for t in proto.graph.initializer}
+    assert initializers["codes0"].data_type == initializers["codes2"].data_type == stored
+    if stored == onnx.TensorProto.INT4:
+        assert len(initializers["codes0"].raw_data) == 14                   # ceil(27 / 2) bytes
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    p = _pixels(16, features=9)
+    logits = torch.from_numpy(session.run(None, {"x": p.numpy()})[0])
+    torch.testing.assert_close(logits, model(p.float() / 255), rtol=1e-5, atol=1e-5)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from tutorial_utils import compaction, models, onnx_export
+from tutorial_utils import compaction, models, nbits
 from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
 from tutorial_utils.exercises import _fail, _passed
 
@@ -25,10 +25,10 @@ def _packing_cases() -> list[tuple[torch.Tensor, int]]:
 
 
 def check_unpack_4bit(my_unpack: Callable) -> None:
-    """Notebook 06: my_unpack(packed, k) -> the (N, k) unsigned codes that onnx_export.pack_4bit packed."""
+    """Notebook 06: my_unpack(packed, k) -> the (N, k) unsigned codes that nbits.pack_4bit packed."""
     cases = _packing_cases()
     for codes, block_size in cases:
-        got = torch.as_tensor(my_unpack(onnx_export.pack_4bit(codes, block_size), codes.shape[1]))
+        got = torch.as_tensor(my_unpack(nbits.pack_4bit(codes, block_size), codes.shape[1]))
         if got.shape != codes.shape or not torch.equal(got.long(), codes.long()):
             _fail("check_unpack_4bit", f"codes of shape {tuple(codes.shape)}, block_size {block_size}",
                   f"{codes.reshape(-1)[:6].tolist()}...", f"shape {tuple(got.shape)}, {got.reshape(-1)[:6].tolist()}...",
@@ -37,10 +37,10 @@ def check_unpack_4bit(my_unpack: Callable) -> None:
 
 
 def check_pack_4bit(my_pack: Callable) -> None:
-    """Notebook 06: my_pack(codes, block_size) -> uint8 (N, blocks, block_size // 2), as onnx_export.pack_4bit."""
+    """Notebook 06: my_pack(codes, block_size) -> uint8 (N, blocks, block_size // 2), as nbits.pack_4bit."""
     cases = _packing_cases()
     for codes, block_size in cases:
-        expected, got = onnx_export.pack_4bit(codes, block_size), my_pack(codes, block_size)
+        expected, got = nbits.pack_4bit(codes, block_size), my_pack(codes, block_size)
         if getattr(got, "shape", None) != expected.shape or not (torch.as_tensor(got).numpy() == expected).all():
             _fail("check_pack_4bit", f"codes of shape {tuple(codes.shape)}, block_size {block_size}",
                   f"shape {expected.shape}, first bytes {expected.reshape(-1)[:4].tolist()}",

@@ -8,15 +8,15 @@ Linear is written as the two nodes it really is,
     y = x @ W^T + b      ->   MatMul(x, W^T) -> Add(., b)                     (float32 weights)
                           ->   MatMulNBits(x, packed codes, scales) -> Add(., b)  (4-bit weights)
 
-MatMulNBits (an ONNX Runtime contrib operator) stores each row of W in blocks of `block_size` codes
-along K, two 4-bit codes per byte, low nibble first, and computes w = (u - 8) * scale_block, u in
-0..15. The tutorial's symmetric codes c in [-7, 7] become u = c + 8 and every block of a row gets
-the row's scale, so the graph computes exactly the QAT model's function (accuracy_level 0: float
-arithmetic on the dequantized weights). The batch dimension is symbolic ("batch").
+MatMulNBits (an ONNX Runtime contrib operator; its layout is module nbits) holds the QAT codes and
+the row scales themselves, so the graph computes exactly the QAT model's function (accuracy_level 0:
+float arithmetic on the dequantized weights). The batch dimension is symbolic ("batch").
 
 weights="int8-pixels" takes the image as it is stored, uint8 pixels p in 0..255, and folds the
 normalisation x = (p / 255 - mean) / std into the first layer (fold_pixels), whose codes meet the
 pixels in one integer MatMulInteger: no float input to quantize, and still the QAT model's function.
+Codes of at most 4 bits are stored as ONNX's INT4 type (opset 21, two per byte) and widened by a Cast
+that ONNX Runtime folds once when the session loads; every operator is standard ONNX.
 
 Example:
     >>> proto = to_onnx(final, weights="4bit")
@@ -25,13 +25,11 @@ Example:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 
-from tutorial_utils import compaction, data
+from tutorial_utils import compaction, data, nbits
 from tutorial_utils.quantization import QuantizedLinear
 
 WEIGHTS = ("float32", "4bit", "int8-pixels")
@@ -59,43 +57,9 @@ def check_exportable(model: nn.Module) -> None:
         raise TypeError("model has no Linear layer to export")
 
 
-def block_size_for(k: int) -> int:
-    """The power-of-two block size (16 to the next power of two >= k) with the fewest bytes per row:
-    ceil(k / bs) blocks of bs / 2 code bytes + one 4-byte scale each (padding codes count too)."""
-    sizes = [2 ** e for e in range(4, max(4, math.ceil(math.log2(k))) + 1)]
-    return min(sizes, key=lambda bs: (math.ceil(k / bs) * (bs // 2 + 4), bs))
-
-
-def pack_4bit(codes: torch.Tensor, block_size: int) -> np.ndarray:
-    """Unsigned 4-bit codes u (N, K), values 0..15 -> uint8 (N, ceil(K / block_size), block_size // 2).
-
-    Padding at the end of K uses u = 8 (weight 0); code 2i goes to the low nibble, 2i + 1 to the high.
-    """
-    if codes.ndim != 2 or codes.min() < 0 or codes.max() > 15:
-        raise ValueError("codes must be a 2-d tensor of unsigned 4-bit values 0..15")
-    n, k = codes.shape
-    blocks = math.ceil(k / block_size)
-    padded = torch.full((n, blocks * block_size), 8, dtype=torch.uint8)
-    padded[:, :k] = codes.to(torch.uint8).cpu()
-    pairs = padded.reshape(n, blocks, block_size // 2, 2)
-    return (pairs[..., 0] | (pairs[..., 1] << 4)).numpy()
-
-
-def nbits_inputs(layer: QuantizedLinear, block_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(packed codes, scales of shape (N, blocks)) of a symmetric uniform layer of at most 4 bits."""
-    if layer.kind != "uniform" or not layer.symmetric:
-        raise ValueError(f"weights='4bit' needs symmetric uniform codes (QuantConfig(symmetric=True)); "
-                         f"this layer has {layer.kind} codes, symmetric={getattr(layer, 'symmetric', None)}")
-    if layer.bits > 4:
-        raise ValueError(f"weights='4bit' needs codes of at most 4 bits; this layer has bits={layer.bits} "
-                         f"(use weights='float32' and an int8 quantization)")
-    if layer.act_bits is not None:
-        raise ValueError("weights='4bit' does not quantize activations; this layer has act_bits="
-                         f"{layer.act_bits}")
-    n, k = layer.codes.shape
-    blocks = math.ceil(k / block_size)
-    scale = layer.scale.float().reshape(-1, 1).expand(n, blocks)    # per row (or one per tensor) -> every block
-    return pack_4bit(layer.codes + 8, block_size), scale.contiguous().cpu().numpy()
+def _symmetric_codes(layer: nn.Module) -> bool:
+    """True for a QuantizedLinear of symmetric uniform codes of at most 8 bits (integer weights, zero point 0)."""
+    return isinstance(layer, QuantizedLinear) and layer.kind == "uniform" and layer.symmetric and layer.bits <= 8
 
 
 def fold_pixels(layer: QuantizedLinear, *, mean: float = data.MEAN, std: float = data.STD
@@ -110,8 +74,7 @@ def fold_pixels(layer: QuantizedLinear, *, mean: float = data.MEAN, std: float =
     so one integer product Q p (exact in int32: |Q| <= 127, p <= 255) and a per-unit scale and bias
     give the layer's output. Needs symmetric uniform codes of at most 8 bits and float inputs (no act_bits).
     """
-    if not isinstance(layer, QuantizedLinear) or layer.kind != "uniform" or not layer.symmetric \
-            or layer.bits > 8 or layer.act_bits is not None:
+    if not _symmetric_codes(layer) or layer.act_bits is not None:
         found = type(layer).__name__ if not isinstance(layer, QuantizedLinear) else \
             f"{layer.kind} codes, bits={layer.bits}, symmetric={getattr(layer, 'symmetric', None)}, act_bits={layer.act_bits}"
         raise ValueError("weights='int8-pixels' needs a first layer of symmetric uniform codes of at most 8 bits "
@@ -132,10 +95,11 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
 
     weights="float32": MatMul + Add per Linear (QuantizedLinear layers contribute their dequantized
     weights). weights="4bit": MatMulNBits from each QuantizedLinear's own codes and scales (nn.Linear
-    layers stay float32). block_size: None chooses block_size_for(K). accuracy_level 0 computes in
+    layers stay float32). block_size: None chooses nbits.block_size_for(K). accuracy_level 0 computes in
     float; 4 lets ONNX Runtime round x to int8 per block (faster, no longer exactly the same function).
     weights="int8-pixels": input uint8 pixels of images normalised with (mean, std), first layer
-    MatMulInteger -> Cast -> Mul -> Add (fold_pixels), later layers float32; mean and std are kept in the
+    MatMulInteger -> Cast -> Mul -> Add (fold_pixels), later layers MatMul on weights rebuilt at load
+    from their stored codes and scales (float32 if they have none); mean and std are kept in the
     model's metadata ("pixel_mean", "pixel_std").
     """
     onnx = _onnx()
@@ -158,6 +122,19 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
         initializers.append(numpy_helper.from_array(array, name))
         return name
 
+    def stored_codes(name: str, codes: np.ndarray, bits: int, to: int) -> str:
+        """Integer codes kept as INT4 (two per byte) when they fit in 4 bits, else INT8; Cast to `to`
+        (ONNX Runtime folds the Cast of a constant once, when the session loads)."""
+        if bits > 4:
+            initializers.append(numpy_helper.from_array(codes.astype(np.int8), name))
+        else:
+            nibbles = codes.astype(np.int8).reshape(-1).view(np.uint8) & 0x0F
+            nibbles = np.append(nibbles, np.zeros(codes.size % 2, np.uint8))    # an odd count: pad one nibble
+            initializers.append(helper.make_tensor(name, TensorProto.INT4, codes.shape,
+                                                   (nibbles[0::2] | (nibbles[1::2] << 4)).tobytes(), raw=True))
+        nodes.append(helper.make_node("Cast", [name], [f"{name}_cast"], to=to))
+        return f"{name}_cast"
+
     for position, layer in enumerate(model):
         out = f"h{position}"
         if isinstance(layer, compaction.SelectInputs):
@@ -168,12 +145,18 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
             product, bias = f"{out}_matmul", layer.bias.detach().float().cpu().numpy()
             if weights == "int8-pixels" and current == "x":
                 codes_t, scale, bias = fold_pixels(layer, mean=mean, std=std)
-                nodes += [helper.make_node("MatMulInteger", ["x", constant(f"codes{position}", codes_t)], [f"{out}_int32"]),
+                codes = stored_codes(f"codes{position}", codes_t, layer.bits, TensorProto.INT8)
+                nodes += [helper.make_node("MatMulInteger", ["x", codes], [f"{out}_int32"]),
                           helper.make_node("Cast", [f"{out}_int32"], [f"{out}_float"], to=TensorProto.FLOAT),
                           helper.make_node("Mul", [f"{out}_float", constant(f"scale{position}", scale)], [product])]
+            elif weights == "int8-pixels" and _symmetric_codes(layer):    # W^T = codes^T * scale, folded at load
+                codes = stored_codes(f"codes{position}", layer.codes.T.cpu().numpy(), layer.bits, TensorProto.FLOAT)
+                scale = layer.scale.float().reshape(-1).expand(layer.out_features).cpu().numpy()
+                nodes += [helper.make_node("Mul", [codes, constant(f"scale{position}", scale)], [f"{out}_weight"]),
+                          helper.make_node("MatMul", [current, f"{out}_weight"], [product])]
             elif weights == "4bit" and isinstance(layer, QuantizedLinear):
-                size = block_size or block_size_for(layer.in_features)
-                packed, scales = nbits_inputs(layer, size)
+                size = block_size or nbits.block_size_for(layer.in_features)
+                packed, scales = nbits.inputs(layer, size)
                 nodes.append(helper.make_node(
                     "MatMulNBits", [current, constant(f"codes{position}", packed), constant(f"scales{position}", scales)],
                     [product], domain="com.microsoft", K=layer.in_features, N=layer.out_features, bits=4,
@@ -194,7 +177,7 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
         nodes, "mlp", [helper.make_tensor_value_info(
             "x", TensorProto.UINT8 if weights == "int8-pixels" else TensorProto.FLOAT, ["batch", in_features])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])], initializers)
-    imports = [helper.make_opsetid("", opset)]
+    imports = [helper.make_opsetid("", max(opset, 21) if weights == "int8-pixels" else opset)]   # INT4: opset 21
     if any(node.domain == "com.microsoft" for node in nodes):
         imports.append(helper.make_opsetid("com.microsoft", 1))
     proto = helper.make_model(graph, opset_imports=imports, producer_name="tutorial_utils.onnx_export")
