@@ -10,7 +10,8 @@ import torch
 
 from tutorial_utils import deploy, models, pruning, quantization, training
 
-TOLERANCE = {"float32": 1e-4, "4bit": 1e-4, "int8-pixels": 1e-4, "int8-dynamic": 0.5, "int8-static": 1.0}  # max |logit diff|
+# max |logit difference| to the QAT model
+TOLERANCE = {"float32": 1e-4, "4bit": 1e-4, "int8-pixels": 1e-4, "int8-dynamic": 0.5, "int8-static": 1.0}
 
 
 @pytest.fixture(scope="module")

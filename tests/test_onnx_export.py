@@ -110,6 +110,9 @@ def test_int8_pixels_graph_takes_uint8_and_computes_the_qat_model(tmp_path):
 
 def test_int8_pixels_refuses_what_it_cannot_fold():
     float_model = models.mlp([784, 8, 10])
+    assert onnx_export.takes_pixels(quantization.quantize_model(float_model, 4))
+    assert not onnx_export.takes_pixels(float_model) and not onnx_export.takes_pixels(nn.Linear(3, 2))
+    assert not onnx_export.takes_pixels(quantization.quantize_model(float_model, 4, symmetric=False))
     with pytest.raises(ValueError, match="symmetric uniform codes of at most 8 bits.*found Linear"):
         onnx_export.to_onnx(float_model, weights="int8-pixels")
     asymmetric = quantization.quantize_model(float_model, 4, symmetric=False)

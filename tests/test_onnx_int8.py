@@ -25,8 +25,9 @@ def test_calibration_reader_yields_batches_of_256_then_none():
 
 # dynamic: integer MatMuls replace the float ones; static QDQ: the float MatMul stays, wrapped in
 # QuantizeLinear / DequantizeLinear pairs that the runtime fuses into integer kernels
-@pytest.mark.parametrize("kind, present, absent", [("int8-dynamic", {"DynamicQuantizeLinear", "MatMulInteger"}, "MatMul"),
-                                                   ("int8-static", {"QuantizeLinear", "DequantizeLinear"}, "MatMulInteger")])
+@pytest.mark.parametrize("kind, present, absent", [
+    ("int8-dynamic", {"DynamicQuantizeLinear", "MatMulInteger"}, "MatMul"),
+    ("int8-static", {"QuantizeLinear", "DequantizeLinear"}, "MatMulInteger")])
 def test_each_kind_writes_its_int8_graph(kind, present, absent, float_file, tmp_path):
     out = tmp_path / "int8.onnx"
     onnx_int8.quantize(float_file, out, kind, calibration=torch.rand(50, 20) if kind == "int8-static" else None)

@@ -96,8 +96,10 @@ def test_pipeline_deploys_onnx_files_that_compute_the_published_model(tmp_path):
     assert four_bit["accuracies"] == final["accuracies"]           # the file's own codes: the same predictions
     assert abs(int8["accuracy"] - final["accuracy"]) <= 0.01
     assert four_bit["latency_ms"] > 0 and four_bit["macs"] == final["macs"]
+    pixels = by_stage["ONNX Runtime int8-pixels (model-pixels.onnx)"]     # the codes on the raw image: exact too
+    assert pixels["accuracies"] == final["accuracies"] and pixels["bytes"] == (out / "model-pixels.onnx").stat().st_size
     manifest = json.loads((out / "MANIFEST.json").read_text())
-    assert {"model.onnx", "model-int8.onnx"} <= set(json.dumps(manifest).replace('"', " ").split())
+    assert {"model.onnx", "model-int8.onnx", "model-pixels.onnx"} <= set(json.dumps(manifest).replace('"', " ").split())
 
 
 def test_pipeline_refuses_deploy_without_onnxruntime(tmp_path, monkeypatch, capsys):

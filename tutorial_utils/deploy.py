@@ -10,8 +10,8 @@ kinds: "float32" (MatMul + Add), "int8-dynamic" (weights int8 per channel, activ
 fly per batch: ONNX Runtime's quantize_dynamic), "int8-static" (QDQ: activation ranges calibrated on
 training images; quantize_static), "4bit" (MatMulNBits holding the QAT codes and scales themselves),
 "int8-pixels" (the input is the uint8 image itself; the first layer's codes, stored 4 bits each,
-meet it in one integer MatMulInteger, normalisation folded in: onnx_export.fold_pixels). "4bit" and "int8-pixels" compute the
-QAT model's own function; export them from the QAT model, the others from any model.
+meet it in one integer MatMulInteger, normalisation folded in: onnx_export.fold_pixels). "4bit" and
+"int8-pixels" compute the QAT model's own function; export them from the QAT model, the others from any.
 ONNX Runtime runs with `threads` intra-op threads, the tutorial's thread setting.
 
 Example:

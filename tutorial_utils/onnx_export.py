@@ -62,6 +62,14 @@ def _symmetric_codes(layer: nn.Module) -> bool:
     return isinstance(layer, QuantizedLinear) and layer.kind == "uniform" and layer.symmetric and layer.bits <= 8
 
 
+def takes_pixels(model: nn.Module) -> bool:
+    """True if weights="int8-pixels" can export `model`: its first layer holds symmetric integer codes."""
+    if not isinstance(model, nn.Sequential):
+        return False
+    first = next((m for m in model if not isinstance(m, nn.Dropout)), None)
+    return _symmetric_codes(first) and first.act_bits is None
+
+
 def fold_pixels(layer: QuantizedLinear, *, mean: float = data.MEAN, std: float = data.STD
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first layer rewritten for raw pixels p in 0..255: (codes^T int8 (K, N), scale (N,), bias (N,)).
@@ -75,8 +83,9 @@ def fold_pixels(layer: QuantizedLinear, *, mean: float = data.MEAN, std: float =
     give the layer's output. Needs symmetric uniform codes of at most 8 bits and float inputs (no act_bits).
     """
     if not _symmetric_codes(layer) or layer.act_bits is not None:
-        found = type(layer).__name__ if not isinstance(layer, QuantizedLinear) else \
-            f"{layer.kind} codes, bits={layer.bits}, symmetric={getattr(layer, 'symmetric', None)}, act_bits={layer.act_bits}"
+        found = type(layer).__name__ if not isinstance(layer, QuantizedLinear) else (
+            f"{layer.kind} codes, bits={layer.bits}, symmetric={getattr(layer, 'symmetric', None)}, "
+            f"act_bits={layer.act_bits}")
         raise ValueError("weights='int8-pixels' needs a first layer of symmetric uniform codes of at most 8 bits "
                          f"without activation quantization (quantization.quantize_model); found {found}")
     for name, value in (("mean", mean), ("std", std)):

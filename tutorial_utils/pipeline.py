@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=validate.cli(validate.positive_int), default=2,
         help="CPU threads for training and latency (default 2)")
     add("--deploy", default="none", choices=("none", "onnx"),
-        help="onnx: also write the final model as ONNX files (model.onnx with its 4-bit codes, model-int8.onnx) "
+        help="onnx: also write the final model as ONNX files (model.onnx with its 4-bit codes, model-int8.onnx, "
+             "model-pixels.onnx: int8 on the raw pixels) "
              "and measure them in ONNX Runtime (needs pip install -e '.[deploy]'; default none)")
     return parser
 

@@ -190,7 +190,7 @@ class PipelineConfig:
     seed: int = 0
     seeds: tuple[int, ...] = ()    # several seeds: the chain runs once per seed, accuracies as mean +- std
     threads: int = 2
-    deploy: str = "none"           # "onnx": also write model.onnx (4-bit, or float32 above 4 bits) and model-int8.onnx
+    deploy: str = "none"           # "onnx": also write model.onnx, model-int8.onnx and model-pixels.onnx
 
     def __post_init__(self) -> None:
         validate.choice("dataset", self.dataset, data.DATASETS)

@@ -25,13 +25,14 @@ import time
 import torch
 from torch import nn
 
-from tutorial_utils import (data, deploy, distillation, files, int8, machine, measure, models, plots, quantization,
-                            recipes, storage, training)
+from tutorial_utils import (data, deploy, distillation, files, int8, machine, measure, models, onnx_export, plots,
+                            quantization, recipes, storage, training)
 
 PipelineConfig, TEACHERS = recipes.PipelineConfig, recipes.TEACHERS  # where the options are defined
 
 
-OUTPUTS = ("ledger.csv", "ledger.json", "pareto.png", "model.dcmp", "model.onnx", "model-int8.onnx", files.MANIFEST)
+OUTPUTS = ("ledger.csv", "ledger.json", "pareto.png", "model.dcmp", "model.onnx", "model-int8.onnx",
+           "model-pixels.onnx", files.MANIFEST)
 
 
 def check_out(out: str) -> pathlib.Path:
@@ -181,14 +182,18 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
 
 def _deploy_onnx(config: PipelineConfig, final: nn.Module, out: pathlib.Path, row, final_row: dict,
                  deployed_row: dict, ledger: measure.Ledger) -> None:
-    """The file's model as ONNX files run by ONNX Runtime: its own codes (model.onnx) and int8 (model-int8.onnx).
+    """The file's model as ONNX files run by ONNX Runtime: its own codes (model.onnx), int8 (model-int8.onnx)
+    and, when its first layer holds symmetric codes, int8 on the raw pixels (model-pixels.onnx).
 
     Latency is ONNX Runtime's own (deploy.latency_ms, buffers bound once); the energy columns are those of
     the PyTorch model doing the same arithmetic (float32 for the codes decoded by MatMulNBits, int8 for int8).
     """
-    kind = "4bit" if config.bits <= 4 else "float32"
-    for name, file_kind, twin in (("model.onnx", kind, final_row), ("model-int8.onnx", "int8-dynamic", deployed_row)):
-        source = final if file_kind == "4bit" else quantization.dequantize_model(final)
+    files_to_write = [("model.onnx", "4bit" if config.bits <= 4 else "float32", final_row),
+                      ("model-int8.onnx", "int8-dynamic", deployed_row)]
+    if onnx_export.takes_pixels(final):
+        files_to_write.append(("model-pixels.onnx", "int8-pixels", deployed_row))
+    for name, file_kind, twin in files_to_write:
+        source = final if file_kind in deploy.CODE_KINDS else quantization.dequantize_model(final)
         size = deploy.export(source, out / name, file_kind)
         runtime = deploy.runtime_model(out / name, threads=config.threads)
         latency = deploy.latency_ms(runtime, ledger.latency_batch_size, repeats=ledger.repeats)
