@@ -64,9 +64,9 @@ def check_out(out: str) -> pathlib.Path:
 
 
 def run(config: PipelineConfig, *, command: str | None = None) -> measure.Ledger:
-    """Run every stage; return the ledger. The outputs (ledger.csv, ledger.json, pareto.png, model.dcmp and
-    MANIFEST.json) are written into a hidden folder beside config.out and published as one set: a run that is
-    interrupted leaves the previous set whole."""
+    """Run every stage; return the ledger. The outputs (ledger.csv, ledger.json, pareto.png, model.dcmp,
+    the ONNX files with --deploy onnx, and MANIFEST.json) are written into a hidden folder beside config.out
+    and published as one set: a run that is interrupted leaves the previous set whole."""
     target, start = check_out(config.out), time.perf_counter()
     out = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.stage-"))
     os.chmod(out, 0o777 & ~files.current_umask())  # mkdtemp makes 0700; publish with mkdir's permissions
@@ -87,8 +87,8 @@ def run(config: PipelineConfig, *, command: str | None = None) -> measure.Ledger
         files.publish_folder(out, target)
     finally:
         shutil.rmtree(out, ignore_errors=True)  # gone after publishing; removed if anything failed
-    print(f"wrote {target}/ledger.csv, ledger.json, pareto.png, model.dcmp, {files.MANIFEST} "
-          f"in {time.perf_counter() - start:.0f} s")
+    written = ", ".join(name for name in OUTPUTS if (target / name).exists())
+    print(f"wrote {target}/{written} in {time.perf_counter() - start:.0f} s")
     return ledger
 
 
