@@ -352,9 +352,9 @@ for name in ("final", "narrow"):
 # %% [markdown]
 # ## Exercises
 #
-# Five exercises. In 1-3 you write the core of an idea into a stub and the next cell checks it on hidden
-# cases (`tutorial_utils.exercises_deploy`), naming the failing case, the expected and the returned value,
-# and a hint; 4 and 5 are experiments to write yourself. Each ends with a question: answer it in the cell
+# Six exercises. In 1-3 and 6 you write the core of an idea into a stub and the next cell checks it on
+# hidden cases (`tutorial_utils.exercises_deploy`), naming the failing case, the expected and the returned
+# value, and a hint; 4 and 5 are experiments to write yourself. Each ends with a question: answer it in the cell
 # below.
 #
 # **Exercise 1 (pack 4-bit codes).** Write `my_pack(codes, block_size)`: unsigned codes (N, K) with values
@@ -487,6 +487,41 @@ print(f"final model: {models.layer_sizes(dense_final)} -> {models.layer_sizes(mi
 # The time falls more slowly than the multiply-adds: a 16-unit layer leaves the kernel too little work
 # to hide its fixed costs. Accuracy drops as width shrinks; whether 16 units are within the noise of 32
 # is what the three seeds decide.
+# </details>
+
+# %% [markdown]
+# **Exercise 6 (fold the normalisation).** Write `my_fold(layer, mean, std)` for a layer of symmetric
+# codes (`layer.codes`, integers (N, K); `layer.scale`, one per row or a single one; `layer.bias`): return
+# `codes_t` (K, N), still integers, and a `scale` and `bias` of shape (N,) such that
+# `pixels @ codes_t * scale + bias` equals `layer((pixels / 255 - mean) / std)` for uint8 pixels. The
+# check tries 4- and 8-bit codes, one scale per row and one for the whole layer, and a black image. Then
+# look back at section 5: the teacher was timed on images already normalised to float32, the int8-pixels
+# file on the raw pixels. Which side does that favour, and by how much work?
+
+# %% nbgrader={"grade": false, "grade_id": "ex6-fold", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def my_fold(layer: torch.nn.Module, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(codes_t (K, N) integers, scale (N,), bias (N,)) of the layer applied to raw pixels 0..255."""
+    ### BEGIN SOLUTION
+    codes = layer.codes.long()                                        # (N, K)
+    row_scale = layer.scale.double().reshape(-1).expand(codes.shape[0])
+    bias = layer.bias.double() - mean / std * row_scale * codes.sum(dim=1)
+    return codes.T, row_scale / (255 * std), bias
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex6-fold-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+exercises_deploy.check_fold_pixels(my_fold)
+codes_t, scale, bias = my_fold(final[0], data.MEAN, data.STD)
+mine = (pixels @ codes_t.long()) * scale + bias                      # section 3's test pixels
+assert torch.allclose(mine.float(), first(splits.x_test), atol=1e-4)
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "ex6-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
+# <details><summary>Solution and discussion</summary>
+#
+# It favours the teacher: its input arrived already divided, shifted and scaled, one float32 pass over
+# every pixel that its timing leaves out, while the int8-pixels file does the whole job from the stored
+# image (the normalisation costs it nothing, since it is folded into one scale and one bias per hidden
+# unit). A fair service-level comparison would add that pass to the teacher's time, and the ratio would
+# only grow.
 # </details>
 
 # %% [markdown]

@@ -106,7 +106,7 @@ def test_autograde_gives_full_marks_to_the_solutions_and_none_to_an_empty_releas
     name = "06_deploy"
     release = classroom.release(course, name)
     solved = classroom.autograde(course, name, "solutions", [classroom.SOURCE / f"{name}.ipynb"])
-    assert solved["max_score"] == 9 and solved["score"] == solved["max_score"], solved   # classroom/README.md says 9 of 9
+    assert solved["max_score"] == 12 and solved["score"] == solved["max_score"], solved   # classroom/README.md: 12 of 12
     assert solved["errors"] == [], solved["errors"]
     blank = classroom.autograde(course, name, "unanswered", [release / f"{name}.ipynb"])
     assert blank["score"] == 0 and blank["max_score"] == solved["max_score"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tutorial_utils import exercises_deploy
+from tutorial_utils import exercises_deploy, onnx_export
 
 
 def _pack(codes, block_size, *, pad=8, high_first=False):
@@ -85,3 +85,32 @@ CASES = [
 @pytest.mark.parametrize("check, right, wrongs", CASES, ids=lambda v: getattr(v, "__name__", ""))
 def test_check_passes_the_solution_and_fails_wrong_answers(check, right, wrongs, exercise_check):
     exercise_check(check, right, wrongs)
+
+
+def fold_right(layer, mean, std):
+    return onnx_export.fold_pixels(layer, mean=mean, std=std)
+
+
+def fold_without_mean(layer, mean, std):
+    codes_t, scale, _ = onnx_export.fold_pixels(layer, mean=mean, std=std)
+    return codes_t, scale, layer.bias.detach().numpy()
+
+
+def fold_without_255(layer, mean, std):
+    codes_t, scale, bias = onnx_export.fold_pixels(layer, mean=mean, std=std)
+    return codes_t, scale * 255, bias
+
+
+def fold_one_scale(layer, mean, std):       # a per-tensor scale left as shape (1,): breaks the contract
+    codes_t, scale, bias = onnx_export.fold_pixels(layer, mean=mean, std=std)
+    return codes_t, scale[:1], bias
+
+
+def fold_float_codes(layer, mean, std):
+    codes_t, scale, bias = onnx_export.fold_pixels(layer, mean=mean, std=std)
+    return codes_t.astype("float32"), scale, bias
+
+
+def test_fold_check_passes_the_solution_and_fails_wrong_answers(exercise_check):
+    exercise_check(exercises_deploy.check_fold_pixels, fold_right,
+                   [fold_without_mean, fold_without_255, fold_one_scale, fold_float_codes])

@@ -1,4 +1,5 @@
-"""Automatic checks for notebook 06's exercises (deployment): 4-bit packing for MatMulNBits, and compaction.
+"""Automatic checks for notebook 06's exercises (deployment): 4-bit packing for MatMulNBits, compaction, and
+folding the pixels' normalisation into the first layer.
 
 Same contract as `exercises`: hidden cases with edge cases (a K that is not a multiple of the block, all
 codes 0 or 15, a hidden unit whose constant output must be folded into the next bias, a negative bias
@@ -12,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from tutorial_utils import compaction, models, nbits
+from tutorial_utils import compaction, models, nbits, quantization
 from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
 from tutorial_utils.exercises import _fail, _passed
 
@@ -89,3 +90,44 @@ def check_compact_hidden(my_compact: Callable) -> None:
             _fail("check_compact_hidden", name, "the input model unchanged", "its weights changed",
                   "build new Linear layers (or work on copy.deepcopy(model))")
     _passed("check_compact_hidden", len(cases))
+
+
+def _coded_layers() -> list[tuple[nn.Module, float, float, str]]:
+    """First layers of symmetric codes with (mean, std): per-row and per-tensor scales, 4 and 8 bits."""
+    generator = torch.Generator().manual_seed(61)
+    cases = []
+    settings = ((4, True, 0.1307, 0.3081, "4-bit codes, row scales, MNIST's mean and std"),
+                (4, False, 0.5, 0.25, "one scale for the whole layer, mean 0.5, std 0.25"),
+                (8, True, 0.0, 1.0, "8-bit codes, mean 0, std 1 (x = p / 255)"))
+    for bits, per_channel, mean, std, name in settings:
+        model = models.mlp([12, 5, 3])
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator))
+        cases.append((quantization.quantize_model(model, bits, per_channel=per_channel)[0], mean, std, name))
+    return cases
+
+
+def check_fold_pixels(my_fold: Callable) -> None:
+    """Notebook 06: my_fold(layer, mean, std) -> (codes_t (K, N) integers, scale (N,), bias (N,)) such that
+    pixels @ codes_t * scale + bias equals layer((pixels / 255 - mean) / std) for uint8 pixels."""
+    cases = _coded_layers()
+    pixels = torch.randint(0, 256, (9, 12), generator=torch.Generator().manual_seed(62))
+    pixels[0] = 0                                              # a black image: only the folded bias is left
+    for layer, mean, std, name in cases:
+        codes_t, scale, bias = (torch.as_tensor(v) for v in my_fold(layer, mean, std))
+        if codes_t.shape != (12, 5) or codes_t.is_floating_point() or scale.shape != (5,) or bias.shape != (5,):
+            _fail("check_fold_pixels", name, "integer codes_t of shape (12, 5), scale and bias of shape (5,)",
+                  f"codes_t {tuple(codes_t.shape)} {codes_t.dtype}, scale {tuple(scale.shape)}, "
+                  f"bias {tuple(bias.shape)}",
+                  "codes_t is layer.codes transposed, kept integer; one scale per unit (expand a single one)")
+        got = (pixels.long() @ codes_t.long()).double() * scale.double() + bias.double()
+        with torch.no_grad():
+            expected = layer(((pixels.float() / 255 - mean) / std)).double()
+        difference = (got - expected).abs().max().item()
+        if difference > 1e-4:
+            _fail("check_fold_pixels", name, f"the layer's output, e.g. {expected[1, :3].tolist()}",
+                  f"{got[1, :3].tolist()} (off by up to {difference:.3g})",
+                  "W x + b = s / (255 std) * (Q p) + (b - (mean / std) * s * (Q 1)); "
+                  "the black image (first case row) isolates the bias")
+    _passed("check_fold_pixels", len(cases))
