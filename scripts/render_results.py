@@ -199,14 +199,21 @@ def _deploy_files_and_accuracy(document: dict) -> str:
     mean = {name: 100 * sum(v) / len(v) for name, v in accuracy.items()}
     teacher, narrow = mean["teacher, PyTorch eager float32"], mean["narrow, ONNX Runtime int8-pixels"]
     final = mean["final, ONNX Runtime int8-pixels"]
+
+    def verdict(model: str) -> str:   # paired by seed against the teacher
+        gain, standard_error = stats.paired_difference(accuracy[f"{model}, ONNX Runtime int8-pixels"],
+                                                       accuracy["teacher, PyTorch eager float32"])
+        return "beyond" if abs(gain) > 2 * standard_error else "within"
+
     return (f"- The int8-pixels files are the smallest ONNX files (codes two per byte, one scale per row): "
             f"{size['final, ONNX Runtime int8-pixels']:,} bytes for the final model, {ratio['final']:.2f}x its "
             f".dcmp file, whose sparse encoding skips the zeros a dense kernel must store; "
             f"{size['narrow, ONNX Runtime int8-pixels']:,} bytes for the narrow student, {ratio['narrow']:.2f}x its "
-            f".dcmp file (no zeros to skip; the rest is mostly the .dcmp file's entropy coding). Over "
+            f".dcmp file (few zeros to skip; the rest is mostly the .dcmp file's entropy coding). Over "
             f"{len(document['seeds'])} seeds the narrow student deployed this way scores {narrow:.2f}% against the "
-            f"teacher's {teacher:.2f}% ({narrow - teacher:+.2f} points), the 90%-sparse final model {final:.2f}% "
-            f"({final - teacher:+.2f} points).")
+            f"teacher's {teacher:.2f}% ({narrow - teacher:+.2f} points, {verdict('narrow')} two standard errors of the "
+            f"paired difference), the 90%-sparse final model {final:.2f}% ({final - teacher:+.2f} points, "
+            f"{verdict('final')}).")
 
 
 def beyond_table(document: dict) -> str:

@@ -59,6 +59,8 @@ def test_int8_pixels_file_takes_8bit_images_and_refuses_others(final, tmp_path, 
                                rtol=0, atol=1e-3)
     with pytest.raises(ValueError, match=r"8-bit images.*0\.0786 pixel off that grid"):
         deployed(splits.x_test[:4] + 0.001)        # 0.001 * 0.3081 * 255 = 0.0786 pixel: not an image any more
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        deployed(torch.tensor([[float("nan")] + [0.0] * 783]))
     with pytest.raises(ValueError, match="pixels from -1 to"):
         deployed(torch.full((2, 784), (-1 / 255 - 0.1307) / 0.3081))
     with pytest.raises(ValueError, match="needs a first layer of symmetric uniform codes"):

@@ -111,6 +111,8 @@ class RuntimeModel(nn.Module):
 
     def to_pixels(self, x: torch.Tensor) -> np.ndarray:
         """uint8 pixels (batch, in_features) of normalised images x; ValueError if x is not 8-bit images."""
+        if not torch.isfinite(x).all():
+            raise ValueError("x must be normalised 8-bit images for this int8-pixels file; it holds NaN or infinity")
         pixels = (x.detach().double().cpu() * self.std + self.mean) * 255
         rounded = pixels.round()
         off = (pixels - rounded).abs().max().item()

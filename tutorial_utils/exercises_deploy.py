@@ -93,12 +93,12 @@ def check_compact_hidden(my_compact: Callable) -> None:
 
 
 def _coded_layers() -> list[tuple[nn.Module, float, float, str]]:
-    """First layers of symmetric codes with (mean, std): per-row and per-tensor scales, 4 and 8 bits."""
+    """First layers of symmetric codes with (mean, std): per-row and per-tensor scales, 4 and 7 bits."""
     generator = torch.Generator().manual_seed(61)
     cases = []
     settings = ((4, True, 0.1307, 0.3081, "4-bit codes, row scales, MNIST's mean and std"),
                 (4, False, 0.5, 0.25, "one scale for the whole layer, mean 0.5, std 0.25"),
-                (8, True, 0.0, 1.0, "8-bit codes, mean 0, std 1 (x = p / 255)"))
+                (7, True, 0.0, 1.0, "7-bit codes, mean 0, std 1 (x = p / 255)"))
     for bits, per_channel, mean, std, name in settings:
         model = models.mlp([12, 5, 3])
         with torch.no_grad():

@@ -57,17 +57,20 @@ def check_exportable(model: nn.Module) -> None:
         raise TypeError("model has no Linear layer to export")
 
 
-def _symmetric_codes(layer: nn.Module) -> bool:
-    """True for a QuantizedLinear of symmetric uniform codes of at most 8 bits (integer weights, zero point 0)."""
-    return isinstance(layer, QuantizedLinear) and layer.kind == "uniform" and layer.symmetric and layer.bits <= 8
+def _symmetric_codes(layer: nn.Module, *, max_bits: int = 8) -> bool:
+    """True for a QuantizedLinear of symmetric uniform codes of at most max_bits bits, one scale per row or
+    one for the layer (integer weights, zero point 0)."""
+    return (isinstance(layer, QuantizedLinear) and layer.kind == "uniform" and layer.symmetric
+            and layer.bits <= max_bits and layer.scale.numel() in (1, layer.out_features)
+            and (layer.scale.numel() == 1 or layer.axis == 0))
 
 
 def takes_pixels(model: nn.Module) -> bool:
-    """True if weights="int8-pixels" can export `model`: its first layer holds symmetric integer codes."""
+    """True if weights="int8-pixels" can export `model`: its first layer holds symmetric codes of <= 7 bits."""
     if not isinstance(model, nn.Sequential):
         return False
     first = next((m for m in model if not isinstance(m, nn.Dropout)), None)
-    return _symmetric_codes(first) and first.act_bits is None
+    return _symmetric_codes(first, max_bits=7) and first.act_bits is None
 
 
 def fold_pixels(layer: QuantizedLinear, *, mean: float = data.MEAN, std: float = data.STD
@@ -79,15 +82,22 @@ def fold_pixels(layer: QuantizedLinear, *, mean: float = data.MEAN, std: float =
 
         W x + b = s / (255 std) * (Q p)  +  (b - (mean / std) * s * (Q 1))
 
-    so one integer product Q p (exact in int32: |Q| <= 127, p <= 255) and a per-unit scale and bias
-    give the layer's output. Needs symmetric uniform codes of at most 8 bits and float inputs (no act_bits).
+    so one integer product Q p and a per-unit scale and bias give the layer's output. Needs symmetric
+    uniform codes of at most 7 bits (|Q| <= 63, so that 2 * 255 * |Q| fits int16: CPUs without VNNI add
+    pairs of uint8 x int8 products in int16, saturating), K * 255 * max|Q| < 2^31 (the int32 sum), and
+    float inputs (no act_bits).
     """
-    if not _symmetric_codes(layer) or layer.act_bits is not None:
+    if not _symmetric_codes(layer, max_bits=7) or layer.act_bits is not None:
         found = type(layer).__name__ if not isinstance(layer, QuantizedLinear) else (
             f"{layer.kind} codes, bits={layer.bits}, symmetric={getattr(layer, 'symmetric', None)}, "
             f"act_bits={layer.act_bits}")
-        raise ValueError("weights='int8-pixels' needs a first layer of symmetric uniform codes of at most 8 bits "
-                         f"without activation quantization (quantization.quantize_model); found {found}")
+        raise ValueError("weights='int8-pixels' needs a first layer of symmetric uniform codes of at most 7 bits, "
+                         "one scale per row or per layer, without activation quantization "
+                         f"(quantization.quantize_model); found {found}")
+    worst = layer.in_features * 255 * int(layer.codes.abs().max())
+    if worst >= 2 ** 31:
+        raise ValueError(f"weights='int8-pixels': in_features={layer.in_features} pixels of 255 times codes up to "
+                         f"{int(layer.codes.abs().max())} can sum to {worst:,}, past int32's 2,147,483,647")
     for name, value in (("mean", mean), ("std", std)):
         if not isinstance(value, (int, float)) or not np.isfinite(value) or (name == "std" and value <= 0):
             raise ValueError(f"{name}={value!r} must be a finite number{' > 0' if name == 'std' else ''}")
