@@ -114,8 +114,7 @@ class RuntimeModel(nn.Module):
         if not torch.isfinite(x).all():
             raise ValueError("x must be normalised 8-bit images for this int8-pixels file; it holds NaN or infinity")
         pixels = (x.detach().double().cpu() * self.std + self.mean) * 255
-        rounded = pixels.round()
-        off = (pixels - rounded).abs().max().item()
+        off, rounded = (pixels - pixels.round()).abs().max().item(), pixels.round()
         if off > 0.01 or rounded.min() < 0 or rounded.max() > 255:
             raise ValueError(f"x must be normalised 8-bit images, (p / 255 - {self.mean}) / {self.std} with p an "
                              f"integer in 0..255, for this int8-pixels file; got values up to {off:.3g} pixel off "
