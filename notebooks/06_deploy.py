@@ -209,6 +209,10 @@ codes_t, scale, bias = onnx_export.fold_pixels(first)                        # t
 assert np.array_equal(codes_t, codes.T.numpy()) and np.allclose(bias, folded_bias.numpy(), atol=1e-5)
 assert np.allclose(scale, (row_scale / (255 * data.STD)).numpy())
 print(onnx_export.op_types(onnx.load(deployments["int8-pixels"]["path"])))
+session = deploy.session(deployments["int8-pixels"]["path"])                 # the file itself, fed raw uint8
+from_file = torch.from_numpy(session.run(None, {"x": pixels.to(torch.uint8).numpy()})[0])
+print(f"the file on raw pixels: largest logit difference to the QAT model {(from_file - final(splits.x_test)).abs().max():.1e}")
+assert torch.allclose(from_file, final(splits.x_test), atol=1e-4)
 
 # %% [markdown]
 # That is the `int8-pixels` file of the table above ("int8" names the kernel: uint8 pixels times int8

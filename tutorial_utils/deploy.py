@@ -1,17 +1,14 @@
 """Deployment: the student as an ONNX file, run by ONNX Runtime, in float32, int8 or its own 4-bit codes.
 
     export(model, "m.onnx", kind)   ->  bytes on disk (every file the runtime needs), written atomically
-    runtime_model("m.onnx")         ->  an nn.Module whose forward runs ONNX Runtime, so the ledger and
-                                        evaluate measure it like any model
-    latency_ms(deployed, 256)       ->  milliseconds per call as a server calls the runtime: input and
-                                        output buffers bound once (io_binding), no conversions timed
+    runtime_model("m.onnx")         ->  an nn.Module running ONNX Runtime: evaluate and the ledger measure it
+    latency_ms(deployed, 256)       ->  milliseconds per call, input and output bound once (io_binding)
 
-kinds: "float32" (MatMul + Add), "int8-dynamic" (weights int8 per channel, activations quantized on the
-fly per batch: ONNX Runtime's quantize_dynamic), "int8-static" (QDQ: activation ranges calibrated on
-training images; quantize_static), "4bit" (MatMulNBits holding the QAT codes and scales themselves),
-"int8-pixels" (the input is the uint8 image itself; the first layer's codes, stored 4 bits each,
-meet it in one integer MatMulInteger, normalisation folded in: onnx_export.fold_pixels). "4bit" and
-"int8-pixels" compute the QAT model's own function; export them from the QAT model, the others from any.
+kinds: "float32" (MatMul + Add), "int8-dynamic" (weights int8 per channel, activations quantized per
+batch on the fly), "int8-static" (QDQ: activation ranges calibrated on training images; both by
+onnx_int8), "4bit" (MatMulNBits holding the QAT codes and scales), "int8-pixels" (the uint8 image goes
+in; the first layer's codes meet it in one MatMulInteger, normalisation folded in: onnx_export.fold_pixels).
+"4bit" and "int8-pixels" compute the QAT model's own function; export them from the QAT model.
 ONNX Runtime runs with `threads` intra-op threads, the tutorial's thread setting.
 
 Example:
