@@ -7,8 +7,10 @@ exported as float32, int8 (dynamic, static), 4-bit and int8-pixels (raw uint8 im
 one MatMulInteger) ONNX files and scored on the test split. Latency is
 measured for seed 0's models at batch 1 and 256, at 1 and 2 threads, all candidates side by side in
 rounds (`deploy.compare_latency`); ratios are per round against the teacher in PyTorch eager float32.
+The whole measurement is repeated in --passes independent passes (default 3): a burst of load on a
+shared machine spoils one pass, not the result; the file keeps each pass's ratio and their medians.
 
-Usage: python scripts/bench_deploy.py [--seeds 0 1 2] [--json results/deploy.json]
+Usage: python scripts/bench_deploy.py [--seeds 0 1 2] [--passes 3] [--json results/deploy.json]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import shlex
 import sys
 import tempfile
 
+import numpy as np
 import torch
 
 from tutorial_utils import (data, deploy, distillation, files, int8, machine, measure, quantization, recipes, storage,
@@ -41,9 +44,31 @@ def chains(splits: data.Splits, seed: int) -> dict[str, torch.nn.Module]:
     return {"teacher": reference, "student": student, "final": final, "narrow": narrow}
 
 
+def latency_pass(first: dict, splits: data.Splits, scratch: str, number: int) -> dict[str, dict]:
+    """One pass of every candidate at batch 1 and 256, 1 and 2 threads (deploy.compare_latency, ROUNDS rounds)."""
+    latency = {}
+    for threads in (1, 2):
+        candidates = {"teacher, PyTorch eager float32": first["teacher"],
+                      "student 784-64-10, PyTorch eager float32": first["student"],
+                      "final, PyTorch legacy int8": int8.to_backend(quantization.dequantize_model(first["final"]), "legacy")}
+        for name in ("final", "narrow"):
+            for kind, entry in deploy.export_all(first[name], scratch, stem=f"{name}-t{threads}", threads=threads,
+                                                 calibration=splits.x_train[:1000]).items():
+                candidates[f"{name}, ONNX Runtime {kind}"] = entry["model"]
+        for batch in (1, 256):
+            setting = f"threads {threads}, batch {batch}"
+            latency[setting] = deploy.compare_latency(candidates, batch, threads=threads, rounds=ROUNDS)
+            print(f"pass {number + 1}, {setting}")
+            for name, row in latency[setting].items():
+                print(f"  {name:45} {row['latency_ms'] * 1e3:9.1f} us  {row['speedup']:5.1f}x")
+    return latency
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=validate.cli(validate.nonnegative_int), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--passes", type=validate.cli(validate.positive_int), default=3,
+                        help="independent latency passes; the table shows their medians, the summary their range")
     parser.add_argument("--json", default=None, help="also write the results with the command and machine record")
     args = parser.parse_args()
     splits = data.load("mnist-5k")
@@ -72,26 +97,18 @@ def main() -> None:
                 sizes["final, .dcmp file"] = storage.save(first["final"], pathlib.Path(scratch) / "final.dcmp", compress="auto")
                 sizes["narrow, .dcmp file"] = storage.save(first["narrow"], pathlib.Path(scratch) / "narrow.dcmp", compress="auto")
                 sizes["teacher, torch.save state_dict"] = measure.storage_bytes(first["teacher"])
-        latency = {}
-        for threads in (1, 2):
-            candidates = {"teacher, PyTorch eager float32": first["teacher"],
-                          "student 784-64-10, PyTorch eager float32": first["student"],
-                          "final, PyTorch legacy int8": int8.to_backend(quantization.dequantize_model(first["final"]), "legacy")}
-            for name in ("final", "narrow"):
-                for kind, entry in deploy.export_all(first[name], scratch, stem=f"{name}-t{threads}", threads=threads,
-                                                     calibration=splits.x_train[:1000]).items():
-                    candidates[f"{name}, ONNX Runtime {kind}"] = entry["model"]
-            for batch in (1, 256):
-                latency[f"threads {threads}, batch {batch}"] = deploy.compare_latency(candidates, batch, threads=threads, rounds=ROUNDS)
-                print(f"threads {threads}, batch {batch}")
-                for name, row in latency[f"threads {threads}, batch {batch}"].items():
-                    print(f"  {name:45} {row['latency_ms'] * 1e3:9.1f} us  {row['speedup']:5.1f}x")
+        passes = [latency_pass(first, splits, scratch, number) for number in range(args.passes)]
+    latency = {setting: {name: {"latency_ms": float(np.median([p[setting][name]["latency_ms"] for p in passes])),
+                                "speedup": float(np.median([p[setting][name]["speedup"] for p in passes])),
+                                "speedups": [p[setting][name]["speedup"] for p in passes]}
+                         for name in passes[0][setting]} for setting in passes[0]}
     for name, values in accuracy.items():
         print(f"{name:45} {sum(values) / len(values):.2%}  {[f'{v:.2%}' for v in values]}")
     print(sizes)
     if args.json:
         document = {"command": "python scripts/bench_deploy.py " + shlex.join(sys.argv[1:]), "seeds": args.seeds,
-                    "machine": machine.record(threads=2), "accuracy": accuracy, "bytes": sizes, "latency": latency}
+                    "machine": machine.record(threads=2), "accuracy": accuracy, "bytes": sizes, "passes": args.passes,
+                    "latency": latency}
         files.atomic_write(args.json, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
 
 
