@@ -173,7 +173,10 @@ def deploy_summary(document: dict) -> str:
         ranges = [latency[f"threads {t}, batch {batch}"][name].get("speedups", []) for t in (1, 2)]
         if min(len(r) for r in ranges) < 2:
             return ""
-        return (" (over the passes: " + " and ".join(f"{min(r):.1f}x to {max(r):.1f}x" for r in ranges) + ")")
+        def one(r: list[float]) -> str:
+            low, high = f"{min(r):.1f}", f"{max(r):.1f}"
+            return f"{low}x in every pass" if low == high else f"{low}x to {high}x"
+        return f" (over {len(ranges[0])} passes: {one(ranges[0])}; {one(ranges[1])})"
 
     runtime = [name for name in latency["threads 1, batch 1"] if "ONNX Runtime" in name]
     best = [max(runtime, key=lambda n: latency[f"threads {t}, batch 1"][n]["speedup"]) for t in (1, 2)]
