@@ -116,16 +116,19 @@ def test_a_missing_runtime_names_the_install_command(monkeypatch, final, tmp_pat
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_provider_when_installed(final, tmp_path):
+@pytest.mark.parametrize("kind", ["float32", "int8-pixels"])
+def test_cuda_provider_when_installed(kind, final, tmp_path, splits):
     import onnxruntime
     path = tmp_path / "m.onnx"
-    deploy.export(quantization.dequantize_model(final), path)
+    deploy.export(final if kind in deploy.CODE_KINDS else quantization.dequantize_model(final), path, kind)
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
             deploy.runtime_model(path, provider="cuda")
         return
-    x = torch.rand(8, 784)
-    torch.testing.assert_close(deploy.runtime_model(path, provider="cuda")(x), final(x), rtol=1e-3, atol=1e-3)
+    x = splits.x_test[:8]          # 8-bit images: the int8-pixels file takes nothing else
+    deployed = deploy.runtime_model(path, provider="cuda")
+    torch.testing.assert_close(deployed(x), final(x), rtol=1e-3, atol=1e-3)
+    assert deploy.latency_ms(deployed, 4, repeats=3, warmup=1) > 0
 
 
 def test_the_names_other_code_uses(final, tmp_path, splits):
