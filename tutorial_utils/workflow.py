@@ -192,6 +192,8 @@ def _deploy_onnx(config: PipelineConfig, final: nn.Module, out: pathlib.Path, ro
                       ("model-int8.onnx", "int8-dynamic", deployed_row)]
     if onnx_export.takes_pixels(final):
         files_to_write.append(("model-pixels.onnx", "int8-pixels", deployed_row))
+    else:   # e.g. --bits 8: pairs of uint8 x int8 products would saturate int16 on CPUs without VNNI
+        print("model-pixels.onnx not written: its first layer needs symmetric codes of at most 7 bits")
     for name, file_kind, twin in files_to_write:
         source = final if file_kind in deploy.CODE_KINDS else quantization.dequantize_model(final)
         size = deploy.export(source, out / name, file_kind)
