@@ -111,6 +111,30 @@ def fold_float_codes(layer, mean, std):
     return codes_t.astype("float32"), scale, bias
 
 
+def fold_without_std(layer, mean, std):
+    return onnx_export.fold_pixels(layer, mean=mean, std=1.0)
+
+
+def fold_reshaped(layer, mean, std):        # codes (N, K) reshaped to (K, N): the shape is right, the order not
+    codes_t, scale, bias = onnx_export.fold_pixels(layer, mean=mean, std=std)
+    return layer.codes.reshape(codes_t.shape).numpy(), scale, bias
+
+
+def fold_not_expanded(layer, mean, std):    # one scale for the layer left as shape (1,): fails only that case
+    row_scale = layer.scale.double().reshape(-1)
+    codes = layer.codes.long()
+    bias = layer.bias.double() - mean / std * row_scale * codes.sum(dim=1)
+    return codes.T, row_scale / (255 * std), bias
+
+
+def fold_in_place(layer, mean, std):
+    codes_t, scale, bias = onnx_export.fold_pixels(layer, mean=mean, std=std)
+    with torch.no_grad():
+        layer.bias.copy_(torch.as_tensor(bias))      # changes the learner's layer
+    return codes_t, scale, bias
+
+
 def test_fold_check_passes_the_solution_and_fails_wrong_answers(exercise_check):
     exercise_check(exercises_deploy.check_fold_pixels, fold_right,
-                   [fold_without_mean, fold_without_255, fold_one_scale, fold_float_codes])
+                   [fold_without_mean, fold_without_255, fold_one_scale, fold_float_codes, fold_without_std,
+                    fold_reshaped, fold_not_expanded, fold_in_place])

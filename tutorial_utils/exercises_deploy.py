@@ -110,24 +110,33 @@ def _coded_layers() -> list[tuple[nn.Module, float, float, str]]:
 
 def check_fold_pixels(my_fold: Callable) -> None:
     """Notebook 06: my_fold(layer, mean, std) -> (codes_t (K, N) integers, scale (N,), bias (N,)) such that
-    pixels @ codes_t * scale + bias equals layer((pixels / 255 - mean) / std) for uint8 pixels."""
+    pixels @ codes_t * scale + bias equals layer((pixels / 255 - mean) / std) for uint8 pixels. The bias
+    is checked on a black image first (all it leaves is the bias), then the rest on random images; the
+    layer must not change."""
     cases = _coded_layers()
     pixels = torch.randint(0, 256, (9, 12), generator=torch.Generator().manual_seed(62))
     pixels[0] = 0                                              # a black image: only the folded bias is left
     for layer, mean, std, name in cases:
+        before = {k: v.clone() for k, v in layer.state_dict().items()}
+        with torch.no_grad():
+            expected = layer(((pixels.float() / 255 - mean) / std)).double()      # (9, 5)
         codes_t, scale, bias = (torch.as_tensor(v) for v in my_fold(layer, mean, std))
+        if any(not torch.equal(v, before[k]) for k, v in layer.state_dict().items()):
+            _fail("check_fold_pixels", name, "the layer unchanged", "its codes, scale or bias changed",
+                  "compute new tensors (layer.bias - ..., not layer.bias -= ...)")
         if codes_t.shape != (12, 5) or codes_t.is_floating_point() or scale.shape != (5,) or bias.shape != (5,):
             _fail("check_fold_pixels", name, "integer codes_t of shape (12, 5), scale and bias of shape (5,)",
                   f"codes_t {tuple(codes_t.shape)} {codes_t.dtype}, scale {tuple(scale.shape)}, "
                   f"bias {tuple(bias.shape)}",
-                  "codes_t is layer.codes transposed, kept integer; one scale per unit (expand a single one)")
+                  "codes_t is layer.codes transposed (.T), kept integer; layer.scale is (N, 1) or one number: "
+                  "flatten it, and expand a single one to N")
         got = (pixels.long() @ codes_t.long()).double() * scale.double() + bias.double()
-        with torch.no_grad():
-            expected = layer(((pixels.float() / 255 - mean) / std)).double()
-        difference = (got - expected).abs().max().item()
-        if difference > 1e-4:
-            _fail("check_fold_pixels", name, f"the layer's output, e.g. {expected[1, :3].tolist()}",
-                  f"{got[1, :3].tolist()} (off by up to {difference:.3g})",
-                  "W x + b = s / (255 std) * (Q p) + (b - (mean / std) * s * (Q 1)); "
-                  "the black image (first case row) isolates the bias")
+        for rows, part, hint in ((slice(0, 1), "bias (the black image)",
+                                  "bias = b - (mean / std) * s * (sum of each row of codes)"),
+                                 (slice(1, None), "codes and scale (random images)",
+                                  "scale = s / (255 std), codes_t = codes.T (a transpose, not a reshape)")):
+            difference = (got[rows] - expected[rows]).abs().max().item()
+            if difference > 1e-4:
+                _fail("check_fold_pixels", f"{name}: the {part}", f"{expected[rows][0, :3].tolist()}",
+                      f"{got[rows][0, :3].tolist()} (off by up to {difference:.3g})", hint)
     _passed("check_fold_pixels", len(cases))
