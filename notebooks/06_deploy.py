@@ -210,6 +210,13 @@ assert torch.allclose(hidden, first(splits.x_test), atol=1e-4)
 codes_t, scale, bias = onnx_export.fold_pixels(first)                        # the package's version
 assert np.array_equal(codes_t, codes.T.numpy()) and np.allclose(bias, folded_bias.numpy(), atol=1e-5)
 assert np.allclose(scale, (row_scale / (255 * data.STD)).numpy())
+
+# %% [markdown]
+# The folded layer matches the QAT layer to float rounding, and the package's `onnx_export.fold_pixels`
+# gives the same codes, scale and bias. Section 3's `int8-pixels` file is built from them; its operators,
+# and the file itself run on the raw uint8 pixels (no normalisation anywhere) against the QAT model:
+
+# %%
 print(onnx_export.op_types(onnx.load(deployments["int8-pixels"]["path"])))
 session = deploy.session(deployments["int8-pixels"]["path"])                 # the file itself, fed raw uint8
 from_file = torch.from_numpy(session.run(None, {"x": pixels.to(torch.uint8).numpy()})[0])
@@ -217,7 +224,7 @@ print(f"the file on raw pixels: largest logit difference to the QAT model {(from
 assert torch.allclose(from_file, final(splits.x_test), atol=1e-4)
 
 # %% [markdown]
-# That is the `int8-pixels` file of the table above ("int8" names the kernel: uint8 pixels times int8
+# Its logits are the QAT model's, to float rounding. That is the `int8-pixels` file of the table above ("int8" names the kernel: uint8 pixels times int8
 # codes): `MatMulInteger` (int32 out), `Cast`, `Mul` and `Add` for the scale and bias, then the 64 -> 10
 # layer as a float32 `MatMul`. The codes are stored 4 bits each, as ONNX's own INT4 type: the first `Cast`
 # widens them to int8; before the second layer a `Cast` turns its codes into floats and a `Mul` by the

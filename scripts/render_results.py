@@ -195,8 +195,8 @@ def deploy_summary(document: dict) -> str:
         f"{spread('final, ONNX Runtime int8-pixels', 256)}. No pass over the input turns it into int8 (it already is: 8-bit "
         f"pixels), and the product of codes and pixels is exact. The teacher is timed on images already "
         f"normalised to float32, so the comparison favours it.",
-        f"- The narrow int8-pixels model gains little from a second thread ({narrow_us[0]:.1f} µs at 1, "
-        f"{narrow_us[1]:.1f} µs at 2), while the teacher's float32 GEMM does ({teacher_us[0]:.1f} µs, "
+        f"- In the median pass the narrow int8-pixels model gains less from a second thread ({narrow_us[0]:.1f} µs "
+        f"at 1, {narrow_us[1]:.1f} µs at 2) than the teacher's float32 GEMM ({teacher_us[0]:.1f} µs, "
         f"{teacher_us[1]:.1f} µs): ratios measured at one thread count do not carry over to another.",
         f"- At batch 1 the best is {best_text}. Every ONNX Runtime call takes {min(calls):.1f} to "
         f"{max(calls):.1f} µs, mostly the runtime's per-call cost rather than arithmetic (notebook 06, exercise 4, "
@@ -223,7 +223,8 @@ def _deploy_files_and_accuracy(document: dict) -> str:
             f".dcmp file, whose sparse encoding skips the zeros a dense kernel must store; "
             f"{size['narrow, ONNX Runtime int8-pixels']:,} bytes for the narrow student, {ratio['narrow']:.2f}x its "
             f".dcmp file (few zeros to skip; the rest is mostly the .dcmp file's entropy coding). Over "
-            f"{len(document['seeds'])} seeds the narrow student deployed this way scores {narrow:.2f}% against the "
+            f"{len(document['seeds'])} seeds (trained at 2 threads; README's FAQ has the chain's seeds at 1 thread too, "
+            f"where the final model's gap is smaller) the narrow student deployed this way scores {narrow:.2f}% against the "
             f"teacher's {teacher:.2f}% ({narrow - teacher:+.2f} points, {verdict('narrow')} two standard errors of the "
             f"paired difference), the 90%-sparse final model {final:.2f}% ({final - teacher:+.2f} points, "
             f"{verdict('final')}).")

@@ -85,7 +85,8 @@ def fold_pixels(layer: QuantizedLinear, *, mean: float = data.MEAN, std: float =
     so one integer product Q p and a per-unit scale and bias give the layer's output. Needs symmetric
     uniform codes of at most 7 bits (|Q| <= 63, so that 2 * 255 * |Q| fits int16: CPUs without VNNI add
     pairs of uint8 x int8 products in int16, saturating), K * 255 * max|Q| < 2^31 (the int32 sum), and
-    float inputs (no act_bits).
+    float inputs (no act_bits). Example: codes_t, scale, bias = fold_pixels(final[0]); then
+    pixels @ codes_t * scale + bias == final[0]((pixels / 255 - MEAN) / STD) to float rounding.
     """
     if not _symmetric_codes(layer, max_bits=7) or layer.act_bits is not None:
         found = type(layer).__name__ if not isinstance(layer, QuantizedLinear) else (
