@@ -225,14 +225,18 @@ assert torch.allclose(from_file, final(splits.x_test), atol=1e-4)
 
 # %% [markdown]
 # Its logits are the QAT model's, to float rounding. That is the `int8-pixels` file of the table above ("int8" names the kernel: uint8 pixels times int8
-# codes): `MatMulInteger` (int32 out), `Cast`, `Mul` and `Add` for the scale and bias, then the 64 -> 10
-# layer as a float32 `MatMul`. The codes are stored 4 bits each, as ONNX's own INT4 type: the first `Cast`
-# widens them to int8; before the second layer a `Cast` turns its codes into floats and a `Mul` by the
-# row scales rebuilds its weights. Those nodes read only constants, so ONNX Runtime runs them once, when
-# the session loads (and holds the codes in memory as int8 from then on). The file holds two codes per
-# byte and one scale per row, smaller than the `MatMulNBits` file with its scale per block (and its rows
-# padded from 784 to 832 codes), and every operator in it is standard ONNX: no contrib domain. Its input
-# is the uint8 image as stored. For our normalised tensors, `deploy.runtime_model` turns them back into
+# codes): one `MatMulIntegerToFloat` computes the integer product (int32 sums), its scale and its bias,
+# then `Relu`, then the 64 -> 10 layer as a float32 `MatMul`. The codes are stored 4 bits each, as ONNX's
+# own INT4 type: the first `Cast` widens them to int8; before the second layer a `Cast` turns its codes
+# into floats and a `Mul` by the row scales rebuilds its weights. Those nodes read only constants, so
+# ONNX Runtime runs them once, when the session loads (and holds the codes in memory as int8 from then
+# on). The file holds two codes per byte and one scale per row, smaller than the `MatMulNBits` file with
+# its scale per block (and its rows padded from 784 to 832 codes). `MatMulIntegerToFloat`, like
+# `MatMulNBits`, is an ONNX Runtime operator (`com.microsoft` domain). The same layer in standard ONNX
+# is `MatMulInteger` -> `Cast` -> `Mul` -> `Add` (`to_onnx(..., fused=False)`: same logits, any runtime),
+# but ONNX Runtime then runs four kernels where one would do: its fusion pass builds the fused node only
+# when the scale is computed at run time, as in the dynamic int8 graph. Its input is the uint8 image as
+# stored. For our normalised tensors, `deploy.runtime_model` turns them back into
 # pixels first (outside any timing), and refuses a tensor that is not 8-bit images: noise added, another
 # normalisation, NaN. Section 5 times it. It cannot take compaction's dropped pixels: a `Gather` on its
 # input would come first (`onnx_export.to_onnx` refuses; section 4 shows why a gather costs time).
@@ -281,8 +285,8 @@ for name, model in (("reference teacher", reference), ("final (90% sparse)", fin
 #
 # Every candidate is timed in rounds, each round timing each candidate once (so a slow moment of this
 # shared machine hits them all), and each ratio is taken within a round against the teacher in PyTorch
-# eager float32. ONNX Runtime is timed as a server would call it: the input bound once, no torch/numpy
-# conversion; PyTorch is timed calling `model(x)` on a prebuilt tensor. Every model but the two
+# eager float32. ONNX Runtime is timed as a server would call it: the input bound once, one `RunOptions`
+# held, no torch/numpy conversion; PyTorch is timed calling `model(x)` on a prebuilt tensor. Every model but the two
 # int8-pixels files gets the normalised float32 images, ready before the clock starts; those two get raw uint8 pixels
 # (784 bytes an image against 3,136), and the time of turning stored pixels into normalised floats is in
 # no row. That favours the teacher: in a service starting from stored images it would pay that pass too
@@ -324,8 +328,8 @@ for name in candidates:
 #   final model about twice as fast as its float32 graph, and the narrow student, with half the
 #   multiply-adds, about twice as fast again in float32. The int8-pixels graphs, which never quantize their
 #   input and read a quarter of the bytes (and compute the small second layer in float32), take about a
-#   quarter (final) and over a third (narrow) less time than dynamic int8: the narrow student's is
-#   the fastest row, more than 11x faster than the teacher.
+#   third (final) and nearly half (narrow) less time than dynamic int8: the narrow student's is the
+#   fastest row, about 13x faster than the teacher.
 #   ONNX Runtime's int8 kernels use the CPU's integer dot-product instructions (one AVX-512 VNNI
 #   instruction does 64 int8 multiply-adds where a float32 FMA does 16); without VNNI (AVX2 only) they
 #   need several instructions for the same work, and recent Xeons add AMX tiles; neither is measured here.
@@ -335,10 +339,12 @@ for name in candidates:
 #   reference, and the int8 rows pass it by far. `MatMulNBits` at accuracy level 0 decodes the codes to
 #   float32 and multiplies in float32, so the 4-bit rows run at float32's speed: the smallest file, not
 #   the fastest kernel.
-# - **Batch 1**: the ONNX Runtime rows take a few microseconds, and int8 and 4-bit are *not* faster than
-#   float32: at this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost
-#   of a call that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is
-#   why the ONNX Runtime rows beat the teacher by about 3 to 5x, and PyTorch's legacy int8 backend is
+# - **Batch 1**: the ONNX Runtime rows take a few microseconds, and the number format hardly matters:
+#   the narrow student's float32 and int8-pixels rows take about the same time, and dynamic int8 and
+#   4-bit take *longer* than float32 (they quantize the input or decode the codes on every call). At
+#   this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost of a call
+#   that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is why the
+#   ONNX Runtime rows beat the teacher by about 3 to 5.5x, and PyTorch's legacy int8 backend is
 #   *slower* than float32: like ONNX Runtime's dynamic int8 it measures and quantizes the input on every
 #   call, but each of its quantized layers pays PyTorch's per-operator overhead.
 #
@@ -368,9 +374,15 @@ for name in ("final", "narrow"):
 #   "batch", and one file serves batch 1 and 256.
 # - **External data files.** Large models keep their weights in a `.onnx.data` file beside the `.onnx`;
 #   count it in the bytes (`deploy.onnx_bytes` does) and ship it with the graph.
-# - **Contrib operators.** `MatMulNBits` lives in the `com.microsoft` domain: only ONNX Runtime runs it.
-#   Standard ONNX's portable 4-bit form is the INT4 type (opset 21), with `Cast` (as in `int8-pixels`)
-#   or blocked `DequantizeLinear`.
+# - **Contrib operators.** `MatMulNBits` and `MatMulIntegerToFloat` live in the `com.microsoft` domain:
+#   only ONNX Runtime runs them. Standard ONNX's portable 4-bit form is the INT4 type (opset 21), with
+#   `Cast` (as in `int8-pixels`) or blocked `DequantizeLinear`; `to_onnx(..., fused=False)` writes
+#   `int8-pixels` in standard operators only.
+# - **A call's small costs.** At batch 1 the call is the time, so its wrapping matters: in onnxruntime
+#   1.32, `run_with_iobinding(binding, options)` looks up the run option `gpu_graph_id` on every call,
+#   and an unset key costs a failed lookup several times longer than a whole call of these models;
+#   without `options` it builds a default one each call. `deploy.latency_ms` holds one `RunOptions` with
+#   that key at its default, "0".
 # - **Dynamic int8 depends on the batch.** Its activation range is measured over the whole input tensor,
 #   so one image's logits change with its batch-mates: evaluate at the batch size you serve.
 # - **int8 slower than float32** at batch 1 (PyTorch's legacy backend above).

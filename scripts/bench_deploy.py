@@ -4,7 +4,7 @@ For each seed: the 784-128-10 reference teacher, the big teacher (cached), a dis
 then two chains with distillation in every stage: the pipeline's final model (90% magnitude pruning, 4-bit
 QAT) and a narrow one (structured pruning to 784-32-10, `recipes.narrow`, then 4-bit QAT). Each is
 exported as float32, int8 (dynamic, static), 4-bit and int8-pixels (raw uint8 image in, the QAT codes in
-one MatMulInteger) ONNX files and scored on the test split. Latency is
+one MatMulIntegerToFloat) ONNX files and scored on the test split. Latency is
 measured for seed 0's models at batch 1 and 256, at 1 and 2 threads, all candidates side by side in
 rounds (`deploy.compare_latency`); ratios are per round against the teacher in PyTorch eager float32.
 The whole measurement is repeated in --passes independent passes (default 3): a burst of load on a
