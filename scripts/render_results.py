@@ -109,6 +109,29 @@ def hint_sweep_table(document: dict) -> str:
     return "\n".join(lines + ["", machine_line(document)])
 
 
+def final_recipe_table(document: dict) -> str:
+    """Compression recipes of the final model on held-out data (scripts/final_recipe.py), paired by seed."""
+    rows = document["rows"]
+    n = len(rows[0]["seeds"])
+    lines = [f"| recipe | held-out accuracy ({document['holdout_images']} images), mean ± std over {n} seeds | "
+             "vs the pipeline's recipe (points, mean ± standard error) | vs the 784-128-10 teacher (points, mean ± "
+             "standard error) |", "| --- | --- | --- | --- |"]
+
+    def paired(difference: list[float] | None) -> str:
+        if difference is None:
+            return ""
+        mean, se = difference
+        return f"{100 * mean:+.2f} ± {100 * se:.2f}{' (beyond two standard errors)' if abs(mean) > 2 * se else ''}"
+
+    for row in rows:
+        mean, std = stats.mean_std(row["accuracies"])
+        lines.append(f"| {row['recipe']} | {mean:.2%} ± {std:.2%} | {paired(row['vs_pipeline'])} | "
+                     f"{paired(row['vs_teacher'])} |")
+    chosen = document["chosen"] or "none; the pipeline's recipe stays"
+    return "\n".join(lines + ["", f"Chosen (a gain over the pipeline's recipe beyond two standard errors): {chosen}.",
+                              "", machine_line(document)])
+
+
 def deploy_table(document: dict) -> str:
     settings = list(document["latency"])                        # "threads 1, batch 1", ...
     names = list(document["latency"][settings[0]])
@@ -312,7 +335,7 @@ def times_table(document: dict) -> str:
     return "\n".join(lines + ["", machine_line(document)])
 
 
-RENDERERS = {"notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "hint-sweep": hint_sweep_table}
+RENDERERS = {"notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "final-recipe": final_recipe_table, "hint-sweep": hint_sweep_table}
 
 
 def glossary_table() -> str:
