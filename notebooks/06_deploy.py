@@ -267,9 +267,10 @@ print({name: f"{row['latency_ms'] * 1e3:.0f} µs" for name, row in latency_by_gr
 # operations are not less time unless the kernel profits from the change. (A deployment can avoid the
 # gather by dropping those pixels before the model, or keep every input: `compact(final, inputs=False)`.)
 # What a dense kernel profits from is a narrower matrix: **structured pruning** removes whole hidden units
-# (`recipes.narrow`: the weakest half of the 64 units by the norm of their incoming weights, then five
-# epochs of distillation), and then we train it through the 4-bit quantizer as before, without magnitude
-# pruning:
+# (`recipes.narrow`: the weakest half of the 64 units by `pruning.neuron_scores`, the size of a unit's
+# incoming weights times that of its outgoing ones, then five epochs of distillation), and then we train
+# it through the 4-bit quantizer as before, without magnitude pruning (the pipeline's
+# `--narrow 0.5 --sparsity 0`):
 
 # %%
 narrow = recipes.narrow(student, splits, amount=0.5, teacher=teacher, seed=SEED)          # 784-32-10

@@ -62,6 +62,22 @@ def seeds_table(document: dict) -> str:
     return "\n".join(lines + ["", machine_line(document)])
 
 
+def _versus(ratio: float) -> str:
+    return "1x" if abs(ratio - 1) < 1e-9 else f"{ratio:.1f}x lower" if ratio >= 1 else f"{1 / ratio:.0f}x higher"
+
+
+def ledger_over_seeds_table(document: dict) -> str:
+    """A pipeline ledger over seeds with its costs: accuracy mean ± std, MACs, bytes and the first seed's latency."""
+    rows, batch = document["rows"], document.get("latency_batch_size", 256)
+    reference = rows[0]["latency_ms"]
+    lines = [f"| stage | test accuracy, mean ± std over {len(rows[0]['seeds'])} seeds | MACs per image | bytes on disk | "
+             f"latency at batch {batch} (seed 0) | vs the reference teacher's |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        lines.append(f"| {row['stage']} | {row['accuracy']:.2%} ± {row['accuracy_std']:.2%} | {row['macs']:,} | "
+                     f"{row['bytes']:,} | {row['latency_ms']:.3f} ms | {_versus(reference / row['latency_ms'])} |")
+    return "\n".join(lines + ["", machine_line(document)])
+
+
 def int8_table(document: dict) -> str:
     backends = document["backends"]
     names = {"torchao": "torchao (eager)", "torchao+compile": "torchao + `torch.compile`",
@@ -335,7 +351,7 @@ def times_table(document: dict) -> str:
     return "\n".join(lines + ["", machine_line(document)])
 
 
-RENDERERS = {"notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "final-recipe": final_recipe_table, "hint-sweep": hint_sweep_table}
+RENDERERS = {"notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "pipeline-narrow": ledger_over_seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "final-recipe": final_recipe_table, "hint-sweep": hint_sweep_table}
 
 
 def glossary_table() -> str:

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tutorial_utils import data, pipeline, storage, training
+from tutorial_utils import data, models, pipeline, storage, training
 
 FAST = ["--epochs", "2", "--finetune-epochs", "1", "--qat-epochs", "1", "--teacher", "teacher"]
 
@@ -45,6 +45,8 @@ def test_pipeline_with_self_distillation_and_a_cosine_schedule(tmp_path, capsys)
 
 @pytest.mark.parametrize("argv, message", [
     (["--sparsity", "1.0"], "argument --sparsity: 1.0 must be a number in [0, 1)"),
+    (["--narrow", "1"], "argument --narrow: 1.0 must be a number in [0, 1)"),
+    (["--narrow", "-0.5"], "argument --narrow: -0.5 must be a number in [0, 1)"),
     (["--bits", "0"], "argument --bits: 0 must be an integer in 1..16"),
     (["--bits", "17"], "argument --bits: 17 must be an integer in 1..16"),
     (["--bits", "4.5"], "argument --bits: '4.5' is not an integer"),
@@ -109,3 +111,19 @@ def test_pipeline_refuses_deploy_without_onnxruntime(tmp_path, monkeypatch, caps
     assert pipeline.main(["--out", str(tmp_path / "run"), *FAST, "--deploy", "onnx"]) == 2
     assert "pip install -e '.[deploy]'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_pipeline_narrows_the_student_and_can_skip_magnitude_pruning(tmp_path):
+    out = tmp_path / "run"
+    assert pipeline.main(["--out", str(out), *FAST, "--narrow", "0.5", "--sparsity", "0", "--deploy", "onnx"]) == 0
+    rows = json.loads((out / "ledger.json").read_text())["rows"]
+    stages = [r["stage"] for r in rows]
+    distilled = rows[next(i for i, s in enumerate(stages) if "distilled" in s)]
+    narrowed = rows[stages.index("narrowed to 784-32-10 (50% of hidden units removed) + fine-tuned (float32)")]
+    assert distilled["macs"] == 784 * 64 + 64 * 10 and narrowed["macs"] == 784 * 32 + 32 * 10
+    assert narrowed["bytes"] < 0.55 * distilled["bytes"]
+    assert not any(s.startswith("pruned") for s in stages)                  # --sparsity 0: no magnitude stage
+    final = next(r for r in rows if r["stage"].endswith("+ entropy coding"))
+    assert models.layer_sizes(storage.load(out / "model.dcmp")) == [784, 32, 10] and final["macs"] == narrowed["macs"]
+    pixels = next(r for r in rows if r["stage"] == "ONNX Runtime int8-pixels (model-pixels.onnx)")
+    assert pixels["accuracy"] == final["accuracy"] and pixels["macs"] == final["macs"]

@@ -38,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--student", default="student", choices=sorted(models.PRESETS),
         help="student architecture (default student, 784-64-10; lenet-300-100 for the Deep Compression row)")
     add("--sparsity", type=validate.cli(validate.fraction), default=0.9,
-        help="fraction of weights pruned, in [0, 1) (default 0.9)")
+        help="fraction of weights pruned by magnitude, in [0, 1); 0 skips the stage (default 0.9)")
+    add("--narrow", type=validate.cli(validate.fraction), default=0.0,
+        help="fraction of each hidden layer's units removed before magnitude pruning (structured pruning with "
+             "fine-tuning), in [0, 1): 0.5 makes 784-64-10 a 784-32-10 that a dense kernel runs faster (default 0)")
     add("--bits", type=validate.cli(validate.bits), default=4,
         help="bits per weight after quantization, 1..16 (default 4)")
     add("--epochs", type=validate.cli(validate.positive_int), default=15,

@@ -64,7 +64,8 @@ def narrow(model: nn.Sequential, splits: data.Splits, *, amount: float, teacher:
            kd: distillation.KDConfig = distillation.KDConfig(), config: training.TrainConfig = FINETUNE,
            seed: int | None = None, device: torch.device | str | None = None) -> nn.Sequential:
     """Structured pruning: a physically narrower copy without round(amount * width) units per hidden layer
-    (lowest L2 norm of incoming weights, pruning.prune_neurons), fine-tuned with the same loss.
+    (the lowest pruning.neuron_scores: incoming times outgoing weight norms; pruning.prune_neurons),
+    fine-tuned with the same loss.
 
     Unlike magnitude pruning, this removes whole rows and columns, so a dense kernel does less work.
     The input model is not changed; reseeds the generators if `seed` is given.
@@ -179,6 +180,7 @@ class PipelineConfig:
     teacher: str = "big-teacher"
     student: str = "student"
     sparsity: float = 0.9
+    narrow: float = 0.0            # fraction of each hidden layer's units removed first (structured pruning)
     bits: int = 4
     epochs: int = 15
     finetune_epochs: int = 5
@@ -197,6 +199,7 @@ class PipelineConfig:
         validate.choice("teacher", self.teacher, TEACHERS)
         validate.choice("student", self.student, sorted(models.PRESETS))
         validate.fraction("sparsity", self.sparsity)
+        validate.fraction("narrow", self.narrow)
         validate.bits("bits", self.bits)
         if self.bits == 1 and self.sparsity > 0:
             raise ValueError("bits=1 with sparsity > 0 is refused: 1-bit codes are +-1 and cannot keep pruned "

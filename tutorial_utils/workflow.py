@@ -1,7 +1,7 @@
 """The whole chain as one function: a checked PipelineConfig in, a ledger and a complete set of files out.
 
-    reference teacher -> (distillation teacher) -> student -> distilled student
-        -> recipes.prune_ -> recipes.quantize_aware -> storage.save (+ entropy coding) -> int8 deployment
+    reference teacher -> (distillation teacher) -> student -> distilled student -> (recipes.narrow)
+        -> (recipes.prune_) -> recipes.quantize_aware -> storage.save (+ entropy coding) -> int8 deployment
 
 Every option is checked when the PipelineConfig is made, and the output folder before any training;
 outputs are staged beside the folder and published as one set (`files.publish_folder`) with a
@@ -144,9 +144,14 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
                                              config=config.student_config(), device=device)
         row(f"student distilled, T={config.temperature:g} (float32)", student)
     stage = {"teacher": teacher, "kd": kd, "seed": config.seed, "device": device}
-    pruned = copy.deepcopy(student)
-    masks = recipes.prune_(pruned, splits, sparsity=config.sparsity, config=config.finetune_config(), **stage)
-    row(f"pruned {config.sparsity:.0%} + fine-tuned (masked float32)", pruned)
+    if config.narrow > 0:   # whole hidden units go: fewer MACs that a dense kernel really skips
+        student = recipes.narrow(student, splits, amount=config.narrow, config=config.finetune_config(), **stage)
+        row(f"narrowed to {'-'.join(map(str, models.layer_sizes(student)))} ({config.narrow:.0%} of hidden "
+            f"units removed) + fine-tuned (float32)", student)
+    pruned, masks = copy.deepcopy(student), None
+    if config.sparsity > 0:
+        masks = recipes.prune_(pruned, splits, sparsity=config.sparsity, config=config.finetune_config(), **stage)
+        row(f"pruned {config.sparsity:.0%} + fine-tuned (masked float32)", pruned)
     final = recipes.quantize_aware(pruned, splits, quant=config.bits, config=config.qat_config(), masks=masks, **stage)
     with tempfile.TemporaryDirectory() as scratch:  # the uncompressed file is measured, not published
         plain = storage.save(final, pathlib.Path(scratch) / "model.dcmp", compress="none")
