@@ -243,7 +243,29 @@ def deploy_summary(document: dict) -> str:
         f"Runtime call takes {min(calls):.1f} to {max(calls):.1f} µs, mostly the runtime's per-call cost rather "
         f"than arithmetic (notebook 06, exercise 4, measures a call that does almost nothing), so the gain at "
         f"batch 1 is set by that cost, not by the number format: int8 is no faster than float32 there.",
-        _deploy_files_and_accuracy(document)])
+        _deploy_files_and_accuracy(document), _deploy_targets(document)])
+
+
+def _deploy_targets(document: dict) -> str:
+    """The deployment targets, checked for each model's int8-pixels file: its slowest pass at every batch and
+    thread count, its mean accuracy against the teacher's, its bytes against its .dcmp file's."""
+    latency, accuracy, size = document["latency"], document["accuracy"], document["bytes"]
+    teacher = accuracy["teacher, PyTorch eager float32"]
+    verdicts = []
+    for model, label in (("narrow", "the narrow 784-32-10 model"), ("final", "the 90%-sparse final model")):
+        name = f"{model}, ONNX Runtime int8-pixels"
+        slowest = {setting: min(row[name].get("speedups") or [row[name]["speedup"]]) for setting, row in latency.items()}
+        gap = 100 * (sum(accuracy[name]) - sum(teacher)) / len(teacher)
+        ratio = size[name] / size[f"{model}, .dcmp file"]
+        misses = [f"{setting} ({value:.1f}x)" for setting, value in slowest.items() if value < 5]
+        misses += [f"accuracy ({gap:+.2f} points)"] if gap < -0.5 else []
+        misses += [f"bytes ({ratio:.2f}x its .dcmp file)"] if ratio > 1.5 else []
+        met = (f"meets every one (slowest pass {min(slowest.values()):.1f}x, {gap:+.2f} points, {ratio:.2f}x its "
+               f".dcmp file)") if not misses else f"misses {', '.join(misses)}"
+        verdicts.append(f"{label} {met}")
+    return ("- Against the deployment targets (at least 5x the teacher's speed at batch 1 and 256, at 1 and 2 "
+            "threads, in every pass; accuracy within 0.5 points of the teacher's over the seeds; an ONNX file at "
+            "most 1.5x the .dcmp file), in int8-pixels form on this CPU: " + "; ".join(verdicts) + ".")
 
 
 def _deploy_files_and_accuracy(document: dict) -> str:
