@@ -192,8 +192,10 @@ print(f"static int8 reads x on a grid of step {input_step:.6f} with zero point {
 # in int32, and the uint8 x int8 product is what the CPU's integer dot-product instructions (VNNI's
 # `vpdpbusd`) take. One scale and one bias per hidden unit finish the layer: no rounding of the input, no
 # weights but the QAT codes, so the QAT model's function. (The mean and std must be single numbers, as
-# here; the code below multiplies rows, `pixels @ codes.T`, as section 1's graph does.) From scratch, on
-# the test images:
+# here: a mean per pixel would fold just as well into the bias, but a std per pixel would scale each
+# *column* of Q and break its integer codes. The formula is written for one image as a column, p; the code
+# below holds images as rows, so it computes `pixels @ codes.T`, as section 1's graph does.) From scratch,
+# on the test images:
 
 # %%
 first = final[0]                                                            # QuantizedLinear 784 -> 64
@@ -224,22 +226,32 @@ print(f"the file on raw pixels: largest logit difference to the QAT model {(from
 assert torch.allclose(from_file, final(splits.x_test), atol=1e-4)
 
 # %% [markdown]
-# Its logits are the QAT model's, to float rounding. That is the `int8-pixels` file of the table above ("int8" names the kernel: uint8 pixels times int8
-# codes): one `MatMulIntegerToFloat` computes the integer product (int32 sums), its scale and its bias,
-# then `Relu`, then the 64 -> 10 layer as a float32 `MatMul`. The codes are stored 4 bits each, as ONNX's
-# own INT4 type: the first `Cast` widens them to int8; before the second layer a `Cast` turns its codes
-# into floats and a `Mul` by the row scales rebuilds its weights. Those nodes read only constants, so
-# ONNX Runtime runs them once, when the session loads (and holds the codes in memory as int8 from then
-# on). The file holds two codes per byte and one scale per row, smaller than the `MatMulNBits` file with
-# its scale per block (and its rows padded from 784 to 832 codes). `MatMulIntegerToFloat`, like
-# `MatMulNBits`, is an ONNX Runtime operator (`com.microsoft` domain). The same layer in standard ONNX
-# is `MatMulInteger` -> `Cast` -> `Mul` -> `Add` (`to_onnx(..., fused=False)`: same logits, any runtime),
-# but ONNX Runtime then runs four kernels where one would do: its fusion pass builds the fused node only
-# when the scale is computed at run time, as in the dynamic int8 graph. Its input is the uint8 image as
-# stored. For our normalised tensors, `deploy.runtime_model` turns them back into
-# pixels first (outside any timing), and refuses a tensor that is not 8-bit images: noise added, another
-# normalisation, NaN. Section 5 times it. It cannot take compaction's dropped pixels: a `Gather` on its
-# input would come first (`onnx_export.to_onnx` refuses; section 4 shows why a gather costs time).
+# Its logits are the QAT model's, to float rounding. That is the `int8-pixels` file of the table above
+# ("int8" names the kernel: uint8 pixels times int8 codes). Read its operators in order: one
+# `MatMulIntegerToFloat` computes the integer product (int32 sums), its scale and its bias; then `Relu`;
+# then the 64 -> 10 layer as a float32 `MatMul` and `Add`.
+#
+# The codes are stored 4 bits each, as ONNX's own INT4 type. The first `Cast` widens the first layer's
+# codes to int8; before the second layer a `Cast` turns its codes into floats and a `Mul` by the row
+# scales rebuilds its weights. Those nodes read only constants, so ONNX Runtime runs them once, when the
+# session loads: from then on it holds the first layer's codes as int8 and the second layer's weights as
+# float32 (its `MatMul` and `Add` become one `Gemm`). The file holds two codes per byte and one scale per
+# row, smaller than the `MatMulNBits` file with its scale per block (and its rows padded from 784 to 832
+# codes).
+#
+# `MatMulIntegerToFloat`, like `MatMulNBits`, is ONNX Runtime's own operator (`com.microsoft` domain).
+# The same layer in standard ONNX operators is `MatMulInteger` -> `Cast` -> `Mul` -> `Add`:
+# `onnx_export.to_onnx(final, weights="int8-pixels", fused=False)` writes it (save the proto yourself;
+# same logits to float rounding, for any runtime that reads opset 21's INT4). ONNX Runtime then runs four
+# kernels where one would do: when a session loads, its graph optimizer rewrites known patterns of nodes
+# into fused ones, but not this one (its pattern for `MatMulIntegerToFloat` is the one the dynamic int8
+# quantizer writes, with a scale computed at run time).
+#
+# The file's input is the uint8 image as stored. For our normalised tensors, `deploy.runtime_model` turns
+# them back into pixels first (outside any timing), and refuses a tensor that is not 8-bit images: noise
+# added, another normalisation, NaN. Section 5 times it. It cannot take compaction's dropped pixels: a
+# `Gather` on its input would come first (`onnx_export.to_onnx` refuses; section 4 shows why a gather
+# costs time).
 #
 # ## 4. Compaction: what pruning left dead
 #
@@ -263,12 +275,14 @@ print({name: f"{row['latency_ms'] * 1e3:.0f} µs" for name, row in latency_by_gr
 # %% [markdown]
 # A third of the inputs were dead (no hidden unit was), so a third of the first layer's multiply-adds go.
 # But look at the time: the compact graph must first *gather* the kept pixels of each image (a `Gather`
-# of scattered columns), and that copy costs the runtime more than the multiply-adds it saves. Fewer
-# operations are not less time unless the kernel profits from the change. (A deployment can avoid the
+# of scattered columns), the only work the full graph does not do, and the compact graph is several
+# times *slower*, not a third faster. Fewer operations are not less time unless the kernel profits from
+# the change. (A deployment can avoid the
 # gather by dropping those pixels before the model, or keep every input: `compact(final, inputs=False)`.)
 # What a dense kernel profits from is a narrower matrix: **structured pruning** removes whole hidden units
-# (`recipes.narrow`: the weakest half of the 64 units by `pruning.neuron_scores`, the size of a unit's
-# incoming weights times that of its outgoing ones, then five epochs of distillation), and then we train
+# (`recipes.narrow`: the weakest half of the 64 units by `pruning.neuron_scores`, the L1 norm of a unit's
+# incoming weights plus its bias, times the L1 norm of its outgoing weights; then five epochs of
+# distillation), and then we train
 # it through the 4-bit quantizer as before, without magnitude pruning (the pipeline's
 # `--narrow 0.5 --sparsity 0`):
 
@@ -287,10 +301,10 @@ for name, model in (("reference teacher", reference), ("final (90% sparse)", fin
 # Every candidate is timed in rounds, each round timing each candidate once (so a slow moment of this
 # shared machine hits them all), and each ratio is taken within a round against the teacher in PyTorch
 # eager float32. ONNX Runtime is timed as a server would call it: the input bound once, one `RunOptions`
-# held, no torch/numpy conversion; PyTorch is timed calling `model(x)` on a prebuilt tensor. Every model but the two
-# int8-pixels files gets the normalised float32 images, ready before the clock starts; those two get raw uint8 pixels
-# (784 bytes an image against 3,136), and the time of turning stored pixels into normalised floats is in
-# no row. That favours the teacher: in a service starting from stored images it would pay that pass too
+# held, no torch/numpy conversion; PyTorch is timed calling `model(x)` on a prebuilt tensor. Every model but
+# the two int8-pixels files gets float32 input of the images' shape, ready before the clock starts (random
+# values: a dense kernel's time does not depend on them); those two get uint8 input (784 bytes an image
+# against 3,136), and the time of turning stored pixels into normalised floats is in no row. That favours the teacher: in a service starting from stored images it would pay that pass too
 # (exercise 6). Everything runs on **one thread** here, which keeps the notebook short and leaves no idle
 # thread pools to disturb the timings (Pitfalls); README's benchmark has the same table at 1 and 2 threads.
 
@@ -330,7 +344,7 @@ for name in candidates:
 #   multiply-adds, about twice as fast again in float32. The int8-pixels graphs, which never quantize their
 #   input and read a quarter of the bytes (and compute the small second layer in float32), take about a
 #   third (final) and nearly half (narrow) less time than dynamic int8: the narrow student's is the
-#   fastest row, about 13x faster than the teacher.
+#   fastest row, more than 13x faster than the teacher.
 #   ONNX Runtime's int8 kernels use the CPU's integer dot-product instructions (one AVX-512 VNNI
 #   instruction does 64 int8 multiply-adds where a float32 FMA does 16); without VNNI (AVX2 only) they
 #   need several instructions for the same work, and recent Xeons add AMX tiles; neither is measured here.
@@ -340,9 +354,10 @@ for name in candidates:
 #   reference, and the int8 rows pass it by far. `MatMulNBits` at accuracy level 0 decodes the codes to
 #   float32 and multiplies in float32, so the 4-bit rows run at float32's speed: the smallest file, not
 #   the fastest kernel.
-# - **Batch 1**: the ONNX Runtime rows take a few microseconds, and the number format hardly matters:
-#   the narrow student's float32 and int8-pixels rows take about the same time, and dynamic int8 and
-#   4-bit take *longer* than float32 (they quantize the input or decode the codes on every call). At
+# - **Batch 1**: the ONNX Runtime rows take a few microseconds, and int8 buys little: the narrow
+#   student's float32 and int8-pixels rows take about the same time, the final model's int8-pixels row
+#   a little less than its float32 one, and dynamic int8, static int8 and 4-bit take *longer* than
+#   float32 (they quantize the input, or decode the codes, on every call). At
 #   this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost of a call
 #   that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is why the
 #   ONNX Runtime rows beat the teacher by about 3 to 5.5x, and PyTorch's legacy int8 backend is
@@ -375,15 +390,16 @@ for name in ("final", "narrow"):
 #   "batch", and one file serves batch 1 and 256.
 # - **External data files.** Large models keep their weights in a `.onnx.data` file beside the `.onnx`;
 #   count it in the bytes (`deploy.onnx_bytes` does) and ship it with the graph.
-# - **Contrib operators.** `MatMulNBits` and `MatMulIntegerToFloat` live in the `com.microsoft` domain:
-#   only ONNX Runtime runs them. Standard ONNX's portable 4-bit form is the INT4 type (opset 21), with
-#   `Cast` (as in `int8-pixels`) or blocked `DequantizeLinear`; `to_onnx(..., fused=False)` writes
-#   `int8-pixels` in standard operators only.
-# - **A call's small costs.** At batch 1 the call is the time, so its wrapping matters: in onnxruntime
-#   1.32, `run_with_iobinding(binding, options)` looks up the run option `gpu_graph_id` on every call,
-#   and an unset key costs a failed lookup several times longer than a whole call of these models;
-#   without `options` it builds a default one each call. `deploy.latency_ms` holds one `RunOptions` with
-#   that key at its default, "0".
+# - **Contrib operators.** `MatMulNBits` and `MatMulIntegerToFloat` live in ONNX Runtime's own
+#   `com.microsoft` domain: other runtimes may not run them. Standard ONNX's 4-bit form is the INT4 type
+#   (opset 21), with `Cast` (as in `int8-pixels`) or blocked `DequantizeLinear`;
+#   `to_onnx(..., fused=False)` writes `int8-pixels` in standard operators only.
+# - **A call's small costs.** At batch 1 the call is the time, so its wrapping matters. In onnxruntime
+#   1.32, handing `run_with_iobinding` your own `RunOptions` without the run option `gpu_graph_id` makes
+#   the Python wrapper look the key up on every call, and the failed lookup (an exception raised and
+#   caught) takes several times as long as the rest of a call of these models. Passing no options avoids
+#   it; `deploy.latency_ms` holds one `RunOptions` with that key set to its default, "0", which also
+#   spares the runtime building a default one per call.
 # - **Dynamic int8 depends on the batch.** Its activation range is measured over the whole input tensor,
 #   so one image's logits change with its batch-mates: evaluate at the batch size you serve.
 # - **int8 slower than float32** at batch 1 (PyTorch's legacy backend above).
@@ -547,8 +563,8 @@ print(f"final model: {models.layer_sizes(dense_final)} -> {models.layer_sizes(mi
 # that `pixels @ codes_t * scale + bias` equals `layer((pixels / 255 - mean) / std)` for uint8 pixels, and
 # leave the layer unchanged. The check tries 4- and 7-bit codes, both kinds of scale, and a black image
 # (which leaves only the bias). Then
-# look back at section 5: the teacher was timed on images already normalised to float32, the int8-pixels
-# file on the raw pixels. Which side does that favour, and by how much work?
+# look back at section 5: the teacher was timed on input already normalised to float32, the int8-pixels
+# file on uint8 pixels. Which side does that favour, and by how much work?
 
 # %% nbgrader={"grade": false, "grade_id": "ex6-fold", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def my_fold(layer: torch.nn.Module, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -591,7 +607,7 @@ assert torch.allclose(mine.float(), first(splits.x_test), atol=1e-4)
 # - Sparsity shrinks the stored file, not a dense kernel's work; compaction removes dead inputs and units
 #   (fewer MACs) but its gather can cost more than it saves. Narrower layers (structured pruning) are
 #   what a dense kernel can turn into speed.
-# - At batch 1 a call's fixed cost dominates: a few microseconds, whatever the format.
+# - At batch 1 a call's fixed cost dominates: a few microseconds, most of them the call itself.
 #
 # ## Further reading
 #

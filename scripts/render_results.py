@@ -233,17 +233,26 @@ def deploy_summary(document: dict) -> str:
         f"faster than the teacher at 1 thread and {narrow[1]:.1f}x at 2{spread('narrow, ONNX Runtime int8-pixels', 256)}; "
         f"the 90%-sparse final model in the same form {final[0]:.1f}x and {final[1]:.1f}x"
         f"{spread('final, ONNX Runtime int8-pixels', 256)}. No pass over the input turns it into int8 (it already is: 8-bit "
-        f"pixels), and the product of codes and pixels is exact. The teacher is timed on images already "
-        f"normalised to float32, so the comparison favours it.",
-        f"- In the median pass the narrow int8-pixels model gains less from a second thread ({narrow_us[0]:.1f} µs "
-        f"at 1, {narrow_us[1]:.1f} µs at 2) than the teacher's float32 GEMM ({teacher_us[0]:.1f} µs, "
-        f"{teacher_us[1]:.1f} µs): ratios measured at one thread count do not carry over to another.",
+        f"pixels), and the product of codes and pixels is exact. The teacher is timed on float32 input already "
+        f"normalised, so the comparison favours it.",
+        f"- In the median pass a second thread {_thread_change(*narrow_us)} the narrow int8-pixels model's time "
+        f"({narrow_us[0]:.1f} µs at 1, {narrow_us[1]:.1f} µs at 2) and {_thread_change(*teacher_us)} the "
+        f"teacher's float32 GEMM's ({teacher_us[0]:.1f} µs, {teacher_us[1]:.1f} µs): ratios measured at one "
+        f"thread count do not carry over to another.",
         f"- At batch 1 the best is {best_text}; the narrow int8-pixels model, fastest at batch 256, is "
         f"{narrow_1[0]:.1f}x and {narrow_1[1]:.1f}x{spread('narrow, ONNX Runtime int8-pixels', 1)}. Every ONNX "
         f"Runtime call takes {min(calls):.1f} to {max(calls):.1f} µs, mostly the runtime's per-call cost rather "
         f"than arithmetic (notebook 06, exercise 4, measures a call that does almost nothing), so the gain at "
-        f"batch 1 is set by that cost, not by the number format: int8 is no faster than float32 there.",
+        f"batch 1 is set by that cost more than by the number format.",
         _deploy_files_and_accuracy(document), _deploy_targets(document)])
+
+
+def _thread_change(one: float, two: float) -> str:
+    """What a second thread did to a latency (one thread: `one`, two: `two`), in words."""
+    change = two / one - 1
+    if abs(change) < 0.05:
+        return "changes by less than 5%"
+    return f"takes {-change:.0%} off" if change < 0 else f"adds {change:.0%} to"
 
 
 def _deploy_targets(document: dict) -> str:

@@ -16,9 +16,9 @@ weights="int8-pixels" takes the image as it is stored, uint8 pixels p in 0..255,
 normalisation x = (p / 255 - mean) / std into the first layer (fold_pixels), whose codes meet the
 pixels in one MatMulIntegerToFloat (ONNX Runtime's fused uint8 x int8 product, int32 sums, then scale
 and bias): no float input to quantize, and still the QAT model's function. fused=False writes the same
-layer in standard operators, MatMulInteger -> Cast -> Mul -> Add, that any ONNX runtime runs; ONNX
-Runtime then runs four kernels (its fusion pass builds the fused node only for a scale computed at run
-time, the dynamic int8 graph's), 13-16% slower on a 2-core AMD EPYC at batch 1 and 256.
+layer in standard operators, MatMulInteger -> Cast -> Mul -> Add (for runtimes without ONNX Runtime's
+contrib operators); ONNX Runtime then runs four kernels (its fusion pattern is the dynamic int8
+quantizer's, with a scale computed at run time), 13-16% slower on a 2-core AMD EPYC at batch 1 and 256.
 Codes of at most 4 bits are stored as ONNX's INT4 type (opset 21, two per byte) and widened by a Cast
 that ONNX Runtime folds once when the session loads.
 
@@ -124,9 +124,9 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
     float; 4 lets ONNX Runtime round x to int8 per block (faster, no longer exactly the same function).
     weights="int8-pixels": input uint8 pixels of images normalised with (mean, std), first layer one
     MatMulIntegerToFloat(p, codes, 1, scale, bias) (fold_pixels; fused=False: MatMulInteger -> Cast -> Mul
-    -> Add, standard ONNX), later layers MatMul on weights rebuilt at load
-    from their stored codes and scales (float32 if they have none); mean and std are kept in the
-    model's metadata ("pixel_mean", "pixel_std").
+    -> Add, standard ONNX), later layers MatMul on weights rebuilt at load from their stored symmetric
+    codes and scales (float32 weights for plain, asymmetric or k-means layers); mean and std are kept in
+    the model's metadata ("pixel_mean", "pixel_std"), and the opset is raised to 21 (INT4 codes).
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
