@@ -31,7 +31,8 @@
 #   into the first layer and the QAT codes meet the raw image in one integer product;
 # - compaction: removing the inputs and units that pruning left dead, and why that saves multiply-adds
 #   but not always time; structured pruning to a narrower network, which a dense kernel can turn into time;
-# - latency side by side at batch 1 and 256, against the machine's measured peak, and what limits it.
+# - latency side by side at batch 1 and 256, against the machine's measured peak, and what limits it;
+#   bytes on disk, and an energy estimate for each kind of arithmetic.
 #
 # **Prerequisites**: notebooks 02, 03 and 05, and `pip install -e ".[deploy]"` (onnx, onnxruntime;
 # included in the test extra). About 10 s on a 2-core CPU with the teachers and the chain's models cached
@@ -380,6 +381,35 @@ for name in ("final", "narrow"):
 # `.dcmp` (the rest is mostly the `.dcmp` file's entropy coding, which ONNX files do not have). Sparsity buys
 # storage and shipping; width buys storage, shipping *and* speed.
 #
+# **Energy, an estimate.** A laptop cannot meter one forward pass, so, as in notebooks 01 and 05, we
+# estimate it from what each network computes and reads (`measure.energy_estimate`, Horowitz's 45 nm
+# energies): a float32 multiply-add 4.6 pJ, an int8 one 0.3 pJ, and each weight byte read at the price of
+# the smallest memory level that holds them all. The estimate follows the arithmetic, not the file: the
+# float32 rows stand for the ONNX Runtime float32 and 4-bit files (`MatMulNBits` at accuracy level 0
+# multiplies in float32), the int8 rows for the int8 files (the int8-pixels file computes its small
+# second layer in float32, a few percent of its multiply-adds):
+
+# %%
+by_arithmetic = {"teacher, float32": reference,
+                 "final, float32": quantization.dequantize_model(final),
+                 "final, int8": candidates["final, PyTorch legacy int8"],
+                 "narrow, float32": quantization.dequantize_model(narrow),
+                 "narrow, int8": int8.to_backend(quantization.dequantize_model(narrow), "legacy")}
+teacher_nj = [measure.energy_estimate(reference, batch_size=b)["total_nj"] for b in (1, 256)]
+print(f"{'':>16} {'batch 1, nJ per image':>25} {'batch 256':>20}  weights read from")
+for name, model in by_arithmetic.items():
+    nj = [measure.energy_estimate(model, batch_size=b)["total_nj"] for b in (1, 256)]
+    less = ["" if model is reference else f"({t / e:.0f}x less)" for t, e in zip(teacher_nj, nj)]
+    print(f"{name:>16} {nj[0]:10,.0f} {less[0]:>14} {nj[1]:8,.0f} {less[1]:>11}  {measure.energy_estimate(model)['weight_level']}")
+
+# %% [markdown]
+# At batch 1 reading the weights costs more than multiplying them in every row, so bytes are energy:
+# int8 weights are a quarter of float32's, and the narrow student's int8 weights are small enough for the
+# 32 KB level, where each byte costs a fifth of a read from the 1 MB level. At batch 256 the read is
+# shared by 256 images and the arithmetic's width decides. The estimate leaves out everything but the
+# layers: at batch 1 the runtime's call, microseconds of a CPU core's time, is not in it (notebook 05
+# asks what hardware built to compute on the compressed file itself would save).
+#
 # ## Pitfalls
 #
 # - **The `Gemm` trap.** Exporters write `nn.Linear` as `Gemm`; ONNX Runtime's 4-bit quantizer converts
@@ -608,6 +638,8 @@ assert torch.allclose(mine.float(), first(splits.x_test), atol=1e-4)
 #   (fewer MACs) but its gather can cost more than it saves. Narrower layers (structured pruning) are
 #   what a dense kernel can turn into speed.
 # - At batch 1 a call's fixed cost dominates: a few microseconds, most of them the call itself.
+# - In the energy estimate, narrow int8 layers save the most: fewer and smaller weight reads, cheaper
+#   multiply-adds.
 #
 # ## Further reading
 #
