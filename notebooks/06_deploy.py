@@ -327,7 +327,7 @@ for name in ("final", "narrow"):
 
 # %%
 peak_gflops = timing.peak_gflops(threads=TIMING_THREADS)
-latency_by_batch = {batch: deploy.compare_latency(candidates, batch, threads=TIMING_THREADS, rounds=3, repeats=50)
+latency_by_batch = {batch: deploy.compare_latency(candidates, batch, threads=TIMING_THREADS, rounds=5, repeats=50)
                     for batch in (1, 256)}
 print(f"{machine.describe(machine.record(threads=TIMING_THREADS))}; float32 matmul rate {peak_gflops:.0f} GFLOP/s")
 print(f"{'':30} {'batch 1':>18} {'batch 256':>19} {'of peak at 256':>15}")

@@ -21,7 +21,7 @@ import shlex
 import sys
 import time
 
-from tutorial_utils import data, distillation, files, measure, recipes, stats, teachers, training
+from tutorial_utils import distillation, files, measure, recipes, stats, teachers, training
 
 SPARSITY, BITS = 0.9, 4
 # name: (fine-tuning after pruning, training through the quantizer); the first is the pipeline's recipe
@@ -37,11 +37,7 @@ VARIANTS = {
 
 def main() -> None:
     args = teachers.sweep_parser(__doc__).parse_args()
-    training.setup(0, threads=args.threads)
-    splits = data.load("mnist-5k")
-    holdout = splits.holdout(teachers.HOLDOUT_IMAGES)
-    name = "784-1200-1200-10, held-out split"
-    teacher = teachers.cache_all(splits, seed=0, threads=args.threads, epochs=args.epochs, names=(name,))[name]
+    holdout, teacher = teachers.held_out_start(args)
     accuracy = {"784-128-10 teacher": [], "distilled student (float32)": [], **{v: [] for v in VARIANTS}}
     start = time.perf_counter()
     for seed in args.seeds:

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from tutorial_utils import data, distillation, files, hints, measure, teachers, training  # noqa: E402
+from tutorial_utils import distillation, files, hints, measure, teachers, training  # noqa: E402
 
 KD = distillation.KDConfig(temperature=4.0, alpha=0.9)
 # (row name, beta, teacher layer): None = no hints (beta None and no teacher for the first row)
@@ -32,11 +32,7 @@ RECIPES = [("no teacher", None, None), ("logit distillation", 0.0, None)] \
 
 def main() -> None:
     args = teachers.sweep_parser(__doc__).parse_args()
-    training.setup(0, threads=args.threads)
-    splits = data.load("mnist-5k")
-    holdout = splits.holdout(teachers.HOLDOUT_IMAGES)
-    name = "784-1200-1200-10, held-out split"
-    teacher = teachers.cache_all(splits, seed=0, threads=args.threads, epochs=args.epochs, names=(name,))[name]
+    holdout, teacher = teachers.held_out_start(args)
     rows, start = [], time.perf_counter()
     for recipe, beta, layer in RECIPES:
         accuracies = []

@@ -82,6 +82,17 @@ def sweep_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def held_out_start(args: argparse.Namespace) -> tuple[data.Splits, nn.Module]:
+    """The start of a held-out sweep parsed by sweep_parser: generators seeded 0 at args.threads, the bundled
+    data's holdout split (HOLDOUT_IMAGES scored, the rest trained on) and the 784-1200-1200-10 teacher that
+    never saw those images (cached). Side effects: training.setup; may train and cache the teacher."""
+    training.setup(0, threads=args.threads)
+    splits = data.load("mnist-5k")
+    name = "784-1200-1200-10, held-out split"
+    teacher = cache_all(splits, seed=0, threads=args.threads, epochs=args.epochs, names=(name,))[name]
+    return splits.holdout(HOLDOUT_IMAGES), teacher
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m tutorial_utils teachers [--dataset ... --seed ... --threads ...]`: fill the cache."""
     parser = argparse.ArgumentParser(prog="python -m tutorial_utils teachers",
