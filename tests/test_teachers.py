@@ -47,3 +47,25 @@ def test_sweep_parser_has_the_sweeps_defaults_and_refuses_bad_values(capsys):
         with pytest.raises(SystemExit):
             teachers.sweep_parser("a sweep").parse_args(bad)
         assert bad[1] in capsys.readouterr().err
+
+
+def test_held_out_start_gives_the_sweeps_split_and_the_teacher_that_never_saw_it(monkeypatch):
+    calls = []
+
+    def fake(split, **recipe):
+        calls.append((split.name, len(split.x_train), recipe))
+        return torch.nn.Linear(1, 1)
+
+    monkeypatch.setattr(training, "load_or_train_teacher", fake)
+    args = teachers.sweep_parser("test").parse_args(["--threads", "1", "--epochs", "3"])
+    threads = torch.get_num_threads()
+    try:
+        holdout, teacher = teachers.held_out_start(args)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)     # the rest of the test session keeps its thread count
+    assert len(holdout.x_test) == teachers.HOLDOUT_IMAGES and holdout.name.endswith("holdout500")
+    (name, trained_on, recipe), = calls     # one teacher: the big one, on the same split's training part
+    assert name == holdout.name and trained_on == len(holdout.x_train) and recipe["seed"] == 0
+    assert {k: recipe[k] for k in distillation.BIG_TEACHER_RECIPE} == distillation.BIG_TEACHER_RECIPE
+    assert isinstance(teacher, torch.nn.Linear)
