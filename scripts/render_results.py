@@ -399,7 +399,8 @@ ANSWER_LABELS = {
            "distil": "distillation: the 784-64-10 student's file against the reference teacher's",
            "compress": "compression on top: the final file against the distilled student's",
            "both": "both: the final file against the reference teacher's",
-           "accuracy": "accuracy, final model against the reference teacher, {threads} thread{plural}, paired by seed",
+           "accuracy": "accuracy, {model} against the reference teacher, {threads} thread{plural}, paired by seed",
+           "final_chain": "final model", "narrow_chain": "narrow 784-32-10 model (pipeline --narrow 0.5 --sparsity 0)",
            "paired": "{mean:+.2f} ± {std:.2f} points (mean ± std over {n} seeds; {verdict} two standard errors of zero)",
            "beyond": "beyond", "within": "within",
            "final": "final model (784-64-10, 90% sparse, 4 bits)", "narrow": "narrow 784-32-10 model (4 bits)",
@@ -410,7 +411,8 @@ ANSWER_LABELS = {
            "distil": "蒸馏：784-64-10 学生的文件对比参考教师的文件",
            "compress": "在此之上压缩：最终文件对比蒸馏后学生的文件",
            "both": "两者结合：最终文件对比参考教师的文件",
-           "accuracy": "准确率：最终模型对比参考教师，{threads} 个线程，按种子配对",
+           "accuracy": "准确率：{model}对比参考教师，{threads} 个线程，按种子配对",
+           "final_chain": "最终模型", "narrow_chain": "窄模型 784-32-10（pipeline --narrow 0.5 --sparsity 0）",
            "paired": "{mean:+.2f} ± {std:.2f} 个百分点（{n} 个种子的均值 ± 标准差；{verdict}）",
            "beyond": "超出零的两个标准误", "within": "在零的两个标准误之内",
            "final": "最终模型（784-64-10，90% 稀疏，4 比特）", "narrow": "窄模型 784-32-10（4 比特）",
@@ -436,7 +438,9 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
              f"| {t['compress']} | {final['bytes']:,} {t['against']} {student['bytes']:,} {t['bytes']} "
              f"({t['smaller'].format(r=student['bytes'] / final['bytes'])}) | `pipeline.json` |",
              f"| {t['both']} | {t['smaller'].format(r=reference['bytes'] / final['bytes'])} | `pipeline.json` |"]
-    for threads, name in ((2, "pipeline-seeds.json"), (1, "pipeline-seeds-threads1.json")):
+    for model, threads, name in (("final_chain", 2, "pipeline-seeds.json"), ("final_chain", 1, "pipeline-seeds-threads1.json"),
+                                 ("narrow_chain", 2, "pipeline-narrow-seeds.json"),
+                                 ("narrow_chain", 1, "pipeline-narrow-seeds-threads1.json")):
         document = json.loads((results / name).read_text())
         ends = [row(document, "4-bit QAT, sparse file + entropy coding"), row(document, "reference teacher")]
         mean, std = stats.mean_std([100 * (a - b) for a, b in zip(ends[0]["accuracies"], ends[1]["accuracies"])])
@@ -444,7 +448,8 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
         paired = t["paired"].format(mean=mean, std=std, n=len(ends[0]["accuracies"]),
                                     verdict=t["beyond"] if abs(gain) > 2 * standard_error else t["within"])
         plural = "s" if threads > 1 and language == "en" else ""
-        lines.append(f"| {t['accuracy'].format(threads=threads, plural=plural)} | {ends[0]['accuracy']:.2%} {t['against']} "
+        lines.append(f"| {t['accuracy'].format(model=t[model], threads=threads, plural=plural)} | "
+                     f"{ends[0]['accuracy']:.2%} {t['against']} "
                      f"{ends[1]['accuracy']:.2%}: {paired} | `{name}` |")
     # scripts/bench_deploy.py: "final" is the chain's final model, "narrow" the structurally pruned 784-32-10 one
     for model in ("final", "narrow"):
