@@ -58,6 +58,9 @@ def test_fit_learns_and_records_history(small_splits):
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["test_accuracy"] > 0.75
     assert not model.training
+    # no gradients left: a freshly trained teacher behaves like one loaded from the cache (notebook 04 checks
+    # that a distillation step leaves the teacher's .grad None)
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_fit_is_deterministic_under_setup(small_splits):

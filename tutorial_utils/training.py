@@ -123,7 +123,8 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr:
     lr_t = lr * (1 + cos(pi * t / steps)) / 2, from lr to 0 at the end of the last epoch; "constant" keeps lr.
     Shuffling draws from torch's global generator, so `setup(seed)` makes a run repeatable.
     With `progress`, prints one summary line per epoch (and a batch bar in a terminal).
-    Side effects: changes the model's weights; moves the model to `device`; leaves it in eval mode.
+    Side effects: changes the model's weights; moves the model to `device`; leaves it in eval mode, with
+    every .grad None.
     The test accuracy in the history is for plotting curves only, never for choosing a recipe.
     """
     given = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size),
@@ -175,6 +176,7 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr:
         if progress:
             print(f"epoch {epoch:>3}/{epochs}  loss {row['loss']:.4f}  train {row['train_accuracy']:.2%}"
                   f"  test {row['test_accuracy']:.2%}  ({row['seconds']:.1f} s)", flush=True)
+    optimizer.zero_grad(set_to_none=True)   # no gradients left behind: trained looks like loaded from a file
     model.eval()
     return history
 
