@@ -29,9 +29,10 @@
 # - Pareto fronts of accuracy against bytes and against latency over widths, sparsities and bits;
 # - the final file: exact round trip, bytes, measured latency, and an energy estimate.
 #
-# **Prerequisites**: notebooks 02, 03 and 04. About 45 s on a 2-core CPU once the big teacher and the
-# chain's models are cached; the first run trains the chain's models of three seeds (about 20 s more) and,
-# unless notebook 04 or `python -m tutorial_utils teachers` has cached it, the big teacher (about 20 s).
+# **Prerequisites**: notebooks 02, 03 and 04. About 30 s on a 2-core CPU once the big teacher and the
+# trained models are cached; the first run trains the chain's models and section 3's comparison models
+# of three seeds (about 40 s more) and, unless notebook 04 or `python -m tutorial_utils teachers` has
+# cached it, the big teacher (about 20 s).
 
 # %%
 import copy
@@ -147,25 +148,41 @@ except RuntimeError as error:
 # network through the 4-bit quantizer with distillation for as many epochs as the whole distil-then-compress
 # chain uses. For each seed: a distilled student compressed with KD (section 2's recipe: `chain.build` trains
 # it once per seed and keeps it in the cache, where notebook 07 finds it too), the same student compressed
-# with cross-entropy, and compress-first for comparison.
+# with cross-entropy, and compress-first for comparison. The two others are written out below as
+# functions; `chain.cached` trains each once per seed and keeps it in the cache too, under a key of its
+# arguments and its source code (edit a function, and it trains again).
 
 # %%
+def compress_with_labels(*, seed: int, epochs: int, stage_epochs: int, sparsity: float, bits: int) -> torch.nn.Module:
+    """Section 2's distilled student, pruned and quantized with cross-entropy (teacher=None) instead of KD."""
+    stage, qat_stage = training.TrainConfig(epochs=stage_epochs), recipes.QAT.replace(epochs=stage_epochs)
+    distilled = chain.build(splits, teacher, seed=seed, epochs=epochs, sparsity=sparsity, bits=bits, finetune=stage,
+                            qat=qat_stage)["distilled"]
+    return recipes.compress(distilled, splits, sparsity=sparsity, quant=bits, teacher=None, finetune=stage,
+                            qat=qat_stage, seed=seed)                         # each stage reseeded, as in section 2
+
+
+def compress_first(*, seed: int, epochs: int, sparsity: float, bits: int) -> torch.nn.Module:
+    """Masks from an untrained student's (random) magnitudes, then `epochs` of 4-bit QAT with distillation."""
+    training.setup(seed)
+    untrained = models.student()
+    early_masks = pruning.magnitude_masks(untrained, sparsity, scope="global")   # magnitudes of random weights
+    pruning.apply_masks_(untrained, early_masks)
+    return recipes.quantize_aware(untrained, splits, quant=bits, teacher=teacher, masks=early_masks,
+                                  config=training.TrainConfig(epochs=epochs, lr=1e-3))
+
+
 total_epochs = EPOCHS + 2 * STAGE_EPOCHS
 results = {"distil, then compress (KD)": [], "distil, then compress (cross-entropy)": [], "compress, then distil": []}
 for seed in SEEDS:
     built = chain.build(splits, teacher, seed=seed, epochs=EPOCHS, sparsity=SPARSITY, bits=BITS, finetune=STAGE,
                         qat=QAT_STAGE)                                       # distilled ... final, cached per seed
-    results["distil, then compress (KD)"].append(training.evaluate(built["final"], splits.x_test, splits.y_test))
-    model = recipes.compress(built["distilled"], splits, sparsity=SPARSITY, quant=BITS, teacher=None,
-                             finetune=STAGE, qat=QAT_STAGE, seed=seed)       # each stage reseeded, as in section 2
-    results["distil, then compress (cross-entropy)"].append(training.evaluate(model, splits.x_test, splits.y_test))
-    training.setup(seed)
-    untrained = models.student()
-    early_masks = pruning.magnitude_masks(untrained, SPARSITY, scope="global")   # magnitudes of random weights
-    pruning.apply_masks_(untrained, early_masks)
-    model = recipes.quantize_aware(untrained, splits, quant=BITS, teacher=teacher, masks=early_masks,
-                                   config=training.TrainConfig(epochs=total_epochs, lr=1e-3))
-    results["compress, then distil"].append(training.evaluate(model, splits.x_test, splits.y_test))
+    labels = chain.cached(compress_with_labels, splits, teacher, name="compress-with-labels", seed=seed,
+                          epochs=EPOCHS, stage_epochs=STAGE_EPOCHS, sparsity=SPARSITY, bits=BITS)
+    early = chain.cached(compress_first, splits, teacher, name="compress-first", seed=seed, epochs=total_epochs,
+                         sparsity=SPARSITY, bits=BITS)
+    for name, model in zip(results, (built["final"], labels, early)):
+        results[name].append(training.evaluate(model, splits.x_test, splits.y_test))
 
 # %%
 if SEED in SEEDS:   # the cached KD model of seed SEED is section 2's: every stage is reseeded

@@ -1,5 +1,6 @@
 """chain: five models per seed, built once and loaded back with the same predictions."""
 
+import pytest
 import torch
 
 from tutorial_utils import chain, models, pruning, quantization, recipes, training
@@ -44,3 +45,36 @@ def test_the_stage_budgets_are_part_of_the_key_and_give_the_recipes_models(small
     assert torch.equal(final(small_splits.x_test), built["final"](small_splits.x_test))
     chain.build(small_splits, teacher, seed=1, epochs=1, folder=tmp_path)      # the default budgets: other files
     assert len(list(tmp_path.iterdir())) == 10
+
+
+
+def test_cached_trains_once_per_recipe_and_source_then_loads(small_splits, tmp_path):
+    teacher, calls = models.mlp([784, 32, 10]), []
+
+    def train(*, seed: int, epochs: int) -> torch.nn.Module:
+        calls.append((seed, epochs))
+        training.setup(seed)
+        return recipes.quantize_aware(models.mlp([784, 8, 10]), small_splits, quant=4,
+                                      config=training.TrainConfig(epochs=epochs))
+
+    first = chain.cached(train, small_splits, teacher, name="labels", seed=0, epochs=1, folder=tmp_path)
+    again = chain.cached(train, small_splits, teacher, name="labels", seed=0, epochs=1, folder=tmp_path)
+    assert calls == [(0, 1)]                                                # loaded, not trained, the second time
+    assert torch.equal(again(small_splits.x_test), first(small_splits.x_test))
+    chain.cached(train, small_splits, teacher, name="labels", seed=1, epochs=1, folder=tmp_path)
+    assert len(calls) == 2 and len(list(tmp_path.iterdir())) == 2          # another argument: another file
+
+    def edited(*, seed: int, epochs: int) -> torch.nn.Module:               # same name and arguments, other code
+        calls.append((seed, epochs))
+        return train(seed=seed, epochs=epochs)
+
+    chain.cached(edited, small_splits, teacher, name="labels", seed=0, epochs=1, folder=tmp_path)
+    assert len(calls) == 4 and len(list(tmp_path.iterdir())) == 3          # trained again, into a third file
+
+
+def test_cached_refuses_what_it_cannot_key(small_splits, tmp_path):
+    teacher = models.mlp([784, 32, 10])
+    with pytest.raises(TypeError, match="train must be a function"):
+        chain.cached(None, small_splits, teacher, name="x", folder=tmp_path)
+    with pytest.raises(ValueError, match="source code cannot be read"):
+        chain.cached(eval("lambda: None"), small_splits, teacher, name="x", folder=tmp_path)

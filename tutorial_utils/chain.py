@@ -11,16 +11,22 @@ same seed. Files (storage.save: exact weights, or exact codes and scales) are na
 everything that changes them: the recipe, the data, the teacher's weights, the seed, the CPU threads,
 torch's version and the training loop's version; a stale or unreadable file is rebuilt.
 
+`cached` keeps any other trained model the same way, keyed also by the source code of the function
+that trains it (notebook 05's comparisons of recipes).
+
 Example:
     >>> models = build(splits, teacher, seed=0)       # {"scratch": ..., ..., "final": ...}
+    >>> early = cached(compress_first, splits, teacher, name="compress-first", seed=0, epochs=25)
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import pathlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -77,3 +83,33 @@ def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int
     for stage, model in built.items():
         storage.save(model, paths[stage])
     return {stage: model.eval() for stage, model in built.items()}
+
+
+def cached(train: Callable[..., nn.Module], splits: data.Splits, teacher: nn.Module, *, name: str,
+           folder: str | pathlib.Path | None = None, **recipe: int | float | str) -> nn.Module:
+    """train(**recipe), trained once and then loaded from `folder` (default files.cache_dir("chain")).
+
+    The file is named by `name` and a key of the recipe, train's source code, the data, the teacher's
+    weights, the CPU threads, torch's version and the training loop's version: edit the function or
+    change an argument and it is trained again. Everything train reads from outside its own source must
+    therefore be one of the recipe's keyword arguments (or the data or the teacher). The model must be one
+    storage.save can write (exact weights or codes). Side effects: train's own; writes the file once.
+    """
+    if not callable(train):
+        raise TypeError(f"train must be a function that returns a model, got {type(train).__name__}")
+    try:
+        source = inspect.getsource(train)
+    except (OSError, TypeError) as error:
+        raise ValueError(f"train={getattr(train, '__name__', train)!r}: its source code cannot be read, so a "
+                         f"cached model could outlive a change to it; define it in a file or a notebook cell") from error
+    folder = pathlib.Path(folder) if folder is not None else files.cache_dir("chain")
+    key = _key(splits, teacher, {**recipe, "name": name, "source": source})
+    path = folder / files.safe_name(f"{name}-{splits.name}-{key}.dcmp")
+    try:
+        return storage.load(path).eval()
+    except (FileNotFoundError, ValueError):
+        pass   # missing, or made by another version: train again
+    model = train(**recipe)
+    folder.mkdir(parents=True, exist_ok=True)
+    storage.save(model, path)
+    return model.eval()
