@@ -31,7 +31,7 @@
 #
 # **Prerequisites**: notebooks 02, 03 and 04. About 30 s on a 2-core CPU once the big teacher and the
 # trained models are cached; the first run trains the chain's models and section 3's comparison models
-# of three seeds (about 40 s more) and, unless notebook 04 or `python -m tutorial_utils teachers` has
+# of three seeds (about 20 s more) and, unless notebook 04 or `python -m tutorial_utils teachers` has
 # cached it, the big teacher (about 20 s).
 
 # %%
@@ -150,26 +150,29 @@ except RuntimeError as error:
 # it once per seed and keeps it in the cache, where notebook 07 finds it too), the same student compressed
 # with cross-entropy, and compress-first for comparison. The two others are written out below as
 # functions; `chain.cached` trains each once per seed and keeps it in the cache too, under a key of its
-# arguments and its source code (edit a function, and it trains again).
+# arguments and its source code: edit a function, or change a setting it takes as an argument, and it
+# trains again. (So a function must take every setting it uses as an argument: a global it reads
+# silently would not be in the key.)
 
 # %%
-def compress_with_labels(*, seed: int, epochs: int, stage_epochs: int, sparsity: float, bits: int) -> torch.nn.Module:
+def compress_with_labels(*, seed: int, epochs: int, sparsity: float, bits: int, stage: training.TrainConfig,
+                         qat_stage: training.TrainConfig) -> torch.nn.Module:
     """Section 2's distilled student, pruned and quantized with cross-entropy (teacher=None) instead of KD."""
-    stage, qat_stage = training.TrainConfig(epochs=stage_epochs), recipes.QAT.replace(epochs=stage_epochs)
     distilled = chain.build(splits, teacher, seed=seed, epochs=epochs, sparsity=sparsity, bits=bits, finetune=stage,
-                            qat=qat_stage)["distilled"]
+                            qat=qat_stage)["distilled"]                      # the loop's chain: loaded, not retrained
     return recipes.compress(distilled, splits, sparsity=sparsity, quant=bits, teacher=None, finetune=stage,
                             qat=qat_stage, seed=seed)                         # each stage reseeded, as in section 2
 
 
-def compress_first(*, seed: int, epochs: int, sparsity: float, bits: int) -> torch.nn.Module:
-    """Masks from an untrained student's (random) magnitudes, then `epochs` of 4-bit QAT with distillation."""
+def compress_first(*, seed: int, sparsity: float, bits: int, config: training.TrainConfig,
+                   kd: distillation.KDConfig) -> torch.nn.Module:
+    """Masks from an untrained student's (random) magnitudes, then 4-bit QAT with distillation for `config`."""
     training.setup(seed)
     untrained = models.student()
     early_masks = pruning.magnitude_masks(untrained, sparsity, scope="global")   # magnitudes of random weights
     pruning.apply_masks_(untrained, early_masks)
-    return recipes.quantize_aware(untrained, splits, quant=bits, teacher=teacher, masks=early_masks,
-                                  config=training.TrainConfig(epochs=epochs, lr=1e-3))
+    return recipes.quantize_aware(untrained, splits, quant=bits, teacher=teacher, kd=kd, masks=early_masks,
+                                  config=config)
 
 
 total_epochs = EPOCHS + 2 * STAGE_EPOCHS
@@ -178,9 +181,10 @@ for seed in SEEDS:
     built = chain.build(splits, teacher, seed=seed, epochs=EPOCHS, sparsity=SPARSITY, bits=BITS, finetune=STAGE,
                         qat=QAT_STAGE)                                       # distilled ... final, cached per seed
     labels = chain.cached(compress_with_labels, splits, teacher, name="compress-with-labels", seed=seed,
-                          epochs=EPOCHS, stage_epochs=STAGE_EPOCHS, sparsity=SPARSITY, bits=BITS)
-    early = chain.cached(compress_first, splits, teacher, name="compress-first", seed=seed, epochs=total_epochs,
-                         sparsity=SPARSITY, bits=BITS)
+                          epochs=EPOCHS, sparsity=SPARSITY, bits=BITS, stage=STAGE, qat_stage=QAT_STAGE)
+    early = chain.cached(compress_first, splits, teacher, name="compress-first", seed=seed, sparsity=SPARSITY,
+                         bits=BITS, config=training.TrainConfig(epochs=total_epochs, lr=1e-3),
+                         kd=distillation.KDConfig())
     for name, model in zip(results, (built["final"], labels, early)):
         results[name].append(training.evaluate(model, splits.x_test, splits.y_test))
 
@@ -266,11 +270,11 @@ fig = plots.pareto(points, reference_bytes=ref_row["bytes"], x="latency_ms", tit
 # 4-bit). One seed cannot answer a question whose margin is smaller than its noise; the check in the cell
 # asks only for 40x, which every seed run so far passes. The
 # latency plot shows the other axis. The int8 backend multiplies a dense int8 matrix whatever its
-# zeros, so the sparsity and the bit width do not change its work; the width does, but by less than
-# single timings on this shared machine can reliably separate: in this run the 32-unit points took 0.101
-# to 0.154 ms and the 64-unit points 0.119 to 0.120 ms, and in another run on the same machine the order
-# of some points was reversed. Single latencies vary from run to run (and by CPU); notebook 06 times a
-# narrow and a wide student side by side in rounds, which does separate them. Only structural changes, a
+# zeros, so the sparsity and the bit width do not change its work; the width does, by a little: in this
+# run the 32-unit points took 0.100 to 0.101 ms and the 64-unit points 0.143 to 0.148 ms. Single
+# timings on a shared machine move from run to run (in another run on this machine the order of some
+# points was reversed) and by CPU; notebook 06 times a narrow and a wide student side by side in
+# rounds, which separates them reliably. Only structural changes, a
 # narrower network or a kernel that skips zeros, turn compression into speed on this CPU.
 #
 # ## 5. The final file
@@ -296,10 +300,10 @@ print(f"identical logits after reloading; deployed accuracy {deployed_row['accur
 # The reloaded model is bit-identical. The int8 backend re-rounds the 4-bit weights onto its own 8-bit
 # grid and quantizes the activations on the fly: 93.40% deployed against 93.50% for the file's own model
 # here, one of 1,000 images and well inside the noise. Measured side by side at batch 256 (two models
-# alternating in one cell), the deployed model's latency is 2.6 times lower than the reference
+# alternating in one cell), the deployed model's latency is 2.5 times lower than the reference
 # teacher's in this run. The two other ratios split that: the same 784-64-10 network in float32 is 1.8
 # times faster than the reference (half the hidden units, half the multiply-adds), and the int8 kernels
-# multiply that by 1.43. Whether int8 beats float32 at this size depends on the CPU (this run: AMD EPYC
+# multiply that by 1.39. Whether int8 beats float32 at this size depends on the CPU (this run: AMD EPYC
 # with AVX-512 and VNNI, 2 threads) and moves from run to run; quote side-by-side ratios like these, not
 # the ledger's single latencies, which vary more. The sparsity itself does not make it faster
 # (notebook 02).
@@ -538,7 +542,7 @@ print(f"784-48-10, 90%, 3-bit: {training.evaluate(mine, splits.x_test, splits.y_
 #   beyond two standard errors). That is measured on the test set, so the recipe keeps distillation;
 #   exercise 4 makes the comparison on held-out data.
 # - Deployed on an int8 backend, the final model loses no measurable accuracy (93.40% against 93.50%,
-#   one image) and, measured side by side at batch 256, its latency is 2.6x lower than the reference's in
+#   one image) and, measured side by side at batch 256, its latency is 2.5x lower than the reference's in
 #   this run, from the narrower network and the int8 kernels; latencies on a shared machine vary from run
 #   to run and by CPU. The energy estimate per image falls from 5,561 nJ for the reference to 656 nJ for
 #   the int8 deployment; the 35 nJ that the small file could reach needs hypothetical hardware that

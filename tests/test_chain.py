@@ -78,3 +78,19 @@ def test_cached_refuses_what_it_cannot_key(small_splits, tmp_path):
         chain.cached(None, small_splits, teacher, name="x", folder=tmp_path)
     with pytest.raises(ValueError, match="source code cannot be read"):
         chain.cached(eval("lambda: None"), small_splits, teacher, name="x", folder=tmp_path)
+
+
+def test_cached_keys_every_argument_by_value_even_names_the_key_uses_itself(small_splits, tmp_path):
+    teacher, calls = models.mlp([784, 32, 10]), []
+
+    def train(*, threads: int, source: str, config: training.TrainConfig) -> torch.nn.Module:
+        calls.append((threads, source, config))
+        return models.mlp([784, 4, 10])
+
+    for threads, config in ((1, training.TrainConfig()), (2, training.TrainConfig()), (1, training.TrainConfig(lr=0.5))):
+        chain.cached(train, small_splits, teacher, name="named", threads=threads, source="x", config=config,
+                     folder=tmp_path)
+    assert len(calls) == 3 and len(list(tmp_path.iterdir())) == 3          # three recipes, three files
+    with pytest.raises(ValueError, match="memory address"):
+        chain.cached(train, small_splits, teacher, name="named", threads=1, source="x", config=object(),
+                     folder=tmp_path)

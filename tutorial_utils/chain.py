@@ -9,7 +9,8 @@
 Every stage reseeds when it starts (recipes), so the models are those of notebooks 05 and 06 for the
 same seed. Files (storage.save: exact weights, or exact codes and scales) are named by a key of
 everything that changes them: the recipe, the data, the teacher's weights, the seed, the CPU threads,
-torch's version and the training loop's version; a stale or unreadable file is rebuilt.
+torch's version and the source code of the modules that train (_code_digest); a stale or unreadable
+file is rebuilt.
 
 `cached` keeps any other trained model the same way, keyed also by the source code of the function
 that trains it (notebook 05's comparisons of recipes).
@@ -31,9 +32,19 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from tutorial_utils import data, distillation, files, recipes, storage, training, validate
+from tutorial_utils import (data, distillation, files, masks, models, pruning, qat, qtensor, quantization, recipes,
+                            storage, training, validate)
 
 STAGES = ("scratch", "distilled", "pruned", "qat", "final")
+
+
+def _code_digest() -> str:
+    """SHA-256 of the source files that train and quantize models: change a default (a learning rate, a
+    loss) and every model cached with the old code is stale."""
+    digest = hashlib.sha256()
+    for module in (data, distillation, masks, models, pruning, qat, qtensor, quantization, recipes, training):
+        digest.update(pathlib.Path(module.__file__).read_bytes())
+    return digest.hexdigest()
 
 
 def _key(splits: data.Splits, teacher: nn.Module, recipe: dict) -> str:
@@ -42,7 +53,8 @@ def _key(splits: data.Splits, teacher: nn.Module, recipe: dict) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     meta = {**recipe, "data": splits.name, "fingerprint": training.fingerprint(splits), "teacher": digest.hexdigest(),
-            "threads": torch.get_num_threads(), "torch": str(torch.__version__), "loop": training.LOOP_VERSION}
+            "threads": torch.get_num_threads(), "torch": str(torch.__version__), "loop": training.LOOP_VERSION,
+            "code": _code_digest()}
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -86,14 +98,16 @@ def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int
 
 
 def cached(train: Callable[..., nn.Module], splits: data.Splits, teacher: nn.Module, *, name: str,
-           folder: str | pathlib.Path | None = None, **recipe: int | float | str) -> nn.Module:
+           folder: str | pathlib.Path | None = None, **recipe: object) -> nn.Module:
     """train(**recipe), trained once and then loaded from `folder` (default files.cache_dir("chain")).
 
-    The file is named by `name` and a key of the recipe, train's source code, the data, the teacher's
-    weights, the CPU threads, torch's version and the training loop's version: edit the function or
-    change an argument and it is trained again. Everything train reads from outside its own source must
-    therefore be one of the recipe's keyword arguments (or the data or the teacher). The model must be one
-    storage.save can write (exact weights or codes). Side effects: train's own; writes the file once.
+    The file is named by `name` and a key of the recipe (each value by its repr: numbers, strings,
+    training.TrainConfig, distillation.KDConfig), train's source code, the data, the teacher's weights,
+    the CPU threads, torch's version and the package's training code: edit the function or change an
+    argument and it is trained again. Everything else train reads from outside its own source (a
+    notebook's global setting) must therefore be passed as one of the recipe's arguments. The model must
+    be one storage.save can write (exact weights or codes). Side effects: on the first call, train's own
+    and the file; on a later call none (train does not run, so e.g. its reseeding does not happen).
     """
     if not callable(train):
         raise TypeError(f"train must be a function that returns a model, got {type(train).__name__}")
@@ -102,8 +116,13 @@ def cached(train: Callable[..., nn.Module], splits: data.Splits, teacher: nn.Mod
     except (OSError, TypeError) as error:
         raise ValueError(f"train={getattr(train, '__name__', train)!r}: its source code cannot be read, so a "
                          f"cached model could outlive a change to it; define it in a file or a notebook cell") from error
+    keyed = {argument: repr(value) for argument, value in recipe.items()}
+    for argument, text in keyed.items():
+        if " at 0x" in text:
+            raise ValueError(f"{argument}={text}: its repr is a memory address, which cannot key a cache; "
+                             f"pass numbers, strings or configs")
     folder = pathlib.Path(folder) if folder is not None else files.cache_dir("chain")
-    key = _key(splits, teacher, {**recipe, "name": name, "source": source})
+    key = _key(splits, teacher, {"recipe": keyed, "name": name, "source": source})
     path = folder / files.safe_name(f"{name}-{splits.name}-{key}.dcmp")
     try:
         return storage.load(path).eval()
