@@ -63,7 +63,9 @@ def seeds_table(document: dict) -> str:
 
 
 def _versus(ratio: float) -> str:
-    return "1x" if abs(ratio - 1) < 1e-9 else f"{ratio:.1f}x lower" if ratio >= 1 else f"{1 / ratio:.0f}x higher"
+    if abs(ratio - 1) < 1e-9:
+        return "1x"
+    return f"{ratio:.1f}x lower" if ratio >= 1 else f"{1 / ratio:.{1 if ratio > 0.1 else 0}f}x higher"
 
 
 def ledger_over_seeds_table(document: dict) -> str:

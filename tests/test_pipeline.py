@@ -47,6 +47,8 @@ def test_pipeline_with_self_distillation_and_a_cosine_schedule(tmp_path, capsys)
     (["--sparsity", "1.0"], "argument --sparsity: 1.0 must be a number in [0, 1)"),
     (["--narrow", "1"], "argument --narrow: 1.0 must be a number in [0, 1)"),
     (["--narrow", "-0.5"], "argument --narrow: -0.5 must be a number in [0, 1)"),
+    (["--narrow", "0.995"], "narrow=0.995 would remove no unit or every unit of a hidden layer"),
+    (["--narrow", "0.005"], "narrow=0.005 would remove no unit or every unit of a hidden layer"),
     (["--bits", "0"], "argument --bits: 0 must be an integer in 1..16"),
     (["--bits", "17"], "argument --bits: 17 must be an integer in 1..16"),
     (["--bits", "4.5"], "argument --bits: '4.5' is not an integer"),
@@ -127,3 +129,13 @@ def test_pipeline_narrows_the_student_and_can_skip_magnitude_pruning(tmp_path):
     assert models.layer_sizes(storage.load(out / "model.dcmp")) == [784, 32, 10] and final["macs"] == narrowed["macs"]
     pixels = next(r for r in rows if r["stage"] == "ONNX Runtime int8-pixels (model-pixels.onnx)")
     assert pixels["accuracy"] == final["accuracy"] and pixels["macs"] == final["macs"]
+
+
+def test_pipeline_with_one_bit_codes_needs_no_pruning_and_deploys_them_exactly(tmp_path):
+    out = tmp_path / "run"
+    assert pipeline.main(["--out", str(out), *FAST, "--bits", "1", "--sparsity", "0", "--deploy", "onnx"]) == 0
+    rows = {r["stage"]: r for r in json.loads((out / "ledger.json").read_text())["rows"]}
+    final = rows["1-bit QAT, sparse file + entropy coding"]
+    assert final["nonzeros"] == final["parameters"]                          # +-1 codes: no zero weight
+    for name in ("ONNX Runtime 4bit (model.onnx)", "ONNX Runtime int8-pixels (model-pixels.onnx)"):
+        assert rows[name]["accuracy"] == final["accuracy"]                   # the codes themselves, exactly

@@ -41,13 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of weights pruned by magnitude, in [0, 1); 0 skips the stage (default 0.9)")
     add("--narrow", type=validate.cli(validate.fraction), default=0.0,
         help="fraction of each hidden layer's units removed before magnitude pruning (structured pruning with "
-             "fine-tuning), in [0, 1): 0.5 makes 784-64-10 a 784-32-10 that a dense kernel runs faster (default 0)")
+             "fine-tuning), in [0, 1), removing at least one unit and keeping one: 0.5 makes 784-64-10 a "
+             "784-32-10 that a dense kernel runs faster (default 0)")
     add("--bits", type=validate.cli(validate.bits), default=4,
         help="bits per weight after quantization, 1..16 (default 4)")
     add("--epochs", type=validate.cli(validate.positive_int), default=15,
         help="epochs for the reference teacher and the student (default 15)")
     add("--finetune-epochs", type=validate.cli(validate.positive_int), default=5,
-        help="fine-tuning epochs after pruning (default 5)")
+        help="fine-tuning epochs after pruning, magnitude and --narrow's each (default 5)")
     add("--qat-epochs", type=validate.cli(validate.positive_int), default=5,
         help="quantization-aware training epochs (default 5)")
     add("--schedule", default="constant", choices=training.SCHEDULES,

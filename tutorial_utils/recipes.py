@@ -198,12 +198,15 @@ class PipelineConfig:
         validate.choice("dataset", self.dataset, data.DATASETS)
         validate.choice("teacher", self.teacher, TEACHERS)
         validate.choice("student", self.student, sorted(models.PRESETS))
-        validate.fraction("sparsity", self.sparsity)
-        validate.fraction("narrow", self.narrow)
+        validate.fraction("sparsity", self.sparsity), validate.fraction("narrow", self.narrow)
+        widths = models.PRESETS[self.student][0][1:-1]   # hidden layers; pruning.prune_neurons removes round(a * w)
+        if self.narrow and not all(0 < round(self.narrow * w) < w for w in widths):
+            raise ValueError(f"narrow={self.narrow!r} would remove no unit or every unit of a hidden layer of "
+                             f"student={self.student!r} (widths {list(widths)}); it must remove some and keep some")
         validate.bits("bits", self.bits)
         if self.bits == 1 and self.sparsity > 0:
             raise ValueError("bits=1 with sparsity > 0 is refused: 1-bit codes are +-1 and cannot keep pruned "
-                             "weights at zero; use bits >= 2")
+                             "weights at zero; use bits >= 2, or sparsity 0")
         self.student_config(), self.finetune_config(), self.qat_config(), self.kd()  # validate the recipes
         for value in (self.seed, *self.seeds):
             validate.integer("seed", value, low=0, high=2**32 - 1)

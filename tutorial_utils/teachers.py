@@ -72,12 +72,14 @@ def cache_all(splits: data.Splits, *, seed: int = 0, threads: int = 2, epochs: i
 
 
 def sweep_parser(description: str) -> argparse.ArgumentParser:
-    """The command line of the held-out sweeps (scripts/kd_sweep.py, scripts/hint_sweep.py): --threads,
-    --seeds, --epochs (the students' and the teachers'), --json (where to write the rows)."""
+    """The command line of the held-out sweeps (scripts/kd_sweep.py, hint_sweep.py, final_recipe.py): --threads,
+    --seeds, --epochs (the students' and the 784-128-10 teachers'; the big teacher's recipe is fixed),
+    --json (where to write the rows)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=2)
     parser.add_argument("--seeds", type=validate.cli(validate.nonnegative_int), nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=15)
+    parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=15,
+                        help="epochs of the students and the 784-128-10 teachers (the big teacher's recipe is fixed)")
     parser.add_argument("--json", default=None, help="also write the rows with the command and machine record here")
     return parser
 

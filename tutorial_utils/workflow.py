@@ -145,8 +145,10 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
         row(f"student distilled, T={config.temperature:g} (float32)", student)
     stage = {"teacher": teacher, "kd": kd, "seed": config.seed, "device": device}
     if config.narrow > 0:   # whole hidden units go: fewer MACs that a dense kernel really skips
+        wide = models.layer_sizes(student)
         student = recipes.narrow(student, splits, amount=config.narrow, config=config.finetune_config(), **stage)
-        row(f"narrowed to {'-'.join(map(str, models.layer_sizes(student)))} ({config.narrow:.0%} of hidden "
+        removed = 1 - sum(models.layer_sizes(student)[1:-1]) / sum(wide[1:-1])   # as removed, not as asked
+        row(f"narrowed to {'-'.join(map(str, models.layer_sizes(student)))} ({removed:.0%} of hidden "
             f"units removed) + fine-tuned (float32)", student)
     pruned, masks = copy.deepcopy(student), None
     if config.sparsity > 0:
