@@ -10,7 +10,12 @@ rounds (`deploy.compare_latency`); ratios are per round against the teacher in P
 The whole measurement is repeated in --passes independent passes (default 3): a burst of load on a
 shared machine spoils one pass, not the result; the file keeps each pass's ratio and their medians.
 
-Usage: python scripts/bench_deploy.py [--seeds 0 1 2] [--passes 3] [--json results/deploy.json]
+With --check MODEL ("narrow" or "final") the script ends by checking that model's int8-pixels deployment
+against the targets (benchmarks.deploy_targets: at least 5x the teacher in every pass at batch 1 and 256,
+1 and 2 threads; within 0.5 points; ONNX file at most 1.5x the .dcmp file) and exits 1 if it misses any:
+the one command to run on another CPU (an AVX2-only one, say).
+
+Usage: python scripts/bench_deploy.py [--seeds 0 1 2] [--passes 3] [--json results/deploy.json] [--check narrow]
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import tempfile
 import numpy as np
 import torch
 
-from tutorial_utils import (data, deploy, distillation, files, int8, machine, measure, quantization, recipes, storage,
-                            training, validate)
+from tutorial_utils import (benchmarks, data, deploy, distillation, files, int8, machine, measure, quantization,
+                            recipes, storage, training, validate)
 
 SPARSITY, BITS, NARROW = 0.9, 4, 0.5
 ROUNDS = 9   # latency rounds: the median of nine shrugs off a burst of load on a shared machine
@@ -70,6 +75,8 @@ def main() -> None:
     parser.add_argument("--passes", type=validate.cli(validate.positive_int), default=3,
                         help="independent latency passes; the table shows their medians, the summary their range")
     parser.add_argument("--json", default=None, help="also write the results with the command and machine record")
+    parser.add_argument("--check", choices=("narrow", "final"), default=None,
+                        help="exit 1 unless this model's int8-pixels deployment meets every target")
     args = parser.parse_args()
     splits = data.load("mnist-5k")
     accuracy: dict[str, list[float]] = {}
@@ -105,11 +112,16 @@ def main() -> None:
     for name, values in accuracy.items():
         print(f"{name:45} {sum(values) / len(values):.2%}  {[f'{v:.2%}' for v in values]}")
     print(sizes)
+    document = {"command": "python scripts/bench_deploy.py " + shlex.join(sys.argv[1:]), "seeds": args.seeds,
+                "machine": machine.record(threads=2), "accuracy": accuracy, "bytes": sizes, "passes": args.passes,
+                "latency": latency}
     if args.json:
-        document = {"command": "python scripts/bench_deploy.py " + shlex.join(sys.argv[1:]), "seeds": args.seeds,
-                    "machine": machine.record(threads=2), "accuracy": accuracy, "bytes": sizes, "passes": args.passes,
-                    "latency": latency}
         files.atomic_write(args.json, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
+    if args.check:
+        check = benchmarks.deploy_targets(document, args.check)
+        print(f"{args.check}, int8-pixels, on {machine.describe(document['machine'])}: "
+              + (f"misses {', '.join(check['misses'])}" if check["misses"] else "meets every target"))
+        sys.exit(1 if check["misses"] else 0)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pathlib
 import re
 import sys
 
-from tutorial_utils import stats
+from tutorial_utils import benchmarks, stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 READMES = ("README.md", "README.zh-CN.md")
@@ -258,21 +258,13 @@ def _thread_change(one: float, two: float) -> str:
 
 
 def _deploy_targets(document: dict) -> str:
-    """The deployment targets, checked for each model's int8-pixels file: its slowest pass at every batch and
-    thread count, its mean accuracy against the teacher's, its bytes against its .dcmp file's."""
-    latency, accuracy, size = document["latency"], document["accuracy"], document["bytes"]
-    teacher = accuracy["teacher, PyTorch eager float32"]
+    """The deployment targets (benchmarks.deploy_targets), checked for each model's int8-pixels file."""
     verdicts = []
     for model, label in (("narrow", "the narrow 784-32-10 model"), ("final", "the 90%-sparse final model")):
-        name = f"{model}, ONNX Runtime int8-pixels"
-        slowest = {setting: min(row[name].get("speedups") or [row[name]["speedup"]]) for setting, row in latency.items()}
-        gap = 100 * (sum(accuracy[name]) - sum(teacher)) / len(teacher)
-        ratio = size[name] / size[f"{model}, .dcmp file"]
-        misses = [f"{setting} ({value:.1f}x)" for setting, value in slowest.items() if value < 5]
-        misses += [f"accuracy ({gap:+.2f} points)"] if gap < -0.5 else []
-        misses += [f"bytes ({ratio:.2f}x its .dcmp file)"] if ratio > 1.5 else []
-        met = (f"meets every one (slowest pass {min(slowest.values()):.1f}x, {gap:+.2f} points, {ratio:.2f}x its "
-               f".dcmp file)") if not misses else f"misses {', '.join(misses)}"
+        check = benchmarks.deploy_targets(document, model)
+        met = (f"meets every one (slowest pass {min(check['slowest'].values()):.1f}x, {check['gap_points']:+.2f} "
+               f"points, {check['bytes_ratio']:.2f}x its .dcmp file)") if not check["misses"] else \
+            f"misses {', '.join(check['misses'])}"
         verdicts.append(f"{label} {met}")
     return ("- Against the deployment targets (at least 5x the teacher's speed at batch 1 and 256, at 1 and 2 "
             "threads, in every pass; accuracy within 0.5 points of the teacher's over the seeds; an ONNX file at "

@@ -85,3 +85,22 @@ def test_every_int8_backend_name_is_accepted(student, monkeypatch):
     monkeypatch.setattr(benchmarks.timing, "latency_ms", lambda *args, **kwargs: 1.0)
     (row,) = benchmarks.int8_latency_table(student, batch_sizes=(3,), backends=int8.BACKENDS, repeats=1)
     assert row == {"batch_size": 3, "fp32": 1.0, **{name: "unavailable (RuntimeError)" for name in int8.BACKENDS}}
+
+
+def _deploy_document(speedups: list[float], model_accuracy: list[float], onnx_bytes: int) -> dict:
+    row = {"speedup": sorted(speedups)[len(speedups) // 2], "speedups": speedups}
+    name = "narrow, ONNX Runtime int8-pixels"
+    return {"accuracy": {"teacher, PyTorch eager float32": [0.94, 0.95, 0.96], name: model_accuracy},
+            "bytes": {name: onnx_bytes, "narrow, .dcmp file": 1000},
+            "latency": {f"threads {t}, batch {b}": {name: row} for t in (1, 2) for b in (1, 256)}}
+
+
+def test_deploy_targets_names_each_miss_and_nothing_when_all_are_met():
+    met = benchmarks.deploy_targets(_deploy_document([5.1, 6.0, 7.0], [0.945, 0.95, 0.955], 1500), "narrow")
+    assert met["misses"] == [] and met["slowest"]["threads 1, batch 1"] == 5.1
+    assert abs(met["gap_points"]) < 1e-9 and met["bytes_ratio"] == 1.5            # the limits themselves pass
+    missed = benchmarks.deploy_targets(_deploy_document([4.9, 6.0, 7.0], [0.94, 0.94, 0.95], 1600), "narrow")
+    assert missed["misses"] == [f"threads {t}, batch {b} (4.9x)" for t in (1, 2) for b in (1, 256)] + [
+        "accuracy (-0.67 points)", "bytes (1.60x its .dcmp file)"]     # one slow pass is enough to miss
+    with pytest.raises(ValueError, match="model='final'"):
+        benchmarks.deploy_targets(_deploy_document([6.0], [0.95], 1000), "final")

@@ -3,9 +3,13 @@
 A latency table is only meaningful as ratios measured in the same run on the same machine: every
 row here times the float32 model and each backend back to back, with fixed threads (see `timing`).
 
+`deploy_targets` checks a deployment benchmark's result (scripts/bench_deploy.py) against the targets a
+deployed model must reach.
+
 Example:
     >>> rows = int8_latency_table(model, batch_sizes=(1, 256), backends=("legacy",), threads=1)
     >>> rows[1]["fp32"] / rows[1]["legacy"]      # how many times faster int8 is at batch 256
+    >>> deploy_targets(json.load(open("results/deploy.json")), "narrow")["misses"]    # [] when all are met
 """
 
 from __future__ import annotations
@@ -46,3 +50,29 @@ def int8_latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 6
                     candidate, batch_size, threads=threads, repeats=repeats)
             rows.append(row)
     return rows
+
+
+# What a deployed model must reach against the 784-128-10 teacher in PyTorch eager float32: this speed-up in
+# every pass at batch 1 and 256 and at every thread count measured, accuracy within these points (mean over
+# seeds), and an ONNX file at most this many times its compact .dcmp file.
+TARGET_SPEEDUP, TARGET_POINTS, TARGET_BYTES_RATIO = 5.0, 0.5, 1.5
+
+
+def deploy_targets(document: dict, model: str, *, kind: str = "int8-pixels") -> dict:
+    """`model`'s `kind` deployment ("final" or "narrow" in a bench_deploy result) against the targets above.
+
+    Returns {"slowest": {setting: the slowest pass's speed-up}, "gap_points": mean accuracy minus the
+    teacher's, "bytes_ratio": ONNX bytes / .dcmp bytes, "misses": what falls short, in words ([] if none)}.
+    """
+    name = f"{model}, ONNX Runtime {kind}"
+    if name not in document["accuracy"]:
+        raise ValueError(f"model={model!r}, kind={kind!r}: the result has no row {name!r}")
+    teacher = document["accuracy"]["teacher, PyTorch eager float32"]
+    slowest = {setting: min(rows[name].get("speedups") or [rows[name]["speedup"]])
+               for setting, rows in document["latency"].items()}
+    gap = 100 * (sum(document["accuracy"][name]) - sum(teacher)) / len(teacher)
+    ratio = document["bytes"][name] / document["bytes"][f"{model}, .dcmp file"]
+    misses = [f"{setting} ({value:.1f}x)" for setting, value in slowest.items() if value < TARGET_SPEEDUP]
+    misses += [f"accuracy ({gap:+.2f} points)"] if gap < -TARGET_POINTS else []
+    misses += [f"bytes ({ratio:.2f}x its .dcmp file)"] if ratio > TARGET_BYTES_RATIO else []
+    return {"slowest": slowest, "gap_points": gap, "bytes_ratio": ratio, "misses": misses}
