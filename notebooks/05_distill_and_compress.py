@@ -163,7 +163,11 @@ def compress_with_labels(*, seed: int, epochs: int, sparsity: float, bits: int, 
     return recipes.compress(distilled, splits, sparsity=sparsity, quant=bits, teacher=None, finetune=stage,
                             qat=qat_stage, seed=seed)                         # each stage reseeded, as in section 2
 
+# %% [markdown]
+# Compress-first starts from an untrained student: its masks come from random magnitudes, and all its
+# epochs go into training through the quantizer with distillation.
 
+# %%
 def compress_first(*, seed: int, sparsity: float, bits: int, config: training.TrainConfig,
                    kd: distillation.KDConfig) -> torch.nn.Module:
     """Masks from an untrained student's (random) magnitudes, then 4-bit QAT with distillation for `config`."""
@@ -174,7 +178,11 @@ def compress_first(*, seed: int, sparsity: float, bits: int, config: training.Tr
     return recipes.quantize_aware(untrained, splits, quant=bits, teacher=teacher, kd=kd, masks=early_masks,
                                   config=config)
 
+# %% [markdown]
+# Each recipe once per seed, all three with the same total epochs; on a second run the models come from
+# the cache:
 
+# %%
 total_epochs = EPOCHS + 2 * STAGE_EPOCHS
 results = {"distil, then compress (KD)": [], "distil, then compress (cross-entropy)": [], "compress, then distil": []}
 for seed in SEEDS:
@@ -271,7 +279,7 @@ fig = plots.pareto(points, reference_bytes=ref_row["bytes"], x="latency_ms", tit
 # asks only for 40x, which every seed run so far passes. The
 # latency plot shows the other axis. The int8 backend multiplies a dense int8 matrix whatever its
 # zeros, so the sparsity and the bit width do not change its work; the width does, by a little: in this
-# run the 32-unit points took 0.100 to 0.101 ms and the 64-unit points 0.143 to 0.148 ms. Single
+# run the 32-unit points took 0.105 to 0.118 ms and the 64-unit points 0.142 to 0.149 ms. Single
 # timings on a shared machine move from run to run (in another run on this machine the order of some
 # points was reversed) and by CPU; notebook 06 times a narrow and a wide student side by side in
 # rounds, which separates them reliably. Only structural changes, a
@@ -300,8 +308,8 @@ print(f"identical logits after reloading; deployed accuracy {deployed_row['accur
 # The reloaded model is bit-identical. The int8 backend re-rounds the 4-bit weights onto its own 8-bit
 # grid and quantizes the activations on the fly: 93.40% deployed against 93.50% for the file's own model
 # here, one of 1,000 images and well inside the noise. Measured side by side at batch 256 (two models
-# alternating in one cell), the deployed model's latency is 2.5 times lower than the reference
-# teacher's in this run. The two other ratios split that: the same 784-64-10 network in float32 is 1.8
+# alternating in one cell), the deployed model's latency is 2.3 times lower than the reference
+# teacher's in this run. The two other ratios split that: the same 784-64-10 network in float32 is 1.7
 # times faster than the reference (half the hidden units, half the multiply-adds), and the int8 kernels
 # multiply that by 1.39. Whether int8 beats float32 at this size depends on the CPU (this run: AMD EPYC
 # with AVX-512 and VNNI, 2 threads) and moves from run to run; quote side-by-side ratios like these, not
@@ -542,7 +550,7 @@ print(f"784-48-10, 90%, 3-bit: {training.evaluate(mine, splits.x_test, splits.y_
 #   beyond two standard errors). That is measured on the test set, so the recipe keeps distillation;
 #   exercise 4 makes the comparison on held-out data.
 # - Deployed on an int8 backend, the final model loses no measurable accuracy (93.40% against 93.50%,
-#   one image) and, measured side by side at batch 256, its latency is 2.5x lower than the reference's in
+#   one image) and, measured side by side at batch 256, its latency is 2.3x lower than the reference's in
 #   this run, from the narrower network and the int8 kernels; latencies on a shared machine vary from run
 #   to run and by CPU. The energy estimate per image falls from 5,561 nJ for the reference to 656 nJ for
 #   the int8 deployment; the 35 nJ that the small file could reach needs hypothetical hardware that

@@ -18,7 +18,8 @@ pixels in one MatMulIntegerToFloat (ONNX Runtime's fused uint8 x int8 product, i
 and bias): no float input to quantize, and still the QAT model's function. fused=False writes the same
 layer in standard operators, MatMulInteger -> Cast -> Mul -> Add (for runtimes without ONNX Runtime's
 contrib operators); ONNX Runtime then runs four kernels (its fusion pattern is the dynamic int8
-quantizer's, with a scale computed at run time), 13-16% slower on a 2-core AMD EPYC at batch 1 and 256.
+quantizer's, with a scale computed at run time): 13-16% slower at batch 1 and 256 in one side-by-side
+run on a 2-core AMD EPYC.
 Codes of at most 4 bits are stored as ONNX's INT4 type (opset 21, two per byte) and widened by a Cast
 that ONNX Runtime folds once when the session loads.
 
