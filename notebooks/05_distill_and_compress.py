@@ -159,7 +159,7 @@ def compress_with_labels(*, seed: int, epochs: int, sparsity: float, bits: int, 
                          qat_stage: training.TrainConfig) -> torch.nn.Module:
     """Section 2's distilled student, pruned and quantized with cross-entropy (teacher=None) instead of KD."""
     distilled = chain.build(splits, teacher, seed=seed, epochs=epochs, sparsity=sparsity, bits=bits, finetune=stage,
-                            qat=qat_stage)["distilled"]                      # the loop's chain: loaded, not retrained
+                            qat=qat_stage, stages=("distilled",))["distilled"]   # the loop's: loaded, not retrained
     return recipes.compress(distilled, splits, sparsity=sparsity, quant=bits, teacher=None, finetune=stage,
                             qat=qat_stage, seed=seed)                         # each stage reseeded, as in section 2
 
@@ -187,7 +187,7 @@ total_epochs = EPOCHS + 2 * STAGE_EPOCHS
 results = {"distil, then compress (KD)": [], "distil, then compress (cross-entropy)": [], "compress, then distil": []}
 for seed in SEEDS:
     built = chain.build(splits, teacher, seed=seed, epochs=EPOCHS, sparsity=SPARSITY, bits=BITS, finetune=STAGE,
-                        qat=QAT_STAGE)                                       # distilled ... final, cached per seed
+                        qat=QAT_STAGE, stages=("final",))                    # distilled, pruned, final: cached per seed
     labels = chain.cached(compress_with_labels, splits, teacher, name="compress-with-labels", seed=seed,
                           epochs=EPOCHS, sparsity=SPARSITY, bits=BITS, stage=STAGE, qat_stage=QAT_STAGE)
     early = chain.cached(compress_first, splits, teacher, name="compress-first", seed=seed, sparsity=SPARSITY,
@@ -279,7 +279,7 @@ fig = plots.pareto(points, reference_bytes=ref_row["bytes"], x="latency_ms", tit
 # asks only for 40x, which every seed run so far passes. The
 # latency plot shows the other axis. The int8 backend multiplies a dense int8 matrix whatever its
 # zeros, so the sparsity and the bit width do not change its work; the width does, by a little: in this
-# run the 32-unit points took 0.105 to 0.118 ms and the 64-unit points 0.142 to 0.149 ms. Single
+# run the 32-unit points took 0.116 to 0.123 ms and the 64-unit points 0.148 to 0.150 ms. Single
 # timings on a shared machine move from run to run (in another run on this machine the order of some
 # points was reversed) and by CPU; notebook 06 times a narrow and a wide student side by side in
 # rounds, which separates them reliably. Only structural changes, a
@@ -311,7 +311,7 @@ print(f"identical logits after reloading; deployed accuracy {deployed_row['accur
 # alternating in one cell), the deployed model's latency is 2.3 times lower than the reference
 # teacher's in this run. The two other ratios split that: the same 784-64-10 network in float32 is 1.7
 # times faster than the reference (half the hidden units, half the multiply-adds), and the int8 kernels
-# multiply that by 1.39. Whether int8 beats float32 at this size depends on the CPU (this run: AMD EPYC
+# multiply that by 1.33. Whether int8 beats float32 at this size depends on the CPU (this run: AMD EPYC
 # with AVX-512 and VNNI, 2 threads) and moves from run to run; quote side-by-side ratios like these, not
 # the ledger's single latencies, which vary more. The sparsity itself does not make it faster
 # (notebook 02).

@@ -60,7 +60,8 @@ splits = data.load(DATASET, root=DATA_DIR)
 reference = training.load_or_train_teacher(splits, epochs=EPOCHS, seed=SEED, device=device)
 teacher = training.load_or_train_teacher(splits, **distillation.BIG_TEACHER_RECIPE, seed=SEED, device=device)
 folder = files.cache_dir("notebook06")                 # outside the source tree ($DC_CACHE_DIR)
-built = chain.build(splits, teacher, seed=SEED, epochs=EPOCHS, sparsity=SPARSITY, bits=BITS)   # cached per seed
+built = chain.build(splits, teacher, seed=SEED, epochs=EPOCHS, sparsity=SPARSITY, bits=BITS,
+                    stages=("distilled", "final"))   # cached per seed
 student, final = built["distilled"], built["final"]     # distilled 784-64-10; 90% pruned, 4-bit QAT
 print(machine.describe(machine.record(threads=THREADS)))
 print(f"final model: {models.layer_sizes(final)}, accuracy {training.evaluate(final, splits.x_test, splits.y_test):.2%}")

@@ -21,6 +21,31 @@ def test_built_once_then_loaded_with_identical_predictions(small_splits, tmp_pat
     loaded = chain.build(small_splits, teacher, seed=3, epochs=1, folder=tmp_path)
     for stage in chain.STAGES:
         assert torch.equal(loaded[stage](small_splits.x_test), built[stage](small_splits.x_test))
+    assert not loaded["final"].training
+
+
+def test_asking_for_one_stage_trains_only_what_it_starts_from_and_gives_the_same_model(small_splits, tmp_path,
+                                                                                     monkeypatch):
+    training.setup(0)
+    teacher = models.mlp([784, 32, 10])
+    trained = []
+    train = chain._train
+    monkeypatch.setattr(chain, "_train", lambda stage, *args: trained.append(stage) or train(stage, *args))
+    final = chain.build(small_splits, teacher, seed=2, epochs=1, stages=("final",), folder=tmp_path / "one")
+    assert tuple(final) == ("final",) and trained == ["final", "pruned", "distilled"]   # no scratch, no qat
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "one").iterdir()) == ["distilled", "final", "pruned"]
+    trained.clear()
+    more = chain.build(small_splits, teacher, seed=2, epochs=1, stages=("qat", "final"), folder=tmp_path / "one")
+    assert trained == ["qat"]                                                  # distilled loaded, final loaded
+    whole = chain.build(small_splits, teacher, seed=2, epochs=1, folder=tmp_path / "all")
+    for name, model in (("final", final["final"]), ("qat", more["qat"]), ("final", more["final"])):
+        assert torch.equal(model(small_splits.x_test), whole[name](small_splits.x_test))
+
+
+@pytest.mark.parametrize("stages", [(), "final", ("final", "final"), ("teacher",)])
+def test_stages_must_be_distinct_names_of_the_chain(small_splits, tmp_path, stages):
+    with pytest.raises(ValueError, match="stages="):
+        chain.build(small_splits, models.mlp([784, 8, 10]), stages=stages, folder=tmp_path)
 
 
 def test_another_teacher_or_seed_is_another_file(small_splits, tmp_path):

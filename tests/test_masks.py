@@ -132,3 +132,20 @@ def test_check_masks_returns_the_named_parameters(model):
     params = masks.check_masks(model, {"0.weight": torch.ones(4, 6)})
     assert set(params) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     assert params["2.weight"] is model[2].weight
+
+
+def test_from_zeros_reads_back_the_masks_torch_pruned_with(model):
+    """A model pruned by torch.nn.utils.prune (then made permanent) gives back torch's own masks, as floats."""
+    reference = copy.deepcopy(model)
+    torch_prune.global_unstructured([(reference[0], "weight"), (reference[2], "weight")],
+                                    pruning_method=torch_prune.L1Unstructured, amount=0.6)
+    expected = {"0.weight": reference[0].weight_mask.clone(), "2.weight": reference[2].weight_mask.clone()}
+    for layer in (reference[0], reference[2]):
+        torch_prune.remove(layer, "weight")
+    found = masks.from_zeros(reference)
+    assert list(found) == list(expected)
+    for name in expected:
+        assert found[name].dtype == torch.float32 and torch.equal(found[name], expected[name])
+    with torch.no_grad():
+        reference[0].weight[0, 0] = -0.0               # a negative zero is a zero too
+    assert masks.from_zeros(reference)["0.weight"][0, 0] == 0

@@ -163,6 +163,32 @@ def test_fake_quantize_forward_and_straight_through_gradient(x):
     torch.testing.assert_close(x.grad, weights)  # d y / d x = identity
 
 
+@pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("scale_dtype", [torch.float32, torch.float16])
+def test_fake_quantize_gives_the_bits_of_dequantize_quantize(x, bits, symmetric, per_channel, scale_dtype):
+    """Bit for bit, signed zeros included (torch.equal alone calls -0.0 and 0.0 equal): QAT trains exactly
+    the model its conversion gives."""
+    x = torch.cat([x, -x.abs()[:2], x.abs()[:2] * 1e-3, torch.zeros(1, x.shape[1])])   # rows all <= 0, tiny, zero
+    x[0, :5] = torch.tensor([-0.0, 1e-9, -1e-9, 0.0, -3.0])                          # codes that round to -0.0
+    kwargs = dict(symmetric=symmetric, per_channel=per_channel, scale_dtype=scale_dtype)
+    if bits == 1 and not symmetric:
+        kwargs["symmetric"] = True
+    fake = quantization.fake_quantize(x, bits, **kwargs)
+    reference = quantization.dequantize(quantization.quantize(x, bits, **kwargs))
+    assert fake.dtype == reference.dtype == torch.float32
+    assert torch.equal(fake.view(torch.int32), reference.view(torch.int32))
+
+
+def test_the_finite_check_is_exact_when_a_finite_sum_overflows():
+    big = torch.full((4,), 3e38)                                   # finite values, sum overflows to inf
+    assert torch.isinf(big.sum())
+    quantization.quantize(big, 8)                                  # accepted: every value is finite
+    with pytest.raises(ValueError, match="NaN or inf"):
+        quantization.fake_quantize(torch.tensor([float("inf"), float("-inf"), 1.0]), 4)   # sum NaN
+
+
 @pytest.mark.parametrize("bits, message", [(0, "bits=0"), (17, "bits=17"), (4.0, "bits=4.0"), (True, "bits=True")])
 def test_bad_bits(x, bits, message):
     with pytest.raises(ValueError, match=message):

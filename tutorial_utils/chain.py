@@ -7,7 +7,8 @@
     final      pruned, then the same 4-bit QAT with its masks held (notebook 05's final model)
 
 Every stage reseeds when it starts (recipes), so the models are those of notebooks 05 and 06 for the
-same seed. Files (storage.save: exact weights, or exact codes and scales) are named by a key of
+same seed. A notebook asks for the stages it uses; each is trained once, from the stage it starts from.
+Files (storage.save: exact weights, or exact codes and scales) are named by a key of
 everything that changes them: the recipe, the data, the teacher's weights, the seed, the CPU threads,
 torch's version and the source code of the modules that train (_code_digest); a stale or unreadable
 file is rebuilt.
@@ -17,6 +18,7 @@ that trains it (notebook 05's comparisons of recipes).
 
 Example:
     >>> models = build(splits, teacher, seed=0)       # {"scratch": ..., ..., "final": ...}
+    >>> final = build(splits, teacher, seed=0, stages=("final",))["final"]   # trains distilled, pruned, final
     >>> early = cached(compress_first, splits, teacher, name="compress-first", seed=0, epochs=25)
 """
 
@@ -58,43 +60,57 @@ def _key(splits: data.Splits, teacher: nn.Module, recipe: dict) -> str:
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _train(splits: data.Splits, teacher: nn.Module, seed: int, epochs: int, sparsity: float, bits: int,
-           finetune: training.TrainConfig, qat: training.TrainConfig) -> dict[str, nn.Module]:
-    built = {"scratch": distillation.train_student(splits, seed=seed, epochs=epochs),
-             "distilled": distillation.train_student(splits, teacher=teacher, seed=seed, epochs=epochs)}
-    pruned = copy.deepcopy(built["distilled"])
-    masks = recipes.prune_(pruned, splits, sparsity=sparsity, teacher=teacher, config=finetune, seed=seed)
-    built["pruned"] = pruned
-    built["qat"] = recipes.quantize_aware(built["distilled"], splits, quant=bits, teacher=teacher, config=qat, seed=seed)
-    built["final"] = recipes.quantize_aware(pruned, splits, quant=bits, teacher=teacher, config=qat, masks=masks,
-                                            seed=seed)
-    return built
+def _train(stage: str, get: Callable[[str], nn.Module], splits: data.Splits, teacher: nn.Module, seed: int,
+           epochs: int, sparsity: float, bits: int, finetune: training.TrainConfig,
+           qat: training.TrainConfig) -> nn.Module:
+    """One stage from scratch or from the stage it starts from (`get`: loaded, or trained first)."""
+    if stage in ("scratch", "distilled"):
+        return distillation.train_student(splits, teacher=teacher if stage == "distilled" else None, seed=seed,
+                                          epochs=epochs)
+    if stage == "pruned":
+        pruned = copy.deepcopy(get("distilled"))
+        recipes.prune_(pruned, splits, sparsity=sparsity, teacher=teacher, config=finetune, seed=seed)
+        return pruned
+    start = get("distilled" if stage == "qat" else "pruned")
+    # The final stage holds the pruned model's zeros: the masks prune_ chose, read back from its weights, so
+    # a pruned model loaded from its file gives the same final model as one just trained.
+    held = masks.from_zeros(start) if stage == "final" else None
+    return recipes.quantize_aware(start, splits, quant=bits, teacher=teacher, config=qat, masks=held, seed=seed)
 
 
 def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int = 15, sparsity: float = 0.9,
           bits: int = 4, finetune: training.TrainConfig = recipes.FINETUNE, qat: training.TrainConfig = recipes.QAT,
-          folder: str | pathlib.Path | None = None) -> dict[str, nn.Module]:
-    """The chain's five models for one seed (module docstring), loaded from `folder` (default
-    files.cache_dir("chain")) when built before, else trained and saved there. `finetune` and `qat` are the
-    stages' budgets (recipes.prune_ and recipes.quantize_aware). Models come back in eval mode.
+          stages: tuple[str, ...] = STAGES, folder: str | pathlib.Path | None = None) -> dict[str, nn.Module]:
+    """The chain's models for one seed (module docstring), {stage: model} for each of `stages`.
+
+    Each stage is a file in `folder` (default files.cache_dir("chain")): loaded when built before, else
+    trained (from the stage it starts from, itself loaded or trained first) and saved, so a notebook that
+    asks only for "final" does not train "scratch" or "qat". `finetune` and `qat` are the stages' budgets
+    (recipes.prune_ and recipes.quantize_aware). Models come back in eval mode.
     """
     validate.nonnegative_int("seed", seed)
     validate.positive_int("epochs", epochs)
     validate.fraction("sparsity", sparsity)
     validate.bits("bits", bits)
+    if isinstance(stages, str) or not stages or any(s not in STAGES for s in stages) or len(set(stages)) != len(stages):
+        raise ValueError(f"stages={stages!r}: give a tuple of distinct stages from {STAGES}")
     folder = pathlib.Path(folder) if folder is not None else files.cache_dir("chain")
     key = _key(splits, teacher, {"seed": seed, "epochs": epochs, "sparsity": sparsity, "bits": bits,
                                  "finetune": repr(finetune), "qat": repr(qat)})
-    paths = {stage: folder / files.safe_name(f"{stage}-{splits.name}-seed{seed}-{key}.dcmp") for stage in STAGES}
-    try:
-        return {stage: storage.load(path).eval() for stage, path in paths.items()}
-    except (FileNotFoundError, ValueError):
-        pass   # missing, or made by another version: build the chain again
-    built = _train(splits, teacher, seed, epochs, sparsity, bits, finetune, qat)
-    folder.mkdir(parents=True, exist_ok=True)
-    for stage, model in built.items():
-        storage.save(model, paths[stage])
-    return {stage: model.eval() for stage, model in built.items()}
+    got: dict[str, nn.Module] = {}
+
+    def get(stage: str) -> nn.Module:
+        if stage not in got:
+            path = folder / files.safe_name(f"{stage}-{splits.name}-seed{seed}-{key}.dcmp")
+            try:
+                got[stage] = storage.load(path)
+            except (FileNotFoundError, ValueError):   # missing, or made by another version: train it again
+                got[stage] = _train(stage, get, splits, teacher, seed, epochs, sparsity, bits, finetune, qat)
+                folder.mkdir(parents=True, exist_ok=True)
+                storage.save(got[stage], path)
+        return got[stage].eval()
+
+    return {stage: get(stage) for stage in stages}
 
 
 def cached(train: Callable[..., nn.Module], splits: data.Splits, teacher: nn.Module, *, name: str,

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tutorial_utils import data, models, training, validate
+from tutorial_utils import data, evaluation, models, training, validate
 
 
 def _check(temperature: float, alpha: float) -> None:
@@ -95,7 +95,8 @@ def distillation_loss(teacher: nn.Module, splits: data.Splits | None = None, *, 
         raise TypeError(f"kd must be a distillation.KDConfig, got {type(kd).__name__}")
     device = torch.device(device) if device is not None else models.device_of(teacher)
     teacher = teacher.to(device).eval()
-    cached = training.predict(teacher, splits.x_train).to(device) if splits is not None else None  # (n, classes)
+    # (n, classes); remembered, since consecutive runs (pruning, then QAT) distil from the same teacher
+    cached = evaluation.predict_memoized(teacher, splits.x_train).to(device) if splits is not None else None
 
     def loss_fn(logits: torch.Tensor, batch: training.Batch) -> torch.Tensor:
         if cached is not None:

@@ -14,6 +14,9 @@ from torch import nn
 
 from tutorial_utils import models, validate
 
+_MEMO_SIZE = 2
+_memo: list[tuple[nn.Module, str, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]] = []
+
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
@@ -26,6 +29,29 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) -> tor
         return torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
+
+
+def predict_memoized(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """predict(model, x), remembered for the last two (model, x): a distillation run asks for its teacher's
+    logits on the same training images as the run before it (notebook 05 makes about 30 such runs).
+
+    A remembered result is used only for the same model object with the same structure (repr) and every
+    tensor of its state_dict equal, for equal inputs and at the same number of CPU threads; comparing costs a few ms against about 0.1 s
+    for the 784-1200-1200-10 teacher on 5,000 images. Returns a new tensor (changing it changes no memo).
+    Side effect: keeps copies of the model's state and of x for the last two calls.
+    """
+    # The thread count is part of the key: float sums in another order give other low bits.
+    state, structure = model.state_dict(), f"{torch.get_num_threads()} threads: {model!r}"
+    for i, (known, known_structure, known_state, known_x, logits) in enumerate(_memo):
+        if (known is model and known_structure == structure and (known_x.shape, known_x.dtype) == (x.shape, x.dtype)
+                and known_state.keys() == state.keys()
+                and all(torch.equal(known_state[k], v) for k, v in state.items()) and torch.equal(known_x, x)):
+            _memo.append(_memo.pop(i))   # most recently used last
+            return logits.clone()
+    logits = predict(model, x)
+    _memo.append((model, structure, {k: v.detach().clone() for k, v in state.items()}, x.detach().clone(), logits))
+    del _memo[:-_MEMO_SIZE]
+    return logits.clone()
 
 
 def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:

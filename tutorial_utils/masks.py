@@ -47,6 +47,20 @@ def check_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, n
 
 
 @torch.no_grad()
+def from_zeros(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The masks that hold a pruned model's zeros: m = (w != 0) as 0/1 floats, for every nn.Linear weight.
+
+    For a model pruned and fine-tuned with its masks held (its masked weights exactly 0, the others not),
+    these are the masks it was pruned with. The model is not changed.
+
+    Example:
+        >>> masks = from_zeros(pruned)            # {"0.weight": 0/1 tensor, "2.weight": ...}
+        >>> training.fit(pruned, splits, masks=masks)   # its zeros stay zeros
+    """
+    return {name: (w != 0).to(w.dtype) for name, w in linear_weights(model).items()}
+
+
+@torch.no_grad()
 def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     """Zero the masked weights in place: w <- w * m for every (name, m) in masks. Returns the model.
 

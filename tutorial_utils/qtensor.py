@@ -103,7 +103,9 @@ def check_tensor(x: torch.Tensor, per_channel: bool, axis: int) -> None:
         raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
     if x.numel() == 0:
         raise ValueError("x is empty: there is nothing to quantize")
-    if not torch.isfinite(x).all():
+    # A finite sum means every element is finite, at a fraction of an element-wise test (this runs on every
+    # QAT step); only a sum that overflows or is NaN needs the exact test.
+    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         raise ValueError("x contains NaN or inf; quantization needs finite values")
     if per_channel and (x.ndim < 2 or not -x.ndim <= axis < x.ndim):
         raise ValueError(f"per_channel needs a tensor of at least 2 dimensions and a valid axis; "
@@ -132,6 +134,23 @@ def _round_scale(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return rounded.float()
 
 
+def _grid(x: torch.Tensor, bits: int, symmetric: bool, per_channel: bool, axis: int,
+          scale_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(codes, scale, zero point) of x (float32, checked), the codes and zero point as whole floats."""
+    qmin, qmax = qrange(bits, symmetric)
+    if symmetric and bits == 1:
+        scale = _round_scale(_reduce(x.abs(), "mean", per_channel, axis), scale_dtype)
+        return torch.where(x >= 0, 1.0, -1.0), scale, torch.zeros_like(scale)
+    if symmetric:
+        scale = _round_scale(_reduce(x.abs(), "max", per_channel, axis) / qmax, scale_dtype)
+        return torch.clamp(torch.round(x / scale), qmin, qmax), scale, torch.zeros_like(scale)
+    low = torch.clamp(_reduce(x, "min", per_channel, axis), max=0.0)
+    high = torch.clamp(_reduce(x, "max", per_channel, axis), min=0.0)
+    scale = _round_scale((high - low) / (qmax - qmin), scale_dtype)
+    zero_point = torch.clamp(torch.round(-low / scale), qmin, qmax)
+    return torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax), scale, zero_point
+
+
 def quantize(x: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False,
              axis: int = 0, scale_dtype: torch.dtype = torch.float32) -> QTensor:
     """Affine quantization of x to `bits`-bit integer codes (see the module docstring for the formulas).
@@ -141,23 +160,9 @@ def quantize(x: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel:
     """
     validate.bits("bits", bits)
     check_tensor(x, per_channel, axis)
-    x = x.detach().float()
-    qmin, qmax = qrange(bits, symmetric)
-    if symmetric and bits == 1:
-        scale = _round_scale(_reduce(x.abs(), "mean", per_channel, axis), scale_dtype)
-        q = torch.where(x >= 0, 1, -1)
-        zero_point = torch.zeros_like(scale, dtype=torch.int32)
-    elif symmetric:
-        scale = _round_scale(_reduce(x.abs(), "max", per_channel, axis) / qmax, scale_dtype)
-        zero_point = torch.zeros_like(scale, dtype=torch.int32)
-        q = torch.clamp(torch.round(x / scale), qmin, qmax)
-    else:
-        low = torch.clamp(_reduce(x, "min", per_channel, axis), max=0.0)
-        high = torch.clamp(_reduce(x, "max", per_channel, axis), min=0.0)
-        scale = _round_scale((high - low) / (qmax - qmin), scale_dtype)
-        zero_point = torch.clamp(torch.round(-low / scale), qmin, qmax).to(torch.int32)
-        q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
-    return QTensor(q.to(torch.int32), scale, zero_point, bits, symmetric, axis % x.ndim if per_channel else None)
+    q, scale, zero_point = _grid(x.detach().float(), bits, symmetric, per_channel, axis, scale_dtype)
+    return QTensor(q.to(torch.int32), scale, zero_point.to(torch.int32), bits, symmetric,
+                   axis % x.ndim if per_channel else None)
 
 
 def dequantize(qt: QTensor | Codebook) -> torch.Tensor:
@@ -175,8 +180,12 @@ class _FakeQuantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, bits: int, symmetric: bool, per_channel: bool, axis: int,
                 scale_dtype: torch.dtype) -> torch.Tensor:
-        qt = quantize(x, bits, symmetric=symmetric, per_channel=per_channel, axis=axis, scale_dtype=scale_dtype)
-        return dequantize(qt).to(x.dtype)
+        # dequantize(quantize(x)) without the integer tensors: the same floats (codes are whole numbers, exact
+        # in float32; + 0.0 turns a -0.0 into the 0.0 an integer code gives), in fewer steps on every QAT step.
+        validate.bits("bits", bits)
+        check_tensor(x, per_channel, axis)
+        q, scale, zero_point = _grid(x.detach().float(), bits, symmetric, per_channel, axis, scale_dtype)
+        return (scale * (q - zero_point + 0.0)).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
