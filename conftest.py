@@ -1,11 +1,12 @@
 """Shared fixtures: the bundled data (loaded once), a fast deterministic setup, a temporary cache, and the
-teachers cached before the first notebook that needs them.
+teachers (and the chain's shared models) cached before the first notebook that needs them.
 
 The cache ($DC_CACHE_DIR) points at a fresh temporary folder for the whole session, set before any test
 or notebook kernel starts (kernels inherit the environment), so nothing is written into the source tree
 or the user's own cache. Set DC_TEST_CACHE_DIR to reuse a folder across runs (faster locally).
-Like `python -m tutorial_utils teachers` before a class, the teachers are trained once, with the notebooks'
-DC_* settings, so each notebook's run time is its lesson's and not a one-off training.
+Like `python -m tutorial_utils teachers` before a class, the teachers and the chain's shared models are
+trained once, with the notebooks' DC_* settings, so each notebook's run time is its lesson's and not a
+one-off training.
 """
 
 import os
@@ -36,9 +37,11 @@ def pytest_runtest_setup(item):
 
     _TEACHERS_CACHED = True
     splits = data.load(validate.env("DC_DATASET", "mnist-5k"), root=validate.env("DC_DATA_DIR", None))
-    teachers.cache_all(splits, seed=validate.env("DC_SEED", 0, validate.nonnegative_int),
-                       threads=validate.env("DC_THREADS", 2, validate.positive_int),
-                       epochs=validate.env("DC_EPOCHS", 15, validate.positive_int))
+    setting = dict(seed=validate.env("DC_SEED", 0, validate.nonnegative_int),
+                   threads=validate.env("DC_THREADS", 2, validate.positive_int),
+                   epochs=validate.env("DC_EPOCHS", 15, validate.positive_int))
+    models = teachers.cache_all(splits, **setting)
+    teachers.cache_chain(splits, models["784-1200-1200-10"], **setting)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -29,10 +29,10 @@
 # - Pareto fronts of accuracy against bytes and against latency over widths, sparsities and bits;
 # - the final file: exact round trip, bytes, measured latency, and an energy estimate.
 #
-# **Prerequisites**: notebooks 02, 03 and 04. About 30 s on a 2-core CPU once the big teacher and the
-# trained models are cached; the first run trains the chain's models and section 3's comparison models
-# of three seeds (about 20 s more) and, unless notebook 04 or `python -m tutorial_utils teachers` has
-# cached it, the big teacher (about 20 s).
+# **Prerequisites**: notebooks 02, 03 and 04. About 22 s on a 2-core CPU with everything cached; the
+# first run trains section 3's comparison models of three seeds (about 15 s more) and, unless
+# `python -m tutorial_utils teachers` has cached them, the chain's models of three seeds (about 10 s)
+# and, unless notebook 04 has, the big teacher (about 20 s).
 
 # %%
 import copy

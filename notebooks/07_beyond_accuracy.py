@@ -30,7 +30,8 @@
 # - to report a null result as a result: every figure over three seeds or with its interval.
 #
 # **Prerequisites**: notebooks 01 (intervals, paired tests), 04 (temperature) and 05 (the chain). About
-# 11 s with the chain's models cached (`chain.build` trains them the first time: about 25 s more).
+# 11 s with the chain's models cached (by `python -m tutorial_utils teachers`; else `chain.build` trains
+# them the first time: up to about 15 s more).
 
 # %%
 import torch

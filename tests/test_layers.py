@@ -16,12 +16,12 @@ LAYERS = [
     {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat", "classroom"},                                             # built on the leaves
     {"training", "robustness", "privacy"},                                      # the one loop; attacks, membership
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
-    {"serialize", "measure", "benchmarks", "teachers", "compaction", "centroids",
-     "hints", "nbits"},            # files, measurements, cached teachers
+    {"serialize", "measure", "benchmarks", "compaction", "centroids",
+     "hints", "nbits"},            # files, measurements
     {"storage", "onnx_export", "onnx_int8"},                                    # the model file, the ONNX graphs
     {"plots", "exercises", "recipes", "deploy"},                                # teaching, recipes, the runtime
     {"workflow", "chain", "exercises_compress", "exercises_chain", "exercises_deploy", "exercises_beyond"},  # the story; checks
-    {"pipeline"},                                                               # its command line
+    {"pipeline", "teachers"},                                                   # the command lines: a run, the cache
     {"__main__"},                                                               # the command line's entry
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

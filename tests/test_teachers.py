@@ -1,7 +1,9 @@
+import os
+
 import pytest
 import torch
 
-from tutorial_utils import distillation, teachers, training
+from tutorial_utils import chain, distillation, files, teachers, training
 
 
 def test_recipes_are_the_notebooks_teachers(small_splits):
@@ -69,3 +71,32 @@ def test_held_out_start_gives_the_sweeps_split_and_the_teacher_that_never_saw_it
     assert name == holdout.name and trained_on == len(holdout.x_train) and recipe["seed"] == 0
     assert {k: recipe[k] for k in distillation.BIG_TEACHER_RECIPE} == distillation.BIG_TEACHER_RECIPE
     assert isinstance(teacher, torch.nn.Linear)
+
+
+def test_cache_chain_builds_the_notebooks_seeds_with_their_budgets_and_threads(small_splits, monkeypatch):
+    calls = []
+    monkeypatch.setattr(chain, "build", lambda splits, teacher, **kw: calls.append((kw, torch.get_num_threads())))
+    torch.set_num_threads(2)
+    teacher = torch.nn.Linear(1, 1)
+    teachers.cache_chain(small_splits, teacher, seed=4, threads=1, epochs=3)
+    assert [kw for kw, _ in calls] == [{"seed": s, "epochs": 3} for s in (4, 5, 6)]   # chain.build's default budgets
+    assert all(threads == 1 for _, threads in calls) and torch.get_num_threads() == 2
+
+
+def test_the_command_fills_the_cache_the_notebooks_read(small_splits, monkeypatch, tmp_path):
+    """--cache-dir is the cache's root, as DC_CACHE_DIR: the teachers go to its checkpoints/ and the chain's
+    models to its chain/, where the notebooks (DC_CACHE_DIR) and the pipeline (--cache-dir) look."""
+    monkeypatch.setenv("DC_CACHE_DIR", str(tmp_path / "elsewhere"))     # restored after the test
+    seen = {}
+
+    def fake_cache_all(splits, **kw):
+        seen["teachers"] = (kw.get("cache_dir"), files.cache_dir("checkpoints"))
+        return {"784-1200-1200-10": torch.nn.Linear(1, 1)}
+
+    monkeypatch.setattr(teachers, "cache_all", fake_cache_all)
+    monkeypatch.setattr(teachers, "cache_chain", lambda splits, teacher, **kw: seen.update(chain=(kw, files.cache_dir("chain"))))
+    monkeypatch.setattr(teachers.data, "load", lambda name, root=None: small_splits)
+    assert teachers.main(["--cache-dir", str(tmp_path / "room"), "--seed", "2", "--threads", "1"]) == 0
+    assert seen["teachers"] == (None, tmp_path / "room" / "checkpoints")
+    assert seen["chain"] == ({"seed": 2, "threads": 1, "epochs": 15}, tmp_path / "room" / "chain")
+    assert os.environ["DC_CACHE_DIR"] == str(tmp_path / "room")

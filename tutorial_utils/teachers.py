@@ -1,11 +1,14 @@
-"""Every teacher the notebooks use, trained once into the checkpoint cache: `python -m tutorial_utils teachers`.
+"""Every teacher the notebooks use, and the chain's models they share, trained once into the cache:
+`python -m tutorial_utils teachers`.
 
 Notebooks 04 and 05 need a 784-1200-1200-10 teacher that takes about 20 s to train, and notebook 04 one
 more of its kind (trained without shifted inputs); scripts/kd_sweep.py needs both sizes trained without
 the 500 held-out images (`HELD_OUT`). Each
 notebook trains what is missing from the cache itself; running this command first (before a class, or
 in CI before the notebooks) moves that one-off cost out of the lessons. The recipes are the notebooks'
-own, so the cache keys match: same data, seed, epochs and CPU threads.
+own, so the cache keys match: same data, seed, epochs and CPU threads. The command also builds the
+distil-and-compress chain's models (`chain.build`) for the three seeds notebooks 05 and 07 compare, which
+notebooks 05, 06 and 07 share (about 15 s); notebook 05 still trains seed 0's chain step by step.
 
 Example:
     >>> cache_all(data.load("mnist-5k"), seed=0, threads=2)      # {name: model}, trained or loaded
@@ -20,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from tutorial_utils import data, distillation, training, validate
+from tutorial_utils import chain, data, distillation, training, validate
 
 HOLDOUT_IMAGES = 500  # what notebook 04 holds out of the training images: splits.holdout(500)
 PLAIN_BIG_TEACHER_RECIPE = {**distillation.BIG_TEACHER_RECIPE, "max_shift": 0}  # notebook 04, exercise 4
@@ -39,6 +42,7 @@ def recipes(splits: data.Splits, *, epochs: int = 15) -> dict[str, tuple[data.Sp
 
 HELD_OUT = ("784-128-10, held-out split", "784-1200-1200-10, held-out split")
 NOTEBOOK_TEACHERS = ("784-128-10", "784-1200-1200-10", "784-1200-1200-10, no shifted inputs")
+CHAIN_SEEDS = 3  # notebooks 05 and 07 build the chain for DC_SEED, DC_SEED + 1 and DC_SEED + 2
 
 
 def cache_all(splits: data.Splits, *, seed: int = 0, threads: int = 2, epochs: int = 15,
@@ -71,6 +75,25 @@ def cache_all(splits: data.Splits, *, seed: int = 0, threads: int = 2, epochs: i
         torch.set_num_threads(previous)
 
 
+def cache_chain(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, threads: int = 2,
+                epochs: int = 15) -> None:
+    """chain.build's five models for seeds seed .. seed + CHAIN_SEEDS - 1 with the notebooks' budgets
+    (recipes.FINETUNE, recipes.QAT), distilled from `teacher` (the notebooks' 784-1200-1200-10).
+
+    Side effects: writes the missing models to files.cache_dir("chain"); sets torch's thread count to
+    `threads` while building (part of the cache key) and restores it after.
+    """
+    validate.nonnegative_int("seed", seed)
+    validate.positive_int("threads", threads)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for s in range(seed, seed + CHAIN_SEEDS):
+            chain.build(splits, teacher, seed=s, epochs=epochs)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def sweep_parser(description: str) -> argparse.ArgumentParser:
     """The command line of the held-out sweeps (scripts/kd_sweep.py, hint_sweep.py, final_recipe.py): --threads,
     --seeds, --epochs (the students' and the 784-128-10 teachers'; the big teacher's recipe is fixed),
@@ -98,7 +121,8 @@ def held_out_start(args: argparse.Namespace) -> tuple[data.Splits, nn.Module]:
 def main(argv: list[str] | None = None) -> int:
     """`python -m tutorial_utils teachers [--dataset ... --seed ... --threads ...]`: fill the cache."""
     parser = argparse.ArgumentParser(prog="python -m tutorial_utils teachers",
-                                     description="Train (or find cached) every teacher the notebooks use.")
+                                     description="Train (or find cached) every teacher the notebooks use, and the "
+                                                 "distil-and-compress chain's models they share.")
     parser.add_argument("--dataset", default="mnist-5k", choices=data.DATASETS)
     parser.add_argument("--data-dir", default=None, help="folder with the four IDX files (full datasets)")
     parser.add_argument("--cache-dir", default=None, help="default $DC_CACHE_DIR, else ~/.cache/distill-and-compress")
@@ -107,9 +131,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="as DC_THREADS (default 2); teachers are cached per thread count")
     parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=15, help="as DC_EPOCHS (default 15)")
     args = parser.parse_args(argv)
+    if args.cache_dir is not None:   # the cache's root, as DC_CACHE_DIR (teachers in checkpoints/, models in chain/)
+        os.environ["DC_CACHE_DIR"] = os.path.abspath(args.cache_dir)
     splits = data.load(args.dataset, root=args.data_dir)
     start = time.perf_counter()
-    cache_all(splits, seed=args.seed, threads=args.threads, epochs=args.epochs, cache_dir=args.cache_dir, progress=True)
+    models = cache_all(splits, seed=args.seed, threads=args.threads, epochs=args.epochs, progress=True)
     print(f"all teachers cached for {args.dataset}, seed {args.seed}, {args.threads} threads "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)
+    start = time.perf_counter()
+    cache_chain(splits, models["784-1200-1200-10"], seed=args.seed, threads=args.threads, epochs=args.epochs)
+    print(f"the chain's models cached for seeds {args.seed}-{args.seed + CHAIN_SEEDS - 1} "
           f"({time.perf_counter() - start:.0f} s)")
     return 0
