@@ -29,10 +29,11 @@
 # - Pareto fronts of accuracy against bytes and against latency over widths, sparsities and bits;
 # - the final file: exact round trip, bytes, measured latency, and an energy estimate.
 #
-# **Prerequisites**: notebooks 02, 03 and 04. About 22 s on a 2-core CPU with everything cached; the
-# first run trains section 3's comparison models of three seeds (about 15 s more) and, unless
-# `python -m tutorial_utils teachers` has cached them, the chain's models of three seeds (about 10 s)
-# and, unless notebook 04 has, the big teacher (about 20 s).
+# **Prerequisites**: notebooks 02, 03 and 04. About 22 s on a 2-core CPU on a second run (section 2's
+# chain, the Pareto sweep and exercise 4 train on every run). The first run also trains section 3's
+# comparison models of three seeds (about 15-20 s more) and, unless `python -m tutorial_utils teachers`
+# has cached them, the chain's models of three seeds (about 10 s) and the big teacher (about 20 s;
+# notebook 04 caches it too).
 
 # %%
 import copy
@@ -124,8 +125,9 @@ if DATASET == "mnist-5k":
 # The final file is 68.2 times smaller than the reference teacher's float32 file, and the model is
 # 1.00 point *below* that teacher's accuracy (93.50% against 94.50%). That is one seed, and 1.00 point
 # is 10 of the 1,000 test digits: over three seeds the same recipe averages 93.93% ± 0.40% (section 3,
-# whose seed-0 run is exactly this model: every stage reseeds when it starts). QAT won back 0.6
-# of the 1.5 points that pruning cost, six images on one seed: it is five more epochs of fine-tuning.
+# whose seed-0 run is exactly this model: every stage reseeds when it starts). After QAT the model
+# scored 0.6 points more than after pruning: six images on one seed, within the noise (and QAT is five
+# more epochs of fine-tuning).
 # The distilled student started 0.1 points below the reference (94.40% against 94.50%, one image), so
 # here the chain trades about a point of accuracy for a file 68 times smaller.
 #
@@ -152,7 +154,8 @@ except RuntimeError as error:
 # functions; `chain.cached` trains each once per seed and keeps it in the cache too, under a key of its
 # arguments and its source code: edit a function, or change a setting it takes as an argument, and it
 # trains again. (So a function must take every setting it uses as an argument: a global it reads
-# silently would not be in the key.)
+# silently would not be in the key. The two globals they do read, `splits` and `teacher`, are keyed by
+# `chain.cached` itself: the data, the teacher's weights, the CPU threads and torch's version.)
 
 # %%
 def compress_with_labels(*, seed: int, epochs: int, sparsity: float, bits: int, stage: training.TrainConfig,
@@ -211,10 +214,11 @@ if DATASET == "mnist-5k":
 
 # %% [markdown]
 # Taught as measured. **The fine-tuning loss:** on these seeds cross-entropy recovered better than
-# distillation. KD minus cross-entropy is -0.67 ± 0.38 points over three seeds (93.93% ± 0.40% against
-# 94.60% ± 0.20%), cross-entropy is higher on every seed, and the mean difference is beyond two standard
-# errors of zero. Once the student has been distilled, the teacher's soft targets did not help the
-# pruned and quantized network recover here; they cost it about two-thirds of a point. One possible
+# distillation. KD minus cross-entropy is -0.67 ± 0.38 points (mean ± standard deviation over three
+# seeds, so a standard error of 0.22; accuracies 93.93% ± 0.40% against 94.60% ± 0.20%), cross-entropy
+# is higher on every seed, and the mean difference is beyond two standard errors of zero, though three
+# seeds are few. Once the student has been distilled, the teacher's soft targets did not help the
+# pruned and quantized network recover here; on these seeds they cost it about two-thirds of a point. One possible
 # reason, not tested here: at alpha = 0.9 the fine-tuning gives the labels a tenth of the loss and
 # follows the teacher's view of the *training* images, which the distilled student has largely absorbed
 # already, while cross-entropy spends the whole budget on the labels. This is measured on the test set,
@@ -222,8 +226,9 @@ if DATASET == "mnist-5k":
 # designed before measuring. Exercise 4 asks for the same comparison on held-out data, where such a
 # choice belongs.
 #
-# **The order:** distil-then-compress beats compress-first by 2.83 ± 0.71 points at the same number of
-# epochs (93.93% ± 0.40% against 91.10% ± 0.61%), on every seed and far beyond two standard errors.
+# **The order:** distil-then-compress beats compress-first by 2.83 ± 0.71 points (mean ± std; standard
+# error 0.41) at the same number of epochs (93.93% ± 0.40% against 91.10% ± 0.61%), on every seed and
+# far beyond two standard errors.
 # Compressing first fixes the sparsity pattern by the magnitudes of
 # *random* weights, so the network is trained inside an arbitrary 10% of its connections; pruning a
 # trained network keeps the connections that the training found useful. (The literal original, with
@@ -355,8 +360,9 @@ assert estimates["final model deployed on the int8 backend"]["total_nj"] < estim
 # answer them:
 # - **Compression or distillation?** Distillation trained a different, smaller network (784-64-10: half
 #   the reference's parameters and file, section 2); compression changed how that network is stored
-#   (pruning, 4-bit codes and entropy coding took its file from 205,661 to 6,002 bytes). Neither made it
-#   faster on this CPU until the int8 backend computed it (section 5; notebook 06 goes further).
+#   (pruning, 4-bit codes and entropy coding took its file from 205,661 to 6,002 bytes). The speed came
+#   from distillation's narrower network (1.7x in float32, side by side in section 5) and from the int8
+#   kernels in this run, not from compression's zeros and codes (notebook 06 goes further).
 # - **"Model distillation" (模型蒸馏) or "knowledge distillation" (知识蒸馏)?** The same method here: the
 #   student learns from the teacher's softened outputs (notebook 04).
 # - **What does combining them gain?** A file 68.2 times smaller than the reference's at 1.00 point below
@@ -393,8 +399,8 @@ assert estimates["final model deployed on the int8 backend"]["total_nj"] < estim
 # is as big as the float model; bytes are only saved by a format that stores codes and positions, and
 # they are only real once written and measured (here by `storage.save`).
 #
-# **4. Expecting compression to be speed.** Sparsity and 4-bit codes shrank the file about 57-fold
-# (68-fold with entropy coding), but the int8 backend uses neither: it multiplies a dense 8-bit matrix
+# **4. Expecting compression to be speed.** Sparsity and 4-bit codes shrank the student's file about
+# 29-fold (205,661 to 7,125 bytes; 34-fold with entropy coding), but the int8 backend uses neither: it multiplies a dense 8-bit matrix
 # (section 4's latency plot); the latency fell because the student is narrower and, in this run,
 # because of the int8 kernels (section 5), not because of the zeros or the 4-bit codes.
 
@@ -524,7 +530,8 @@ print(f"784-48-10, 90%, 3-bit: {training.evaluate(mine, splits.x_test, splits.y_
 # and 2 bits: 2,386 bytes, 90.20%, three images more for 17% more bytes), and near 4 KB both kinds do
 # too (784-64-10 at 95% and 4 bits: 3,786 bytes, 92.70%; 784-32-10 at 80% and 4 bits: 4,782 bytes,
 # 93.80%). 4 bits beat 2 bits at equal bytes (92.70% against 91.40% at 3.8 and 3.9 KB) unless the file
-# had to be tiny: near 2 KB, 2 bits at 80% beat 4 bits at 95% (89.90% against 89.10%). The 784-48-10
+# had to be tiny: near 2 KB, 2 bits at 80% scored higher than 4 bits at 95% (89.90% against 89.10%,
+# eight images on one seed: not resolved). The 784-48-10
 # point above (4,028 bytes, 92.60%) lands just behind the front: 784-64-10 at 95% and 4 bits is slightly
 # smaller and one image more accurate (3,786 bytes, 92.70%), a difference one seed cannot resolve. With
 # more fine-tuning epochs every point moves up, and that point had 3 instead of 5; compare points only
@@ -546,8 +553,8 @@ print(f"784-48-10, 90%, 3-bit: {training.evaluate(mine, splits.x_test, splits.y_
 # - Distil first, then compress: 2.83 ± 0.71 points better than compressing an untrained student (three
 #   seeds, better on each).
 # - Once the student is distilled, cross-entropy recovered better than distillation as the fine-tuning
-#   loss on these seeds (KD minus cross-entropy: -0.67 ± 0.38 points, cross-entropy higher on all three,
-#   beyond two standard errors). That is measured on the test set, so the recipe keeps distillation;
+#   loss on these seeds (KD minus cross-entropy: -0.67 ± 0.38 points, mean ± std over three seeds,
+#   cross-entropy higher on all three, beyond two standard errors). That is measured on the test set, so the recipe keeps distillation;
 #   exercise 4 makes the comparison on held-out data.
 # - Deployed on an int8 backend, the final model loses no measurable accuracy (93.40% against 93.50%,
 #   one image) and, measured side by side at batch 256, its latency is 2.3x lower than the reference's in

@@ -200,7 +200,7 @@ def run_times(json_path: str | None) -> int:
         start = time.perf_counter()
         setting = dict(seed=validate.env("DC_SEED", 0, validate.nonnegative_int), threads=threads,
                        epochs=validate.env("DC_EPOCHS", 15, validate.positive_int))
-        splits = data.load("mnist-5k")
+        splits = data.load(validate.env("DC_DATASET", "mnist-5k"), root=validate.env("DC_DATA_DIR", None))
         teachers.cache_chain(splits, teachers.cache_all(splits, **setting)["784-1200-1200-10"], **setting)
         teacher_seconds = round(time.perf_counter() - start, 1)
         print(f"teachers and the chain's models: {teacher_seconds:.1f} s", flush=True)

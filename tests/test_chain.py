@@ -42,6 +42,21 @@ def test_asking_for_one_stage_trains_only_what_it_starts_from_and_gives_the_same
         assert torch.equal(model(small_splits.x_test), whole[name](small_splits.x_test))
 
 
+def test_the_final_stage_from_a_pruned_model_loaded_from_its_file_is_the_same(small_splits, tmp_path):
+    training.setup(0)
+    teacher = models.mlp([784, 32, 10])
+    chain.build(small_splits, teacher, seed=5, epochs=1, stages=("pruned",), folder=tmp_path / "two")
+    final = chain.build(small_splits, teacher, seed=5, epochs=1, stages=("final",), folder=tmp_path / "two")["final"]
+    whole = chain.build(small_splits, teacher, seed=5, epochs=1, stages=("final",), folder=tmp_path / "one")["final"]
+    assert torch.equal(final(small_splits.x_test), whole(small_splits.x_test))
+
+
+def test_one_bit_codes_with_the_final_stage_are_refused_before_any_training(small_splits, tmp_path, monkeypatch):
+    monkeypatch.setattr(chain, "_train", lambda *args: pytest.fail("trained before refusing"))
+    with pytest.raises(ValueError, match="bits=1 with the 'final' stage"):
+        chain.build(small_splits, models.mlp([784, 8, 10]), bits=1, folder=tmp_path)
+
+
 @pytest.mark.parametrize("stages", [(), "final", ("final", "final"), ("teacher",)])
 def test_stages_must_be_distinct_names_of_the_chain(small_splits, tmp_path, stages):
     with pytest.raises(ValueError, match="stages="):

@@ -76,11 +76,15 @@ def test_held_out_start_gives_the_sweeps_split_and_the_teacher_that_never_saw_it
 def test_cache_chain_builds_the_notebooks_seeds_with_their_budgets_and_threads(small_splits, monkeypatch):
     calls = []
     monkeypatch.setattr(chain, "build", lambda splits, teacher, **kw: calls.append((kw, torch.get_num_threads())))
-    torch.set_num_threads(2)
-    teacher = torch.nn.Linear(1, 1)
-    teachers.cache_chain(small_splits, teacher, seed=4, threads=1, epochs=3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        teachers.cache_chain(small_splits, torch.nn.Linear(1, 1), seed=4, threads=1, epochs=3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)       # the rest of the test session keeps its thread count
     assert [kw for kw, _ in calls] == [{"seed": s, "epochs": 3} for s in (4, 5, 6)]   # chain.build's default budgets
-    assert all(threads == 1 for _, threads in calls) and torch.get_num_threads() == 2
+    assert all(threads == 1 for _, threads in calls)
 
 
 def test_the_command_fills_the_cache_the_notebooks_read(small_splits, monkeypatch, tmp_path):
@@ -100,3 +104,12 @@ def test_the_command_fills_the_cache_the_notebooks_read(small_splits, monkeypatc
     assert seen["teachers"] == (None, tmp_path / "room" / "checkpoints")
     assert seen["chain"] == ({"seed": 2, "threads": 1, "epochs": 15}, tmp_path / "room" / "chain")
     assert os.environ["DC_CACHE_DIR"] == str(tmp_path / "room")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    teachers.main(["--cache-dir", "~/dc"])                          # as the shell would expand it
+    assert seen["chain"][1] == tmp_path / "dc" / "chain"
+
+
+def test_the_command_refuses_an_empty_cache_dir(capsys):
+    with pytest.raises(SystemExit):
+        teachers.main(["--cache-dir", ""])
+    assert "--cache-dir=''" in capsys.readouterr().err

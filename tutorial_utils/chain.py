@@ -34,8 +34,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from tutorial_utils import (data, distillation, files, masks, models, pruning, qat, qtensor, quantization, recipes,
-                            storage, training, validate)
+from tutorial_utils import (data, distillation, evaluation, files, masks, models, pruning, qat, qtensor, quantization,
+                            recipes, storage, training, validate)
 
 STAGES = ("scratch", "distilled", "pruned", "qat", "final")
 
@@ -44,8 +44,10 @@ def _code_digest() -> str:
     """SHA-256 of the source files that train and quantize models: change a default (a learning rate, a
     loss) and every model cached with the old code is stale."""
     digest = hashlib.sha256()
-    for module in (data, distillation, masks, models, pruning, qat, qtensor, quantization, recipes, training):
+    for module in (data, distillation, evaluation, masks, models, pruning, qat, qtensor, quantization, recipes,
+                   training):
         digest.update(pathlib.Path(module.__file__).read_bytes())
+    digest.update(pathlib.Path(__file__).read_bytes())   # the stages themselves (build, _train)
     return digest.hexdigest()
 
 
@@ -94,6 +96,9 @@ def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int
     validate.bits("bits", bits)
     if isinstance(stages, str) or not stages or any(s not in STAGES for s in stages) or len(set(stages)) != len(stages):
         raise ValueError(f"stages={stages!r}: give a tuple of distinct stages from {STAGES}")
+    if bits == 1 and "final" in stages:   # refused before any training, not after the stages before it
+        raise ValueError("bits=1 with the 'final' stage is refused: 1-bit codes are +-1 and cannot keep the pruned "
+                         "weights at zero; use bits >= 2, or stages without 'final'")
     folder = pathlib.Path(folder) if folder is not None else files.cache_dir("chain")
     key = _key(splits, teacher, {"seed": seed, "epochs": epochs, "sparsity": sparsity, "bits": bits,
                                  "finetune": repr(finetune), "qat": repr(qat)})
@@ -105,6 +110,8 @@ def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int
             try:
                 got[stage] = storage.load(path)
             except (FileNotFoundError, ValueError):   # missing, or made by another version: train it again
+                pass
+            if stage not in got:                      # trained outside the except: its errors stand alone
                 got[stage] = _train(stage, get, splits, teacher, seed, epochs, sparsity, bits, finetune, qat)
                 folder.mkdir(parents=True, exist_ok=True)
                 storage.save(got[stage], path)

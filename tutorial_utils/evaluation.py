@@ -35,21 +35,28 @@ def predict_memoized(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """predict(model, x), remembered for the last two (model, x): a distillation run asks for its teacher's
     logits on the same training images as the run before it (notebook 05 makes about 30 such runs).
 
-    A remembered result is used only for the same model object with the same structure (repr) and every
-    tensor of its state_dict equal, for equal inputs and at the same number of CPU threads; comparing costs a few ms against about 0.1 s
-    for the 784-1200-1200-10 teacher on 5,000 images. Returns a new tensor (changing it changes no memo).
-    Side effect: keeps copies of the model's state and of x for the last two calls.
+    A remembered result is used only for the same model object with the same structure (repr), every
+    parameter and buffer equal (values, dtype, device), no forward hooks, equal inputs (values, dtype,
+    device) and the same number of CPU threads; comparing costs a few ms against about 0.1 s for the
+    784-1200-1200-10 teacher on 5,000 images. Returns a new tensor (changing it changes no memo).
+    Side effect: keeps copies of the model's tensors and of x for the last two calls.
     """
+    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+        return predict(model, x)   # a hook may change the output, or must see every call
     # The thread count is part of the key: float sums in another order give other low bits.
-    state, structure = model.state_dict(), f"{torch.get_num_threads()} threads: {model!r}"
-    for i, (known, known_structure, known_state, known_x, logits) in enumerate(_memo):
-        if (known is model and known_structure == structure and (known_x.shape, known_x.dtype) == (x.shape, x.dtype)
-                and known_state.keys() == state.keys()
-                and all(torch.equal(known_state[k], v) for k, v in state.items()) and torch.equal(known_x, x)):
+    structure = f"{torch.get_num_threads()} threads: {model!r}"
+    tensors = {**{f"p:{k}": v for k, v in model.named_parameters()}, **{f"b:{k}": v for k, v in model.named_buffers()}}
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return (a.dtype, a.device, a.shape) == (b.dtype, b.device, b.shape) and torch.equal(a, b)
+
+    for i, (known, known_structure, known_tensors, known_x, logits) in enumerate(_memo):
+        if (known is model and known_structure == structure and known_tensors.keys() == tensors.keys()
+                and all(same(known_tensors[k], v) for k, v in tensors.items()) and same(known_x, x)):
             _memo.append(_memo.pop(i))   # most recently used last
             return logits.clone()
     logits = predict(model, x)
-    _memo.append((model, structure, {k: v.detach().clone() for k, v in state.items()}, x.detach().clone(), logits))
+    _memo.append((model, structure, {k: v.detach().clone() for k, v in tensors.items()}, x.detach().clone(), logits))
     del _memo[:-_MEMO_SIZE]
     return logits.clone()
 

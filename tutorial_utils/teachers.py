@@ -119,7 +119,10 @@ def held_out_start(args: argparse.Namespace) -> tuple[data.Splits, nn.Module]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tutorial_utils teachers [--dataset ... --seed ... --threads ...]`: fill the cache."""
+    """`python -m tutorial_utils teachers [--dataset ... --seed ... --threads ...]`: fill the cache.
+
+    Side effect: with --cache-dir, sets DC_CACHE_DIR in this process's environment to that folder.
+    """
     parser = argparse.ArgumentParser(prog="python -m tutorial_utils teachers",
                                      description="Train (or find cached) every teacher the notebooks use, and the "
                                                  "distil-and-compress chain's models they share.")
@@ -132,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=15, help="as DC_EPOCHS (default 15)")
     args = parser.parse_args(argv)
     if args.cache_dir is not None:   # the cache's root, as DC_CACHE_DIR (teachers in checkpoints/, models in chain/)
-        os.environ["DC_CACHE_DIR"] = os.path.abspath(args.cache_dir)
+        if not args.cache_dir.strip():
+            parser.error("--cache-dir='': give a folder (or leave it out for $DC_CACHE_DIR or the default)")
+        os.environ["DC_CACHE_DIR"] = os.path.abspath(os.path.expanduser(args.cache_dir))
     splits = data.load(args.dataset, root=args.data_dir)
     start = time.perf_counter()
     models = cache_all(splits, seed=args.seed, threads=args.threads, epochs=args.epochs, progress=True)
