@@ -69,7 +69,8 @@ for stage, name in NAMES.items():
 # %% [markdown]
 # Six models per seed: the 784-128-10 reference teacher and the chain of notebook 05 (`chain.build`
 # loads them from the cache after the first run). Their mean accuracies lie within 1.2 points of each
-# other. (The distilled, pruned, QAT and final models learned from the 784-1200-1200-10 big teacher of
+# other. Here and below, "±" is the standard deviation over the three seeds, not a standard error
+# (divide by √3 for that). (The distilled, pruned, QAT and final models learned from the 784-1200-1200-10 big teacher of
 # notebook 04; "teacher" in the tables below is the 784-128-10 reference.)
 # Now look past that number.
 #
@@ -121,7 +122,8 @@ print(f"clean {training.evaluate(model, x, y):.1%}, after FGSM at epsilon {epsil
 
 # %% [markdown]
 # A change of 13/255 per pixel, hard to see, costs the teacher 26 points (94.5% → 68.6%).
-# PGD repeats smaller steps and projects back into the epsilon ball each time: a stronger attack. The
+# PGD starts from a random point inside the epsilon ball, repeats smaller steps and projects back into
+# the ball each time: a stronger attack. The
 # curves show accuracy under PGD (10 steps) against epsilon, mean and min-max band over the three seeds:
 
 # %%
@@ -138,8 +140,8 @@ fig = plots.curves(EPSILONS, curves, xlabel="epsilon (pixel units, L-infinity)",
 # than about a quarter. Several differences at 0.1 are larger than the seeds' spread (compare the min-max
 # ranges); two bear on compression:
 # - the two pruned models keep more (27% and 23%) than every dense one (10% to 18%), although they are
-#   *less* accurate on clean images. A likely reason: a third of their input pixels have no weight left
-#   (notebook 06), so the input gradient, and with it what an L-infinity step can gain (epsilon times the
+#   *less* accurate on clean images. A likely reason, not tested here: many of their input pixels have no
+#   weight left (a third in notebook 06's final model), so the input gradient, and with it what an L-infinity step can gain (epsilon times the
 #   gradient's L1 norm), is zero there; dense models still carry weights on pixels that are blank in
 #   every training digit;
 # - the distilled student keeps more than the same student trained on labels (18.1% against 10.2%). Its
@@ -168,7 +170,7 @@ assert honest < masked - 0.1
 # %% [markdown]
 # Through its own gradient the rounding model looks untouched; attacked through a differentiable
 # surrogate that computes nearly the same function (the float teacher), it falls further than the float
-# teacher itself (57.6% against 68.6%): rounding can amplify a small perturbation (Lin et al.). That is
+# teacher itself (57.6% against 68.6%; one seed, a gap of 110 of the 1,000 images): rounding can amplify a small perturbation (Lin et al.). That is
 # the rule for quantized and int8 models: attack a differentiable twin, or the model's own forward pass
 # with a straight-through backward pass (BPDA, Athalye et al.), and say so. (The QAT models
 # above round their *weights*, not their input, so their input gradients are real.)
@@ -207,8 +209,9 @@ fig = plots.reliability_diagram({NAMES[stage]: calibration.reliability(training.
 
 # %% [markdown]
 # These MLPs are calibrated within about 3 points (ECE 2.2% to 3.0%), and every fitted T is above 1:
-# all are slightly over-confident. Temperature scaling, fitted on the other 500 images, lowers the ECE by
-# 0.1 to 1 point. How much of an ECE is noise? Give a *perfectly* calibrated model the same confidences on
+# all are slightly over-confident. Temperature scaling, fitted on the other 500 images, lowers the mean
+# ECE by about 1 point for the two models trained on labels and by 0.1 to 0.2 points for the distilled
+# and final ones: changes of the size that noise alone can make, as the next cell measures. How much of an ECE is noise? Give a *perfectly* calibrated model the same confidences on
 # the same 500 images (each image right with probability equal to its confidence) and measure its ECE:
 
 # %%
@@ -253,22 +256,26 @@ for stage in NAMES:
 
 # %% [markdown]
 # Every AUC sits a little above 0.5 (0.518 to 0.530): these models fit their 4,000 training digits
-# slightly better than the test digits, and the attack has a small edge, about two to three standard
+# slightly better than the test digits, and the attack has a small edge, about 1.8 to 3 standard
 # errors from a coin flip. The rows differ by at most 0.012, about one standard error of an AUC. The
 # seeds' spread is smaller (the 4-bit QAT model is highest on every seed), but every
 # row is measured on the same 5,000 images, and another draw of images could move all of them by about
 # 0.01; a claim that pruning lowers the leak needs more data than this (and, since all rows share the same
 # images, a paired comparison such as DeLong's test or a bootstrap over images). The AUC also averages
 # over all images and can hide a leak on a few outliers; the best single threshold's advantage (TPR - FPR)
-# and attacks scored at a low false-positive rate (Carlini et al. 2022) look there. Here the advantage
-# tells the models apart where the AUC does not: about 0.10 for the two models trained on labels and
-# about 0.05 for the four distilled ones, on every seed. A likely reason, not tested here: trained on hard
+# and attacks scored at a low false-positive rate (Carlini et al. 2022) look there. The advantage here is
+# 0.10 to 0.12 for the two models trained on labels and 0.04 to 0.06 for the four distilled ones, on
+# every seed. Read it against chance: the best threshold is chosen on the very images it is scored on, so
+# a model that leaks nothing also scores above zero, about 0.02 on average and above 0.043 one time in 20
+# with 4,000 members against 1,000 non-members (the one-sided Kolmogorov-Smirnov bound,
+# exp(-2 n t^2) with n = 4000 * 1000 / 5000). The distilled models sit near that chance level; the models
+# trained on labels well above it. A likely reason, not tested here: trained on hard
 # labels, a model drives the loss of many training digits towards zero, and a very low threshold catches
 # them; a student that followed soft targets leaves fewer such tell-tale losses (exercise: plot the two
 # loss histograms). Distillation has been
 # proposed as a privacy defence (PATE: students that never see the private data), but here the student
-# trains on the same images: its AUC (0.527) is within 0.002 of the 784-128-10 model trained on labels,
-# and the big teacher it learned from is not measured here.
+# trains on the same images: its AUC (0.527) is not below that of the same 784-64-10 student trained on
+# labels (0.522; both within one standard error), and the big teacher it learned from is not measured here.
 #
 # ## 5. The ledger, with the optional columns
 #
@@ -424,15 +431,16 @@ exercises_beyond.check_auc(my_auc)
 #   hurt more than another; such claims need far more images per class.
 # - These MLPs, compressed or not, lose most of their accuracy to perturbations of 13 to 26 grey levels
 #   out of 255 (epsilon 0.05 to 0.1).
-#   Pruned inputs and distillation's soft targets shift the curves a little (beyond the seeds' spread),
-#   but nothing here is robust. A rounding model can only *look* robust (masking).
+#   At epsilon 0.1 the pruned models and the distilled student keep more than the others (beyond the
+#   seeds' min-max ranges; pruned input pixels are a likely, untested reason), but nothing here is robust. A rounding model can only *look* robust (masking).
 # - They are slightly over-confident (every fitted T > 1; less so after distillation); their ECEs are
 #   a little above the 1.3% that binning alone gives on 500 images.
 # - The loss-threshold attack has a small edge on every model (AUC 0.518 to 0.530); the models differ by
-#   at most 0.012, about one AUC's standard error (only the top place, the 4-bit QAT model, repeats across
-#   seeds; the rest of the order changes from seed to seed). The best
-#   single threshold does better on the models trained on hard labels (advantage about 0.10) than on the
-#   distilled ones (about 0.05), on every seed.
+#   at most 0.012, about one AUC's standard error. Their order repeats on every seed except for the
+#   scratch student's place, but all seeds share the same 5,000 images, so that says nothing about another
+#   draw of images. The best single threshold does better on the models trained on hard labels (advantage
+#   0.10 to 0.12) than on the distilled ones (0.04 to 0.06, near the 0.02 to 0.04 that chance gives), on
+#   every seed.
 #
 # ## Further reading
 #
