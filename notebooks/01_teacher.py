@@ -17,7 +17,7 @@
 #
 # Every compression technique in this tutorial is judged against one reference: a small, well-trained
 # network whose accuracy, size and speed we have *measured*. This notebook builds that reference, the
-# 784-128-10 "teacher", on 4,000 real MNIST digits that ship with the repository, and starts the
+# 784-128-10 "teacher", on 4,000 of the 5,000 real MNIST digits that ship with the repository, and starts the
 # **ledger** that follows the model through pruning, quantization and distillation. If the reference is
 # sloppy (an untrained baseline, a size computed by formula, a latency timed once), every later
 # "10x smaller, 3x faster" claim is meaningless.
@@ -108,7 +108,7 @@ fig = plots.image_grid(splits.x_train, splits.y_train, class_names=splits.class_
 # ## 2. The model
 #
 # The teacher is a multi-layer perceptron: `Linear(784, 128) -> ReLU -> Linear(128, 10)`, the
-# architecture of the article. A Linear layer from n_in to n_out inputs holds
+# architecture of the article. A Linear layer from n_in inputs to n_out outputs holds
 # n_in x n_out weights and n_out biases.
 
 # %%
@@ -121,7 +121,7 @@ assert measure.count_parameters(model) == by_hand == 101_770
 print(f"{by_hand:,} parameters; the first layer's weights alone: {784 * 128:,} ({784 * 128 / by_hand:.1%})")
 
 # %% [markdown]
-# Almost all the parameters (99%) sit in the first layer, which reads every pixel; that is where
+# Almost all the parameters (98.6%, the first layer's weights alone) sit in the first layer, which reads every pixel; that is where
 # pruning and quantization will have to cut.
 
 # %% [markdown]
@@ -152,8 +152,8 @@ assert loss_after < loss
 # How many epochs? That is decided on images the model does not train on, and never on the test split:
 # a number tuned on the test set no longer measures anything. `splits.holdout(500)` keeps the first 3,500
 # training images for training and scores on the last 500 *training* images instead of the test split.
-# Training on it and watching the held-out accuracy epoch by epoch is how the recipe (15 epochs, Adam with
-# lr 1e-3, batches of 32) was chosen:
+# Training on it and watching the held-out accuracy epoch by epoch is how the number of epochs was chosen
+# (Adam at lr 1e-3 with batches of 32, a common starting point, was kept):
 
 # %%
 holdout = splits.holdout(500)
@@ -173,7 +173,8 @@ print(" ".join(f"{row['test_accuracy']:.1%}" for row in history), "held-out accu
 # %%
 training.setup(SEED)
 model = models.teacher()
-training.fit(model, splits, epochs=EPOCHS, lr=1e-3, batch_size=32, device=device, progress=False)
+# fit also logs the test accuracy of every epoch, for curves only: nothing is chosen by it, so not shown
+history = training.fit(model, splits, epochs=EPOCHS, lr=1e-3, batch_size=32, device=device, progress=False)
 
 # %% [markdown]
 # ## 4. The cached teacher
@@ -251,7 +252,8 @@ print(f"seed {SEED}: {right_a.float().mean():.2%}, seed {SEED + 1}: {right_b.flo
 print(f"{b} images only seed {SEED} gets right, {c} only seed {SEED + 1}: difference {test}")
 
 # %% [markdown]
-# Read the output like this: the difference between the two seeds' accuracies comes with an interval;
+# Read the output like this: the difference between the two seeds' accuracies, (b - c) / n, comes with an
+# interval (95%: plus or minus 1.96 sqrt(b + c - (b - c)^2 / n) / n, a normal approximation);
 # if the interval contains zero (and the p-value is large), these 1,000 images cannot tell the two
 # models apart, however the point estimates are ordered. Here the two seeds differ by 0.6 points and
 # the interval (-1.6 to +0.4 points) contains zero. Two networks that differ only in their random seed
@@ -275,7 +277,9 @@ print("most frequent mistakes (true → predicted, count):",
 fig = plots.confusion_matrix(matrix, class_names=splits.class_names)
 
 # %% [markdown]
-# The errors are not spread evenly: 3, 5, 7 and 9 lose 8-11% each, the most frequent mistakes are
+# The errors are not spread evenly: 3, 5, 7 and 9 lose 8-11 points each (each class has 100 test images,
+# so one image is a point and a class's accuracy has a standard error of about 3 points: the differences
+# among those four are noise, 99% against about 90% is not), the most frequent mistakes are
 # between similar shapes (5→3, 7→9, 9→4), and 0s and 4s (99%) are almost always right. Some of the mistakes, in red
 # (true label → prediction):
 
@@ -330,7 +334,7 @@ print(f"{achieved_gflops:.0f} GFLOP/s achieved of a measured peak of {ledger.mac
 assert abs(achieved_gflops / ledger.machine["peak_gflops"] - row["of_peak"]) < 1e-9
 
 # %% [markdown]
-# At batch 256 even this small network reaches most of the measured peak (91% here): the batch turns
+# At batch 256 even this small network reaches most of the measured peak (86% here): the batch turns
 # each layer into a real matrix product, in which every weight read from memory is used 256 times. At
 # batch 1 each weight is used once per read, and the fixed cost of calling into PyTorch dominates; the
 # next cell shows how much slower that is per image. Compression can only move a model along this axis
@@ -434,7 +438,8 @@ exercise
 # <details><summary>Solution and discussion</summary>
 #
 # Bytes and MACs double with the hidden width (both are dominated by the 784 x hidden first layer),
-# latency grows roughly in proportion at batch 256, and accuracy moves by half a point, within the
+# latency grows roughly in proportion at batch 256 (compare within one ledger: single timings on a shared
+# CPU move by 10-15% from run to run), and accuracy moves by half a point, within the
 # noise of one seed (exercise 6): with 4,000 training images the extra capacity has little to learn
 # from. A larger teacher only becomes worth its cost when it knows something the small one does not
 # (notebook 04 trains one with jittered inputs for exactly that reason).
@@ -579,17 +584,18 @@ print(f"accuracy over seeds: {spread.mean():.2%} ± {spread.std():.2%} (min {spr
 #
 # The three seeds span about a point (94.0% to 95.1%, standard deviation 0.55 points) from the seed
 # alone. Together with the 1,000-image test set (one image is 0.1 points), this means single-run
-# differences below about a point say nothing. Later notebooks
+# differences below about 1.5 points say nothing: the difference of two single runs has a standard
+# deviation of about 0.55 x √2 = 0.78 points, and a claim needs two of those. Later notebooks
 # compare methods over several seeds for this reason.
 # </details>
 
 # %% [markdown]
 # ## Summary
 #
-# - The bundled 4,000/1,000 MNIST subset loads in a fraction of a second, checksummed, as in-memory tensors.
+# - The bundled 4,000/1,000 MNIST subset loads offline, checksummed, as in-memory tensors.
 # - `training.fit` is the one training loop; `training.load_or_train_teacher` caches the deterministic teacher.
 # - The 784-128-10 teacher reaches 94.5% test accuracy on the bundled digits (95% interval 92.91% to
-#   95.75%; 94.53% ± 0.55% over three seeds).
+#   95.75%; 94.53% ± 0.55% over three seeds, mean ± std).
 # - The reference for all later ratios is its float32 `torch.save` file, about 409 KB, and its latency at batch 256.
 
 # %%

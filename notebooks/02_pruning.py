@@ -62,7 +62,7 @@ print(f"dense teacher: {dense_accuracy:.2%} test accuracy")
 #
 # ## 1. Magnitude pruning from scratch
 #
-# The simplest rule (LeCun et al. 1990 used a second-order one; Han et al. 2015 showed this one works):
+# The simplest rule (LeCun et al. 1989 used a second-order one; Han et al. 2015 showed this one works):
 # a weight with a small |w| contributes little, so zero the fraction s of weights with the smallest
 # magnitude. For a sparsity s of a layer with n weights, the threshold is the k-th smallest |w|, k = round(s n):
 
@@ -106,13 +106,13 @@ print("after prune.remove:   ", [name for name, _ in handed[0].named_parameters(
 assert all(torch.equal(back[name], masks[name]) for name in masks)
 
 # %% [markdown]
-# While torch's re-parametrisation is active, the module holds *two* full-size tensors per weight (the
-# original and the mask): pruning through `torch.nn.utils.prune` makes a model bigger in memory, not
+# While torch's re-parametrisation is active, the module holds *three* full-size tensors per weight in
+# memory (the original, the mask and their product; the first two in its state_dict): pruning through `torch.nn.utils.prune` makes a model bigger in memory, not
 # smaller, until `prune.remove`.
 #
 # ## 2. Magnitude vs random pruning
 #
-# The article's code pruned with a random mask. How much does the choice of *which*
+# The article's code (the Chinese article notebook 01 introduces) pruned with a random mask. How much does the choice of *which*
 # weights matter? One-shot pruning (no retraining) of every layer to the same sparsity, random masks
 # over three seeds:
 
@@ -130,7 +130,7 @@ print(f"at 90% sparsity: magnitude {magnitude[at_90]:.1%}, random {min(random_ru
 assert magnitude[at_90] > max(random_runs[at_90]) + 0.2
 
 # %% [markdown]
-# Random pruning loses accuracy at once and falls toward chance (10%) by 90%; magnitude pruning keeps
+# Random pruning loses accuracy at once, is down to 17-30% at 90% sparsity and reaches chance (10%) near 98%; magnitude pruning keeps
 # the full accuracy up to about half the weights and degrades much later. Small weights really are the
 # unimportant ones.
 #
@@ -301,7 +301,8 @@ print("weight decay - none, cross-entropy:", measure.paired_over_seeds(finetuned
 # %% [markdown]
 # For these two dense networks the Fashion ingredients do not carry over. Self-distillation is *worse*
 # than cross-entropy on every seed, by 0.80 points without weight decay and 1.53 with it, both beyond two
-# standard errors (with three seeds that rule is lenient: the 0.80 is borderline, the 1.53 is not; run
+# standard errors (with three seeds that rule is lenient: the 0.80 is about 4 standard errors, short of
+# the 4.3 a two-sided t-test with two degrees of freedom asks, so it is borderline; the 1.53 is not; run
 # with `DC_THREADS=1`, this section printed exactly the same numbers); weight decay 1e-4 changes the
 # cross-entropy result by nothing three seeds can see (+0.07 ± 0.23 points). It did move weights towards
 # zero (26.0% of them below 0.01 against 21.4%), but that did not make the one-shot cut gentler (70.40%
@@ -359,8 +360,10 @@ ledger
 #   table) the same speed, about 1.0x. Zeros cost as much as any other number. Single latencies in the table
 #   can differ by more than that between rows: the first rows of a fresh process run "cold", and a shared
 #   machine is noisy, so speed is compared as a ratio measured side by side, never across rows.
-# - **CSR** (`torch.sparse`), the format most people try first, stores an 8-byte column index and a
-#   4-byte value per non-zero: at 90% sparsity it is still about half the dense size.
+# - **CSR** (`torch.sparse`), the format most people try first, needs an 8-byte column index and a
+#   4-byte value per non-zero, but `torch.save` of `to_sparse_csr()` writes about 20 bytes per non-zero:
+#   its column indices are a view into a 2 x nnz index tensor, and `torch.save` writes a view's whole
+#   storage. At 90% sparsity the file is still about half the dense size (clone the indices to get 12).
 # - A **bitmask** (1 bit per weight saying "stored or not") plus the 4-byte values, and Deep Compression's
 #   **relative indices** (the 5-bit gap to the previous non-zero, with a zero "filler" when a gap exceeds
 #   32), each cut the file by more than 7x. Every 90% row times the same dense `nn.Linear` whatever the
@@ -400,7 +403,8 @@ for s in (0.5, 0.9, 0.99):
 #
 # **Structured pruning** removes whole hidden units: a row of the first Linear and the matching column
 # of the second. The result is an ordinary, smaller dense network. Units are ranked by
-# (||w_in||_1 + |b|) x ||w_out||_1, which is zero for a unit that never fires or reaches nothing:
+# (||w_in||_1 + |b|) x ||w_out||_1, which is zero for a unit whose incoming weights and bias are all zero
+# (it always outputs ReLU(0) = 0) or whose outgoing weights are all zero (it reaches nothing):
 
 # %%
 narrow = pruning.prune_neurons(teacher, 0.5)           # 128 -> 64 hidden units
@@ -418,8 +422,8 @@ assert speedup > 1.2 and abs(size_ratio - ledger.rows[0]["parameters"] / row["pa
 # Half the hidden units gone: the file shrinks in proportion to the parameters, and the measured latency
 # falls with them, because the matrix products are really smaller. Removing the units costs about nine
 # points at once, and fine-tuning brings them back: 128 hidden units are more than 4,000 digits need.
-# At higher rates structured pruning removes capacity in coarse blocks that fine-tuning cannot refill,
-# which is why notebook 05 pairs it with distillation.
+# At higher rates structured pruning is expected to remove capacity in coarse blocks that fine-tuning
+# cannot refill (not measured here), which is why the pipeline pairs it with distillation.
 #
 # ## Pitfalls
 #
@@ -575,7 +579,8 @@ for s in (0.5, 2 / 3, 0.7, 0.9):
 #
 # Each non-zero costs 12 bytes in CSR (8 for the index, 4 for the value) against 4 bytes per weight dense,
 # so CSR wins only when fewer than a third of the weights remain: past two-thirds sparsity (plus the 129
-# row pointers, about 1 KB). That is why section 6's CSR file is still about half the dense size at 90%.
+# row pointers, about 1 KB): about 30% of the dense size at 90%. Section 6's file is about half, because
+# `torch.save` writes the 2 x nnz index storage that the column indices are a view of (20 bytes per non-zero).
 # With int32 indices the break-even is at one half; a bitmask (1 bit per weight) wins from about 3% sparsity.
 # </details>
 

@@ -286,3 +286,16 @@ def test_beyond_accuracy_columns_are_added_only_when_asked(small_splits):
     assert "mia_auc" in str(ledger)
     with pytest.raises(ValueError, match="beyond='psnr'"):
         ledger.measure("bad", model, small_splits, beyond=("psnr",))
+
+
+def test_csr_file_holds_the_index_storage_its_column_indices_view(tmp_path):
+    """measure.csr_bytes's docstring: torch.save of to_sparse_csr() writes about 20 bytes per non-zero (the
+    column indices view a (2, nnz) int64 storage), where the CSR format needs 12."""
+    torch.manual_seed(0)
+    model = models.mlp([784, 128, 10])
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.mul_((torch.rand_like(layer.weight) > 0.9).float())
+    nonzeros = sum(int((layer.weight != 0).sum()) for layer in (model[0], model[2]))
+    per_nonzero = measure.csr_bytes(model, tmp_path / "csr.pt") / nonzeros
+    assert 19 < per_nonzero < 22, per_nonzero
