@@ -83,13 +83,13 @@ assert torch.all((r - quantization.dequantize(qt)).abs() <= scale / 2 + 1e-7)
 activations = torch.relu(teacher[0](splits.x_test[:256])).detach()    # (256, 128), all >= 0
 for symmetric in (True, False):
     qt = quantization.quantize(activations, 4, symmetric=symmetric)
-    used = qt.q.unique().numel()
+    used, (qmin, qmax) = qt.q.unique().numel(), quantization.qrange(4, symmetric)   # symmetric: -7..7
     print(f"{'symmetric ' if symmetric else 'asymmetric'}: zero point {int(qt.zero_point):>2}, "
-          f"{used} of {2 ** 4} codes used, RMS error {quantization.quantization_error(activations, qt):.4f}")
+          f"{used} of {qmax - qmin + 1} codes used, RMS error {quantization.quantization_error(activations, qt):.4f}")
 
 # %% [markdown]
-# Symmetric quantization wastes the negative half of its codes on values that never occur, so its
-# error is larger; the asymmetric grid covers the non-negative range with all sixteen codes.
+# Symmetric quantization wastes the negative half of its fifteen codes (-7..7) on values that never
+# occur, so its error is larger; the asymmetric grid covers the non-negative range with all sixteen codes.
 #
 # **Per-tensor vs per-channel.** One scale for a whole weight matrix is set by its largest value; a
 # single outlier row coarsens the grid of every other row. Per-channel quantization gives each output
@@ -318,15 +318,15 @@ for row in rows:
 # Read the ratios (in parentheses, above 1 means faster than float32), all from this one run. Single
 # latencies on a shared machine vary from run to run (and by CPU); ratios measured together vary less:
 # - At **batch 1** every int8 path is slower than float32. Quantizing the activations, calling a
-#   different kernel and rescaling the outputs cost a fixed overhead (here about 23 µs for the legacy
-#   kernels, about 37 µs compiled, hundreds in eager torchao), and a 784-128-10 network in float32 takes
-#   only 21 µs per image in this run. There is nothing to win back.
+#   different kernel and rescaling the outputs cost a fixed overhead (here about 24 µs for the legacy
+#   kernels, about 35 µs compiled, hundreds in eager torchao), and a 784-128-10 network in float32 takes
+#   only 22 µs per image in this run. There is nothing to win back.
 # - At **batch 1024** the work grows with the batch and int8 matrix products pay off: the legacy
-#   fbgemm/x86 kernels are 2.60x as fast as float32, and torchao compiled with `torch.compile` (which fuses
-#   its overhead away) 2.25x. torchao in eager mode dispatches through Python tensor subclasses and, on
-#   this CPU, stays slower than float32 at every batch size measured (0.79x at best, at 1024).
+#   fbgemm/x86 kernels are 1.90x as fast as float32, and torchao compiled with `torch.compile` (which fuses
+#   its overhead away) 1.81x. torchao in eager mode dispatches through Python tensor subclasses and, on
+#   this CPU, stays slower than float32 at every batch size measured (0.75x at best, at 1024).
 # - **Batch 64** is near the break-even point, and there the ratios move most from run to run on this
-#   shared machine: legacy 1.04x and compiled 0.71x in this run, and quite different ratios in other runs.
+#   shared machine: legacy 1.34x and compiled 0.96x in this run, and quite different ratios in other runs.
 #
 # So "int8 is faster" holds for batched inference with a backend whose kernels are used, not for one
 # image at a time. The maintained path (torchao) needs `torch.compile` and large batches on a CPU to be fast.
@@ -347,8 +347,8 @@ assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
 ledger
 
 # %% [markdown]
-# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.199
-#   against 0.337 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.211
+#   against 0.341 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
 #   firmer).
 # - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; the 4-bit one reloads exactly
 #   (below; the 2-bit one is written the same way).
