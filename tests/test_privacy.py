@@ -48,3 +48,14 @@ def test_per_image_loss_is_cross_entropy_per_row():
         privacy.per_image_loss(model, x, y[:4])
     with pytest.raises(ValueError, match="members must be a non-empty 1-d tensor"):
         privacy.membership_auc(torch.zeros(0), torch.ones(3))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_advantage_counts_ties_at_the_threshold_as_members_guesses(seed):
+    """Losses on a coarse grid (many ties, across both sets): the brute-force count of losses <= t."""
+    generator = torch.Generator().manual_seed(seed)
+    members = torch.randint(0, 12, (57,), generator=generator).float() / 4
+    nonmembers = torch.randint(2, 14, (31,), generator=generator).float() / 4
+    best = max(sum(v <= t for v in members.tolist()) / 57 - sum(v <= t for v in nonmembers.tolist()) / 31
+               for t in torch.cat([members, nonmembers]).tolist())
+    assert privacy.advantage(members, nonmembers) == pytest.approx(max(best, 0.0))

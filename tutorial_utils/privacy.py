@@ -74,7 +74,9 @@ def auc_standard_error(value: float, members: int, nonmembers: int) -> float:
 def advantage(members: torch.Tensor, nonmembers: torch.Tensor) -> float:
     """max over thresholds t of TPR - FPR, guessing "member" when loss <= t (Yeom et al.'s advantage)."""
     _check(members, nonmembers)
-    thresholds = torch.cat([members, nonmembers]).unique()
-    tpr = (members.unsqueeze(0) <= thresholds.unsqueeze(1)).float().mean(dim=1)     # (thresholds,)
-    fpr = (nonmembers.unsqueeze(0) <= thresholds.unsqueeze(1)).float().mean(dim=1)
+    thresholds = torch.cat([members, nonmembers]).unique()                          # sorted
+    # How many losses are <= each threshold, by binary search in the sorted losses: O(n log n), where
+    # comparing every loss with every threshold took (thresholds x n) memory.
+    tpr = torch.searchsorted(members.sort().values, thresholds, right=True).float() / len(members)
+    fpr = torch.searchsorted(nonmembers.sort().values, thresholds, right=True).float() / len(nonmembers)
     return max(0.0, (tpr - fpr).max().item())
