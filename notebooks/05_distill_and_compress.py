@@ -31,7 +31,7 @@
 #
 # **Prerequisites**: notebooks 02, 03 and 04. About 22 s on a 2-core CPU on a second run (section 2's
 # chain, the Pareto sweep and exercise 4 train on every run). The first run also trains section 3's
-# comparison models of three seeds (about 15-20 s more) and, unless `python -m tutorial_utils teachers`
+# comparison models of three seeds (about 10-20 s more) and, unless `python -m tutorial_utils teachers`
 # has cached them, the chain's models of three seeds (about 10 s) and the big teacher (about 20 s;
 # notebook 04 caches it too).
 
