@@ -268,12 +268,13 @@ fig = plots.curves([row["temperature"] for row in big], {"big teacher, α = 0.9"
 # two threads and +1.04 to +1.16 with one. The package's default (T = 4, alpha = 0.9) sits in the flat
 # part of both sweeps, so there was nothing to improve; nothing here was tuned on the test set. The
 # 784-128-10 teacher makes its students *worse* than no teacher (-0.84 ± 0.62 points, lower on all five
-# seeds, in both sweeps): it knows no more than a 784-64-10 network learns by itself from the same
-# images, and passes on its own mistakes.
+# seeds, in both sweeps). A likely reason, not measured here: it knows little more than a 784-64-10
+# network learns by itself from the same images, and passes on its own mistakes.
 #
-# A measured warning: when this sweep was first run with the teachers of section 3 (trained on all
-# 4,000 images, the 500 held-out ones included), the 784-128-10 teacher's students scored about 97% on
-# the held-out images, above everything else. That was leakage through the teacher, not knowledge.
+# A warning from an early run of this sweep (not kept as a result file): run with the notebook's own
+# teachers (trained on all 4,000 images, the 500 held-out ones included), the 784-128-10 teacher's
+# students scored above everything else on the held-out images. That was leakage through the teacher,
+# not knowledge: a teacher must not have seen the images its students are scored on.
 #
 # ## 5. Hints from a hidden layer
 #
