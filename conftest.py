@@ -37,11 +37,9 @@ def pytest_runtest_setup(item):
 
     _TEACHERS_CACHED = True
     splits = data.load(validate.env("DC_DATASET", "mnist-5k"), root=validate.env("DC_DATA_DIR", None))
-    setting = dict(seed=validate.env("DC_SEED", 0, validate.nonnegative_int),
-                   threads=validate.env("DC_THREADS", 2, validate.positive_int),
-                   epochs=validate.env("DC_EPOCHS", 15, validate.positive_int))
-    models = teachers.cache_all(splits, **setting)
-    teachers.cache_chain(splits, models["784-1200-1200-10"], **setting)
+    teachers.prepare(splits, seed=validate.env("DC_SEED", 0, validate.nonnegative_int),
+                     threads=validate.env("DC_THREADS", 2, validate.positive_int),
+                     epochs=validate.env("DC_EPOCHS", 15, validate.positive_int))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -198,10 +198,9 @@ def run_times(json_path: str | None) -> int:
         from tutorial_utils import data, files, machine, teachers, validate
         threads = validate.env("DC_THREADS", 2, validate.positive_int)
         start = time.perf_counter()
-        setting = dict(seed=validate.env("DC_SEED", 0, validate.nonnegative_int), threads=threads,
-                       epochs=validate.env("DC_EPOCHS", 15, validate.positive_int))
-        splits = data.load(validate.env("DC_DATASET", "mnist-5k"), root=validate.env("DC_DATA_DIR", None))
-        teachers.cache_chain(splits, teachers.cache_all(splits, **setting)["784-1200-1200-10"], **setting)
+        teachers.prepare(data.load(validate.env("DC_DATASET", "mnist-5k"), root=validate.env("DC_DATA_DIR", None)),
+                         seed=validate.env("DC_SEED", 0, validate.nonnegative_int), threads=threads,
+                         epochs=validate.env("DC_EPOCHS", 15, validate.positive_int))
         teacher_seconds = round(time.perf_counter() - start, 1)
         print(f"teachers and the chain's models: {teacher_seconds:.1f} s", flush=True)
         for round_ in (1, 2):

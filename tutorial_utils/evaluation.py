@@ -41,7 +41,9 @@ def predict_memoized(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     784-1200-1200-10 teacher on 5,000 images. Returns a new tensor (changing it changes no memo).
     Side effect: keeps copies of the model's tensors and of x for the last two calls.
     """
-    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+    hooks = nn.modules.module
+    if hooks._global_forward_hooks or hooks._global_forward_pre_hooks or any(
+            m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
         return predict(model, x)   # a hook may change the output, or must see every call
     # The thread count is part of the key: float sums in another order give other low bits.
     structure = f"{torch.get_num_threads()} threads: {model!r}"

@@ -94,6 +94,25 @@ def cache_chain(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, threa
         torch.set_num_threads(previous)
 
 
+def prepare(splits: data.Splits, *, seed: int = 0, threads: int = 2, epochs: int = 15,
+            progress: bool = False) -> dict[str, nn.Module]:
+    """Everything the notebooks share, trained once into the cache: cache_all's teachers, then cache_chain's
+    models distilled from the 784-1200-1200-10 one (what the command, CI's test session and
+    scripts/notebooks.py times run before the notebooks). Returns the teachers; side effects as theirs.
+    """
+    start = time.perf_counter()
+    models = cache_all(splits, seed=seed, threads=threads, epochs=epochs, progress=progress)
+    if progress:
+        print(f"all teachers cached for {splits.name}, seed {seed}, {threads} threads "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    start = time.perf_counter()
+    cache_chain(splits, models["784-1200-1200-10"], seed=seed, threads=threads, epochs=epochs)
+    if progress:
+        print(f"the chain's models cached for seeds {seed}-{seed + CHAIN_SEEDS - 1} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    return models
+
+
 def sweep_parser(description: str) -> argparse.ArgumentParser:
     """The command line of the held-out sweeps (scripts/kd_sweep.py, hint_sweep.py, final_recipe.py): --threads,
     --seeds, --epochs (the students' and the 784-128-10 teachers'; the big teacher's recipe is fixed),
@@ -138,13 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.cache_dir.strip():
             parser.error("--cache-dir='': give a folder (or leave it out for $DC_CACHE_DIR or the default)")
         os.environ["DC_CACHE_DIR"] = os.path.abspath(os.path.expanduser(args.cache_dir))
-    splits = data.load(args.dataset, root=args.data_dir)
-    start = time.perf_counter()
-    models = cache_all(splits, seed=args.seed, threads=args.threads, epochs=args.epochs, progress=True)
-    print(f"all teachers cached for {args.dataset}, seed {args.seed}, {args.threads} threads "
-          f"({time.perf_counter() - start:.0f} s)", flush=True)
-    start = time.perf_counter()
-    cache_chain(splits, models["784-1200-1200-10"], seed=args.seed, threads=args.threads, epochs=args.epochs)
-    print(f"the chain's models cached for seeds {args.seed}-{args.seed + CHAIN_SEEDS - 1} "
-          f"({time.perf_counter() - start:.0f} s)")
+    prepare(data.load(args.dataset, root=args.data_dir), seed=args.seed, threads=args.threads, epochs=args.epochs,
+            progress=True)
     return 0
