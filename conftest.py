@@ -29,9 +29,18 @@ from tutorial_utils import data, training  # noqa: E402  (after the cache is con
 _TEACHERS_CACHED = False
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "teachers: runs notebooks in a kernel of its own (nbgrader), so the "
+                                       "teachers are prepared first, as for the notebooks")
+
+
 def pytest_runtest_setup(item):
     global _TEACHERS_CACHED
-    if _TEACHERS_CACHED or item.path.suffix != ".ipynb" or "BIG_TEACHER_RECIPE" not in item.path.read_text():
+    if _TEACHERS_CACHED:
+        return
+    needs = item.get_closest_marker("teachers") is not None or (
+        item.path.suffix == ".ipynb" and "BIG_TEACHER_RECIPE" in item.path.read_text())
+    if not needs:
         return
     from tutorial_utils import teachers, validate
 

@@ -104,3 +104,19 @@ def test_deploy_targets_names_each_miss_and_nothing_when_all_are_met():
         "accuracy (-0.67 points)", "bytes (1.60x its .dcmp file)"]     # one slow pass is enough to miss
     with pytest.raises(ValueError, match="model='final'"):
         benchmarks.deploy_targets(_deploy_document([6.0], [0.95], 1000), "final")
+
+
+def test_a_compiler_that_fails_on_the_first_call_is_reported_not_raised(student, monkeypatch):
+    """Guards: torch.compile is lazy, so a laptop without a C++ compiler fails on the compiled model's first
+    call; that call happens inside int8.to_backend, so the table reports it instead of stopping the cell."""
+    def lazy_compile(model, **kwargs):
+        def call(x):
+            raise OSError("no C++ compiler found (cl.exe)")
+        return call
+
+    monkeypatch.setattr(int8.torch, "compile", lazy_compile)
+    with pytest.raises(RuntimeError, match=r"backend='torchao\+compile' could not compile here \(OSError: no C\+\+"):
+        int8.to_backend(student, "torchao+compile")
+    (row,) = benchmarks.int8_latency_table(student, batch_sizes=(2,), backends=("torchao+compile", "legacy"),
+                                          repeats=1, threads=1)
+    assert row["torchao+compile"] == "unavailable (RuntimeError)" and isinstance(row["legacy"], float)

@@ -68,8 +68,9 @@ def quiet_torch_logs():
 def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
     """An int8 copy of a float MLP for real speed: "torchao", "torchao+compile" or "legacy" (deprecated).
 
-    torch.compile needs a C++ compiler and takes seconds to tens of seconds the first time it runs.
-    Raises RuntimeError naming the backend if it is not available here.
+    torch.compile needs a C++ compiler and takes seconds to tens of seconds the first time it runs; this
+    function runs the compiled model once on a (2, in_features) batch of zeros so that compiling happens here.
+    Raises RuntimeError naming the backend if it is not available here (no torchao, no compiler).
     """
     validate.choice("backend", backend, BACKENDS)
     model = copy.deepcopy(model).eval()
@@ -82,7 +83,20 @@ def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
     except ImportError as exc:
         raise RuntimeError(f"backend={backend!r} needs torchao (pip install torchao): {exc}") from exc
     quantize_(model, Int8DynamicActivationInt8WeightConfig())
-    return torch.compile(model, dynamic=True) if backend.endswith("+compile") else model
+    if not backend.endswith("+compile"):
+        return model
+    compiled = torch.compile(model, dynamic=True)
+    # torch.compile is lazy: without a C++ compiler it fails on the first call, so make that call here
+    # (where the caller catches it) rather than in the middle of a timing loop.
+    first = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    try:
+        with torch.no_grad():
+            compiled(torch.zeros(2, first.in_features))
+    except Exception as exc:
+        raise RuntimeError(f"backend={backend!r} could not compile here ({type(exc).__name__}: "
+                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); it needs a working "
+                           f"C++ compiler. Use backend='torchao', or DC_COMPILE=0 in notebook 03") from exc
+    return compiled
 
 
 def legacy_deprecation_message() -> str:
