@@ -113,3 +113,26 @@ def test_the_command_refuses_an_empty_cache_dir(capsys):
     with pytest.raises(SystemExit):
         teachers.main(["--cache-dir", ""])
     assert "--cache-dir=''" in capsys.readouterr().err
+
+
+def test_the_command_trains_on_the_notebooks_device(small_splits, monkeypatch, capsys):
+    """Guards: the device is part of the teachers' cache key, and the notebooks train on CUDA when PyTorch sees
+    a GPU (training.setup): the command follows them by default, so a GPU laptop's preparation is not
+    cached for a device no notebook uses; --device cuda without a GPU is refused by name."""
+    seen = []
+
+    def fake_cache_all(splits, **kw):
+        seen.append(kw["device"])
+        return {"784-1200-1200-10": torch.nn.Linear(1, 1)}
+
+    monkeypatch.setattr(teachers, "cache_all", fake_cache_all)
+    monkeypatch.setattr(teachers, "cache_chain", lambda splits, teacher, **kw: None)
+    monkeypatch.setattr(teachers.data, "load", lambda name, root=None: small_splits)
+    monkeypatch.setattr(teachers.torch.cuda, "is_available", lambda: True)
+    assert teachers.main([]) == 0 and teachers.main(["--device", "cpu"]) == 0
+    assert seen == ["cuda", "cpu"]
+    monkeypatch.setattr(teachers.torch.cuda, "is_available", lambda: False)
+    assert teachers.main([]) == 0 and seen[-1] == "cpu"
+    with pytest.raises(SystemExit):
+        teachers.main(["--device", "cuda"])
+    assert "--device='cuda': PyTorch sees no CUDA GPU" in capsys.readouterr().err

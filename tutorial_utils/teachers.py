@@ -95,13 +95,14 @@ def cache_chain(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, threa
 
 
 def prepare(splits: data.Splits, *, seed: int = 0, threads: int = 2, epochs: int = 15,
-            progress: bool = False) -> dict[str, nn.Module]:
+            device: torch.device | str | None = None, progress: bool = False) -> dict[str, nn.Module]:
     """Everything the notebooks share, trained once into the cache: cache_all's teachers, then cache_chain's
     models distilled from the 784-1200-1200-10 one (what the command, CI's test session and
-    scripts/notebooks.py times run before the notebooks). Returns the teachers; side effects as theirs.
+    scripts/notebooks.py times run before the notebooks). `device` is part of the teachers' cache key: give
+    the one the notebooks use (`training.setup`'s). Returns the teachers; side effects as theirs.
     """
     start = time.perf_counter()
-    models = cache_all(splits, seed=seed, threads=threads, epochs=epochs, progress=progress)
+    models = cache_all(splits, seed=seed, threads=threads, epochs=epochs, device=device, progress=progress)
     if progress:
         print(f"all teachers cached for {splits.name}, seed {seed}, {threads} threads "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
@@ -152,11 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=2,
                         help="as DC_THREADS (default 2); teachers are cached per thread count")
     parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=15, help="as DC_EPOCHS (default 15)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="where to train; default as the notebooks: cuda when PyTorch sees a GPU, else cpu "
+                             "(part of the cache key, so it must match theirs)")
     args = parser.parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device='cuda': PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+                     "use --device cpu")
     if args.cache_dir is not None:   # the cache's root, as DC_CACHE_DIR (teachers in checkpoints/, models in chain/)
         if not args.cache_dir.strip():
             parser.error("--cache-dir='': give a folder (or leave it out for $DC_CACHE_DIR or the default)")
         os.environ["DC_CACHE_DIR"] = os.path.abspath(os.path.expanduser(args.cache_dir))
     prepare(data.load(args.dataset, root=args.data_dir), seed=args.seed, threads=args.threads, epochs=args.epochs,
-            progress=True)
+            device=device, progress=True)
     return 0
