@@ -14,5 +14,8 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # timeout is 30 s). Autograding runs every cell of every submission, so allow ten minutes per cell.
 c.Execute.timeout = 600
 
-# Cells that train or time models print progress; keep a submission's feedback readable.
-c.Execute.allow_errors = True
+# `nbgrader zip_collect 01_teacher` reads the files an LMS gives back from downloaded/01_teacher/archive/
+# (zip files or notebooks) and needs each student's id and notebook from the file's name: here
+# STUDENT_01_teacher.ipynb (a student id without "_" or a slash, then the notebook's own name). Change the
+# pattern to your LMS's naming; nbgrader matches it against the file's full path.
+c.FileNameCollectorPlugin.named_regexp = r".*[/\\](?P<student_id>[^/\\_]+)_(?P<file_id>\d\d_[a-z_]+\.ipynb)$"

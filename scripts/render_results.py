@@ -1,11 +1,12 @@
 """Render README's result tables from the committed result files in results/, so no number is typed by hand.
 
-Each table sits between `<!-- results:NAME -->` and `<!-- end results -->` in README.md and is made from
-results/NAME.json (a ledger written by the pipeline, or the int8 benchmark's table), which records the
-`command` that produced it and the `machine` it ran on.
+Each table sits between `<!-- results:NAME -->` and `<!-- end results -->` in README.md (and README.zh-CN.md,
+WORKSHOP.md) and is made from results/NAME.json (a ledger written by the pipeline, or the int8 benchmark's
+table), which records the `command` that produced it and the `machine` it ran on. Two blocks come from
+files that are not measurements: the glossary (data/glossary.csv) and WORKSHOP's workload (the notebooks).
 
-    python scripts/render_results.py           # rewrite README.md's tables
-    python scripts/render_results.py --check   # exit 1 if README.md differs from results/
+    python scripts/render_results.py           # rewrite the documents' tables
+    python scripts/render_results.py --check   # exit 1 if a document differs from results/ and notebooks/
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 from tutorial_utils import benchmarks, stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-READMES = ("README.md", "README.zh-CN.md")
+DOCUMENTS = ("README.md", "README.zh-CN.md", "WORKSHOP.md")
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end results -->)", re.DOTALL)
 
 
@@ -404,7 +405,7 @@ ANSWER_LABELS = {
            "beyond": "beyond", "within": "within",
            "final": "final model (784-64-10, 90% sparse, 4 bits)", "narrow": "narrow 784-32-10 model (4 bits)",
            "speed": "speed: {label} in ONNX Runtime int8 (dynamic, static, or on the raw pixels) against the teacher in PyTorch eager, batch 256, 1 and 2 threads",
-           "file": "{bytes:,}-byte .dcmp file"},
+           "file": "{bytes:,}-byte .dcmp file", "colon": ": ", "open": " (", "close": ")"},
     "zh": {"head": "| 比较 | 测量结果 | 来源 |", "smaller": "为后者的 1/{r:.1f}", "against": "对比", "bytes": "字节",
            "faster": "速度为教师的 {low:.1f} 到 {high:.1f} 倍",
            "distil": "蒸馏：784-64-10 学生的文件对比参考教师的文件",
@@ -413,10 +414,10 @@ ANSWER_LABELS = {
            "accuracy": "准确率：{model}对比参考教师，{threads} 个线程，按种子配对",
            "final_chain": "最终模型", "narrow_chain": "窄模型 784-32-10（pipeline --narrow 0.5 --sparsity 0）",
            "paired": "{mean:+.2f} ± {std:.2f} 个百分点（{n} 个种子的均值 ± 标准差；{verdict}）",
-           "beyond": "超出零的两个标准误", "within": "在零的两个标准误之内",
+           "beyond": "与零相差超过两个标准误", "within": "与零相差不到两个标准误，在噪声之内",
            "final": "最终模型（784-64-10，90% 稀疏，4 比特）", "narrow": "窄模型 784-32-10（4 比特）",
-           "speed": "速度：{label}在 ONNX Runtime int8（动态、静态或直接输入原始像素）中对比 PyTorch eager 中的教师，批大小 256，1 和 2 个线程",
-           "file": ".dcmp 文件 {bytes:,} 字节"},
+           "speed": "速度：{label}在 ONNX Runtime int8（动态、静态或直接输入原始像素）中对比 PyTorch 即时执行（eager）模式下的教师，批大小 256，1 和 2 个线程",
+           "file": ".dcmp 文件 {bytes:,} 字节", "colon": "：", "open": "（", "close": "）"},
 }
 
 
@@ -432,10 +433,10 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
     reference, student = row(one, "reference teacher"), row(one, "student distilled")
     final = row(one, "4-bit QAT, sparse file + entropy coding")
     lines = [t["head"], "| --- | --- | --- |",
-             f"| {t['distil']} | {student['bytes']:,} {t['against']} {reference['bytes']:,} {t['bytes']} "
-             f"({t['smaller'].format(r=reference['bytes'] / student['bytes'])}) | `pipeline.json` |",
-             f"| {t['compress']} | {final['bytes']:,} {t['against']} {student['bytes']:,} {t['bytes']} "
-             f"({t['smaller'].format(r=student['bytes'] / final['bytes'])}) | `pipeline.json` |",
+             f"| {t['distil']} | {student['bytes']:,} {t['against']} {reference['bytes']:,} {t['bytes']}{t['open']}"
+             f"{t['smaller'].format(r=reference['bytes'] / student['bytes'])}{t['close']} | `pipeline.json` |",
+             f"| {t['compress']} | {final['bytes']:,} {t['against']} {student['bytes']:,} {t['bytes']}{t['open']}"
+             f"{t['smaller'].format(r=student['bytes'] / final['bytes'])}{t['close']} | `pipeline.json` |",
              f"| {t['both']} | {t['smaller'].format(r=reference['bytes'] / final['bytes'])} | `pipeline.json` |"]
     for model, threads, name in (("final_chain", 2, "pipeline-seeds.json"), ("final_chain", 1, "pipeline-seeds-threads1.json"),
                                  ("narrow_chain", 2, "pipeline-narrow-seeds.json"),
@@ -449,15 +450,57 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
         plural = "s" if threads > 1 and language == "en" else ""
         lines.append(f"| {t['accuracy'].format(model=t[model], threads=threads, plural=plural)} | "
                      f"{ends[0]['accuracy']:.2%} {t['against']} "
-                     f"{ends[1]['accuracy']:.2%}: {paired} | `{name}` |")
+                     f"{ends[1]['accuracy']:.2%}{t['colon']}{paired} | `{name}` |")
     # scripts/bench_deploy.py: "final" is the chain's final model, "narrow" the structurally pruned 784-32-10 one
     for model in ("final", "narrow"):
         speedups = [deploy["latency"][setting][f"{model}, ONNX Runtime int8-{kind}"]["speedup"]
                     for setting in deploy["latency"] if setting.endswith("batch 256")
                     for kind in ("dynamic", "static", "pixels")]
-        lines.append(f"| {t['speed'].format(label=t[model])} | {t['faster'].format(low=min(speedups), high=max(speedups))} "
-                     f"({t['file'].format(bytes=deploy['bytes'][f'{model}, .dcmp file'])}) | `deploy.json` |")
+        lines.append(f"| {t['speed'].format(label=t[model])} | {t['faster'].format(low=min(speedups), high=max(speedups))}"
+                     f"{t['open']}{t['file'].format(bytes=deploy['bytes'][f'{model}, .dcmp file'])}{t['close']} | `deploy.json` |")
     return "\n".join(lines)
+
+
+# A learner's pace, for WORKSHOP's agendas: technical prose with formulas, and per exercise the time to write
+# it, run the check, read its message once and fix (graded), or to change a cell, run it and answer (experiment).
+WORDS_PER_MINUTE, MINUTES_PER_GRADED, MINUTES_PER_EXPERIMENT = 150, 8, 10
+EXERCISE = re.compile(r"^\*\*Exercise (\d+)\b", re.MULTILINE)
+
+
+def workload(notebook_path: pathlib.Path) -> dict:
+    """What a notebook asks of a learner: the words of its markdown before the Exercises heading, and its
+    exercises split into graded ones (a locked cell that calls a check) and experiments (the others)."""
+    cells = json.loads(notebook_path.read_text(encoding="utf-8"))["cells"]
+    text = ["".join(c["source"]) for c in cells]
+    start = next(i for i, (c, t) in enumerate(zip(cells, text))
+                 if c["cell_type"] == "markdown" and re.search(r"^## Exercises", t, re.MULTILINE))
+    words = sum(len(t.split()) for c, t in zip(cells[:start], text) if c["cell_type"] == "markdown")
+    numbers = [int(n) for c, t in zip(cells[start:], text[start:]) if c["cell_type"] == "markdown"
+               for n in EXERCISE.findall(t)]
+    graded = {int(m.group(1)) for c in cells if c["cell_type"] == "code"
+              and (meta := c["metadata"].get("nbgrader", {})).get("grade") and meta.get("locked")
+              and (m := re.match(r"ex(\d+)-", meta.get("grade_id", "")))}
+    return {"words": words, "graded": sorted(graded), "experiments": sorted(set(numbers) - graded)}
+
+
+def workload_table(notebooks: pathlib.Path) -> str:
+    """WORKSHOP's self-paced estimate per notebook, from the notebooks themselves (workload)."""
+    lines = ["| notebook | words to read | reading | graded exercises | experiments | self-paced total |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    total = 0
+    for path in sorted(notebooks.glob("*.ipynb")):
+        w = workload(path)
+        reading = -(-w["words"] // WORDS_PER_MINUTE)
+        graded, experiments = len(w["graded"]), len(w["experiments"])
+        minutes = reading + MINUTES_PER_GRADED * graded + MINUTES_PER_EXPERIMENT * experiments
+        total += minutes
+        lines.append(f"| {path.stem[:2]} · {path.stem[3:].replace('_', ' ')} | about {round(w['words'], -2):,} | {reading} min | "
+                     f"{graded} ({MINUTES_PER_GRADED * graded} min) | {experiments} "
+                     f"({MINUTES_PER_EXPERIMENT * experiments} min) | about {5 * round(minutes / 5)} min |")
+    note = (f"Words: the markdown before each notebook's Exercises heading, read at {WORDS_PER_MINUTE} words a "
+            f"minute; {MINUTES_PER_GRADED} minutes per graded exercise, {MINUTES_PER_EXPERIMENT} per experiment; "
+            f"{total / 60:.1f} hours for all seven. Counted from the notebooks by `python scripts/render_results.py`.")
+    return "\n".join(lines + ["", note])
 
 
 def render(readme: str, results: pathlib.Path) -> str:
@@ -466,6 +509,8 @@ def render(readme: str, results: pathlib.Path) -> str:
         name = match.group("name")
         if name == "glossary":   # not a measurement: the glossary's data file
             return match.group(1) + glossary_table() + "\n" + match.group(4)
+        if name == "workload":   # not a measurement: counted from the notebooks
+            return match.group(1) + workload_table(results.parent / "notebooks") + "\n" + match.group(4)
         if name in ("article-answers", "article-answers-zh"):   # several result files at once
             language = "zh" if name.endswith("-zh") else "en"
             return match.group(1) + article_answers_table(results, language) + "\n" + match.group(4)
@@ -489,7 +534,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md differs from results/")
     args = parser.parse_args()
     stale = []
-    for name in READMES:
+    for name in DOCUMENTS:
         readme_path = ROOT / name
         readme = readme_path.read_text(encoding="utf-8")
         rendered = render(readme, ROOT / "results")
@@ -502,7 +547,7 @@ def main() -> int:
         print(f"{', '.join(stale)}: tables differ from results/ (or data/glossary.csv): run python "
               f"scripts/render_results.py", file=sys.stderr)
         return 1
-    print("README tables match results/" if args.check else "README tables re-made from results/")
+    print("README tables match results/" if args.check else "tables re-made from results/ (and notebooks/, data/glossary.csv)")
     return 0
 
 

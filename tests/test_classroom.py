@@ -5,6 +5,9 @@ and none to an unanswered release (whose only errors are the exercises' NotImple
 import json
 import pathlib
 import re
+import subprocess
+import sys
+import zipfile
 
 import nbformat
 import pytest
@@ -99,6 +102,23 @@ def test_nbgrader_releases_every_notebook_without_solutions(course):
         released = classroom.release(course, path.stem) / path.name
         text = released.read_text()
         assert "BEGIN SOLUTION" not in text and "<details>" not in text and "NotImplementedError" in text, path.stem
+
+
+def test_zip_collect_files_an_lms_download_under_each_student(course):
+    """Guards: the course's nbgrader_config.py names the convention classroom/README.md documents
+    (STUDENT_01_teacher.ipynb in downloaded/01_teacher/archive/, also inside a zip), and zip_collect files it."""
+    name = "01_teacher"
+    classroom.release(course, name)
+    archive = course / "downloaded" / name / "archive"
+    archive.mkdir(parents=True)
+    notebook = (course / "release" / name / f"{name}.ipynb").read_bytes()
+    (archive / f"alice_{name}.ipynb").write_bytes(notebook)
+    with zipfile.ZipFile(archive / "bob.zip", "w") as bundle:
+        bundle.writestr(f"bob-2_{name}.ipynb", notebook)
+    subprocess.run([sys.executable, "-m", "nbgrader", "zip_collect", name], cwd=course, check=True,
+                   capture_output=True)
+    for student in ("alice", "bob-2"):
+        assert (course / "submitted" / student / name / f"{name}.ipynb").read_bytes() == notebook, student
 
 
 @pytest.mark.teachers

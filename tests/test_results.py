@@ -11,7 +11,7 @@ spec.loader.exec_module(render_results)
 
 
 def test_readme_tables_match_the_result_files():
-    for name in render_results.READMES:
+    for name in render_results.DOCUMENTS:
         readme = (ROOT / name).read_text(encoding="utf-8")
         assert render_results.render(readme, ROOT / "results") == readme, f"{name}: run python scripts/render_results.py"
     assert (ROOT / "README.md").read_text().count("<!-- results:") >= 3
@@ -56,3 +56,25 @@ def test_the_committed_notebook_times_keep_the_budget():
     for run in ("first_run_seconds", "seconds"):
         assert sorted(document[run]) == stems, run
         assert all(0 < seconds <= 45 for seconds in document[run].values()), (run, document[run])
+
+
+def test_workshop_workload_is_counted_from_the_notebooks(tmp_path):
+    """Guards: WORKSHOP's agenda table counts the prose before the Exercises heading (not after) and splits
+    the exercises into graded ones (a locked grade cell ex<N>-...) and experiments (the rest)."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    graded = nbformat.v4.new_code_cell("exercises.check_x(f)")
+    graded.metadata["nbgrader"] = {"grade": True, "locked": True, "grade_id": "ex2-x-check", "points": 2}
+    notebook.cells = [nbformat.v4.new_markdown_cell("# Title\n\none two three"),
+                      nbformat.v4.new_code_cell("x = 1  # code is not reading"),
+                      nbformat.v4.new_markdown_cell("## Pitfalls\n\nfour five"),
+                      nbformat.v4.new_markdown_cell("## Exercises\n\n**Exercise 1 (try).** many words here"),
+                      nbformat.v4.new_markdown_cell("**Exercise 2 (write).** more"), graded,
+                      nbformat.v4.new_markdown_cell("**Exercise 3 (look).** and Exercise 4 is not a heading")]
+    path = tmp_path / "01_teacher.ipynb"
+    nbformat.write(notebook, path)
+    assert render_results.workload(path) == {"words": 9, "graded": [2], "experiments": [1, 3]}
+    table = render_results.workload_table(tmp_path)
+    assert "| 01 · teacher | about 0 | 1 min | 1 (8 min) | 2 (20 min) | about 30 min |" in table
+    assert "<!-- results:workload -->" in (ROOT / "WORKSHOP.md").read_text()
