@@ -13,7 +13,7 @@ LAYERS = [
     {"__init__", "validate"},                                                   # argument checks, under everything
     {"files", "models", "encoding", "masks", "timing", "qtensor", "idx", "fileheader", "stats", "machine",
      "energy", "calibration"},       # leaves
-    {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat", "classroom"},                                             # built on the leaves
+    {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat", "classroom", "footprint"},                                             # built on the leaves
     {"training", "robustness", "privacy"},                                      # the one loop; attacks, membership
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
     {"serialize", "measure", "benchmarks", "compaction", "centroids",

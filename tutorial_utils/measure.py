@@ -1,7 +1,9 @@
-"""Measurements that stay honest: parameters, non-zeros, bytes of real files, measured latency, MACs.
+"""Measurements that stay honest: the `Ledger` of every stage, and one place to reach them all.
 
-Bytes are the size of a file actually written; latency is timed (warm-up, repeats, median, fixed
-threads); MACs come from torch's own FLOP counter. The `Ledger` keeps one row per stage.
+A ledger row holds accuracy, parameters, non-zeros, bytes of a real file, MACs (tutorial_utils.footprint),
+measured latency (tutorial_utils.timing: warm-up, repeats, median, fixed threads), the share of the
+CPU's measured peak, and the energy estimate (tutorial_utils.energy); this module re-exports those
+functions, so `measure.macs`, `measure.latency_ms`, `measure.wilson_interval` ... are the public names.
 
 Example:
     >>> ledger = Ledger()
@@ -17,16 +19,15 @@ import io
 import json
 import math
 import os
-import tempfile
-import warnings
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from tutorial_utils import (calibration, data, energy, files, machine, models, privacy, robustness, timing, training,
-                            validate)
+from tutorial_utils import (calibration, data, energy, files, footprint, machine, privacy, robustness, timing,
+                            training, validate)
 from tutorial_utils.energy import PJ, energy_estimate  # noqa: F401  (public here: measure.energy_estimate)
+from tutorial_utils.footprint import (count_nonzeros, count_parameters, csr_bytes, macs,  # noqa: F401
+                                      storage_bytes)  # public here: measure.macs, measure.storage_bytes, ...
 from tutorial_utils.machine import record as machine_record  # noqa: F401
 from tutorial_utils.stats import (PairedTest, mean_std, over_seeds, paired_over_seeds, paired_test,  # noqa: F401
                                   wilson_interval)
@@ -41,66 +42,6 @@ BEYOND = {"robust_accuracy": lambda m, s: robustness.robust_accuracy(m, s.x_test
           "ece": lambda m, s: calibration.expected_calibration_error(training.predict(m, s.x_test), s.y_test),
           "mia_auc": lambda m, s: privacy.membership_auc(privacy.per_image_loss(m, s.x_train, s.y_train),
                                               privacy.per_image_loss(m, s.x_test, s.y_test))}
-
-
-def _weights_and_biases(model: nn.Module) -> list[torch.Tensor]:
-    """Parameters, plus weight/bias buffers of layers that keep them as buffers (quantized layers)."""
-    tensors = [p for p in model.parameters()]
-    tensors += [b for name, b in model.named_buffers() if name.rsplit(".", 1)[-1] in ("weight", "bias")]
-    return tensors
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of scalars in all weights and biases: sum of numel() (quantized layers included)."""
-    return sum(t.numel() for t in _weights_and_biases(model))
-
-
-def count_nonzeros(model: nn.Module) -> int:
-    """Number of non-zero weights and biases (a pruned weight still counts as a parameter)."""
-    return sum(int(torch.count_nonzero(t).item()) for t in _weights_and_biases(model))
-
-
-def storage_bytes(model: nn.Module, path: str | os.PathLike | None = None) -> int:
-    """Bytes of the model's state_dict written with torch.save: to `path` if given, else a temporary file.
-
-    This is the fp32 baseline every compression ratio is measured against: a real file, not a formula.
-    """
-    state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()}
-    if path is not None:
-        return files.atomic_write(path, lambda f: torch.save(state, f))
-    with tempfile.TemporaryDirectory() as tmp:
-        return files.atomic_write(os.path.join(tmp, "model.pt"), lambda f: torch.save(state, f))
-
-
-def csr_bytes(model: nn.Module, path: str | os.PathLike) -> int:
-    """Bytes of torch.save'ing every Linear weight as `to_sparse_csr()` (int64 indices) plus biases.
-
-    The sparse format most people reach for first. The format needs 8 bytes of column index + 4 of value
-    per non-zero (larger than dense float32 until a layer is more than two-thirds zeros), but this file
-    holds about 20: to_sparse_csr's column indices are a view into a (2, nnz) int64 tensor, and torch.save
-    writes a view's whole storage. That is what saving it as most people do costs, so it is what is measured.
-    """
-    state = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            with warnings.catch_warnings():  # "sparse CSR support is in beta": true, and not the point here
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-                state[f"{name}.weight"] = module.weight.detach().cpu().to_sparse_csr()
-            state[f"{name}.bias"] = module.bias.detach().cpu()
-    return files.atomic_write(path, lambda f: torch.save(state, f))
-
-
-def macs(model: nn.Module, *, in_features: int = 784) -> int:
-    """Multiply-accumulates of one sample's forward pass, counted by torch.utils.flop_counter (MACs = FLOPs / 2).
-
-    For a Linear layer n_in -> n_out this is n_in * n_out. Zeros are counted: dense hardware
-    multiplies by a pruned weight all the same.
-    """
-    counter = FlopCounterMode(display=False)
-    device = models.device_of(model)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, in_features, device=device))
-    return counter.get_total_flops() // 2
 
 
 def pareto_front(rows: list[dict], *, x: str = "bytes", y: str = "accuracy") -> list[dict]:
@@ -175,12 +116,12 @@ class Ledger:
             validate.choice("beyond", name, tuple(BEYOND))
         measurements = {
             "accuracy": lambda: training.evaluate(model, splits.x_test, splits.y_test),
-            "parameters": lambda: count_parameters(model),
-            "nonzeros": lambda: count_nonzeros(model),
-            "bytes": lambda: file_bytes if file_bytes is not None else storage_bytes(model),
+            "parameters": lambda: footprint.count_parameters(model),
+            "nonzeros": lambda: footprint.count_nonzeros(model),
+            "bytes": lambda: file_bytes if file_bytes is not None else footprint.storage_bytes(model),
             "latency_ms": lambda: timing.latency_ms(model, self.latency_batch_size, threads=self.threads,
                                              repeats=self.repeats, in_features=splits.x_test.shape[1]),
-            "macs": lambda: macs(model, in_features=splits.x_test.shape[1]),
+            "macs": lambda: footprint.macs(model, in_features=splits.x_test.shape[1]),
             "energy_nj": lambda: energy.energy_estimate(model)["total_nj"],
             "energy_nj_batch": lambda: energy.energy_estimate(model, batch_size=self.latency_batch_size)["total_nj"],
         }
