@@ -170,3 +170,13 @@ def test_compare_latency_rests_between_models_and_reports_ratios(final, tmp_path
     assert rests == [0.0, 0.0, 0.1]
     with pytest.raises(ValueError, match="settle_s"):
         deploy.compare_latency({"torch": final}, 2, threads=1, settle_s=-1)
+
+
+def test_export_gives_the_model_back_in_the_mode_it_came_in(tmp_path):
+    """Guards: exporting traces the model in eval mode; a model in the middle of training (dropout on) must not
+    come back switched to eval, which silently turns its dropout off for the rest of training."""
+    model = models.mlp([784, 16, 10], dropout=0.3).train()
+    deploy.export(model, tmp_path / "m.onnx", "float32")
+    assert model.training and all(m.training for m in model.modules())
+    deploy.export(model.eval(), tmp_path / "e.onnx", "float32")
+    assert not model.training

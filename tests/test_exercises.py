@@ -162,3 +162,20 @@ def test_check_evaluate_restores_the_mode():
         return value
     with pytest.raises(exercises.ExerciseError, match="train mode"):
         exercises.check_evaluate(leaves_eval)
+
+
+def test_checks_that_seed_leave_the_notebook_random_stream_as_it_was(capsys):
+    """Guards: a check seeds torch to build its cases; it must not reseed the learner's notebook, where the
+    next cell would then draw other numbers depending on whether the check ran (exercises.own_random_stream)."""
+    from tests.test_exercises_beyond import pgd_right
+    from tests.test_exercises_compress import step_right
+    from tutorial_utils import exercises_beyond, exercises_compress
+
+    for check, right in ((exercises.check_evaluate, evaluate_right), (exercises_beyond.check_pgd, pgd_right),
+                         (exercises_compress.check_distillation_step, step_right)):
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        check(right)
+        assert torch.equal(torch.rand(3), expected), check.__name__
+    assert capsys.readouterr().out.count("passed") == 3

@@ -1,6 +1,7 @@
 """The whole chain as one function: options checked first, outputs published as one set."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -145,3 +146,14 @@ def test_publishing_puts_the_old_set_back_if_the_new_one_cannot_move_in(tmp_path
     with pytest.raises(FileNotFoundError):
         files.publish_folder(tmp_path / "no-such-stage", out)
     assert (out / "ledger.csv").read_text() == "old"
+
+
+def test_a_run_gives_back_the_thread_count_and_the_cache_setting(tmp_path, monkeypatch):
+    """Guards: a run sets torch's threads (config.threads) and DC_CACHE_DIR (config.cache_dir) for itself; a
+    notebook or test that calls it keeps its own settings afterwards."""
+    monkeypatch.setenv("DC_CACHE_DIR", str(tmp_path / "mine"))
+    torch.set_num_threads(2)
+    workflow.run(workflow.PipelineConfig(out=str(tmp_path / "run"), cache_dir=str(tmp_path / "its"), **FAST))
+    assert torch.get_num_threads() == 2
+    assert os.environ["DC_CACHE_DIR"] == str(tmp_path / "mine")
+    assert (tmp_path / "its" / "checkpoints").is_dir()     # the run did use its own cache

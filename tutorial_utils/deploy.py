@@ -75,7 +75,11 @@ def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
         raise ValueError(f"calibration is used only with kind='int8-static', not kind={kind!r}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    proto = onnx_export.to_onnx(model.eval(), weights=kind if kind in CODE_KINDS else "float32")
+    was_training = model.training
+    try:   # the graph is the model in eval mode; the caller's model comes back in the mode it came in
+        proto = onnx_export.to_onnx(model.eval(), weights=kind if kind in CODE_KINDS else "float32")
+    finally:
+        model.train(was_training)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         float_path = pathlib.Path(scratch) / "float32.onnx"
         float_path.write_bytes(proto.SerializeToString())

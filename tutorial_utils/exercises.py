@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 
@@ -27,6 +28,16 @@ from tutorial_utils import evaluation, measure, models, pruning, stats
 
 class ExerciseError(AssertionError):
     """An exercise's answer differs from the reference on one case."""
+
+
+def own_random_stream(check: Callable) -> Callable:
+    """Run `check` under torch.random.fork_rng: the seeds it sets (and whatever the learner's function draws)
+    leave the notebook's random stream as it was, so a cell after a check draws the same numbers either way."""
+    @functools.wraps(check)
+    def run(*args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            return check(*args, **kwargs)
+    return run
 
 
 def _fail(check: str, case: str, expected: object, got: object, hint: str) -> None:
@@ -60,6 +71,7 @@ def check_parameter_count(my_count: Callable[[list[int]], int]) -> None:
     _passed("check_parameter_count", len(_cases_of_sizes()))
 
 
+@own_random_stream
 def check_evaluate(my_evaluate: Callable) -> None:
     """Notebook 01: my_evaluate(model, x, y, batch_size) -> accuracy in [0, 1], as evaluation.evaluate.
 

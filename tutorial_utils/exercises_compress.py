@@ -15,7 +15,7 @@ from torch import nn
 
 from tutorial_utils import distillation, models, qtensor, quantization, stats
 from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
-from tutorial_utils.exercises import _fail, _passed
+from tutorial_utils.exercises import _fail, _passed, own_random_stream
 
 
 def _random_weights(seed: int = 99) -> list[torch.Tensor]:
@@ -134,6 +134,7 @@ def check_choose_over_seeds(my_choose: Callable) -> None:
     _passed("check_choose_over_seeds", len(cases) + 2)
 
 
+@own_random_stream
 def check_distillation_step(my_step: Callable) -> None:
     """Notebook 04: my_step(student, teacher, optimizer, x, y, temperature, alpha) -> the loss, as a float.
 

@@ -66,10 +66,14 @@ def check_out(out: str) -> pathlib.Path:
 def run(config: PipelineConfig, *, command: str | None = None) -> measure.Ledger:
     """Run every stage; return the ledger. The outputs (ledger.csv, ledger.json, pareto.png, model.dcmp,
     the ONNX files with --deploy onnx, and MANIFEST.json) are written into a hidden folder beside config.out
-    and published as one set: a run that is interrupted leaves the previous set whole."""
+    and published as one set: a run that is interrupted leaves the previous set whole.
+
+    Side effects: reseeds the global generators for each seed (training.setup); torch's thread count and
+    DC_CACHE_DIR (set from config.cache_dir) are what the run uses, and are restored when it ends."""
     target, start = check_out(config.out), time.perf_counter()
     out = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.stage-"))
     os.chmod(out, 0o777 & ~files.current_umask())  # mkdtemp makes 0700; publish with mkdir's permissions
+    threads, cache_dir = torch.get_num_threads(), os.environ.get("DC_CACHE_DIR")
     try:
         ledgers = []
         first, *others = config.seeds or (config.seed,)  # the first seed's model is the one published
@@ -87,6 +91,11 @@ def run(config: PipelineConfig, *, command: str | None = None) -> measure.Ledger
         files.publish_folder(out, target)
     finally:
         shutil.rmtree(out, ignore_errors=True)  # gone after publishing; removed if anything failed
+        torch.set_num_threads(threads)
+        if cache_dir is None:
+            os.environ.pop("DC_CACHE_DIR", None)
+        else:
+            os.environ["DC_CACHE_DIR"] = cache_dir
     written = ", ".join(name for name in OUTPUTS if (target / name).exists())
     print(f"wrote {target}/{written} in {time.perf_counter() - start:.0f} s")
     return ledger
