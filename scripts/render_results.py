@@ -18,7 +18,7 @@ import pathlib
 import re
 import sys
 
-from tutorial_utils import benchmarks, stats
+from tutorial_utils import benchmarks, files, stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "README.zh-CN.md", "WORKSHOP.md")
@@ -299,7 +299,7 @@ def _deploy_files_and_accuracy(document: dict) -> str:
 
 def beyond_table(document: dict) -> str:
     epsilons = document["epsilons"]
-    lines = [f"| model | test accuracy | " + " | ".join(f"accuracy under PGD, ε = {e:g}" for e in epsilons)
+    lines = ["| model | test accuracy | " + " | ".join(f"accuracy under PGD, ε = {e:g}" for e in epsilons)
              + " | ECE | membership-inference AUC |", "| --- | --- | " + " | ".join("---" for _ in epsilons) + " | --- | --- |"]
     for name, row in document["rows"].items():
         cells = ["{:.1%} ± {:.1%}".format(*stats.mean_std(row[key])) for key in
@@ -542,7 +542,7 @@ def main() -> int:
             if rendered != readme:
                 stale.append(name)
         else:
-            readme_path.write_text(rendered, encoding="utf-8")
+            files.atomic_write(readme_path, lambda f, text=rendered: f.write(text.encode("utf-8")))
     if stale:
         print(f"{', '.join(stale)}: tables differ from results/ (or data/glossary.csv): run python "
               f"scripts/render_results.py", file=sys.stderr)

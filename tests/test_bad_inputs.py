@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_utils import (data, distillation, encoding, files, measure, models, pipeline, pruning, quantization,
-                            recipes, storage, training, validate)
+from tutorial_utils import (calibration, data, distillation, encoding, evaluation, files, measure, models, nbits,
+                            pipeline, privacy, pruning, quantization, recipes, storage, training, validate)
 
 T = torch.randn(4, 4)
 STUDENT = models.student()
@@ -82,6 +82,24 @@ STUDENT = models.student()
     (lambda: files.cache_dir("../escape"), ValueError, r"cache folder name '../escape' must be"),
     (lambda: files.atomic_write("", lambda f: None), ValueError, r"path='\.' names no file|path='' names no file"),
     (lambda: encoding.unpack_bits(b"\x00", 8, 2), ValueError, r"buffer of 1 bytes is too short for 2 codes"),
+    (lambda: calibration.fit_temperature(T, torch.zeros(4, dtype=torch.long), high=float("inf")), ValueError,
+     r"high=inf must be a positive finite number"),
+    (lambda: distillation.match_class_prior_(models.mlp([4, 3, 2]), T, True), ValueError,
+     r"class_index=True must be an integer in 0..1"),
+    (lambda: distillation.match_class_prior_(models.mlp([4, 3, 2]), T, 1, steps=0), ValueError,
+     r"steps=0 must be a positive integer"),
+    (lambda: privacy.auc_standard_error(1.5, 10, 10), ValueError, r"value=1.5 must be a number in \[0, 1\]"),
+    (lambda: privacy.auc_standard_error(0.5, 0, 10), ValueError, r"members=0 must be a positive integer"),
+    (lambda: evaluation.confusion_matrix(models.mlp([4, 3, 2]), T, torch.tensor([0, 1, 2, 1]), classes=2),
+     ValueError, r"y must hold labels in 0..1 \(classes=2\); got 0 to 2"),
+    (lambda: evaluation.confusion_matrix(models.mlp([4, 3, 2]), T, torch.tensor([0, 1]), classes=2),
+     ValueError, r"x and y must be non-empty with the same length; got 4 and 2"),
+    (lambda: evaluation.confusion_matrix(models.mlp([4, 3, 2]), T, torch.tensor([0, 1, 0, 1]), classes=0),
+     ValueError, r"classes=0 must be a positive integer"),
+    (lambda: nbits.block_size_for(0), ValueError, r"k=0 must be a positive integer"),
+    (lambda: nbits.pack_4bit(torch.zeros(2, 8, dtype=torch.long), 7), ValueError,
+     r"block_size=7 must be a power of two >= 16"),
+    (lambda: nbits.pack_4bit(torch.full((2, 8), 16), 16), ValueError, r"unsigned 4-bit values 0..15; got values 16 to 16"),
 ])
 def test_bad_input_is_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):

@@ -49,3 +49,17 @@ def test_bad_inputs_name_the_argument():
         calibration.fit_temperature(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match="high=0.01 must be larger than low=0.05"):
         calibration.fit_temperature(logits, y, high=0.01)
+
+
+def test_a_minimum_at_the_end_of_the_grid_warns():
+    """Guards: the best T outside [low, high] came back as the grid's end, silently; now it warns."""
+    torch.manual_seed(0)
+    y = torch.randint(0, 3, (300,))
+    logits = torch.nn.functional.one_hot(y, 3).float() * 100.0      # always right: the best T is tiny
+    with pytest.warns(UserWarning, match=r"the best T is the end of the grid.*low=0.05"):
+        t = calibration.fit_temperature(logits, y)
+    assert t == pytest.approx(0.05)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                               # an interior minimum: no warning
+        calibration.fit_temperature(torch.randn(300, 3) + 2 * torch.nn.functional.one_hot(y, 3), y)

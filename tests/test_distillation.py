@@ -132,3 +132,17 @@ def test_logit_matching_is_the_high_temperature_limit_of_the_soft_term():
     torch.testing.assert_close(distillation.logit_matching_loss(s + 5.0, t - 3.0), limit)
     with pytest.raises(ValueError, match="must both be"):
         distillation.logit_matching_loss(s, t[:, :9])
+
+
+def test_match_class_prior_refuses_an_unreachable_prior_and_leaves_the_bias():
+    """Guards: a prior that 50 added to the bias cannot reach was returned as 50 with the bias changed; it is
+    now a ValueError and the model is as it was (no half-done change)."""
+    torch.manual_seed(0)
+    model = models.mlp([4, 3, 2])
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].bias.copy_(torch.tensor([0.0, -100.0]))   # class 1 never wins, whatever its bias gets
+    before = model[2].bias.clone()
+    with pytest.raises(ValueError, match=r"prior=0.5 is out of reach"):
+        distillation.match_class_prior_(model, torch.randn(20, 4), 1, prior=0.5)
+    assert torch.equal(model[2].bias, before)

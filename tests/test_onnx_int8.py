@@ -1,5 +1,7 @@
 """onnx_int8: ONNX Runtime's quantizers on our float32 graphs; the calibration reader; clear refusals."""
 
+import pathlib
+
 import onnx
 import pytest
 import torch
@@ -40,6 +42,24 @@ def test_each_kind_writes_its_int8_graph(kind, present, absent, float_file, tmp_
 def test_bad_kind_or_missing_calibration_is_refused(float_file, tmp_path):
     with pytest.raises(ValueError, match="kind='int4' must be one of"):
         onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int4")
-    with pytest.raises(ValueError, match="calibration images are needed"):
+    with pytest.raises(ValueError, match=r"calibration must be images of shape \(n >= 1, features\) for "
+                                         r"kind='int8-static'; got None"):
         onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int8-static")
+    with pytest.raises(ValueError, match=r"got \(20,\)"):
+        onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int8-static", calibration=torch.rand(20))
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_a_failed_quantization_leaves_no_file(float_file, tmp_path, monkeypatch):
+    """Guards: ONNX Runtime's quantizer writes its output path as it goes; quantize writes in a scratch folder
+    and renames, so a failure leaves neither a partial out_path nor the scratch folder."""
+    from onnxruntime import quantization as q
+
+    def fails_half_way(model_input, model_output, **kwargs):
+        pathlib.Path(model_output).write_bytes(b"half an onnx file")
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(q, "quantize_dynamic", fails_half_way)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int8-dynamic")
+    assert [p.name for p in tmp_path.iterdir() if p.name != float_file.name] == []

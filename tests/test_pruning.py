@@ -155,6 +155,10 @@ def test_prune_neurons_bad_input(model):
         pruning.prune_neurons(model, 1.0)
     with pytest.raises(TypeError, match="nn.Sequential"):
         pruning.prune_neurons(torch.nn.Linear(3, 3), 0.5)
+    # round(0.9 * 3) = 3 of 3 units: an error naming the layer, not a silent "keep one"
+    with pytest.raises(ValueError, match=r"amount=0.9 would remove all 3 units of hidden layer 0"):
+        pruning.prune_neurons(models.mlp([4, 3, 2]), 0.9)
+    assert models.layer_sizes(pruning.prune_neurons(models.mlp([4, 3, 2]), 0.8)) == [4, 1, 2]
 
 
 def test_apply_masks_returns_a_pruned_copy(model):

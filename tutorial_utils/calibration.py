@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from tutorial_utils import validate
@@ -50,7 +52,8 @@ def reliability(logits: torch.Tensor, y: torch.Tensor, *, bins: int = 15, temper
 
 def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, *, bins: int = 15,
                                temperature: float = 1.0) -> float:
-    """ECE (module docstring) as a fraction: 0 is perfectly calibrated."""
+    """ECE = sum_b (n_b / n) |acc_b - conf_b| over `bins` equal-width confidence bins of softmax(logits / T)
+    (module docstring), as a fraction: 0 is perfectly calibrated."""
     rows = reliability(logits, y, bins=bins, temperature=temperature)
     return sum(r["n"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / len(logits)
 
@@ -59,13 +62,21 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor, *, low: float = 0.05,
                     points: int = 400) -> float:
     """The T in [low, high] (a log-spaced grid) that minimises the cross-entropy of logits / T on (logits, y).
 
-    Use held-out logits: choosing T on the test set makes the test ECE look better than it is.
+    T = argmin over the grid of mean_i -log softmax(logits_i / T)[y_i]. Use held-out logits: choosing T on
+    the test set makes the test ECE look better than it is. A minimum at an end of the grid warns (the best
+    T may lie outside [low, high]: widen it) rather than passing the end off as the answer.
     """
     _check(logits, y, 1)
     validate.positive_float("low", low)
+    validate.positive_float("high", high)
     if not high > low:
         raise ValueError(f"high={high!r} must be larger than low={low!r}")
     validate.positive_int("points", points)
     grid = torch.logspace(torch.log10(torch.tensor(low)), torch.log10(torch.tensor(high)), points)
     losses = torch.stack([torch.nn.functional.cross_entropy(logits.detach().float() / t, y) for t in grid])
-    return grid[losses.argmin()].item()
+    best = int(losses.argmin())
+    if best in (0, points - 1) and points > 1:
+        warnings.warn(f"fit_temperature: the best T is the end of the grid, {grid[best].item():.4g} "
+                      f"({'low' if best == 0 else 'high'}={low if best == 0 else high!r}); the loss may fall "
+                      f"further outside [low, high]: widen it", stacklevel=2)
+    return grid[best].item()

@@ -50,8 +50,9 @@ class KDConfig:
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, *,
             temperature: float = 4.0, alpha: float = 0.9) -> torch.Tensor:
-    """Hinton's distillation loss (see the module docstring). Teacher logits are detached: no gradient
-    reaches the teacher."""
+    """Hinton's distillation loss: alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) (batch mean)
+    + (1 - alpha) * CE(s, targets), with s, t the student's and teacher's logits and T the temperature
+    (module docstring: why T^2). Teacher logits are detached: no gradient reaches the teacher."""
     _check(temperature, alpha)
     if student_logits.shape != teacher_logits.shape or student_logits.ndim != 2:
         raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
@@ -159,15 +160,22 @@ def match_class_prior_(model: nn.Sequential, x: torch.Tensor, class_index: int, 
 
     A student that never saw a class in its transfer set learns too low a bias for it (Hinton et al.
     2015 raised it by hand). Matching the class's expected frequency on unlabeled inputs sets the bias
-    without looking at any label. Bisection on the added bias in [0, 50]. Returns the added bias.
-    Side effect: changes the bias of the model's last Linear layer in place.
+    without looking at any label. Bisection on the added bias b in [0, 50]: the smallest b with
+    share(argmax = class_index) >= prior, to within 50 / 2^steps. Returns the added bias.
+    Side effect: changes the bias of the model's last Linear layer in place (not at all when the prior
+    cannot be reached with b <= 50: a ValueError).
     """
     if not 0 < prior < 1:
         raise ValueError(f"prior={prior!r} must be in (0, 1)")
+    validate.positive_int("steps", steps)
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    if not 0 <= class_index < last.out_features:
-        raise ValueError(f"class_index={class_index!r} must be in [0, {last.out_features - 1}]")
+    validate.integer("class_index", class_index, low=0, high=last.out_features - 1)
     original, low, high = last.bias[class_index].item(), 0.0, 50.0
+    last.bias[class_index] = original + high
+    if (training.predict(model, x).argmax(dim=1) == class_index).float().mean().item() < prior:
+        last.bias[class_index] = original
+        raise ValueError(f"prior={prior!r} is out of reach: even 50 added to class {class_index}'s bias makes it "
+                         f"the prediction for fewer than that share of x")
     for _ in range(steps):
         middle = (low + high) / 2
         last.bias[class_index] = original + middle

@@ -77,5 +77,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
 
 def confusion_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: int = 10) -> torch.Tensor:
     """(classes, classes) counts: entry [i, j] is the number of samples of class i predicted as j."""
+    validate.positive_int("classes", classes)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y must be non-empty with the same length; got {len(x)} and {len(y)}")
+    if y.min() < 0 or y.max() >= classes:
+        raise ValueError(f"y must hold labels in 0..{classes - 1} (classes={classes}); got {y.min().item()} to "
+                         f"{y.max().item()}")
     predicted = predict(model, x).argmax(dim=1)
+    if predicted.max() >= classes:
+        raise ValueError(f"the model predicts class {predicted.max().item()}, beyond classes={classes}")
     return torch.bincount(y.cpu() * classes + predicted, minlength=classes * classes).reshape(classes, classes)

@@ -60,6 +60,7 @@ def csr_bytes(model: nn.Module, path: str | os.PathLike) -> int:
     per non-zero (larger than dense float32 until a layer is more than two-thirds zeros), but this file
     holds about 20: to_sparse_csr's column indices are a view into a (2, nnz) int64 tensor, and torch.save
     writes a view's whole storage. That is what saving it as most people do costs, so it is what is measured.
+    Side effects: writes `path` (atomically).
     """
     state = {}
     for name, module in model.named_modules():

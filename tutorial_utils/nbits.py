@@ -17,12 +17,14 @@ import math
 import numpy as np
 import torch
 
+from tutorial_utils import validate
 from tutorial_utils.quantization import QuantizedLinear
 
 
 def block_size_for(k: int) -> int:
     """The power-of-two block size (16 to the next power of two >= k) with the fewest bytes per row:
     ceil(k / bs) blocks of bs / 2 code bytes + one 4-byte scale each (padding codes count too)."""
+    validate.positive_int("k", k)
     sizes = [2 ** e for e in range(4, max(4, math.ceil(math.log2(k))) + 1)]
     return min(sizes, key=lambda bs: (math.ceil(k / bs) * (bs // 2 + 4), bs))
 
@@ -32,8 +34,12 @@ def pack_4bit(codes: torch.Tensor, block_size: int) -> np.ndarray:
 
     Padding at the end of K uses u = 8 (weight 0); code 2i goes to the low nibble, 2i + 1 to the high.
     """
-    if codes.ndim != 2 or codes.min() < 0 or codes.max() > 15:
-        raise ValueError("codes must be a 2-d tensor of unsigned 4-bit values 0..15")
+    if codes.ndim != 2 or codes.numel() == 0 or codes.min() < 0 or codes.max() > 15:
+        got = (f"shape {tuple(codes.shape)}" if codes.ndim != 2 or codes.numel() == 0
+               else f"values {codes.min().item()} to {codes.max().item()}")
+        raise ValueError(f"codes must be a non-empty 2-d tensor of unsigned 4-bit values 0..15; got {got}")
+    if not (validate.positive_int("block_size", block_size) >= 16 and block_size & (block_size - 1) == 0):
+        raise ValueError(f"block_size={block_size!r} must be a power of two >= 16 (MatMulNBits' block sizes)")
     n, k = codes.shape
     blocks = math.ceil(k / block_size)
     padded = torch.full((n, blocks * block_size), 8, dtype=torch.uint8)

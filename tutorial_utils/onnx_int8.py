@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
+import tempfile
 
 import torch
 
@@ -39,11 +41,15 @@ def quantize(float_path: str | os.PathLike, out_path: str | os.PathLike, kind: s
              calibration: torch.Tensor | None = None) -> None:
     """Write the int8 version (`kind`, see KINDS) of the float32 ONNX file at float_path to out_path.
 
-    int8-static needs `calibration` (images of the model's input shape). Side effects: writes out_path.
+    int8-static needs `calibration` (images of the model's input shape). Side effects: writes out_path, whole
+    or not at all (ONNX Runtime writes into a scratch folder beside it; the file is renamed into place).
     """
     kind = validate.choice("kind", kind, KINDS)
-    if kind == "int8-static" and calibration is None:
-        raise ValueError("calibration images are needed for kind='int8-static'")
+    if kind == "int8-static" and (not isinstance(calibration, torch.Tensor) or calibration.ndim != 2
+                                  or len(calibration) == 0):
+        got = tuple(calibration.shape) if isinstance(calibration, torch.Tensor) else calibration
+        raise ValueError(f"calibration must be images of shape (n >= 1, features) for kind='int8-static'; got {got!r}")
+    out_path = pathlib.Path(out_path)
     from onnxruntime import quantization as q
     # The quantizers log a suggestion to run their shape-inference pre-processing on the root logger; our
     # graphs declare every shape, so it is noise here. The root logger's level is restored after.
@@ -51,10 +57,14 @@ def quantize(float_path: str | os.PathLike, out_path: str | os.PathLike, kind: s
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        if kind == "int8-dynamic":
-            q.quantize_dynamic(str(float_path), str(out_path), weight_type=q.QuantType.QInt8, per_channel=True)
-        else:
-            q.quantize_static(str(float_path), str(out_path), Calibration(calibration), quant_format=q.QuantFormat.QDQ,
-                              activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8, per_channel=True)
+        with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as scratch:
+            partial = pathlib.Path(scratch) / out_path.name
+            if kind == "int8-dynamic":
+                q.quantize_dynamic(str(float_path), str(partial), weight_type=q.QuantType.QInt8, per_channel=True)
+            else:
+                q.quantize_static(str(float_path), str(partial), Calibration(calibration),
+                                  quant_format=q.QuantFormat.QDQ, activation_type=q.QuantType.QUInt8,
+                                  weight_type=q.QuantType.QInt8, per_channel=True)
+            os.replace(partial, out_path)
     finally:
         root.setLevel(level)

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from tutorial_utils import evaluation
+from tutorial_utils import evaluation, validate
 
 
 def per_image_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -56,7 +56,8 @@ def _ranks(values: torch.Tensor) -> torch.Tensor:
 
 
 def membership_auc(members: torch.Tensor, nonmembers: torch.Tensor) -> float:
-    """ROC AUC of the loss-threshold attack (module docstring): 0.5 = no information, 1 = every member found."""
+    """ROC AUC of the loss-threshold attack: P(a non-member's loss > a member's loss), ties 1/2, computed from
+    ranks (module docstring). 0.5 = no information, 1 = every member found."""
     _check(members, nonmembers)
     k, m = len(members), len(nonmembers)
     ranks = _ranks(torch.cat([members, nonmembers]).double())
@@ -64,11 +65,17 @@ def membership_auc(members: torch.Tensor, nonmembers: torch.Tensor) -> float:
 
 
 def auc_standard_error(value: float, members: int, nonmembers: int) -> float:
-    """Hanley and McNeil's (1982) standard error of an AUC from `members` positives and `nonmembers` negatives."""
+    """Hanley and McNeil's (1982) standard error of an AUC A from m = `members` positives, n = `nonmembers` negatives:
+
+    SE^2 = (A(1 - A) + (m - 1)(Q1 - A^2) + (n - 1)(Q2 - A^2)) / (m n), Q1 = A / (2 - A), Q2 = 2 A^2 / (1 + A).
+    """
+    validate.probability("value", value)
+    validate.positive_int("members", members)
+    validate.positive_int("nonmembers", nonmembers)
     q1, q2 = value / (2 - value), 2 * value ** 2 / (1 + value)
     variance = (value * (1 - value) + (members - 1) * (q1 - value ** 2) + (nonmembers - 1) * (q2 - value ** 2)) \
         / (members * nonmembers)
-    return math.sqrt(max(variance, 0.0))
+    return math.sqrt(max(variance, 0.0))   # rounding can leave -1e-17 at A = 0 or 1, where SE is 0
 
 
 def advantage(members: torch.Tensor, nonmembers: torch.Tensor) -> float:

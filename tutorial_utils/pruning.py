@@ -146,13 +146,20 @@ def prune_neurons(model: nn.Sequential, amount: float) -> nn.Sequential:
     """A new, physically smaller MLP without the round(amount * width) lowest-scoring units of each hidden layer.
 
     Rows of a unit's incoming Linear and columns of its outgoing Linear are removed, so parameters,
-    bytes and MACs really drop. At least one unit per layer is kept. The input model is unchanged.
+    bytes and MACs really drop. An amount that would remove every unit of a layer is a ValueError (naming
+    the layer and its width), never a silent "keep one". The input model is unchanged.
     """
     validate.fraction("amount", amount)
     indices = _hidden_linears(model)
+    all_scores = neuron_scores(model)
+    for position, scores in enumerate(all_scores):
+        if round(amount * len(scores)) >= len(scores):
+            raise ValueError(f"amount={amount!r} would remove all {len(scores)} units of hidden layer {position} "
+                             f"(round(amount * width) = width); use an amount below "
+                             f"{(len(scores) - 0.5) / len(scores):.3g} for this model")
     smaller = copy.deepcopy(model)
-    for position, scores in enumerate(neuron_scores(model)):
-        keep_count = max(1, len(scores) - round(amount * len(scores)))
+    for position, scores in enumerate(all_scores):
+        keep_count = len(scores) - round(amount * len(scores))
         keep = scores.topk(keep_count).indices.sort().values  # keep the original order of units
         a, b = smaller[indices[position]], smaller[indices[position + 1]]
         # skip_init: the weights are copied in below, so no random draw disturbs the caller's stream

@@ -205,5 +205,5 @@ def fake_quantize(x: torch.Tensor, bits: int, *, symmetric: bool = True, per_cha
 
 
 def quantization_error(x: torch.Tensor, qt: QTensor | Codebook) -> float:
-    """Root-mean-square error between x and its dequantized approximation."""
+    """Root-mean-square error between x and its dequantized approximation: sqrt(mean((x - dequantize(qt))^2))."""
     return math.sqrt(torch.mean((x.detach().float() - dequantize(qt)) ** 2).item())

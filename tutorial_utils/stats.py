@@ -76,7 +76,11 @@ def _binomial_tail(k: int, n: int) -> float:
 
 
 def paired_test(correct_a: torch.Tensor, correct_b: torch.Tensor, confidence: float = 0.95) -> PairedTest:
-    """Compare two models on the same test images from their per-image correctness (boolean tensors)."""
+    """Compare two models on the same test images from their per-image correctness (boolean tensors).
+
+    With b images right only for a, c right only for b, and n images: diff = (b - c) / n, its interval
+    diff +- z sqrt(b + c - (b - c)^2 / n) / n, and the exact McNemar p-value 2 P(Binomial(b + c, 1/2) <= min(b, c)).
+    """
     for name, value in (("correct_a", correct_a), ("correct_b", correct_b)):
         if not isinstance(value, torch.Tensor) or value.dtype != torch.bool or value.ndim != 1 or len(value) == 0:
             raise ValueError(f"{name} must be a non-empty 1-d boolean tensor (one entry per test image)")

@@ -20,7 +20,8 @@ encoding with the fewest bytes unless told otherwise. zlib or lzma play the part
 Huffman coding: packed codes that are not uniformly used compress further.
 
 Any model the package makes round-trips exactly (every preset, dropout included; QAT, quantized,
-k-means and compacted models); any other layer is refused at save time, naming it. `load` trusts
+k-means models, and compacted ones that keep every input, `compaction.compact(..., inputs=False)`); any
+other layer (a compacted model's SelectInputs included) is refused at save time, naming it. `load` trusts
 nothing: see `fileformat` (checksum, bounded decompression, every header field checked before a
 tensor is built).
 """

@@ -150,7 +150,7 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr:
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps)
                  if config.schedule == "cosine" else None)
     for epoch in range(1, epochs + 1):
-        start, total_loss, correct = time.perf_counter(), 0.0, 0
+        start, total_loss, right = time.perf_counter(), 0.0, 0
         model.train()
         # A live bar only in a terminal: in notebooks and CI logs its redraws would be noise.
         bar = tqdm(data.batches(x_train, y_train, batch_size=batch_size, generator=generator), total=steps,
@@ -168,8 +168,8 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr:
             if masks is not None:
                 masking.apply_masks_(model, masks)
             total_loss += loss.item() * len(y)
-            correct += (logits.argmax(dim=1) == y).sum().item()
-        row = {"epoch": epoch, "loss": total_loss / len(y_train), "train_accuracy": correct / len(y_train),
+            right += (logits.argmax(dim=1) == y).sum().item()
+        row = {"epoch": epoch, "loss": total_loss / len(y_train), "train_accuracy": right / len(y_train),
                "test_accuracy": evaluate(model, splits.x_test, splits.y_test),
                "seconds": time.perf_counter() - start}
         history.append(row)
