@@ -63,3 +63,13 @@ def test_a_minimum_at_the_end_of_the_grid_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")                               # an interior minimum: no warning
         calibration.fit_temperature(torch.randn(300, 3) + 2 * torch.nn.functional.one_hot(y, 3), y)
+
+
+def test_a_confidence_on_a_bin_edge_falls_in_the_lower_bin():
+    """Guards: bins are ((b - 1) / B, b / B]: with B = 2, a confidence of exactly 0.5 (equal logits) is in the
+    first bin. Image A: confidence 0.5, right; image B: confidence 0.75, wrong. By hand,
+    ECE = 1/2 |1 - 0.5| + 1/2 |0 - 0.75| = 0.625; a floor rule would put both in one bin and give 0.125."""
+    logits = torch.tensor([[0.0, 0.0], [torch.log(torch.tensor(3.0)).item(), 0.0]])
+    y = torch.tensor([0, 1])
+    assert torch.softmax(logits, 1).max(1).values.tolist() == pytest.approx([0.5, 0.75])
+    assert calibration.expected_calibration_error(logits, y, bins=2) == pytest.approx(0.625)

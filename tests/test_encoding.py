@@ -55,6 +55,12 @@ def test_relative_round_trip_with_fillers(present, index_bits):
     assert set(real) <= set(positions) and len(positions) == len(codes)
     fillers = np.setdiff1d(positions, real)
     assert not present.reshape(-1)[fillers].any()  # fillers only land on absent entries
+    # and no more of them than the gaps need: a gap of g positions takes (g - 1) // 2^index_bits fillers
+    needed, previous = 0, -1
+    for position in real:
+        needed += (position - previous - 1) // 2**index_bits
+        previous = position
+    assert len(fillers) == needed
     assert np.array_equal(encoding.relative_decode(codes, present.size), positions)
 
 

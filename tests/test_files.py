@@ -237,3 +237,17 @@ def test_safe_names_stay_inside_the_cache(clean_env, text):
 def test_results_dir_is_the_repositorys_results_folder():
     folder = files.results_dir()
     assert folder.name == "results" and (folder / "kd-sweep.json").is_file()
+
+
+def test_only_old_stage_and_old_set_folders_of_that_name_are_removed(tmp_path):
+    """Guards: a killed publish leaves .NAME.stage-* / .NAME.old-* folders; only those, only for NAME, only
+    older than the threshold (a run in progress beside it keeps its young stage folder), never files."""
+    old = time.time() - 7200
+    for name in (".run.stage-abc", ".run.old-def", ".run.stage-young", ".other.stage-x", ".run.keep", "run"):
+        (tmp_path / name).mkdir()
+    (tmp_path / ".run.stage-file").write_text("a file, not a folder")
+    for name in (".run.stage-abc", ".run.old-def", ".other.stage-x", ".run.keep", "run", ".run.stage-file"):
+        os.utime(tmp_path / name, (old, old))
+    assert files.remove_stale_stages(tmp_path, "run") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.stage-x", ".run.keep", ".run.stage-file",
+                                                          ".run.stage-young", "run"]

@@ -104,3 +104,24 @@ def test_negative_beta_and_a_mismatched_teacher_layer_are_refused(tiny_splits):
     with pytest.raises(ValueError, match="30 units"):
         hints.hint_distillation_loss(wrapper, teacher, tiny_splits, teacher_layer=-1)
     hints.hint_distillation_loss(wrapper, teacher, tiny_splits, teacher_layer=0)   # 40 units: fine
+
+
+def test_the_combined_loss_is_kd_plus_beta_times_the_hint_of_the_batch_rows(tiny_splits):
+    """Guards: on a batch of training rows (batch.index), the loss is kd_loss against the teacher's logits of
+    those rows plus beta times the MSE between r(h_s) and the teacher's features of those rows, computed
+    here from scratch; features of other rows (a lookup ignoring batch.index) give another value."""
+    torch.manual_seed(0)
+    teacher, student = models.mlp([784, 24, 10]).eval(), models.mlp([784, 8, 10])
+    wrapper = hints.HintStudent(student, 24)
+    kd = distillation.KDConfig(temperature=4.0, alpha=0.9)
+    loss_fn = hints.hint_distillation_loss(wrapper, teacher, tiny_splits, kd=kd, beta=0.5)
+    index = torch.tensor([5, 17, 200, 3])
+    x, y = tiny_splits.x_train[index], tiny_splits.y_train[index]
+    logits = wrapper(x)
+    with torch.no_grad():
+        teacher_logits, teacher_features = teacher(x), torch.relu(teacher[0](x))
+    expected = distillation.kd_loss(logits, teacher_logits, y, temperature=4.0, alpha=0.9) \
+        + 0.5 * F.mse_loss(wrapper.regressed, teacher_features)
+    torch.testing.assert_close(loss_fn(logits, training.Batch(x, y, index)), expected)
+    shifted = training.Batch(x, y, index + 1)      # the same images, looked up at the wrong rows
+    assert not torch.allclose(loss_fn(logits, shifted), expected)

@@ -48,7 +48,7 @@ def test_linear_weights_without_linear_is_a_typeerror(module):
 def test_linear_weights_of_a_quantized_model_only_when_asked(model):
     """Guards: QuantizedLinear layers count only with quantized=True (their weight is a derived buffer)."""
     quantized = quantization.quantize_model(model, 4)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="QuantizedLinear"):
         masks.linear_weights(quantized)
     weights = masks.linear_weights(quantized, quantized=True)
     assert list(weights) == ["0.weight", "2.weight"]

@@ -245,3 +245,25 @@ def test_beyond_accuracy_columns_are_added_only_when_asked(small_splits):
     assert "mia_auc" in str(ledger)
     with pytest.raises(ValueError, match="beyond='psnr'"):
         ledger.measure("bad", model, small_splits, beyond=("psnr",))
+
+
+def test_energy_of_the_teacher_by_hand_in_float32_and_in_int8():
+    """Guards: each term of the estimate against a hand count for 784-128-10 (101,632 MACs, 138 biases).
+    float32: compute 101,632 * (3.7 + 0.9) pJ; weights 407,080 bytes from the 1 MB cache at 100 / 8 pJ a
+    byte; activations (784 + 128) * 4 in + (128 + 10) * 4 out = 4,200 bytes at 10 / 8 pJ a byte.
+    int8 (PyTorch's dynamic int8 Linear): compute * (0.2 + 0.1) pJ; weights 101,632 bytes + 552 of float
+    biases; activations 784 + 128 int8 in + 552 float out = 1,464 bytes."""
+    from tutorial_utils import int8
+
+    teacher = models.teacher()
+    float32 = measure.energy_estimate(teacher)
+    assert float32["compute_pj"] == pytest.approx(101_632 * 4.6)
+    assert float32["weights_pj"] == pytest.approx(407_080 * 12.5)
+    assert float32["activations_pj"] == pytest.approx(4_200 * 1.25)
+    assert float32["weight_level"] == "1 MB cache"
+    quantized = measure.energy_estimate(int8.to_backend(teacher, "legacy"))
+    assert quantized["compute_pj"] == pytest.approx(101_632 * 0.3)
+    assert quantized["weights_pj"] == pytest.approx(102_184 * 12.5)
+    assert quantized["activations_pj"] == pytest.approx(1_464 * 1.25)
+    assert quantized["total_nj"] == pytest.approx((101_632 * 0.3 + 102_184 * 12.5 + 1_464 * 1.25) / 1000)
+    assert measure.energy_estimate(teacher, batch_size=256)["weights_pj"] == pytest.approx(407_080 * 12.5 / 256)

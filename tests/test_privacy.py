@@ -59,3 +59,11 @@ def test_the_advantage_counts_ties_at_the_threshold_as_members_guesses(seed):
     best = max(sum(v <= t for v in members.tolist()) / 57 - sum(v <= t for v in nonmembers.tolist()) / 31
                for t in torch.cat([members, nonmembers]).tolist())
     assert privacy.advantage(members, nonmembers) == pytest.approx(max(best, 0.0))
+
+
+def test_standard_error_by_hand_where_the_two_counts_matter():
+    """Guards: at AUC 0.5 the formula is symmetric in its counts; at 0.8 with 30 members (the positives: the
+    attack calls a low loss a member) and 50 non-members, by hand: Q1 = 0.8 / 1.2, Q2 = 1.28 / 1.8,
+    SE^2 = (0.16 + 29 (Q1 - 0.64) + 49 (Q2 - 0.64)) / 1500 = 0.0029452, SE = 0.05427 (swapped: 0.04850)."""
+    assert privacy.auc_standard_error(0.8, 30, 50) == pytest.approx(0.05427, abs=5e-5)
+    assert privacy.auc_standard_error(0.8, 50, 30) == pytest.approx(0.04850, abs=5e-5)

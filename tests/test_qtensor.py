@@ -79,7 +79,10 @@ def test_kmeans_too_many_centroids_message_never_suggests_a_refused_width(numel)
     with pytest.raises(ValueError) as info:
         quantization.kmeans_quantize(x, 8)
     hint = re.search(r"use bits <= (\d+)", str(info.value))
-    if hint is not None:
+    if numel == 1:   # no bit width works: the message says why instead of suggesting one
+        assert hint is None and "k-means needs at least 2 values" in str(info.value)
+    else:
+        assert hint is not None, str(info.value)
         quantization.kmeans_quantize(x, int(hint.group(1)))
 
 
@@ -230,3 +233,28 @@ def test_as_config_builds_configs_from_bits_and_shorthands():
     for bad in (0, 2.0, True):
         with pytest.raises(ValueError, match="must be an integer in 1..16"):
             quantization.as_config(bad)
+
+
+def test_per_channel_along_another_axis_is_one_scale_per_column_by_hand():
+    """Guards: axis is honoured (a _reduce that ignored it passed every other test): symmetric 4-bit codes of
+    x (5, 7) along axis 1 are round(x / s_j) with s_j = max_i |x_ij| / 7, one scale per column."""
+    x = torch.randn(5, 7, generator=torch.Generator().manual_seed(4))
+    qt = quantization.quantize(x, 4, per_channel=True, axis=1)
+    scale = x.abs().amax(dim=0) / 7                                     # (7,)
+    assert qt.scale.shape == (1, 7) and qt.axis == 1
+    torch.testing.assert_close(qt.scale.flatten(), scale)
+    assert torch.equal(qt.q, torch.round(x / scale).to(torch.int32))
+
+
+def test_float16_scales_are_the_smallest_half_value_not_below_the_exact_scale():
+    """Guards: scales stored in 2 bytes are rounded *up* (qtensor._round_scale), so max|x| / scale never exceeds
+    the largest code: each is >= the float32 scale, and the half value just below it would be < it."""
+    w = torch.randn(16, 9, generator=torch.Generator().manual_seed(5)) * torch.logspace(-3, 3, 16)[:, None]
+    exact = quantization.quantize(w, 4, per_channel=True).scale.flatten()
+    half = quantization.quantize(w, 4, per_channel=True, scale_dtype=torch.float16).scale.flatten()
+    assert torch.equal(half, half.half().float())                       # really half-precision values
+    below = torch.nextafter(half.half(), torch.tensor(0.0, dtype=torch.float16)).float()
+    assert (half >= exact).all() and (below < exact).all()
+    assert quantization.quantize(w, 4, per_channel=True, scale_dtype=torch.float16).q.abs().max() <= 7
+    with pytest.raises(ValueError, match="the scale does not fit float16"):
+        quantization.quantize(torch.tensor([[1e9, 1.0]]), 8, scale_dtype=torch.float16)

@@ -92,3 +92,29 @@ def test_bad_inputs_name_the_argument():
         robustness.fgsm(model, x.to("meta"), y.to("meta"), epsilon=0.1)
     with pytest.raises(ValueError, match="attack"):
         robustness.robust_accuracy(model, x, y, epsilon=0.1, attack="cw")
+
+
+@pytest.mark.parametrize("random_start", [False, True])
+def test_pgd_is_the_textbook_loop(random_start):
+    """Guards: PGD is `steps` signed-gradient steps of 2.5 * epsilon / steps (Madry et al.), each projected onto
+    the ball and the pixel range, from x or from a uniform start drawn by a private generator of `seed`.
+    Written here with torch.autograd directly; one FGSM step, a wrong default step or a missing projection
+    all differ from it."""
+    torch.manual_seed(0)
+    model = models.mlp([6, 16, 3])
+    x, y = _images(16), torch.randint(0, 3, (16,), generator=torch.Generator().manual_seed(2))
+    epsilon, steps = 0.2, 5
+    radius = epsilon / data.STD
+    adversarial = x.clone()
+    if random_start:
+        noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(7)) * 2 - 1
+        adversarial = torch.clamp(x + radius * noise, robustness.LOW, robustness.HIGH)
+    for _ in range(steps):
+        adversarial.requires_grad_(True)
+        (gradient,) = torch.autograd.grad(nn.functional.cross_entropy(model(adversarial), y), adversarial)
+        adversarial = adversarial.detach() + 2.5 * radius / steps * gradient.sign()
+        adversarial = torch.clamp(torch.min(torch.max(adversarial, x - radius), x + radius),
+                                  robustness.LOW, robustness.HIGH)
+    got = robustness.pgd(model, x, y, epsilon=epsilon, steps=steps, random_start=random_start, seed=7)
+    torch.testing.assert_close(got, adversarial)
+    assert not torch.allclose(got, robustness.fgsm(model, x, y, epsilon=epsilon))

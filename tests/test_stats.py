@@ -109,3 +109,16 @@ def test_choose_over_seeds_adopts_only_established_gains():
     assert stats.choose_over_seeds(base, {"noisy": noisy, "steady": steady}) == "steady"
     assert stats.choose_over_seeds(base, {"noisy": noisy}) is None
     assert stats.choose_over_seeds(base, {"a": [b + 0.004 for b in base], "b": steady}) == "a"
+
+
+def test_paired_interval_is_the_wald_interval_of_the_per_image_differences():
+    """Guards: the interval's half-width is z times the standard error of the mean of d_i = a_i - b_i in
+    {-1, 0, 1}, computed here from the differences themselves (population std / sqrt(n)); an interval half
+    as wide, or one that forgot the (b - c)^2 / n term, differs."""
+    b, c, both, neither = 30, 10, 900, 60
+    a = torch.tensor([True] * both + [True] * b + [False] * c + [False] * neither)
+    other = torch.tensor([True] * both + [False] * b + [True] * c + [False] * neither)
+    d = a.double() - other.double()
+    half = 1.959963984540054 * d.std(unbiased=False).item() / math.sqrt(len(d))
+    result = stats.paired_test(a, other)
+    assert (result.low, result.high) == pytest.approx((d.mean().item() - half, d.mean().item() + half), abs=1e-12)

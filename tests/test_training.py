@@ -293,3 +293,16 @@ def test_a_new_loop_version_does_not_reuse_old_teachers(small_splits, tmp_path, 
     monkeypatch.setattr(training, "LOOP_VERSION", training.LOOP_VERSION + 1)
     training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.pt"))) == 2      # another key: trained again, the old entry not served
+
+
+def test_the_fingerprint_tells_apart_two_splits_of_the_same_name(splits):
+    """Guards: the cache key of a trained model holds a fingerprint of the training data, so a split with the
+    name of another but other images (or labels) never reuses its checkpoints."""
+    other_images = data.Splits(splits.x_train.flip(0), splits.y_train.flip(0), splits.x_test, splits.y_test,
+                               name=splits.name)
+    other_labels = data.Splits(splits.x_train, (splits.y_train + 1) % 10, splits.x_test, splits.y_test,
+                               name=splits.name)
+    prints = {training.fingerprint(s) for s in (splits, other_images, other_labels)}
+    assert len(prints) == 3
+    same = data.Splits(splits.x_train.clone(), splits.y_train.clone(), splits.x_test[:5], splits.y_test[:5], name="x")
+    assert training.fingerprint(same) == training.fingerprint(splits)     # the test split is not in the key

@@ -26,7 +26,9 @@ def linear_weights(model: nn.Module, *, quantized: bool = False) -> dict[str, to
 
     weights = {f"{name}.weight": m.weight for name, m in model.named_modules() if wanted(m)}
     if not weights:
-        raise TypeError(f"model of type {type(model).__name__} has no nn.Linear layers")
+        others = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "in_features") and hasattr(m, "weight")})
+        hint = f"; its {', '.join(others)} layers count with quantized=True" if others and not quantized else ""
+        raise TypeError(f"model of type {type(model).__name__} has no nn.Linear layers{hint}")
     return weights
 
 
