@@ -3,7 +3,6 @@ solution, nbgrader releases every notebook, and autograding notebook 06 gives fu
 and none to an unanswered release (whose only errors are the exercises' NotImplementedError)."""
 
 import json
-import pathlib
 import re
 import subprocess
 import sys
