@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import os
 import pathlib
 import tempfile
@@ -75,11 +76,8 @@ def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
         raise ValueError(f"calibration is used only with kind='int8-static', not kind={kind!r}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    was_training = model.training
-    try:   # the graph is the model in eval mode; the caller's model comes back in the mode it came in
-        proto = onnx_export.to_onnx(model.eval(), weights=kind if kind in CODE_KINDS else "float32")
-    finally:
-        model.train(was_training)
+    # the graph is the model in eval mode, traced from a copy: the caller's model keeps its own mode
+    proto = onnx_export.to_onnx(copy.deepcopy(model).eval(), weights=kind if kind in CODE_KINDS else "float32")
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         float_path = pathlib.Path(scratch) / "float32.onnx"
         float_path.write_bytes(proto.SerializeToString())
@@ -229,10 +227,8 @@ def compare_latency(models: dict[str, nn.Module], batch_size: int, *, threads: i
     for _ in range(rounds):
         for name, model in models.items():
             time.sleep(settle_s)
-            if isinstance(model, RuntimeModel):
-                times[name].append(latency_ms(model, batch_size, repeats=repeats))
-            else:
-                times[name].append(timing.latency_ms(model, batch_size, threads=threads, repeats=repeats))
+            times[name].append(latency_ms(model, batch_size, repeats=repeats) if isinstance(model, RuntimeModel)
+                               else timing.latency_ms(model, batch_size, threads=threads, repeats=repeats))
     baseline = next(iter(times.values()))
     return {name: {"latency_ms": float(np.median(values)),
                    "speedup": float(np.median([b / v for b, v in zip(baseline, values)]))}
