@@ -134,3 +134,16 @@ def test_cached_keys_every_argument_by_value_even_names_the_key_uses_itself(smal
     with pytest.raises(ValueError, match="memory address"):
         chain.cached(train, small_splits, teacher, name="named", threads=1, source="x", config=object(),
                      folder=tmp_path)
+
+
+def test_a_corrupt_stage_file_is_said_and_trained_again(small_splits, tmp_path):
+    """Guards: a truncated cache file used to be retrained in silence, as if it were simply missing; now the
+    reason is a warning (as training.load_or_train_teacher does), and the rebuilt model is the same."""
+    training.setup(0)
+    teacher = models.mlp([784, 32, 10])
+    first = chain.build(small_splits, teacher, seed=4, epochs=1, stages=("distilled",), folder=tmp_path)["distilled"]
+    (path,) = tmp_path.iterdir()
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="retraining it"):
+        again = chain.build(small_splits, teacher, seed=4, epochs=1, stages=("distilled",), folder=tmp_path)
+    assert torch.equal(first(small_splits.x_test), again["distilled"](small_splits.x_test))

@@ -29,6 +29,7 @@ import hashlib
 import inspect
 import json
 import pathlib
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -109,8 +110,10 @@ def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int
             path = folder / files.safe_name(f"{stage}-{splits.name}-seed{seed}-{key}.dcmp")
             try:
                 got[stage] = storage.load(path)
-            except (FileNotFoundError, ValueError):   # missing, or made by another version: train it again
+            except FileNotFoundError:                 # not built yet (another version has another key)
                 pass
+            except ValueError as exc:                 # corrupt or truncated: said, then trained again
+                warnings.warn(f"{exc}; retraining it")
             if stage not in got:                      # trained outside the except: its errors stand alone
                 got[stage] = _train(stage, get, splits, teacher, seed, epochs, sparsity, bits, finetune, qat)
                 folder.mkdir(parents=True, exist_ok=True)
@@ -149,8 +152,10 @@ def cached(train: Callable[..., nn.Module], splits: data.Splits, teacher: nn.Mod
     path = folder / files.safe_name(f"{name}-{splits.name}-{key}.dcmp")
     try:
         return storage.load(path).eval()
-    except (FileNotFoundError, ValueError):
-        pass   # missing, or made by another version: train again
+    except FileNotFoundError:
+        pass   # not trained yet (another version of the code has another key)
+    except ValueError as exc:
+        warnings.warn(f"{exc}; retraining it")   # corrupt or truncated
     model = train(**recipe)
     folder.mkdir(parents=True, exist_ok=True)
     storage.save(model, path)

@@ -130,7 +130,8 @@ def sweep_parser(description: str) -> argparse.ArgumentParser:
 def held_out_start(args: argparse.Namespace) -> tuple[data.Splits, nn.Module]:
     """The start of a held-out sweep parsed by sweep_parser: generators seeded 0 at args.threads, the bundled
     data's holdout split (HOLDOUT_IMAGES scored, the rest trained on) and the 784-1200-1200-10 teacher that
-    never saw those images (cached). Side effects: training.setup; may train and cache the teacher."""
+    never saw those images (cached). Side effects: training.setup (reseeds the generators; torch's threads stay
+    args.threads for the rest of the process, as a sweep wants); may train and cache the teacher."""
     training.setup(0, threads=args.threads)
     splits = data.load("mnist-5k")
     name = "784-1200-1200-10, held-out split"
