@@ -7,11 +7,12 @@ Usage:
                                                    write the executed .ipynb and re-write the .py
                                                    (no NAMES: every notebook)
   python scripts/notebooks.py check                exit 1, listing the notebooks whose .py and .ipynb disagree
-  python scripts/notebooks.py times [--json F]      on a fresh temporary cache, train the teachers and the chain's
-                                                   shared models (as `python -m tutorial_utils teachers`), execute
-                                                   every notebook in order in fresh kernels twice, writing nothing
-                                                   into notebooks/: the first round trains what else each needs,
-                                                   the second finds it cached; optionally a result file F
+  python scripts/notebooks.py times [--json F]      execute every notebook in order in fresh kernels on an empty
+                                                   temporary cache; then on another, train the teachers and the
+                                                   chain's shared models (as `python -m tutorial_utils teachers`)
+                                                   and execute them all twice (the first round trains what else
+                                                   each needs, the second finds it cached); writes nothing into
+                                                   notebooks/; optionally a result file F (about 10 minutes)
   python scripts/notebooks.py variants             run every notebook under nbval as CI does, once with
                                                    DC_THREADS=1 and once with DC_SEED=1 (about 4 minutes
                                                    each): their asserts must hold on other seeds and threads
@@ -187,16 +188,31 @@ def run_check() -> int:
     return 0
 
 
+def _run_all(stems: list[str], seconds: dict[str, float], label: str) -> None:
+    """Execute every notebook in order in a fresh kernel each, recording its wall-clock seconds."""
+    for stem in stems:
+        client = NotebookClient(notebook_from_text(stem), timeout=CELL_TIMEOUT_S, kernel_name=KERNEL,
+                                resources={"metadata": {"path": str(NOTEBOOKS)}})
+        start = time.perf_counter()
+        client.execute()
+        seconds[stem] = round(time.perf_counter() - start, 1)
+        print(f"{label}: {stem} {seconds[stem]:.1f} s", flush=True)
+
+
 def run_times(json_path: str | None) -> int:
-    """The times command: every notebook in order, twice, on a fresh temporary cache whose teachers and
-    shared chain models are trained first (as CI's test session and a workshop's `python -m tutorial_utils
-    teachers` do). The first round trains everything else a notebook needs (notebook 05's comparisons,
-    the sweep); the second finds what is cached."""
+    """The times command, three rounds of every notebook in order. First on an empty cache with no
+    preparation (what a learner who skips `python -m tutorial_utils teachers` waits: each notebook trains
+    what the earlier ones have not cached). Then on a fresh cache whose teachers and shared chain models are
+    trained first (as CI's test session and a workshop's preparation do), twice: the first of these trains
+    everything else a notebook needs (notebook 05's comparisons, the sweep); the second finds it cached."""
     stems = [p.stem for p in sorted(NOTEBOOKS.glob("*.py"))]
-    seconds: dict[int, dict[str, float]] = {1: {}, 2: {}}
+    seconds: dict[int, dict[str, float]] = {0: {}, 1: {}, 2: {}}
+    with tempfile.TemporaryDirectory(prefix="dc-times-empty-") as empty:
+        os.environ["DC_CACHE_DIR"] = empty
+        _run_all(stems, seconds[0], "empty cache")
     with tempfile.TemporaryDirectory(prefix="dc-times-cache-") as cache:
         os.environ["DC_CACHE_DIR"] = cache          # read by this process and inherited by every kernel
-        from tutorial_utils import data, files, machine, teachers, validate
+        from tutorial_utils import data, machine, teachers, validate
         threads = validate.env("DC_THREADS", 2, validate.positive_int)
         start = time.perf_counter()
         teachers.prepare(data.load(validate.env("DC_DATASET", "mnist-5k"), root=validate.env("DC_DATA_DIR", None)),
@@ -205,17 +221,11 @@ def run_times(json_path: str | None) -> int:
         teacher_seconds = round(time.perf_counter() - start, 1)
         print(f"teachers and the chain's models: {teacher_seconds:.1f} s", flush=True)
         for round_ in (1, 2):
-            for stem in stems:
-                client = NotebookClient(notebook_from_text(stem), timeout=CELL_TIMEOUT_S, kernel_name=KERNEL,
-                                        resources={"metadata": {"path": str(NOTEBOOKS)}})
-                start = time.perf_counter()
-                client.execute()
-                seconds[round_][stem] = round(time.perf_counter() - start, 1)
-                print(f"round {round_}: {stem} {seconds[round_][stem]:.1f} s", flush=True)
+            _run_all(stems, seconds[round_], f"round {round_}")
     if json_path:
         document = {"command": "python scripts/notebooks.py times --json " + json_path,
                     "machine": machine.record(threads=threads), "teachers_seconds": teacher_seconds,
-                    "first_run_seconds": seconds[1], "seconds": seconds[2]}
+                    "empty_cache_seconds": seconds[0], "first_run_seconds": seconds[1], "seconds": seconds[2]}
         files.atomic_write(json_path, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
     return 0
 
@@ -247,7 +257,7 @@ def main() -> int:
     execute_parser.add_argument("names", nargs="*", metavar="NAME", help="notebook stem, e.g. 03_quantization")
     commands.add_parser("check", help="exit 1 if any .py and .ipynb disagree")
     commands.add_parser("variants", help="nbval with DC_THREADS=1, then with DC_SEED=1")
-    times_parser = commands.add_parser("times", help="two rounds of execution; report the second round's seconds")
+    times_parser = commands.add_parser("times", help="three rounds: an empty cache, then after the preparation twice")
     times_parser.add_argument("--json", default=None, help="also write the times with the machine record here")
     args = parser.parse_args()
     if args.command == "variants":

@@ -382,6 +382,18 @@ def times_table(document: dict) -> str:
     return "\n".join(lines + ["", note, "", machine_line(document)])
 
 
+def workshop_times_table(document: dict) -> str:
+    """WORKSHOP's timing table: the two columns of README's, and the empty-cache round with no preparation."""
+    lines = ["| notebook | first run after `python -m tutorial_utils teachers` | second run | empty cache, no "
+             "preparation, in order |", "| --- | --- | --- | --- |"]
+    lines += [f"| {stem[:2]} · {stem[3:].replace('_', ' ')} | {document['first_run_seconds'][stem]:.0f} s | "
+              f"{seconds:.0f} s | {document['empty_cache_seconds'][stem]:.0f} s |"
+              for stem, seconds in document["seconds"].items()]
+    note = (f"The preparation took {document['teachers_seconds']:.0f} s. The empty-cache round ran first, each "
+            f"notebook finding what the earlier ones had cached.")
+    return "\n".join(lines + ["", note, "", machine_line(document)])
+
+
 RENDERERS = {"notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "pipeline-narrow": ledger_over_seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "final-recipe": final_recipe_table, "hint-sweep": hint_sweep_table}
 
 
@@ -517,6 +529,9 @@ def render(readme: str, results: pathlib.Path) -> str:
         if name == "pipeline-notes":   # the bullets under the pipeline table
             document = json.loads((results / "pipeline.json").read_text())
             return match.group(1) + pipeline_notes(document) + "\n" + match.group(4)
+        if name == "workshop-times":   # WORKSHOP's three columns, from README's result file
+            document = json.loads((results / "notebook-times.json").read_text())
+            return match.group(1) + workshop_times_table(document) + "\n" + match.group(4)
         if name == "deploy-summary":   # the bullets under the deployment table
             document = json.loads((results / "deploy.json").read_text())
             return match.group(1) + deploy_summary(document) + "\n" + match.group(4)
