@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_utils import (calibration, data, distillation, encoding, evaluation, files, measure, models, nbits,
-                            pipeline, privacy, pruning, quantization, recipes, storage, training, validate)
+from tutorial_utils import (calibration, data, distillation, encoding, evaluation, files, hints, int8, measure, models,
+                            nbits, pipeline, privacy, pruning, quantization, recipes, stats, storage, training,
+                            validate)
 
 T = torch.randn(4, 4)
 STUDENT = models.student()
@@ -97,6 +98,15 @@ STUDENT = models.student()
     (lambda: evaluation.confusion_matrix(models.mlp([4, 3, 2]), T, torch.tensor([0, 1, 0, 1]), classes=0),
      ValueError, r"classes=0 must be a positive integer"),
     (lambda: nbits.block_size_for(0), ValueError, r"k=0 must be a positive integer"),
+    (lambda: int8.quantize_input(T, bits=9), ValueError, r"bits=9 must be an integer in 1..8"),
+    (lambda: stats.wilson_interval(5, 10, 1.5), ValueError, r"confidence=1.5 must be a float in \(0, 1\)"),
+    (lambda: evaluation.predict(models.mlp([4, 3, 2]), T, batch_size=0), ValueError, r"batch_size=0 must be a positive integer"),
+    (lambda: calibration.fit_temperature(T, torch.zeros(4, dtype=torch.long), points=0), ValueError,
+     r"points=0 must be a positive integer"),
+    (lambda: calibration.fit_temperature(T, torch.zeros(4, dtype=torch.long), low=0.0), ValueError,
+     r"low=0.0 must be a positive finite number"),
+    (lambda: hints.hint_distillation_loss(hints.HintStudent(models.mlp([4, 3, 2]), 3), models.mlp([4, 3, 2]), None,
+                                          beta=-1.0), ValueError, r"beta=-1.0 must be a finite number >= 0"),
     (lambda: nbits.pack_4bit(torch.zeros(2, 8, dtype=torch.long), 7), ValueError,
      r"block_size=7 must be a power of two >= 16"),
     (lambda: nbits.pack_4bit(torch.full((2, 8), 16), 16), ValueError, r"unsigned 4-bit values 0..15; got values 16 to 16"),

@@ -215,3 +215,23 @@ def test_argparse_accepts_good_values():
     args = parser.parse_args(["--epochs", "5", "--sparsity", "0.75"])
     assert args.epochs == 5 and type(args.epochs) is int
     assert math.isclose(args.sparsity, 0.75) and type(args.sparsity) is float
+
+
+@pytest.mark.parametrize("text, expected", [(None, [9]), ("0,1,2", [0, 1, 2]), (" 3 , 4", [3, 4])])
+def test_env_list_reads_a_comma_separated_variable(monkeypatch, text, expected):
+    """The notebooks' DC_SEEDS: unset gives the default; items are stripped and checked one by one."""
+    if text is None:
+        monkeypatch.delenv("DC_SEEDS", raising=False)
+    else:
+        monkeypatch.setenv("DC_SEEDS", text)
+    assert validate.env_list("DC_SEEDS", [9], validate.nonnegative_int) == expected
+
+
+@pytest.mark.parametrize("text, message", [("0,,1", r"DC_SEEDS='0,,1': '' is not an integer"),
+                                           ("-1", r"DC_SEEDS='-1': -1 must be a non-negative integer"),
+                                           ("", r"DC_SEEDS='': '' is not an integer"),
+                                           ("1,2,1", r"DC_SEEDS='1,2,1' lists \[1\] more than once")])
+def test_env_list_names_the_variable_and_the_bad_item(monkeypatch, text, message):
+    monkeypatch.setenv("DC_SEEDS", text)
+    with pytest.raises(ValueError, match=r"environment variable " + message):
+        validate.env_list("DC_SEEDS", [9], validate.nonnegative_int)

@@ -110,8 +110,9 @@ def legacy_deprecation_message() -> str:
 
 
 def quantize_input(x: torch.Tensor, bits: int = 8) -> QTensor:
-    """Per-tensor asymmetric quantization of activations, as integer_linear expects them."""
-    return quantize(x, bits, symmetric=False)
+    """Per-tensor asymmetric quantization of activations, as integer_linear expects them (1 to 8 bits: the
+    integer kernels multiply 8-bit codes, so wider inputs are refused here, not deep inside them)."""
+    return quantize(x, validate.bits("bits", bits, high=8), symmetric=False)
 
 
 def quantize_multiplier(multiplier: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -150,7 +150,8 @@ def env(name: str, default: T, check: Callable[[str, object], T] | None = None) 
 
 
 def env_list(name: str, default: list[T], check: Callable[[str, object], T]) -> list[T]:
-    """A comma-separated environment variable ("0,1,2"), each item parsed and checked; `default` if unset."""
+    """A comma-separated environment variable ("0,1,2"), each item parsed and checked, no item twice (seeds
+    listed twice would make one run count as two); `default` if unset."""
     text = os.environ.get(name)
     if text is None:
         return default
@@ -159,4 +160,7 @@ def env_list(name: str, default: list[T], check: Callable[[str, object], T]) -> 
         values = [convert(item.strip()) for item in text.split(",")]
     except argparse.ArgumentTypeError as exc:
         raise ValueError(f"environment variable {name}={text!r}: {exc}") from None
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"environment variable {name}={text!r} lists {repeated} more than once; give distinct values")
     return values
