@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import pytest
@@ -136,3 +137,30 @@ def test_the_command_trains_on_the_notebooks_device(small_splits, monkeypatch, c
     with pytest.raises(SystemExit):
         teachers.main(["--device", "cuda"])
     assert "--device='cuda': PyTorch sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_the_command_follows_the_notebooks_environment(small_splits, monkeypatch, capsys):
+    """Guards: the notebooks read DC_DATASET, DC_SEED, DC_THREADS, DC_EPOCHS; a room that sets them and then
+    prepares with no options gets the cache its notebooks read. Options still win; a bad variable is an
+    error naming it, before any training."""
+    seen = {}
+
+    def fake_prepare(splits, **kw):
+        seen.update(kw, dataset=splits.name)
+
+    monkeypatch.setattr(teachers, "prepare", fake_prepare)
+    monkeypatch.setattr(teachers.data, "load", lambda name, root=None: dataclasses.replace(
+        small_splits, name=f"{name}@{root}"))
+    monkeypatch.setenv("DC_SEED", "3")
+    monkeypatch.setenv("DC_THREADS", "1")
+    monkeypatch.setenv("DC_EPOCHS", "4")
+    monkeypatch.setenv("DC_DATASET", "fashion-mnist")
+    monkeypatch.setenv("DC_DATA_DIR", "/data/fm")
+    assert teachers.main(["--device", "cpu"]) == 0
+    assert (seen["seed"], seen["threads"], seen["epochs"], seen["dataset"]) == (3, 1, 4, "fashion-mnist@/data/fm")
+    assert teachers.main(["--device", "cpu", "--seed", "0", "--threads", "2"]) == 0
+    assert (seen["seed"], seen["threads"]) == (0, 2)
+    monkeypatch.setenv("DC_THREADS", "0")
+    with pytest.raises(SystemExit):
+        teachers.main([])
+    assert "environment variable DC_THREADS='0'" in capsys.readouterr().err

@@ -147,13 +147,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tutorial_utils teachers",
                                      description="Train (or find cached) every teacher the notebooks use, and the "
                                                  "distil-and-compress chain's models they share.")
-    parser.add_argument("--dataset", default="mnist-5k", choices=data.DATASETS)
-    parser.add_argument("--data-dir", default=None, help="folder with the four IDX files (full datasets)")
+    # Defaults are the notebooks' own settings (the DC_* variables, else theirs): a room that sets
+    # DC_DATASET or DC_THREADS for its notebooks prepares the cache those notebooks read.
+    try:
+        dataset = validate.choice("DC_DATASET", validate.env("DC_DATASET", "mnist-5k"), data.DATASETS)
+        seed = validate.env("DC_SEED", 0, validate.nonnegative_int)
+        threads = validate.env("DC_THREADS", 2, validate.positive_int)
+        epochs = validate.env("DC_EPOCHS", 15, validate.positive_int)
+    except ValueError as exc:
+        parser.error(str(exc))
+    parser.add_argument("--dataset", default=dataset, choices=data.DATASETS,
+                        help="as DC_DATASET (default: $DC_DATASET, else mnist-5k)")
+    parser.add_argument("--data-dir", default=validate.env("DC_DATA_DIR", None),
+                        help="folder with the four IDX files (full datasets); default $DC_DATA_DIR")
     parser.add_argument("--cache-dir", default=None, help="default $DC_CACHE_DIR, else ~/.cache/distill-and-compress")
-    parser.add_argument("--seed", type=validate.cli(validate.nonnegative_int), default=0, help="as DC_SEED (default 0)")
-    parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=2,
-                        help="as DC_THREADS (default 2); teachers are cached per thread count")
-    parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=15, help="as DC_EPOCHS (default 15)")
+    parser.add_argument("--seed", type=validate.cli(validate.nonnegative_int), default=seed,
+                        help="as DC_SEED (default: $DC_SEED, else 0)")
+    parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=threads,
+                        help="as DC_THREADS (default: $DC_THREADS, else 2); teachers are cached per thread count")
+    parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=epochs,
+                        help="as DC_EPOCHS (default: $DC_EPOCHS, else 15)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="where to train; default as the notebooks: cuda when PyTorch sees a GPU, else cpu "
                              "(part of the cache key, so it must match theirs)")
