@@ -92,3 +92,23 @@ def test_requantize_matches_the_float_reference():
         int8.requantize(accumulator.float(), m0, shift, 0)
     with pytest.raises(ValueError, match="zero_point"):
         int8.requantize(accumulator, m0, shift, 300)
+
+
+def test_accumulate_is_the_exact_integer_sum():
+    """Guards: the int32 accumulators are sum_i (qx_i - Zx) qw_ji + round(b_j / (Sx Sw_j)) exactly, computed
+    here in int64 without the int8 kernel or the 128-shift trick; the float result is only checked loosely."""
+    generator = torch.Generator().manual_seed(11)
+    x = quantization.quantize(torch.randn(32, 64, generator=generator), 8, symmetric=False)
+    w = quantization.quantize(torch.randn(16, 64, generator=generator), 8, per_channel=True)
+    bias = torch.randn(16, generator=generator)
+    got = int8.accumulate(x, w, bias)
+    centred = x.q.to(torch.int64) - x.zero_point.to(torch.int64)                 # (32, 64)
+    expected = centred @ w.q.to(torch.int64).T + torch.round(bias / (x.scale * w.scale.reshape(-1))).to(torch.int64)
+    assert got.dtype == torch.int32 and torch.equal(got.to(torch.int64), expected)
+
+
+def test_accumulators_beyond_int32_are_refused_not_wrapped():
+    x = quantization.quantize(torch.randn(4, 8), 8, symmetric=False)
+    w = quantization.quantize(torch.randn(3, 8), 8, per_channel=True)
+    with pytest.raises(ValueError, match="beyond int32; the bias is too large"):
+        int8.accumulate(x, w, torch.full((3,), 1e12))

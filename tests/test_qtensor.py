@@ -258,3 +258,12 @@ def test_float16_scales_are_the_smallest_half_value_not_below_the_exact_scale():
     assert quantization.quantize(w, 4, per_channel=True, scale_dtype=torch.float16).q.abs().max() <= 7
     with pytest.raises(ValueError, match="the scale does not fit float16"):
         quantization.quantize(torch.tensor([[1e9, 1.0]]), 8, scale_dtype=torch.float16)
+
+
+def test_one_bit_asymmetric_by_hand():
+    """Guards: the asymmetric formula at its smallest width. x = [-1, 0.2, 0.5, 3]: S = (3 - (-1)) / (2^1 - 1)
+    = 4, Z = round(1 / 4) = 0, q = clamp(round(x / 4) + 0, 0, 1) = [0, 0, 0, 1], dequantized [0, 0, 0, 4]
+    (every error within S / 2 = 2)."""
+    qt = quantization.quantize(torch.tensor([-1.0, 0.2, 0.5, 3.0]), 1, symmetric=False)
+    assert qt.q.tolist() == [0, 0, 0, 1] and qt.scale.item() == 4.0 and qt.zero_point.item() == 0
+    assert quantization.dequantize(qt).tolist() == [0.0, 0.0, 0.0, 4.0]

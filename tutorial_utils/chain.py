@@ -90,6 +90,8 @@ def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int
     trained (from the stage it starts from, itself loaded or trained first) and saved, so a notebook that
     asks only for "final" does not train "scratch" or "qat". `finetune` and `qat` are the stages' budgets
     (recipes.prune_ and recipes.quantize_aware). Models come back in eval mode.
+    Side effects: writes the stages it trains to `folder`; training reseeds the global generators (with
+    `seed`) and puts `teacher` in eval mode (distillation.distillation_loss).
     """
     validate.nonnegative_int("seed", seed)
     validate.positive_int("epochs", epochs)

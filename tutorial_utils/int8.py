@@ -46,11 +46,15 @@ def accumulate(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
     shift = 0 if x.symmetric else 2 ** (x.bits - 1)
     qx, qw = (x.q - shift).to(torch.int8), w.q.to(torch.int8)
     accumulator = torch._int_mm(qx, qw.T.contiguous())               # int8 x int8 -> int32, (batch, out)
-    zero_point = (x.zero_point - shift).to(torch.int32)
-    accumulator = accumulator - zero_point * qw.to(torch.int32).sum(dim=1)  # the Zx term, per output
+    zero_point = (x.zero_point - shift).to(torch.int64)
     scale = x.scale * w.scale.reshape(1, -1)                         # (1, out): Sx Sw_j
-    qbias = torch.round(bias.detach() / scale).to(torch.int32)       # bias on the accumulator's grid
-    return accumulator + qbias
+    qbias = torch.round(bias.detach() / scale).to(torch.int64)       # bias on the accumulator's grid
+    # the Zx term per output and the bias, summed in int64 so that an overflow is seen, not wrapped
+    total = accumulator.to(torch.int64) - zero_point * qw.to(torch.int64).sum(dim=1) + qbias
+    if total.numel() and total.abs().max() >= 2**31:
+        raise ValueError(f"the accumulators reach {total.abs().max().item():,}, beyond int32; the bias is too large "
+                         f"for the scales Sx Sw (its codes reach {qbias.abs().max().item():,})")
+    return total.to(torch.int32)
 
 
 @contextlib.contextmanager
