@@ -42,13 +42,10 @@ def pytest_runtest_setup(item):
         item.path.suffix == ".ipynb" and "BIG_TEACHER_RECIPE" in item.path.read_text())
     if not needs:
         return
-    from tutorial_utils import teachers, validate
+    from tutorial_utils import teachers
 
     _TEACHERS_CACHED = True
-    splits = data.load(validate.env("DC_DATASET", "mnist-5k"), root=validate.env("DC_DATA_DIR", None))
-    teachers.prepare(splits, seed=validate.env("DC_SEED", 0, validate.nonnegative_int),
-                     threads=validate.env("DC_THREADS", 2, validate.positive_int),
-                     epochs=validate.env("DC_EPOCHS", 15, validate.positive_int))
+    teachers.prepare_for_notebooks()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -212,12 +212,9 @@ def run_times(json_path: str | None) -> int:
         _run_all(stems, seconds[0], "empty cache")
     with tempfile.TemporaryDirectory(prefix="dc-times-cache-") as cache:
         os.environ["DC_CACHE_DIR"] = cache          # read by this process and inherited by every kernel
-        from tutorial_utils import data, machine, teachers, validate
-        threads = validate.env("DC_THREADS", 2, validate.positive_int)
+        from tutorial_utils import machine, teachers
         start = time.perf_counter()
-        teachers.prepare(data.load(validate.env("DC_DATASET", "mnist-5k"), root=validate.env("DC_DATA_DIR", None)),
-                         seed=validate.env("DC_SEED", 0, validate.nonnegative_int), threads=threads,
-                         epochs=validate.env("DC_EPOCHS", 15, validate.positive_int))
+        threads = teachers.prepare_for_notebooks()["threads"]
         teacher_seconds = round(time.perf_counter() - start, 1)
         print(f"teachers and the chain's models: {teacher_seconds:.1f} s", flush=True)
         for round_ in (1, 2):

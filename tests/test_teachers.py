@@ -164,3 +164,19 @@ def test_the_command_follows_the_notebooks_environment(small_splits, monkeypatch
     with pytest.raises(SystemExit):
         teachers.main([])
     assert "environment variable DC_THREADS='0'" in capsys.readouterr().err
+
+
+def test_ci_and_the_timing_script_prepare_with_the_notebooks_settings(small_splits, monkeypatch):
+    """Guards: conftest.py and scripts/notebooks.py prepare through prepare_for_notebooks, one reading of the
+    notebooks' DC_* variables and device (on a GPU machine the device is part of the teachers' key)."""
+    seen = {}
+    monkeypatch.setattr(teachers, "prepare", lambda splits, **kw: seen.update(kw, dataset=splits.name))
+    monkeypatch.setattr(teachers.data, "load", lambda name, root=None: dataclasses.replace(small_splits, name=name))
+    monkeypatch.setenv("DC_SEED", "2")
+    monkeypatch.setenv("DC_THREADS", "1")
+    monkeypatch.delenv("DC_DATASET", raising=False)
+    monkeypatch.delenv("DC_EPOCHS", raising=False)
+    monkeypatch.setattr(teachers.torch.cuda, "is_available", lambda: True)
+    settings = teachers.prepare_for_notebooks()
+    assert settings["threads"] == 1 and seen == {"seed": 2, "threads": 1, "epochs": 15, "device": "cuda",
+                                                 "progress": False, "dataset": "mnist-5k"}

@@ -70,6 +70,11 @@ def device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def default_device() -> torch.device:
+    """Where the package trains when not told: CUDA when PyTorch sees a GPU, else the CPU (training.setup)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def preset(name: str) -> nn.Sequential:
     """A fresh, untrained model of a named preset (see PRESETS)."""
     validate.choice("name", name, sorted(PRESETS))

@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from tutorial_utils import chain, data, distillation, training, validate
+from tutorial_utils import chain, data, distillation, models, training, validate
 
 HOLDOUT_IMAGES = 500  # what notebook 04 holds out of the training images: splits.holdout(500)
 PLAIN_BIG_TEACHER_RECIPE = {**distillation.BIG_TEACHER_RECIPE, "max_shift": 0}  # notebook 04, exercise 4
@@ -114,6 +114,26 @@ def prepare(splits: data.Splits, *, seed: int = 0, threads: int = 2, epochs: int
     return models
 
 
+def notebook_settings() -> dict:
+    """What the notebooks read from their environment, with their defaults: dataset (DC_DATASET, mnist-5k),
+    data_dir (DC_DATA_DIR), seed (DC_SEED, 0), threads (DC_THREADS, 2), epochs (DC_EPOCHS, 15), and the
+    device they train on (models.default_device). A bad variable is a ValueError naming it."""
+    return {"dataset": validate.choice("DC_DATASET", validate.env("DC_DATASET", "mnist-5k"), data.DATASETS),
+            "data_dir": validate.env("DC_DATA_DIR", None),
+            "seed": validate.env("DC_SEED", 0, validate.nonnegative_int),
+            "threads": validate.env("DC_THREADS", 2, validate.positive_int),
+            "epochs": validate.env("DC_EPOCHS", 15, validate.positive_int), "device": models.default_device().type}
+
+
+def prepare_for_notebooks(*, progress: bool = False) -> dict:
+    """prepare() with the notebooks' own settings (notebook_settings), as CI's test session and
+    scripts/notebooks.py times run it before the notebooks; returns those settings."""
+    settings = notebook_settings()
+    prepare(data.load(settings["dataset"], root=settings["data_dir"]), seed=settings["seed"],
+            threads=settings["threads"], epochs=settings["epochs"], device=settings["device"], progress=progress)
+    return settings
+
+
 def sweep_parser(description: str) -> argparse.ArgumentParser:
     """The command line of the held-out sweeps (scripts/kd_sweep.py, hint_sweep.py, final_recipe.py): --threads,
     --seeds, --epochs (the students' and the 784-128-10 teachers'; the big teacher's recipe is fixed),
@@ -150,29 +170,25 @@ def main(argv: list[str] | None = None) -> int:
     # Defaults are the notebooks' own settings (the DC_* variables, else theirs): a room that sets
     # DC_DATASET or DC_THREADS for its notebooks prepares the cache those notebooks read.
     try:
-        dataset = validate.choice("DC_DATASET", validate.env("DC_DATASET", "mnist-5k"), data.DATASETS)
-        seed = validate.env("DC_SEED", 0, validate.nonnegative_int)
-        threads = validate.env("DC_THREADS", 2, validate.positive_int)
-        epochs = validate.env("DC_EPOCHS", 15, validate.positive_int)
+        settings = notebook_settings()
     except ValueError as exc:
         parser.error(str(exc))
-    parser.add_argument("--dataset", default=dataset, choices=data.DATASETS,
+    parser.add_argument("--dataset", default=settings["dataset"], choices=data.DATASETS,
                         help="as DC_DATASET (default: $DC_DATASET, else mnist-5k)")
-    parser.add_argument("--data-dir", default=validate.env("DC_DATA_DIR", None),
+    parser.add_argument("--data-dir", default=settings["data_dir"],
                         help="folder with the four IDX files (full datasets); default $DC_DATA_DIR")
     parser.add_argument("--cache-dir", default=None, help="default $DC_CACHE_DIR, else ~/.cache/distill-and-compress")
-    parser.add_argument("--seed", type=validate.cli(validate.nonnegative_int), default=seed,
+    parser.add_argument("--seed", type=validate.cli(validate.nonnegative_int), default=settings["seed"],
                         help="as DC_SEED (default: $DC_SEED, else 0)")
-    parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=threads,
+    parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=settings["threads"],
                         help="as DC_THREADS (default: $DC_THREADS, else 2); teachers are cached per thread count")
-    parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=epochs,
+    parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=settings["epochs"],
                         help="as DC_EPOCHS (default: $DC_EPOCHS, else 15)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=settings["device"],
                         help="where to train; default as the notebooks: cuda when PyTorch sees a GPU, else cpu "
                              "(part of the cache key, so it must match theirs)")
     args = parser.parse_args(argv)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device='cuda': PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); "
                      "use --device cpu")
     if args.cache_dir is not None:   # the cache's root, as DC_CACHE_DIR (teachers in checkpoints/, models in chain/)
@@ -180,5 +196,5 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--cache-dir='': give a folder (or leave it out for $DC_CACHE_DIR or the default)")
         os.environ["DC_CACHE_DIR"] = os.path.abspath(os.path.expanduser(args.cache_dir))
     prepare(data.load(args.dataset, root=args.data_dir), seed=args.seed, threads=args.threads, epochs=args.epochs,
-            device=device, progress=True)
+            device=args.device, progress=True)
     return 0

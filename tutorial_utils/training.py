@@ -102,7 +102,7 @@ def setup(seed: int = 0, threads: int | None = None) -> torch.device:
     torch.manual_seed(seed)
     if threads is not None:
         torch.set_num_threads(threads)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return models.default_device()
 
 
 def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr: float | None = None,
