@@ -6,7 +6,9 @@ QAT) and a narrow one (structured pruning to 784-32-10, `recipes.narrow`, then 4
 exported as float32, int8 (dynamic, static), 4-bit and int8-pixels (raw uint8 image in, the QAT codes in
 one MatMulIntegerToFloat) ONNX files and scored on the test split. Latency is
 measured for seed 0's models at batch 1 and 256, at 1 and 2 threads, all candidates side by side in
-rounds (`deploy.compare_latency`); ratios are per round against the teacher in PyTorch eager float32.
+rounds (`deploy.compare_latency`); ratios are per round against the teacher in PyTorch eager float32. The
+teacher also runs in ONNX Runtime float32, so that the runtime's share of a ratio can be told from the
+compression's.
 The whole measurement is repeated in --passes independent passes (default 3): a burst of load on a
 shared machine spoils one pass, not the result; the file keeps each pass's ratio and their medians.
 
@@ -53,7 +55,11 @@ def latency_pass(first: dict, splits: data.Splits, scratch: str, number: int) ->
     """One pass of every candidate at batch 1 and 256, 1 and 2 threads (deploy.compare_latency, ROUNDS rounds)."""
     latency = {}
     for threads in (1, 2):
+        teacher_file = pathlib.Path(scratch) / f"teacher-t{threads}.onnx"
+        deploy.export(first["teacher"], teacher_file, "float32")
         candidates = {"teacher, PyTorch eager float32": first["teacher"],
+                      # the same teacher in the same runtime as the compressed models: what the runtime alone buys
+                      "teacher, ONNX Runtime float32": deploy.runtime_model(teacher_file, threads=threads),
                       "student 784-64-10, PyTorch eager float32": first["student"],
                       "final, PyTorch legacy int8": int8.to_backend(quantization.dequantize_model(first["final"]), "legacy")}
         for name in ("final", "narrow"):
@@ -87,6 +93,10 @@ def main() -> None:
             for name, label in (("teacher", "teacher, PyTorch eager float32"),
                                 ("student", "student 784-64-10, PyTorch eager float32")):
                 accuracy.setdefault(label, []).append(training.evaluate(built[name], splits.x_test, splits.y_test))
+            teacher_file = pathlib.Path(scratch) / f"teacher-{seed}.onnx"
+            deploy.export(built["teacher"], teacher_file, "float32")
+            accuracy.setdefault("teacher, ONNX Runtime float32", []).append(
+                training.evaluate(deploy.runtime_model(teacher_file), splits.x_test, splits.y_test))
             legacy = int8.to_backend(quantization.dequantize_model(built["final"]), "legacy")
             accuracy.setdefault("final, PyTorch legacy int8", []).append(
                 training.evaluate(legacy, splits.x_test, splits.y_test))

@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from tutorial_utils import deploy, models, pruning, quantization, training
+from tutorial_utils import deploy, models, nbits, pruning, quantization, training
 
 # max |logit difference| to the QAT model
 TOLERANCE = {"float32": 1e-4, "4bit": 1e-4, "int8-pixels": 1e-4, "int8-dynamic": 0.5, "int8-static": 1.0}
@@ -180,3 +180,18 @@ def test_export_gives_the_model_back_in_the_mode_it_came_in(tmp_path):
     assert model.training and all(m.training for m in model.modules())
     deploy.export(model.eval(), tmp_path / "e.onnx", "float32")
     assert not model.training
+
+
+def test_held_bytes_count_the_constants_as_the_runtime_holds_them(final, tmp_path):
+    dense = quantization.dequantize_model(final)
+    deploy.export(dense, tmp_path / "f.onnx", "float32")
+    assert deploy.held_bytes(tmp_path / "f.onnx") == 4 * sum(p.numel() for p in dense.parameters())
+    deploy.export(final, tmp_path / "q.onnx", "4bit")
+    # MatMulNBits: per row, blocks of packed codes (two per byte) and one float32 scale per block; float32 bias
+    expected = 0
+    for layer in (final[0], final[2]):
+        rows, k = layer.out_features, layer.in_features
+        block = nbits.block_size_for(k)
+        blocks = -(-k // block)
+        expected += rows * blocks * (block // 2 + 4) + 4 * rows
+    assert deploy.held_bytes(tmp_path / "q.onnx") == expected

@@ -46,6 +46,10 @@ def test_integer_linear_rejects_mismatches(layer):
 def test_backends_stay_close_to_float(backend):
     torch.manual_seed(0)
     model = models.teacher().eval()
+    if backend == "torchao" and int8.kernel_saturates():
+        with pytest.warns(RuntimeWarning, match="saturates"):
+            int8.to_backend(model, backend)
+        pytest.skip("this CPU's int8 kernel saturates (no VNNI): torchao's outputs are not expected to stay close")
     fast = int8.to_backend(model, backend)
     x = torch.randn(32, 784)
     with torch.no_grad():
@@ -112,3 +116,42 @@ def test_accumulators_beyond_int32_are_refused_not_wrapped():
     w = quantization.quantize(torch.randn(3, 8), 8, per_channel=True)
     with pytest.raises(ValueError, match="beyond int32; the bias is too large"):
         int8.accumulate(x, w, torch.full((3,), 1e12))
+
+
+def _saturating_int_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """An int8 product as a kernel without VNNI computes it: a + 128 in uint8, pairs of products in int16."""
+    products = (a.long() + 128)[:, :, None] * b.long()[None]                      # (m, k, n)
+    pairs = products.reshape(a.shape[0], -1, 2, b.shape[1]).sum(dim=2).clamp(-2**15, 2**15 - 1)
+    return (pairs.sum(dim=1) - 128 * b.long().sum(dim=0)).to(torch.int32)
+
+
+@pytest.mark.parametrize("kernel, expected", [(_saturating_int_mm, True),
+                                              (lambda a, b: (a.long() @ b.long()).int(), False)])
+def test_kernel_saturates_tells_a_saturating_kernel_from_an_exact_one(monkeypatch, kernel, expected):
+    monkeypatch.setattr(torch, "_int_mm", kernel)
+    int8.kernel_saturates.cache_clear()
+    try:
+        assert int8.kernel_saturates() is expected
+    finally:
+        int8.kernel_saturates.cache_clear()
+
+
+def test_accumulate_does_not_use_the_int8_kernel(monkeypatch, layer):
+    # the integer-only sums stay exact on a CPU whose int8 kernel saturates
+    monkeypatch.setattr(torch, "_int_mm", _saturating_int_mm)
+    x = torch.full((4, 64), 1.0)
+    xq = quantization.quantize(x, 8)
+    wq = quantization.quantize(layer.weight, 8, per_channel=True)
+    exact = xq.q.long() @ wq.q.long().T + torch.round(layer.bias.detach() / (xq.scale * wq.scale.flatten())).long()
+    assert torch.equal(int8.accumulate(xq, wq, layer.bias), exact.int())
+
+
+def test_torchao_warns_where_the_kernel_saturates(monkeypatch):
+    monkeypatch.setattr(int8, "kernel_saturates", lambda: True)
+    with pytest.warns(RuntimeWarning, match="saturates"):
+        int8.to_backend(models.teacher(), "torchao")
+
+
+def test_legacy_backend_keeps_one_scale_per_row():
+    fast = int8.to_backend(models.teacher(), "legacy")
+    assert fast[0].weight().qscheme() == torch.per_channel_affine

@@ -100,6 +100,8 @@ def test_pipeline_deploys_onnx_files_that_compute_the_published_model(tmp_path):
     assert four_bit["accuracies"] == final["accuracies"]           # the file's own codes: the same predictions
     assert abs(int8["accuracy"] - final["accuracy"]) <= 0.01
     assert four_bit["latency_ms"] > 0 and four_bit["macs"] == final["macs"]
+    # the same float32 multiply-adds as the file's PyTorch model, its weights read packed: less energy
+    assert four_bit["energy_nj"] < final["energy_nj"] and four_bit["energy_nj_batch"] < final["energy_nj_batch"]
     pixels = by_stage["ONNX Runtime int8-pixels (model-pixels.onnx)"]     # the codes on the raw image: exact too
     assert pixels["accuracies"] == final["accuracies"] and pixels["bytes"] == (out / "model-pixels.onnx").stat().st_size
     manifest = json.loads((out / "MANIFEST.json").read_text())

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import statistics
 import warnings
 
 from torch import nn
@@ -23,12 +24,15 @@ from tutorial_utils import int8, timing, validate
 
 def int8_latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 64, 1024),
                        backends: tuple[str, ...] = ("torchao", "legacy"), threads: int | None = None,
-                       repeats: int = 100) -> list[dict]:
-    """Median latency (ms) of the float model and of each int8 backend at each batch size, in one run.
+                       repeats: int = 100, rounds: int = 5) -> list[dict]:
+    """Latency (ms) of the float model and of each int8 backend at each batch size, side by side.
 
-    Returns rows {"batch_size", "fp32", <backend>: ms, ...}; a backend that cannot run here is
-    reported as its error message instead of a time.
+    At each batch size, `rounds` rounds time the float model and every backend once in turn; each entry is
+    the median over rounds, so a slow drift of a shared machine touches every model alike. Returns rows
+    {"batch_size", "fp32", <backend>: ms, ...}; a backend that cannot run here is reported as its error
+    message instead of a time.
     """
+    validate.positive_int("rounds", rounds)
     for batch_size in batch_sizes:
         validate.positive_int("batch_sizes[i]", batch_size)
     for backend in backends:
@@ -41,14 +45,16 @@ def int8_latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 6
                 fast[backend] = int8.to_backend(model, backend)
             except Exception as exc:  # a missing compiler or package must not stop the comparison
                 fast[backend] = f"unavailable ({type(exc).__name__})"
+        runnable = {"fp32": model, **{b: m for b, m in fast.items() if not isinstance(m, str)}}
         rows = []
         for batch_size in batch_sizes:
-            row = {"batch_size": batch_size,
-                   "fp32": timing.latency_ms(model, batch_size, threads=threads, repeats=repeats)}
-            for backend, candidate in fast.items():
-                row[backend] = candidate if isinstance(candidate, str) else timing.latency_ms(
-                    candidate, batch_size, threads=threads, repeats=repeats)
-            rows.append(row)
+            times: dict[str, list[float]] = {name: [] for name in runnable}
+            for _ in range(rounds):
+                for name, candidate in runnable.items():
+                    times[name].append(timing.latency_ms(candidate, batch_size, threads=threads, repeats=repeats))
+            medians = {name: float(statistics.median(values)) for name, values in times.items()}
+            rows.append({"batch_size": batch_size, "fp32": medians["fp32"],
+                         **{b: m if isinstance(m, str) else medians[b] for b, m in fast.items()}})
     return rows
 
 

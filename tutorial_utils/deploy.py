@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from tutorial_utils import files, onnx_export, onnx_int8, quantization, timing, validate
+from tutorial_utils.footprint import held_bytes, onnx_bytes  # noqa: F401  (public here: deploy.onnx_bytes)
 
 KINDS = ("float32", "int8-dynamic", "int8-static", "4bit", "int8-pixels")
 CODE_KINDS = ("4bit", "int8-pixels")   # built from a QuantizedLinear's own codes
@@ -42,16 +43,6 @@ def _runtime():
         raise ModuleNotFoundError("deployment needs ONNX Runtime: pip install -e '.[deploy]' "
                                   "(or pip install onnx onnxruntime)") from error
     return onnxruntime
-
-
-def onnx_bytes(path: str | os.PathLike) -> int:
-    """Bytes on disk of an ONNX model: the .onnx file plus every external data file it names."""
-    import onnx
-    path = pathlib.Path(path)
-    proto = onnx.load(str(path), load_external_data=False)
-    locations = {entry.value for tensor in proto.graph.initializer for entry in tensor.external_data
-                 if entry.key == "location"}
-    return path.stat().st_size + sum((path.parent / location).stat().st_size for location in locations)
 
 
 def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,

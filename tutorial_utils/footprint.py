@@ -2,7 +2,8 @@
 
 Bytes are the size of a file actually written, never a formula alone; MACs come from torch's own FLOP
 counter; a pruned (zero) weight is still a parameter, stored and multiplied by dense hardware.
-`measure` re-exports every function here (measure.macs, measure.storage_bytes, ...).
+`measure` re-exports every function here (measure.macs, measure.storage_bytes, ...); `deploy` the bytes of
+ONNX files (deploy.onnx_bytes, deploy.held_bytes).
 
 Example:
     >>> footprint.count_parameters(models.teacher())        # 784*128 + 128 + 128*10 + 10
@@ -14,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
+import pathlib
 import tempfile
 import warnings
 
@@ -83,3 +85,25 @@ def macs(model: nn.Module, *, in_features: int = 784) -> int:
     with counter, torch.no_grad():
         model(torch.zeros(1, in_features, device=device))
     return counter.get_total_flops() // 2
+
+
+def onnx_bytes(path: str | os.PathLike) -> int:
+    """Bytes on disk of an ONNX model: the .onnx file plus every external data file it names."""
+    import onnx
+    path = pathlib.Path(path)
+    proto = onnx.load(str(path), load_external_data=False)
+    locations = {entry.value for tensor in proto.graph.initializer for entry in tensor.external_data
+                 if entry.key == "location"}
+    return path.stat().st_size + sum((path.parent / location).stat().st_size for location in locations)
+
+
+def held_bytes(path: str | os.PathLike) -> int:
+    """Bytes of the constants an ONNX model's graph holds: weights, scales, zero points, biases.
+
+    What a kernel that computes on the stored form reads (MatMulNBits decodes its packed 4-bit codes as it
+    multiplies), hence the weight bytes of its energy estimate. Packed tensors count as stored (raw_data).
+    """
+    import onnx
+    from onnx import numpy_helper
+    proto = onnx.load(str(path))
+    return sum(len(t.raw_data) if t.raw_data else numpy_helper.to_array(t).nbytes for t in proto.graph.initializer)

@@ -7,13 +7,16 @@ The sum runs over int8 products accumulated in int32; one float multiply per out
 
 For speed, the float model is handed to a maintained int8 backend: torchao's `quantize_` with
 `Int8DynamicActivationInt8WeightConfig` (weights int8 per channel, activations quantized on the fly
-per row), or the deprecated `torch.ao.quantization.quantize_dynamic` (fbgemm/x86 kernels).
+per row), or the deprecated `torch.ao.quantization.quantize_dynamic` (fbgemm/x86 kernels; weights int8
+per channel here, activations rounded to 7 bits). On CPUs without VNNI int8 kernels can saturate
+(`kernel_saturates`), which is why the integer-only sums here are computed exactly in int64.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import warnings
 
@@ -45,16 +48,36 @@ def accumulate(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
     # Unsigned 8-bit input codes 0..255 become int8 by a shift of 128: (qx - Zx) = (qx - 128) - (Zx - 128).
     shift = 0 if x.symmetric else 2 ** (x.bits - 1)
     qx, qw = (x.q - shift).to(torch.int8), w.q.to(torch.int8)
-    accumulator = torch._int_mm(qx, qw.T.contiguous())               # int8 x int8 -> int32, (batch, out)
+    # The product of the int8 codes, summed exactly in int64 on every CPU. torch._int_mm is PyTorch's int8 x
+    # int8 -> int32 kernel for the same product, but on a CPU without VNNI it can saturate (kernel_saturates).
+    accumulator = qx.long() @ qw.long().T                            # (batch, out)
     zero_point = (x.zero_point - shift).to(torch.int64)
     scale = x.scale * w.scale.reshape(1, -1)                         # (1, out): Sx Sw_j
     qbias = torch.round(bias.detach() / scale).to(torch.int64)       # bias on the accumulator's grid
     # the Zx term per output and the bias, summed in int64 so that an overflow is seen, not wrapped
-    total = accumulator.to(torch.int64) - zero_point * qw.to(torch.int64).sum(dim=1) + qbias
+    total = accumulator - zero_point * qw.to(torch.int64).sum(dim=1) + qbias
     if total.numel() and total.abs().max() >= 2**31:
         raise ValueError(f"the accumulators reach {total.abs().max().item():,}, beyond int32; the bias is too large "
                          f"for the scales Sx Sw (its codes reach {qbias.abs().max().item():,})")
     return total.to(torch.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_saturates() -> bool:
+    """Whether this CPU's int8 matrix product (torch._int_mm) saturates, as int8 kernels without VNNI do.
+
+    Without VNNI (AVX2, AVX-512 before VNNI) the kernels multiply uint8 by int8 codes and add each pair of
+    products in a 16-bit integer (vpmaddubsw), shifting signed inputs by 128 into uint8 first: a pair can
+    reach 2 x 255 x 127 = 64,770 > 32,767 and clips before the int32 sum. VNNI's vpdpbusd adds into int32
+    directly. The probe multiplies codes of 127 and compares with the exact sum 127 x 127 x 64 = 1,032,256.
+    Side effects: none (one 32 x 64 x 32 product, computed once per process).
+    """
+    x, w = torch.full((32, 64), 127, dtype=torch.int8), torch.full((64, 32), 127, dtype=torch.int8)
+    try:
+        got = torch._int_mm(x, w)
+    except RuntimeError:   # no int8 kernel in this build: nothing that could saturate
+        return False
+    return bool((got != 127 * 127 * 64).any())
 
 
 @contextlib.contextmanager
@@ -81,12 +104,20 @@ def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
     if backend == "legacy":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its deprecation is taught in notebook 03, not repeated on every call
-            return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+            # one scale per output row, as the tutorial's own codes have; fbgemm rounds activations to 7 bits
+            # (reduce_range), which keeps its uint8 x int8 pairs inside 16 bits on CPUs without VNNI
+            per_row = torch.ao.quantization.per_channel_dynamic_qconfig
+            return torch.ao.quantization.quantize_dynamic(model, {nn.Linear: per_row}, dtype=torch.qint8)
     try:
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
     except ImportError as exc:
         raise RuntimeError(f"backend={backend!r} needs torchao (pip install torchao): {exc}") from exc
     quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    if kernel_saturates():
+        warnings.warn("this CPU's int8 kernel saturates (no VNNI: pairs of uint8 x int8 products are added in 16 "
+                      "bits), so torchao's int8 model can differ from the float model by more than rounding; "
+                      "the legacy backend (7-bit activations) and the ONNX Runtime files (7-bit weights) avoid it",
+                      RuntimeWarning, stacklevel=2)
     if not backend.endswith("+compile"):
         return model
     compiled = torch.compile(model, dynamic=True)

@@ -4,6 +4,10 @@
                                                                   activations rounded per batch at run time
     quantize(float_path, out_path, "int8-static", calibration=x)  QDQ graph: activation ranges fixed on x
 
+Weights get 7-bit codes (-64..64, `reduce_range`): ONNX Runtime multiplies uint8 activations by int8
+weights, and on CPUs without VNNI its kernel adds each pair of products in 16 bits, where 2 x 255 x 127
+= 64,770 overflows 32,767 but 2 x 255 x 64 = 32,640 does not (int8.kernel_saturates). The file then computes the same on every CPU.
+
 Static quantization stores a range per activation, measured on calibration images (training images,
 never test ones); dynamic quantization measures the input's range on every call, which costs a pass
 over the input (min, max, round) but needs no calibration set.
@@ -60,11 +64,12 @@ def quantize(float_path: str | os.PathLike, out_path: str | os.PathLike, kind: s
         with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as scratch:
             partial = pathlib.Path(scratch) / out_path.name
             if kind == "int8-dynamic":
-                q.quantize_dynamic(str(float_path), str(partial), weight_type=q.QuantType.QInt8, per_channel=True)
+                q.quantize_dynamic(str(float_path), str(partial), weight_type=q.QuantType.QInt8, per_channel=True,
+                                   reduce_range=True)
             else:
                 q.quantize_static(str(float_path), str(partial), Calibration(calibration),
                                   quant_format=q.QuantFormat.QDQ, activation_type=q.QuantType.QUInt8,
-                                  weight_type=q.QuantType.QInt8, per_channel=True)
+                                  weight_type=q.QuantType.QInt8, per_channel=True, reduce_range=True)
             os.replace(partial, out_path)
     finally:
         root.setLevel(level)
