@@ -41,6 +41,10 @@
 #
 # **Prerequisites**: Python and a first contact with PyTorch (`nn.Linear`, `loss.backward()`).
 # Runs offline on a laptop CPU in well under a minute.
+#
+# **Numbers in the text** are those of the run you see, made on the machine whose record every ledger
+# prints. Another CPU, thread count or seed prints other numbers beside them; the `assert`s in the cells
+# say how far they may move, and what holds everywhere is said as such.
 
 # %%
 
@@ -408,7 +412,7 @@ except FileNotFoundError as error:
 # inside a download.
 #
 # **3. Timing once, without warm-up.** The first forward pass of a model pays for memory allocation and
-# kernel selection; a single `time.time()` around it can be several times the real cost. `measure.latency_ms`
+# kernel selection; a single `time.time()` around it can be much larger than the real cost. `measure.latency_ms`
 # warms up, repeats and takes the median.
 
 # %% [markdown]
@@ -439,7 +443,7 @@ exercise
 #
 # Bytes and MACs double with the hidden width (both are dominated by the 784 x hidden first layer),
 # latency grows roughly in proportion at batch 256 (compare within one ledger: single timings on a shared
-# CPU move by 10-15% from run to run), and accuracy moves by half a point, within the
+# CPU move from run to run), and accuracy moves by half a point, within the
 # noise of one seed (exercise 6): with 4,000 training images the extra capacity has little to learn
 # from. A larger teacher only becomes worth its cost when it knows something the small one does not
 # (notebook 04 trains one with jittered inputs for exactly that reason).

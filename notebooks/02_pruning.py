@@ -31,6 +31,7 @@
 # - structured pruning (removing whole neurons), the kind that lowers latency on ordinary hardware.
 #
 # **Prerequisites**: notebook 01 (the teacher, `training.fit`, the ledger). About a minute on a laptop CPU.
+# Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 
 # %%
 import copy
@@ -302,8 +303,8 @@ print("weight decay - none, cross-entropy:", measure.paired_over_seeds(finetuned
 # For these two dense networks the Fashion ingredients do not carry over. Self-distillation is *worse*
 # than cross-entropy on every seed, by 0.80 points without weight decay and 1.53 with it, both beyond two
 # standard errors (with three seeds that rule is lenient: the 0.80 is about 4 standard errors, short of
-# the 4.3 a two-sided t-test with two degrees of freedom asks, so it is borderline; the 1.53 is not; run
-# with `DC_THREADS=1`, this section printed exactly the same numbers); weight decay 1e-4 changes the
+# the 4.3 a two-sided t-test with two degrees of freedom asks, so it is borderline; the 1.53 is not);
+# weight decay 1e-4 changes the
 # cross-entropy result by nothing three seeds can see (+0.07 ± 0.23 points). It did move weights towards
 # zero (26.0% of them below 0.01 against 21.4%), but that did not make the one-shot cut gentler (70.40%
 # against 73.80%, one network each). A likely reason for self-distillation's loss, not tested here: the
@@ -327,8 +328,8 @@ two_se = 2 * (2 * 0.9 * 0.1 / fashion["validation_images"]) ** 0.5      # two si
 print(f"two standard errors of a difference between two such runs, roughly: {100 * two_se:.2f} points")
 
 # %% [markdown]
-# On Fashion-MNIST both ingredients pointed the right way, self-distillation by +0.16 and +0.63 points and
-# weight decay by -0.17 and +0.30, but every one of these differences is inside the roughly 0.85 points
+# On Fashion-MNIST self-distillation pointed the right way (+0.16 and +0.63 points) and weight decay
+# both ways (-0.17 and +0.30), but every one of these differences is inside the roughly 0.85 points
 # by which two single runs on 10,000 images can differ by chance (a rough guide: it treats the two runs'
 # errors as independent and leaves out training noise; README, under its Fashion-MNIST table, has the whole
 # ablation and the full-scale command, `python scripts/fashion_recipe.py`, about 7 minutes on 2 cores).
@@ -394,9 +395,10 @@ for s in (0.5, 0.9, 0.99):
     print(f"sparsity {s:.0%}: dense {dense_ms:.3f} ms, CSR {csr_ms:.3f} ms -> CSR is {dense_ms / csr_ms:.2f}x the speed of dense")
 
 # %% [markdown]
-# Sparse kernels pay for index lookups and irregular memory access. At 50% sparsity the CSR product is
-# slower than the dense one, which runs at full vector speed; at 90% and 99% it wins, but by less (here
-# 2.0x and 10.6x) than the 10x and 100x fewer multiplications would suggest. So extreme sparsity *can*
+# Sparse kernels pay for index lookups and irregular memory access. On the CPU that executed this
+# notebook, at 50% sparsity the CSR product is slower than the dense one, which runs at full vector speed;
+# at 90% and 99% it wins, but by less (2.0x and 10.6x in this run) than the 10x and 100x fewer
+# multiplications would suggest; your printout above has your CPU's ratios. So extreme sparsity *can*
 # become speed, but only through a sparse kernel: `nn.Linear` never uses one, which is why the masked
 # model's latency in the ledger did not move. The exact ratios depend on the CPU and the PyTorch
 # build; measure on yours.

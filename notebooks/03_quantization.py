@@ -31,6 +31,7 @@
 # - packed low-bit files: bytes measured on disk.
 #
 # **Prerequisites**: notebook 01 (teacher, ledger). Notebook 02 helps for the file format. About a minute on a laptop CPU.
+# Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 
 # %%
 import copy
@@ -129,7 +130,7 @@ eight_bit = quantization.quantize_model(teacher, 8, per_channel=True)
 print("8 bits vs float32, paired on the test images:",
       measure.paired_test(training.correct(eight_bit, splits.x_test, splits.y_test), training.correct(teacher, splits.x_test, splits.y_test)))
 if DATASET == "mnist-5k":
-    # Margins: about three times the largest drop measured over seeds 0 and 1 at 1 and 2 threads (README).
+    # Margins of 1 and 2 points: more than the noise of one accuracy on 1,000 test images (about 0.75 points)
     assert ptq[8][0] >= fp32_accuracy - 0.01 and ptq[4][0] >= fp32_accuracy - 0.02
 
 # %% [markdown]
@@ -239,16 +240,16 @@ for bits in (4, 2):
 print("4-bit QAT vs float32, paired on the test images:",
       measure.paired_test(training.correct(qat_results[4], splits.x_test, splits.y_test), training.correct(teacher, splits.x_test, splits.y_test)))
 if DATASET == "mnist-5k":
-    # Margins: about twice the largest 4-bit drop (0.7 points) and half the smallest 2-bit gain (31 points)
-    # measured over seeds 0 and 1 at 1 and 2 threads.
+    # Margins: 1.5 points for 4 bits, two standard errors of one accuracy on 1,000 images (a tighter check
+    # fails on some seeds by noise alone); 15 points for 2 bits, well under the 26 this run recovered.
     assert training.evaluate(qat_results[4], splits.x_test, splits.y_test) >= fp32_accuracy - 0.015
     assert training.evaluate(qat_results[2], splits.x_test, splits.y_test) >= ptq[2][0] + 0.15
 
 # %% [markdown]
 # A few epochs of QAT keep 4 bits within the noise of float32: 94.4% against 94.5%, a paired difference
 # of -0.10 points whose interval (-0.81 to +0.61) contains zero, decided by 6 against 7 images. (4-bit
-# PTQ had lost only 0.3 points, so QAT has little to recover there. With seed 1 the same cell gives 94.4%
-# against 95.1%, which is why the check in the cell allows 1.5 points.) At 2 bits QAT recovers most of what
+# PTQ had lost only 0.3 points, so QAT has little to recover there. Another seed gives other numbers, which
+# is why the check in the cell allows 1.5 points.) At 2 bits QAT recovers most of what
 # PTQ lost (67.5% -> 93.6%): the weights move to places where rounding hurts less. The plot puts PTQ and QAT side by
 # side:
 
@@ -267,8 +268,11 @@ fig = plots.curves([4, 2], {"PTQ": [ptq[4][0], ptq[2][0]], "QAT": [qat_accuracy[
 # A `QuantizedLinear` still computes in float: it dequantizes its codes once and multiplies floats. An
 # integer kernel instead multiplies int8 codes, sums them in int32, and rescales once per output:
 # y_j ~ Sx Sw_j (sum_i (qx_i - Zx) qw_ji + qb_j), with qb_j = round(b_j / (Sx Sw_j)) the bias on the
-# accumulator's grid. The package's `int8.integer_linear` does exactly that
-# (with `torch._int_mm`, an int8 x int8 -> int32 matrix product); it reproduces the fake-quantized layer:
+# accumulator's grid. The package's `int8.integer_linear` does exactly that, summing the products of the
+# codes exactly (in int64, so on every CPU). PyTorch's own int8 kernel, `torch._int_mm`, computes the same
+# product faster, but on a CPU without VNNI it adds each pair of uint8 x int8 products in a 16-bit
+# register, where 2 x 255 x 127 = 64,770 does not fit: the sums saturate. `int8.kernel_saturates()` probes
+# yours. The integer layer reproduces the fake-quantized one:
 
 # %%
 x = splits.x_test[:128]                                  # (128, 784)
@@ -276,7 +280,8 @@ xq = int8.quantize_input(x)                              # activations: 8-bit, p
 wq = quantization.quantize(teacher[0].weight, 8, per_channel=True)
 integer_out = int8.integer_linear(xq, wq, teacher[0].bias)
 fake_out = torch.nn.functional.linear(quantization.dequantize(xq), quantization.dequantize(wq), teacher[0].bias)
-print(f"largest difference: {(integer_out - fake_out).abs().max():.2e} (outputs up to {fake_out.abs().max():.1f})")
+print(f"largest difference: {(integer_out - fake_out).abs().max():.2e} (outputs up to {fake_out.abs().max():.1f}); "
+      f"this CPU's int8 kernel saturates: {int8.kernel_saturates()}")
 assert torch.allclose(integer_out, fake_out, atol=1e-3)
 
 # %% [markdown]
@@ -315,21 +320,22 @@ for row in rows:
         for b in backends))
 
 # %% [markdown]
-# Read the ratios (in parentheses, above 1 means faster than float32), all from this one run. Single
-# latencies on a shared machine vary from run to run (and by CPU); ratios measured together vary less:
+# Read the ratios (in parentheses, above 1 means faster than float32), all from this one run, each model
+# timed in turn in five rounds (medians). Single latencies on a shared machine vary from run to run (and
+# by CPU); ratios measured together vary less. On the CPU that executed this notebook:
 # - At **batch 1** every int8 path is slower than float32. Quantizing the activations, calling a
 #   different kernel and rescaling the outputs cost a fixed overhead (here about 24 µs for the legacy
 #   kernels, about 35 µs compiled, hundreds in eager torchao), and a 784-128-10 network in float32 takes
 #   only 22 µs per image in this run. There is nothing to win back.
 # - At **batch 1024** the work grows with the batch and int8 matrix products pay off: the legacy
-#   fbgemm/x86 kernels are 1.90x as fast as float32, and torchao compiled with `torch.compile` (which fuses
-#   its overhead away) 1.81x. torchao in eager mode dispatches through Python tensor subclasses and, on
-#   this CPU, stays slower than float32 at every batch size measured (0.75x at best, at 1024).
+#   fbgemm/x86 kernels are 2.31x as fast as float32, and torchao compiled with `torch.compile` (which fuses
+#   its overhead away) 1.82x. torchao in eager mode dispatches through Python tensor subclasses and, on
+#   this CPU, stays slower than float32 at every batch size measured (0.80x at best, at 1024).
 # - **Batch 64** is near the break-even point, and there the ratios move most from run to run on this
-#   shared machine: legacy 1.34x and compiled 0.96x in this run, and quite different ratios in other runs.
+#   shared machine: legacy 1.32x and compiled 0.95x in this run, and quite different ratios in other runs.
 #
-# So "int8 is faster" holds for batched inference with a backend whose kernels are used, not for one
-# image at a time. The maintained path (torchao) needs `torch.compile` and large batches on a CPU to be fast.
+# So "int8 is faster" holds here for batched inference with a backend whose kernels are used, not for one
+# image at a time; your CPU's table may say otherwise. The maintained path (torchao) needs `torch.compile` and large batches on a CPU to be fast.
 #
 # ## 6. The ledger
 
@@ -347,14 +353,17 @@ assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
 ledger
 
 # %% [markdown]
-# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.211
-#   against 0.341 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.158
+#   against 0.301 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
 #   firmer).
 # - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; the 4-bit one reloads exactly
 #   (below; the 2-bit one is written the same way).
 #   Their latency is float32's, up to the noise between rows: their forward pass still multiplies
-#   dequantized floats, since no backend here has 4-bit or 2-bit kernels for a CPU (ONNX Runtime's 4-bit
-#   kernel in notebook 06 decodes to float32 too). Small files and fast inference are different goals.
+#   dequantized floats, since PyTorch has no 4-bit or 2-bit kernels for a CPU. ONNX Runtime's 4-bit
+#   kernel (notebook 06) keeps the weights packed and decodes them to float32 as it multiplies: it saves
+#   memory traffic, not arithmetic, which pays where the weights do not fit in the CPU's caches (a large
+#   language model generating one token at a time), not for a network of 400 KB. Small files and fast
+#   inference are different goals.
 
 # %%
 reloaded = storage.load(folder / "final4.dcmp")
@@ -422,8 +431,11 @@ print(f"4-bit model via torch.save: {measure.storage_bytes(fake):,} bytes; via s
 # stores every 4-bit code as an int32, as large as a float32, plus each row's scale and zero point. The
 # packed file is the one that is 8x smaller.
 #
-# **3. int8 is not always faster.** Section 5 measured it: slower at batch 1 on every path, and slower
-# in eager torchao at every batch size measured. Measure the batch size you will serve.
+# **3. int8 is not always faster.** On the CPU that executed this notebook, section 5 measured it slower
+# at batch 1 on every path, and slower in eager torchao at every batch size measured; your table may
+# differ (the instruction set decides). Measure the batch size you will serve, on the CPU you will serve on.
+# On a CPU without VNNI an int8 kernel can also be *wrong*: its 16-bit pair sums saturate (section 5), which
+# is why fbgemm rounds activations to 7 bits and notebook 06's ONNX files hold 7-bit weights.
 
 # %% [markdown]
 # ## Exercises
@@ -587,7 +599,7 @@ for bits in (3, 2, 1):
 # - Per-channel scales protect ordinary rows from outliers; asymmetric grids suit one-sided activations.
 # - PTQ is free at 8 bits and costs little at 4 (and 3) bits per channel; at 2 bits, k-means or QAT is needed.
 # - QAT with the straight-through estimator recovers most of what 2-bit PTQ loses; at 4 bits PTQ and QAT
-#   stay within about a point of float accuracy (0.1 to 0.7 points on seeds 0 and 1).
+#   stay within about a point of float accuracy.
 # - Bytes shrink only in a file that stores the codes; milliseconds shrink only with an int8 backend,
 #   at batch sizes large enough to amortise its overhead.
 

@@ -18,8 +18,9 @@
 # Pruning and quantization shrink a trained network. Knowledge distillation (Hinton, Vinyals & Dean,
 # 2015) instead trains a *small* network, the student, to imitate a big one, the teacher: not only its
 # answers but the whole shape of its output distribution, which says that this 7 looks a bit like a 1
-# and not at all like a 0. Done right, the student ends up more accurate than it would be trained on
-# the labels alone. Done as in many tutorials (and in the article), nothing is
+# and not at all like a 0. Done right, the student can end up more accurate than it would be trained on
+# the labels alone (here by a few tenths of a point, which section 4 cannot separate from the teacher's
+# shifted inputs). Done as in many tutorials (and in the article), nothing is
 # distilled at all. This notebook shows both, with several seeds, and shows when distillation does not
 # help.
 #
@@ -34,6 +35,7 @@
 # **Prerequisites**: notebook 01 (how to read a difference over seeds). About 30 s on a 2-core CPU once the
 # teachers are cached; the first run trains two 784-1200-1200-10 teachers, about 20 s each
 # (`python -m tutorial_utils teachers` trains every teacher of the tutorial ahead of time, e.g. before a class).
+# Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 
 # %%
 
@@ -380,7 +382,7 @@ ledger
 # The 784-64-10 students have half the bytes and half the MACs of the 784-128-10 teacher and, within the
 # noise of 1,000 test images, its accuracy; the big teacher's file is 23x larger than the original
 # teacher's. The two students have the same architecture, so any gap between their latencies is
-# run-to-run noise; side by side, notebook 02 measured this 784-64-10 shape 1.8x faster than the teacher.
+# run-to-run noise; side by side, notebook 02 measured this 784-64-10 shape 1.8x faster than the teacher in its run.
 # Ratios in this tutorial are always against the 784-128-10 teacher's file, never against the big
 # teacher: a big teacher makes any compression ratio look good and says nothing.
 #

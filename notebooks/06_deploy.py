@@ -37,6 +37,7 @@
 # **Prerequisites**: notebooks 02, 03 and 05, and `pip install -e ".[deploy]"` (onnx, onnxruntime;
 # included in the test extra). About 10 s on a 2-core CPU with the teachers and the chain's models cached
 # (the first time, about 5 s more for the chain and about 20 s more for the big teacher).
+# Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 
 # %%
 import numpy as np
@@ -277,8 +278,8 @@ print({name: f"{row['latency_ms'] * 1e3:.0f} µs" for name, row in latency_by_gr
 # %% [markdown]
 # A third of the inputs were dead (no hidden unit was), so a third of the first layer's multiply-adds go.
 # But look at the time: the compact graph must first *gather* the kept pixels of each image (a `Gather`
-# of scattered columns), the only work the full graph does not do, and the compact graph is several
-# times *slower*, not a third faster. Fewer operations are not less time unless the kernel profits from
+# of scattered columns), the only work the full graph does not do, and on this CPU the compact graph is
+# several times *slower*, not a third faster. Fewer operations are not less time unless the kernel profits from
 # the change. (A deployment can avoid the
 # gather by dropping those pixels before the model, or keep every input: `compact(final, inputs=False)`.)
 # What a dense kernel profits from is a narrower matrix: **structured pruning** removes whole hidden units
@@ -314,7 +315,10 @@ for name, model in (("reference teacher", reference), ("final (90% sparse)", fin
 # %%
 TIMING_THREADS = 1
 sources = {"teacher": reference, "student": student, "final": final, "narrow": narrow}
-candidates = {"teacher, PyTorch float32": reference, "student, PyTorch float32": student,
+deploy.export(reference, folder / "teacher-float32.onnx", "float32")   # the same teacher, in the same runtime
+candidates = {"teacher, PyTorch float32": reference,
+              "teacher, ORT float32": deploy.runtime_model(folder / "teacher-float32.onnx", threads=TIMING_THREADS),
+              "student, PyTorch float32": student,
               "final, PyTorch legacy int8": int8.to_backend(quantization.dequantize_model(final), "legacy")}
 file_bytes = {}
 for name in ("final", "narrow"):
@@ -324,8 +328,10 @@ for name in ("final", "narrow"):
         file_bytes[f"{name}, ORT {kind}"] = entry["bytes"]
 
 # %% [markdown]
-# Thirteen candidates, three of them PyTorch. Each row below gives the latency at batch 1 and 256 with the
-# speed-up over the teacher in parentheses, and the achieved share of this CPU's float32 matmul rate:
+# Fourteen candidates, three of them PyTorch; the teacher runs in ONNX Runtime too, unchanged, so that the
+# runtime's part of a speed-up can be told from the compression's. Each row below gives the latency at
+# batch 1 and 256 with the speed-up over the teacher in PyTorch in parentheses, and the achieved share of
+# this CPU's float32 matmul rate:
 
 # %%
 peak_gflops = timing.peak_gflops(threads=TIMING_THREADS)
@@ -338,6 +344,10 @@ for name in candidates:
     achieved_gflops = 2 * measure.macs(sources[name.split(",")[0]]) * 256 / (at_batch_256["latency_ms"] / 1e3) / 1e9
     print(f"{name:30} {at_batch_1['latency_ms'] * 1e3:6.1f} µs ({at_batch_1['speedup']:4.1f}x) "
           f"{at_batch_256['latency_ms'] * 1e3:7.1f} µs ({at_batch_256['speedup']:4.1f}x) {achieved_gflops / peak_gflops:14.0%}")
+same_runtime = {batch: {name: latency_by_batch[batch]["teacher, ORT float32"]["latency_ms"] / latency_by_batch[batch][name]["latency_ms"]
+                        for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels")} for batch in (1, 256)}
+print("against the teacher in ONNX Runtime float32 (one runtime, what compression alone buys):",
+      {name: f"{same_runtime[1][name]:.1f}x at batch 1, {same_runtime[256][name]:.1f}x at 256" for name in same_runtime[1]})
 
 # %% [markdown]
 # Read the table for *your* CPU (its first line); on this one (AMD EPYC with AVX-512 VNNI, one thread):
@@ -363,9 +373,13 @@ for name in candidates:
 #   float32 (they quantize the input, or decode the codes, on every call). At
 #   this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost of a call
 #   that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is why the
-#   ONNX Runtime rows beat the teacher by about 3 to 5.3x, and PyTorch's legacy int8 backend is
+#   ONNX Runtime rows beat the teacher by about 3 to 5.4x, and PyTorch's legacy int8 backend is
 #   *slower* than float32: like ONNX Runtime's dynamic int8 it measures and quantizes the input on every
 #   call, but each of its quantized layers pays PyTorch's per-operator overhead.
+# - **The runtime's share.** The teacher itself, unchanged, is 3.1x faster in ONNX Runtime than in PyTorch
+#   at batch 1 and 1.2x at batch 256. Against it, the last line: what compression alone buys on one
+#   runtime is small at batch 1 (1.8x for the narrow int8-pixels model) and large at batch 256 (11.3x).
+#   A speed-up quoted against another runtime mixes the two; ask which one you are reading.
 #
 # Last, the bytes. The `.dcmp` file (notebook 05's format: sparse, packed, entropy-coded) against the
 # smallest ONNX file of each model, the `int8-pixels` one:
@@ -387,28 +401,35 @@ for name in ("final", "narrow"):
 # estimate it from what each network computes and reads (`measure.energy_estimate`, Horowitz's 45 nm
 # energies): a float32 multiply-add 4.6 pJ, an int8 one 0.3 pJ, and each weight byte read at the price of
 # the smallest memory level that holds them all. The estimate follows the arithmetic, not the file: the
-# float32 rows stand for the ONNX Runtime float32 and 4-bit files (`MatMulNBits` at accuracy level 0
-# multiplies in float32), the int8 rows for the int8 files (the int8-pixels file computes its small
-# second layer in float32, about 1% of its multiply-adds):
+# float32 rows stand for the ONNX Runtime float32 files, the int8 rows for the int8 files (the int8-pixels
+# file computes its small second layer in float32, about 1% of its multiply-adds), and the 4-bit rows for
+# `MatMulNBits`, which multiplies in float32 (accuracy level 0) but reads its weights as it holds them,
+# packed: 4 bits a weight plus the block scales (`deploy.held_bytes`):
 
 # %%
-by_arithmetic = {"teacher, float32": reference,
-                 "final, float32": quantization.dequantize_model(final),
-                 "final, int8": candidates["final, PyTorch legacy int8"],
-                 "narrow, float32": quantization.dequantize_model(narrow),
-                 "narrow, int8": int8.to_backend(quantization.dequantize_model(narrow), "legacy")}
+by_arithmetic = {"teacher, float32": (reference, None),
+                 "final, float32": (quantization.dequantize_model(final), None),
+                 "final, 4-bit": (final, deploy.held_bytes(nbits_file)),
+                 "final, int8": (candidates["final, PyTorch legacy int8"], None),
+                 "narrow, float32": (quantization.dequantize_model(narrow), None),
+                 "narrow, 4-bit": (narrow, deploy.held_bytes(folder / "narrow-t1-4bit.onnx")),
+                 "narrow, int8": (int8.to_backend(quantization.dequantize_model(narrow), "legacy"), None)}
 teacher_nj = [measure.energy_estimate(reference, batch_size=b)["total_nj"] for b in (1, 256)]
 print(f"{'':>16} {'batch 1, nJ per image':>25} {'batch 256':>20}  weights read from")
-for name, model in by_arithmetic.items():
-    nj = [measure.energy_estimate(model, batch_size=b)["total_nj"] for b in (1, 256)]
+for name, (model, held) in by_arithmetic.items():
+    estimates = [measure.energy_estimate(model, batch_size=b, weight_bytes=held) for b in (1, 256)]
+    nj = [estimate["total_nj"] for estimate in estimates]
     less = ["" if model is reference else f"({t / e:.0f}x less)" for t, e in zip(teacher_nj, nj)]
-    print(f"{name:>16} {nj[0]:10,.0f} {less[0]:>14} {nj[1]:8,.0f} {less[1]:>11}  {measure.energy_estimate(model)['weight_level']}")
+    print(f"{name:>16} {nj[0]:10,.0f} {less[0]:>14} {nj[1]:8,.0f} {less[1]:>11}  {estimates[0]['weight_level']}")
 
 # %% [markdown]
 # At batch 1 reading the weights costs more than multiplying them in every row, so bytes are energy:
-# int8 weights are a quarter of float32's, and the narrow student's int8 weights are small enough for the
-# 32 KB level, where each byte costs a fifth of a read from the 1 MB level. At batch 256 the read is
-# shared by 256 images and the arithmetic's width decides. The estimate leaves out everything but the
+# int8 weights are a quarter of float32's, 4-bit ones held packed about an eighth, and both the 4-bit
+# weights and the narrow student's int8 ones are small enough for the 32 KB level, where each byte costs
+# a fifth of a read from the 1 MB level. That is why the final model's 4-bit row (315 nJ) beats its int8
+# row (656 nJ) at batch 1 although it multiplies in float32. At batch 256 the read is shared by 256
+# images and the arithmetic's width decides: int8 wins. The levels are steps (31 KB and 51 KB of weights
+# sit on either side of one), so read these ratios as orders of magnitude, not to the last digit. The estimate leaves out everything but the
 # layers: at batch 1 the runtime's call, microseconds of a CPU core's time, is not in it (notebook 05
 # asks what hardware built to compute on the compressed file itself would save).
 #
@@ -428,10 +449,18 @@ for name, model in by_arithmetic.items():
 #   `to_onnx(..., fused=False)` writes `int8-pixels` in standard operators only.
 # - **A call's small costs.** At batch 1 the call is the time, so its wrapping matters. In onnxruntime
 #   1.32, handing `run_with_iobinding` your own `RunOptions` without the run option `gpu_graph_id` makes
-#   the Python wrapper look the key up on every call, and the failed lookup (an exception raised and
-#   caught) takes several times as long as the rest of a call of these models. Passing no options avoids
-#   it; `deploy.latency_ms` holds one `RunOptions` with that key set to its default, "0", which also
+#   the Python wrapper look the key up on every call, and the failed lookup raises and catches an
+#   exception each time, at a cost that counts when a whole call takes microseconds. Passing no options
+#   avoids it; `deploy.latency_ms` holds one `RunOptions` with that key set to its default, "0", which also
 #   spares the runtime building a default one per call.
+# - **int8 without VNNI can be wrong, not only slow.** ONNX Runtime multiplies uint8 activations by int8
+#   weights; on a CPU without VNNI (AVX2 only, or AVX-512 before VNNI) its kernels add each pair of
+#   products in a 16-bit register, and 2 x 255 x 127 = 64,770 does not fit in 32,767: the sums saturate
+#   and the logits drift. So the int8 files here hold 7-bit weights (`reduce_range`, codes -64..64:
+#   2 x 255 x 64 = 32,640 fits), and `int8-pixels` takes codes of at most 7 bits (4 here). A CPU with
+#   VNNI adds into 32 bits and is exact either way; ONNX Runtime can also widen 8-bit weights itself on
+#   other CPUs (session option `session.x64quantprecision`), at some cost in speed.
+#   `int8.kernel_saturates()` tells whether PyTorch's int8 kernel saturates on yours.
 # - **Dynamic int8 depends on the batch.** Its activation range is measured over the whole input tensor,
 #   so one image's logits change with its batch-mates: evaluate at the batch size you serve.
 # - **int8 slower than float32** at batch 1 (PyTorch's legacy backend above).
@@ -565,14 +594,31 @@ print(f"final model: {models.layer_sizes(dense_final)} -> {models.layer_sizes(mi
 # `proto.SerializeToString()` to a file, load it with `deploy.runtime_model` and compare its logits and its
 # latency at batch 256 with accuracy level 0, side by side (`deploy.compare_latency`). What did you find?
 
+# %% nbgrader={"grade": false, "grade_id": "ex4-measure", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+tiny_file = folder / "one-unit.onnx"
+deploy.export(models.mlp([784, 1]), tiny_file, "float32")
+call_cost = deploy.compare_latency({"one unit": deploy.runtime_model(tiny_file, threads=1),
+                                    "narrow float32": candidates["narrow, ORT float32"]}, 1, threads=1, rounds=5)
+print({name: f"{row['latency_ms'] * 1e3:.1f} µs" for name, row in call_cost.items()}, "at batch 1, 1 thread")
+level_4_file = folder / "final-4bit-level4.onnx"
+level_4_file.write_bytes(onnx_export.to_onnx(final, weights="4bit", accuracy_level=4).SerializeToString())
+level_4 = deploy.runtime_model(level_4_file, threads=1)
+shift = (level_4(splits.x_test) - nbits_runtime(splits.x_test)).abs()
+changed = (level_4(splits.x_test).argmax(1) != nbits_runtime(splits.x_test).argmax(1)).sum().item()
+by_level = deploy.compare_latency({"level 0": nbits_runtime, "level 4": level_4}, 256, threads=1, rounds=5)
+print(f"level 4 moves the logits by {shift.mean():.2f} on average, {shift.max():.2f} at most, and changes {changed} of "
+      f"{len(shift):,} predictions; at batch 256:", {n: f"{r['latency_ms'] * 1e3:.0f} µs" for n, r in by_level.items()})
+### END SOLUTION
+
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>What to look for</summary>
 #
-# In one run on this machine (one thread) the one-unit graph took 3.2 µs at batch 1 and the narrow
-# student 3.9 µs: about four fifths of its time is the call. Accuracy level 4 rounds the input to int8 per
-# block, so the logits move (by 0.04 on average, 0.24 at most; one of the 1,000 predictions changed), and
-# at batch 256 it was *slower* than level 0 here (0.28 against 0.24 ms, side by side): whether it is
-# faster depends on the CPU's int8 kernels for this shape, so measure before choosing it.
+# The solution cell above, in this run (one thread): the one-unit graph took 3.2 µs at batch 1 and the
+# narrow student 3.9 µs, so about four fifths of its time is the call. Accuracy level 4 rounds the input
+# to int8 per block, so the logits move (by 0.04 on average, 0.24 at most; one of the 1,000 predictions
+# changed), and at batch 256 it was *slower* than level 0 here (278 against 242 µs, side by side):
+# whether it is faster depends on the CPU's int8 kernels for this shape, so measure before choosing it.
 # </details>
 
 # %% [markdown]
@@ -584,9 +630,9 @@ print(f"final model: {models.layer_sizes(dense_final)} -> {models.layer_sizes(mi
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>What to look for</summary>
 #
-# The time falls more slowly than the multiply-adds: a 16-unit layer leaves the kernel too little work
-# to hide its fixed costs. Accuracy drops as width shrinks; whether 16 units are within the noise of 32
-# is what the three seeds decide.
+# Expect the time to fall more slowly than the multiply-adds (a 16-unit layer leaves the kernel little
+# work to hide its fixed costs) and accuracy to drop as the width shrinks; measure both before you believe
+# either. Whether 16 units are within the noise of 32 is what the three seeds decide.
 # </details>
 
 # %% [markdown]
@@ -637,13 +683,16 @@ assert torch.allclose(mine.float(), first(splits.x_test), atol=1e-4)
 #   image; int8 is the fast path at large batches on a CPU with integer dot-product instructions.
 # - An 8-bit input needs no quantizing: folding the pixels' normalisation into the first layer lets the
 #   QAT codes meet the raw image in one exact integer product (`int8-pixels`), the fastest deployment
-#   at batch 256 and still the QAT model's function.
+#   at batch 256 on this CPU and still the QAT model's function.
+# - Part of every speed-up over PyTorch is the runtime: compare with the teacher in ONNX Runtime to see
+#   what compression alone buys.
 # - Sparsity shrinks the stored file, not a dense kernel's work; compaction removes dead inputs and units
 #   (fewer MACs) but its gather can cost more than it saves. Narrower layers (structured pruning) are
 #   what a dense kernel can turn into speed.
 # - At batch 1 a call's fixed cost dominates: a few microseconds, most of them the call itself (exercise 4).
 # - In the energy estimate, narrow int8 layers save the most: fewer and smaller weight reads, cheaper
-#   multiply-adds.
+#   multiply-adds. At batch 1 weight bytes dominate, so 4-bit weights read packed save too, even
+#   multiplied in float32.
 #
 # ## Further reading
 #

@@ -32,6 +32,7 @@
 # **Prerequisites**: notebooks 01 (intervals, paired tests), 04 (temperature) and 05 (the chain). About
 # 11 s with the chain's models cached (by `python -m tutorial_utils teachers`; else `chain.build` trains
 # them the first time: up to about 15 s more).
+# Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 
 # %%
 import torch
@@ -449,15 +450,18 @@ exercises_beyond.check_auc(my_auc)
 #   hurt more than another; such claims need far more images per class.
 # - These MLPs, compressed or not, lose most of their accuracy to perturbations of 13 to 26 grey levels
 #   out of 255 (epsilon 0.05 to 0.1).
-#   At epsilon 0.1 the pruned models and the distilled student keep more than the others (beyond the
-#   seeds' min-max ranges; pruned input pixels are a likely, untested reason), but nothing here is robust. A rounding model can only *look* robust (masking).
+#   At epsilon 0.1 the two pruned models keep more than every dense one, and the distilled student more
+#   than the same student trained on labels (each beyond the seeds' min-max ranges, which with three seeds
+#   describe rather than test; pruned input pixels are a likely, untested reason for the first), but
+#   nothing here is robust.
+#   A rounding model can only *look* robust (masking).
 # - They are slightly over-confident (every fitted T > 1; less so after distillation); their ECEs are
 #   a little above the 1.3% that binning alone gives on 500 images.
 # - The loss-threshold attack has a small edge on every model (AUC 0.518 to 0.530); the models differ by
 #   at most 0.012, about one AUC's standard error. Their order repeats on every seed except for the
 #   scratch student's place, but all seeds share the same 5,000 images, so that says nothing about another
 #   draw of images. The best single threshold does better on the models trained on hard labels (advantage
-#   0.10 to 0.12) than on the distilled ones (0.04 to 0.06, near the 0.02 to 0.04 that chance gives), on
+#   0.10 to 0.12) than on the distilled ones (0.04 to 0.06, near what chance gives: 0.02 on average, up to about 0.05), on
 #   every seed.
 #
 # ## Further reading

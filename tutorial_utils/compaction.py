@@ -10,7 +10,10 @@ some hidden units are cut off. Such pieces cost a dense kernel full price, so th
 
 The rules repeat until nothing changes (dropping one layer's unit can empty a column of the next).
 The compact model computes the same logits up to float rounding; its Linear layers are smaller, so
-parameters, MACs and dense latency really drop. Quantized layers keep their integer codes and scales.
+parameters and MACs really drop. Latency drops only if the kernels profit: dropped hidden units shrink a
+dense matrix, but dropped inputs need a gather of scattered columns first, which notebook 06 measured
+several times slower than the full first layer (compact(model, inputs=False) keeps every input).
+Quantized layers keep their integer codes and scales.
 
 Example:
     >>> small = compact(final)                      # (batch, 784) in, the same logits out

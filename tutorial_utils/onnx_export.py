@@ -1,8 +1,9 @@
 """ONNX graphs written from an MLP's own layers: float32 MatMul, 4-bit MatMulNBits from the QAT codes, or
 an integer first layer that takes the raw 8-bit pixels.
 
-torch.onnx.export turns every nn.Linear into one `Gemm` node, and ONNX Runtime's quantizers convert
-only `MatMul`: a 4-bit quantization pass then leaves the model float32 without a word. Here each
+torch.onnx.export turns every nn.Linear into one `Gemm` node, and ONNX Runtime's 4-bit quantizer and
+its dynamic int8 quantizer convert only `MatMul` (the static quantizer handles `Gemm`): a 4-bit pass then
+leaves the model float32 without a word. Here each
 Linear is written as the two nodes it really is,
 
     y = x @ W^T + b      ->   MatMul(x, W^T) -> Add(., b)                     (float32 weights)
