@@ -270,8 +270,9 @@ fig = plots.curves([4, 2], {"PTQ": [ptq[4][0], ptq[2][0]], "QAT": [qat_accuracy[
 # y_j ~ Sx Sw_j (sum_i (qx_i - Zx) qw_ji + qb_j), with qb_j = round(b_j / (Sx Sw_j)) the bias on the
 # accumulator's grid. The package's `int8.integer_linear` does exactly that, summing the products of the
 # codes exactly (in int64, so on every CPU). PyTorch's own int8 kernel, `torch._int_mm`, computes the same
-# product faster, but on a CPU without VNNI it adds each pair of uint8 x int8 products in a 16-bit
-# register, where 2 x 255 x 127 = 64,770 does not fit: the sums saturate. `int8.kernel_saturates()` probes
+# product faster, but on a CPU without VNNI it first shifts one int8 input by 128 into uint8 (127 becomes
+# 255) and adds each pair of uint8 x int8 products in a 16-bit register, where 2 x 255 x 127 = 64,770 does
+# not fit: the sums saturate. `int8.kernel_saturates()` probes
 # yours. The integer layer reproduces the fake-quantized one:
 
 # %%
@@ -435,7 +436,8 @@ print(f"4-bit model via torch.save: {measure.storage_bytes(fake):,} bytes; via s
 # at batch 1 on every path, and slower in eager torchao at every batch size measured; your table may
 # differ (the instruction set decides). Measure the batch size you will serve, on the CPU you will serve on.
 # On a CPU without VNNI an int8 kernel can also be *wrong*: its 16-bit pair sums saturate (section 5), which
-# is why fbgemm rounds activations to 7 bits and notebook 06's ONNX files hold 7-bit weights.
+# is why fbgemm rounds activations to 7 bits, `int8.to_backend` gives torchao 7-bit codes on such a CPU,
+# and notebook 06's ONNX files hold 7-bit weights.
 
 # %% [markdown]
 # ## Exercises

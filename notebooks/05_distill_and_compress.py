@@ -293,7 +293,7 @@ fig = plots.pareto(points, reference_bytes=ref_row["bytes"], x="latency_ms", tit
 # ## 5. The final file
 #
 # Reload the file, check that it gives exactly the same predictions, and deploy its weights on the int8
-# backend that notebook 03 measured fastest at batch 1024 in its run (by a small margin):
+# backend that notebook 03 measured fastest at batch 1024 in its run:
 
 # %%
 reloaded = storage.load(folder / "final.dcmp")
@@ -325,9 +325,10 @@ print(f"identical logits after reloading; deployed accuracy {deployed_row['accur
 # energies (ISSCC 2014; notebook 01 introduced them): per image when each image reads all the weights
 # (batch 1), and when a batch of 256 shares one read of them. They charge what each model really
 # computes: the final model decodes its 4-bit codes and multiplies in float32 like the dense student, so
-# on this runtime its small file saves no energy at all; the int8 deployment multiplies 8-bit integers and
-# reads a quarter of the bytes. What the small file *could* buy needs hardware that computes on it
-# directly, reading the packed codes and skipping the zeros, like the EIE accelerator of Deep
+# in PyTorch its small file saves no energy at all; the int8 deployment multiplies 8-bit integers and
+# reads a quarter of the bytes. (ONNX Runtime's 4-bit kernel reads the packed codes, which saves reads:
+# notebook 06.) What the small file *could* buy needs hardware that computes on it directly, reading the
+# packed codes and skipping the zeros, like the EIE accelerator of Deep
 # Compression's authors. `energy_estimate` can model that hypothetical hardware too:
 
 # %%
@@ -347,9 +348,9 @@ assert estimates["final model deployed on the int8 backend"]["total_nj"] < estim
 # 407 KB come from a 1 MB cache at 12.5 pJ per byte, 5,088.5 nJ per image against 467.5 nJ of arithmetic,
 # about eleven times as much; in all it needs 5,561 nJ per image. The final model as this runtime computes
 # it needs 2,783 nJ, half the reference's only because it has half the weights: it is the dense student's
-# estimate, and its small file saves nothing here. The int8 deployment needs 656 nJ, about 8.5 times less
-# than the reference, cheaper on both counts (a quarter of the bytes, 8-bit multiplies). Only the
-# hypothetical hardware turns the 6 KB file into energy, 35 nJ, about 160 times less than the reference:
+# estimate, and its small file saves nothing in PyTorch. The int8 deployment needs 656 nJ, about 8.5 times
+# less than the reference, cheaper on both counts (a quarter of the bytes, 8-bit multiplies). Only the
+# hypothetical hardware turns the whole 6 KB file into energy, 35 nJ, about 160 times less than the reference:
 # its weights fit in an 8 KB cache and it multiplies only the 10% of weights that survived pruning. This is Deep Compression's argument for why size matters beyond disk
 # space, and also why it needs hardware that computes on the compressed form. It is an estimate for a
 # 45 nm design, not a measurement of this CPU.

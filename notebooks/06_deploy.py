@@ -378,7 +378,8 @@ print("against the teacher in ONNX Runtime float32 (one runtime, what compressio
 #   call, but each of its quantized layers pays PyTorch's per-operator overhead.
 # - **The runtime's share.** The teacher itself, unchanged, is 3.1x faster in ONNX Runtime than in PyTorch
 #   at batch 1 and 1.2x at batch 256. Against it, the last line: what compression alone buys on one
-#   runtime is small at batch 1 (1.8x for the narrow int8-pixels model) and large at batch 256 (11.3x).
+#   runtime is modest at batch 1 (1.8x for the narrow int8-pixels model, held down by the call's fixed
+#   cost) and large at batch 256 (11.3x).
 #   A speed-up quoted against another runtime mixes the two; ask which one you are reading.
 #
 # Last, the bytes. The `.dcmp` file (notebook 05's format: sparse, packed, entropy-coded) against the
@@ -423,11 +424,13 @@ for name, (model, held) in by_arithmetic.items():
     print(f"{name:>16} {nj[0]:10,.0f} {less[0]:>14} {nj[1]:8,.0f} {less[1]:>11}  {estimates[0]['weight_level']}")
 
 # %% [markdown]
-# At batch 1 reading the weights costs more than multiplying them in every row, so bytes are energy:
-# int8 weights are a quarter of float32's, 4-bit ones held packed about an eighth, and both the 4-bit
+# At batch 1 reading the weights costs more than multiplying them in every row but the 4-bit ones, so
+# bytes are energy: int8 weights are a quarter of float32's, 4-bit ones held packed about a seventh (the
+# block scales add about a tenth of a byte a weight), and both the 4-bit
 # weights and the narrow student's int8 ones are small enough for the 32 KB level, where each byte costs
 # a fifth of a read from the 1 MB level. That is why the final model's 4-bit row (315 nJ) beats its int8
-# row (656 nJ) at batch 1 although it multiplies in float32. At batch 256 the read is shared by 256
+# row (656 nJ) at batch 1 although it multiplies in float32 (its reads are now the smaller part). At
+# batch 256 the read is shared by 256
 # images and the arithmetic's width decides: int8 wins. The levels are steps (31 KB and 51 KB of weights
 # sit on either side of one), so read these ratios as orders of magnitude, not to the last digit. The estimate leaves out everything but the
 # layers: at batch 1 the runtime's call, microseconds of a CPU core's time, is not in it (notebook 05
@@ -457,10 +460,12 @@ for name, (model, held) in by_arithmetic.items():
 #   weights; on a CPU without VNNI (AVX2 only, or AVX-512 before VNNI) its kernels add each pair of
 #   products in a 16-bit register, and 2 x 255 x 127 = 64,770 does not fit in 32,767: the sums saturate
 #   and the logits drift. So the int8 files here hold 7-bit weights (`reduce_range`, codes -64..64:
-#   2 x 255 x 64 = 32,640 fits), and `int8-pixels` takes codes of at most 7 bits (4 here). A CPU with
-#   VNNI adds into 32 bits and is exact either way; ONNX Runtime can also widen 8-bit weights itself on
-#   other CPUs (session option `session.x64quantprecision`), at some cost in speed.
-#   `int8.kernel_saturates()` tells whether PyTorch's int8 kernel saturates on yours.
+#   2 x 255 x 64 = 32,640 fits), and `int8-pixels` takes codes of at most 7 bits (4 here). The price is
+#   a weight step twice as coarse on every CPU, VNNI ones included, where 8 bits would be exact (here
+#   within a few images of 8 bits); the file then computes the same everywhere. ONNX Runtime can instead
+#   widen 8-bit weights itself on those CPUs (session option `session.x64quantprecision`, a slower kernel).
+#   `int8.kernel_saturates()` tells whether PyTorch's int8 kernel saturates on yours (it probes PyTorch's
+#   kernel, not ONNX Runtime's; both follow the instruction set).
 # - **Dynamic int8 depends on the batch.** Its activation range is measured over the whole input tensor,
 #   so one image's logits change with its batch-mates: evaluate at the batch size you serve.
 # - **int8 slower than float32** at batch 1 (PyTorch's legacy backend above).

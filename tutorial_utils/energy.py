@@ -14,7 +14,11 @@ e(level) is the energy per byte of the smallest level in Horowitz's table that h
 Layers of an int8 backend compute in int8 (an int8 MAC accumulates in 32 bits: 0.2 + 0.1 pJ); every
 other layer, fake-quantized and low-bit-coded float layers included, computes in float32: they
 dequantize their codes before multiplying. So the same computation costs the same whatever file stores
-it. It is an estimate for teaching where energy goes, not a measurement of this CPU.
+it; only how many weight bytes are read can differ (`weight_bytes`: ONNX Runtime's MatMulNBits reads its
+codes packed). Left out: quantizing activations at run time and rescaling outputs (a pass over each
+layer's input and output that int8 rows pay on every call), and the runtime's call itself. The memory
+levels are steps, so two models on either side of a level's size differ by its factor: read the ratios as
+orders of magnitude. It is an estimate for teaching where energy goes, not a measurement of this CPU.
 
 Example:
     >>> energy_estimate(model)["total_nj"]           # per image, batch 1
@@ -62,9 +66,11 @@ def energy_estimate(model: nn.Module, *, batch_size: int = 1, weight_bytes: int 
     """An *estimate* of the energy per image, in the model of this module's docstring.
 
     batch_size: the weights are read once per batch and shared by its images (batch 1: once per image).
-    weight_bytes and skip_zeros describe *hypothetical* hardware (EIE, Han et al. 2016) that reads the
-    weights as a compressed file of `weight_bytes` and multiplies only the non-zero weights; by default
-    the weights are read as the layers hold them and every weight is multiplied (dense hardware).
+    weight_bytes: the bytes the weights are read as, when a kernel reads them in a form other than the
+    layers' (ONNX Runtime's MatMulNBits: the packed codes and scales, deploy.held_bytes); with skip_zeros
+    they describe *hypothetical* hardware (EIE, Han et al. 2016) that reads the compressed file and
+    multiplies only the non-zero weights. By default the weights are read as the layers hold them and every
+    weight is multiplied (dense hardware).
     Returns picojoule components, total_nj (per image), the level the weights come from and the
     assumptions as text. No side effects.
     """

@@ -9,7 +9,8 @@ For speed, the float model is handed to a maintained int8 backend: torchao's `qu
 `Int8DynamicActivationInt8WeightConfig` (weights int8 per channel, activations quantized on the fly
 per row), or the deprecated `torch.ao.quantization.quantize_dynamic` (fbgemm/x86 kernels; weights int8
 per channel here, activations rounded to 7 bits). On CPUs without VNNI int8 kernels can saturate
-(`kernel_saturates`), which is why the integer-only sums here are computed exactly in int64.
+(`kernel_saturates`): the integer-only sums here are computed exactly in int64, and torchao is given
+7-bit codes there.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
 
     torch.compile needs a C++ compiler and takes seconds to tens of seconds the first time it runs; this
     function runs the compiled model once on a (2, in_features) batch of zeros so that compiling happens here.
-    Raises RuntimeError naming the backend if it is not available here (no torchao, no compiler).
+    torchao's codes are 7-bit (reduce_range) on a CPU whose int8 kernel saturates (kernel_saturates), 8-bit
+    elsewhere. Raises RuntimeError naming the backend if it is not available here (no torchao, no compiler).
     """
     validate.choice("backend", backend, BACKENDS)
     model = copy.deepcopy(model).eval()
@@ -112,12 +114,9 @@ def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
     except ImportError as exc:
         raise RuntimeError(f"backend={backend!r} needs torchao (pip install torchao): {exc}") from exc
-    quantize_(model, Int8DynamicActivationInt8WeightConfig())
-    if kernel_saturates():
-        warnings.warn("this CPU's int8 kernel saturates (no VNNI: pairs of uint8 x int8 products are added in 16 "
-                      "bits), so torchao's int8 model can differ from the float model by more than rounding; "
-                      "the legacy backend (7-bit activations) and the ONNX Runtime files (7-bit weights) avoid it",
-                      RuntimeWarning, stacklevel=2)
+    # Where the CPU's int8 kernel saturates (no VNNI), halve the ranges of weights and activations (7 bits),
+    # as fbgemm does for its activations: every pair of products then fits in 16 bits. Elsewhere keep 8 bits.
+    quantize_(model, Int8DynamicActivationInt8WeightConfig(reduce_range=kernel_saturates()))
     if not backend.endswith("+compile"):
         return model
     compiled = torch.compile(model, dynamic=True)

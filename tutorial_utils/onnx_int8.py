@@ -6,7 +6,9 @@
 
 Weights get 7-bit codes (-64..64, `reduce_range`): ONNX Runtime multiplies uint8 activations by int8
 weights, and on CPUs without VNNI its kernel adds each pair of products in 16 bits, where 2 x 255 x 127
-= 64,770 overflows 32,767 but 2 x 255 x 64 = 32,640 does not (int8.kernel_saturates). The file then computes the same on every CPU.
+= 64,770 overflows 32,767 but 2 x 255 x 64 = 32,640 does not (int8.kernel_saturates probes the same
+problem in PyTorch's kernel). The file then computes the same on every CPU, at the price of a weight step
+twice as coarse where VNNI would have been exact with 8 bits.
 
 Static quantization stores a range per activation, measured on calibration images (training images,
 never test ones); dynamic quantization measures the input's range on every call, which costs a pass
