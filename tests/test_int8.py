@@ -1,3 +1,8 @@
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,3 +157,27 @@ def test_torchao_takes_7_bit_codes_where_the_kernel_saturates(monkeypatch, satur
 def test_legacy_backend_keeps_one_scale_per_row():
     fast = int8.to_backend(models.teacher(), "legacy")
     assert fast[0].weight().qscheme() == torch.per_channel_affine
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the AVX2 cap is for x86 CPUs")
+def test_on_an_avx2_only_cpu_the_sums_stay_exact_and_torchao_close(tmp_path):
+    """PyTorch's kernels capped to AVX2 (no VNNI), as on an AVX2-only CPU: its int8 kernel saturates there."""
+    script = tmp_path / "avx2.py"
+    script.write_text(
+        "import torch\n"
+        "from tutorial_utils import int8, models, quantization\n"
+        "assert int8.kernel_saturates(), 'the AVX2 cap did not take: torch._int_mm is exact'\n"
+        "torch.manual_seed(0)\n"
+        "layer = torch.nn.Linear(64, 16)\n"
+        "xq = quantization.quantize(torch.full((4, 64), 1.0), 8)\n"
+        "wq = quantization.quantize(layer.weight, 8, per_channel=True)\n"
+        "exact = xq.q.long() @ wq.q.long().T + torch.round(layer.bias.detach() / (xq.scale * wq.scale.flatten())).long()\n"
+        "assert torch.equal(int8.accumulate(xq, wq, layer.bias), exact.int())\n"
+        "model = models.teacher().eval()\n"
+        "x = torch.randn(32, 784)\n"
+        "with torch.no_grad():\n"
+        "    reference, got = model(x), int8.to_backend(model, 'torchao')(x)\n"
+        "assert (got - reference).abs().max() < 0.05 * reference.abs().max(), 'torchao saturated'\n")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
