@@ -338,7 +338,7 @@ print(f"{achieved_gflops:.0f} GFLOP/s achieved of a measured peak of {ledger.mac
 assert abs(achieved_gflops / ledger.machine["peak_gflops"] - row["of_peak"]) < 1e-9
 
 # %% [markdown]
-# At batch 256 even this small network reaches most of the measured peak (86% here): the batch turns
+# At batch 256 even this small network reaches most of the measured peak (82% here): the batch turns
 # each layer into a real matrix product, in which every weight read from memory is used 256 times. At
 # batch 1 each weight is used once per read, and the fixed cost of calling into PyTorch dominates; the
 # next cell shows how much slower that is per image. Compression can only move a model along this axis
@@ -371,7 +371,7 @@ for batch_size in (1, 16, 256, 1024):
     print(f"batch {batch_size:>4}: {ms:7.3f} ms per batch = {1000 * ms / batch_size:6.2f} µs per image")
 
 # %% [markdown]
-# Per image, a batch of one is many times slower than a large batch (here about 18 to 20 times): a single
+# Per image, a batch of one is many times slower than a large batch (here about 16 to 20 times): a single
 # image leaves the CPU's vector units mostly idle and pays the fixed cost of a call into PyTorch. This
 # is why every latency in the ledger names its batch size, and why speed-ups are compared as ratios
 # measured in one run.

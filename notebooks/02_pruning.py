@@ -397,7 +397,7 @@ for s in (0.5, 0.9, 0.99):
 # %% [markdown]
 # Sparse kernels pay for index lookups and irregular memory access. On the CPU that executed this
 # notebook, at 50% sparsity the CSR product is slower than the dense one, which runs at full vector speed;
-# at 90% and 99% it wins, but by less (2.0x and 10.6x in this run) than the 10x and 100x fewer
+# at 90% and 99% it wins, but by less (2.0x and 9.9x in this run) than the 10x and 100x fewer
 # multiplications would suggest; your printout above has your CPU's ratios. So extreme sparsity *can*
 # become speed, but only through a sparse kernel: `nn.Linear` never uses one, which is why the masked
 # model's latency in the ledger did not move. The exact ratios depend on the CPU and the PyTorch

@@ -382,7 +382,7 @@ ledger
 # The 784-64-10 students have half the bytes and half the MACs of the 784-128-10 teacher and, within the
 # noise of 1,000 test images, its accuracy; the big teacher's file is 23x larger than the original
 # teacher's. The two students have the same architecture, so any gap between their latencies is
-# run-to-run noise; side by side, notebook 02 measured this 784-64-10 shape 1.8x faster than the teacher in its run.
+# run-to-run noise; side by side, notebook 02 measured this 784-64-10 shape 1.7x faster than the teacher in its run.
 # Ratios in this tutorial are always against the 784-128-10 teacher's file, never against the big
 # teacher: a big teacher makes any compression ratio look good and says nothing.
 #

@@ -258,8 +258,9 @@ def _same_runtime(document: dict) -> str:
     latency = document["latency"]
 
     def ratio(over: str, under: str, batch: int) -> str:   # at 1 and 2 threads, one figure if they agree
-        values = [f'{latency[f"threads {t}, batch {batch}"][over]["latency_ms"] / latency[f"threads {t}, batch {batch}"][under]["latency_ms"]:.1f}x'
-                  for t in (1, 2)]
+        # the ratio of the two speed-ups over the PyTorch teacher, each a median of per-round ratios
+        speedups = [latency[f"threads {t}, batch {batch}"] for t in (1, 2)]
+        values = [f'{s[under]["speedup"] / s[over]["speedup"]:.1f}x' for s in speedups]
         return values[0] if values[0] == values[1] else f"{values[0]} and {values[1]}"
 
     eager, runtime = "teacher, PyTorch eager float32", "teacher, ONNX Runtime float32"

@@ -172,3 +172,19 @@ def test_peak_gflops_is_measured_once_per_thread_count_and_restores_threads():
     assert torch.get_num_threads() == 2
     with pytest.raises(ValueError, match="threads=0"):
         timing.peak_gflops(threads=0)
+
+
+def test_side_by_side_takes_each_measurement_once_per_round_in_turn():
+    order = []
+    values = iter(range(6))
+
+    def measure(name):
+        def take():
+            order.append(name)
+            return next(values)
+        return take
+    rests = []
+    times = timing.side_by_side({"a": measure("a"), "b": measure("b")}, rounds=3, before_each=lambda: rests.append(1))
+    assert order == ["a", "b"] * 3 and times == {"a": [0, 2, 4], "b": [1, 3, 5]} and len(rests) == 6
+    with pytest.raises(ValueError, match="rounds=0"):
+        timing.side_by_side({"a": measure("a")}, rounds=0)

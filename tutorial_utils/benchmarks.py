@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import statistics
 import warnings
 
@@ -27,8 +28,8 @@ def int8_latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 6
                        repeats: int = 100, rounds: int = 5) -> list[dict]:
     """Latency (ms) of the float model and of each int8 backend at each batch size, side by side.
 
-    At each batch size, `rounds` rounds time the float model and every backend once in turn; each entry is
-    the median over rounds, so a slow drift of a shared machine touches every model alike. Returns rows
+    At each batch size the float model and every backend are timed side by side (timing.side_by_side,
+    `rounds` rounds); each entry is the median over rounds. Returns rows
     {"batch_size", "fp32", <backend>: ms, ...}; a backend that cannot run here is reported as its error
     message instead of a time.
     """
@@ -48,10 +49,9 @@ def int8_latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 6
         runnable = {"fp32": model, **{b: m for b, m in fast.items() if not isinstance(m, str)}}
         rows = []
         for batch_size in batch_sizes:
-            times: dict[str, list[float]] = {name: [] for name in runnable}
-            for _ in range(rounds):
-                for name, candidate in runnable.items():
-                    times[name].append(timing.latency_ms(candidate, batch_size, threads=threads, repeats=repeats))
+            times = timing.side_by_side({name: functools.partial(timing.latency_ms, candidate, batch_size,
+                                                                 threads=threads, repeats=repeats)
+                                         for name, candidate in runnable.items()}, rounds=rounds)
             medians = {name: float(statistics.median(values)) for name, values in times.items()}
             rows.append({"batch_size": batch_size, "fp32": medians["fp32"],
                          **{b: m if isinstance(m, str) else medians[b] for b, m in fast.items()}})

@@ -24,6 +24,7 @@ import os
 import pathlib
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -199,7 +200,7 @@ def export_all(model: nn.Module, folder: str | os.PathLike, *, stem: str = "mode
 
 def compare_latency(models: dict[str, nn.Module], batch_size: int, *, threads: int, rounds: int = 5,
                     repeats: int = 100, settle_s: float | None = None) -> dict[str, dict]:
-    """Latency of each model, measured side by side: `rounds` rounds that time every model once in turn.
+    """Latency of each model, measured side by side (timing.side_by_side: every model once per round).
 
     PyTorch models are timed by timing.latency_ms (torch threads = `threads`), ONNX Runtime models by
     latency_ms (their session's threads). Returns {name: {"latency_ms": median over rounds,
@@ -214,12 +215,14 @@ def compare_latency(models: dict[str, nn.Module], batch_size: int, *, threads: i
         pools = threads > 1 or any(isinstance(m, RuntimeModel) and m.threads > 1 for m in models.values())
         settle_s = 0.1 if pools else 0.0
     validate.nonnegative_float("settle_s", settle_s)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            time.sleep(settle_s)
-            times[name].append(latency_ms(model, batch_size, repeats=repeats) if isinstance(model, RuntimeModel)
-                               else timing.latency_ms(model, batch_size, threads=threads, repeats=repeats))
+
+    def measurement(model: nn.Module) -> Callable[[], float]:
+        if isinstance(model, RuntimeModel):
+            return lambda: latency_ms(model, batch_size, repeats=repeats)
+        return lambda: timing.latency_ms(model, batch_size, threads=threads, repeats=repeats)
+
+    times = timing.side_by_side({name: measurement(model) for name, model in models.items()}, rounds=rounds,
+                                before_each=lambda: time.sleep(settle_s))
     baseline = next(iter(times.values()))
     return {name: {"latency_ms": float(np.median(values)),
                    "speedup": float(np.median([b / v for b, v in zip(baseline, values)]))}

@@ -102,15 +102,34 @@ def latency_ms(model: nn.Module, batch_size: int = 1, *, repeats: int = 50, warm
         model.train(was_training)
 
 
+def side_by_side(measurements: dict[str, Callable[[], float]], *, rounds: int = 5,
+                 before_each: Callable[[], object] | None = None) -> dict[str, list[float]]:
+    """Every measurement taken once per round, in turn, for `rounds` rounds: {name: [one value per round]}.
+
+    Alternating, rather than all of one model's rounds and then the next's, lets a slow drift of a shared
+    machine (other jobs, clock changes) touch every entry alike; a ratio taken within a round cancels it.
+    `before_each` runs before every measurement (e.g. a pause that lets idle thread pools stop spinning).
+    Example: side_by_side({"a": lambda: latency_ms(a), "b": lambda: latency_ms(b)}, rounds=5)
+    """
+    validate.positive_int("rounds", rounds)
+    values: dict[str, list[float]] = {name: [] for name in measurements}
+    for _ in range(rounds):
+        for name, measure in measurements.items():
+            if before_each is not None:
+                before_each()
+            values[name].append(measure())
+    return values
+
+
 def latency_ratio(baseline: nn.Module, candidate: nn.Module, batch_size: int = 256, *, rounds: int = 5,
                   threads: int | None = None, repeats: int = 50) -> float:
     """How many times faster `candidate` is than `baseline`: median over `rounds` of
-    latency_ms(baseline) / latency_ms(candidate), the two measured alternately, side by side.
+    latency_ms(baseline) / latency_ms(candidate), the two measured alternately (side_by_side).
 
     Alternating cancels slow drifts of a shared machine (other jobs, clock changes) that two
     measurements taken minutes apart would fold into the ratio.
     """
-    validate.positive_int("rounds", rounds)
-    ratios = [latency_ms(baseline, batch_size, threads=threads, repeats=repeats)
-              / latency_ms(candidate, batch_size, threads=threads, repeats=repeats) for _ in range(rounds)]
-    return statistics.median(ratios)
+    times = side_by_side({"baseline": lambda: latency_ms(baseline, batch_size, threads=threads, repeats=repeats),
+                          "candidate": lambda: latency_ms(candidate, batch_size, threads=threads, repeats=repeats)},
+                         rounds=rounds)
+    return statistics.median([b / c for b, c in zip(times["baseline"], times["candidate"])])
