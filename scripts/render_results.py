@@ -427,7 +427,8 @@ def glossary_table() -> str:
     with (ROOT / "data" / "glossary.csv").open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     lines = ["| English | 中文 | 说明 |", "| --- | --- | --- |"]
-    return "\n".join(lines + [f"| {r['english']} | {r['chinese']} | {r['note']} |" for r in rows])
+    cell = lambda text: text.replace("|", "\\|")     # a bare | would end the cell (ECE's |acc - conf|)
+    return "\n".join(lines + [f"| {cell(r['english'])} | {cell(r['chinese'])} | {cell(r['note'])} |" for r in rows])
 
 
 ANSWER_LABELS = {

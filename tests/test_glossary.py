@@ -63,3 +63,6 @@ def test_both_readmes_show_the_glossary():
         block = text.split("<!-- results:glossary -->", 1)[1].split("<!-- end results -->", 1)[0]
         for r in rows():
             assert f"| {r['english']} | {r['chinese']} |" in block, f"{name}: re-render the glossary (scripts/render_results.py)"
+        table = [line for line in block.strip().splitlines() if line.startswith("|")]
+        cells = [len(re.split(r"(?<!\\)\|", line)) - 2 for line in table]     # an unescaped | splits a cell
+        assert set(cells) == {3}, f"{name}: a glossary row has {max(cells)} cells, not 3 (escape | as \\|)"
