@@ -73,3 +73,24 @@ def test_a_confidence_on_a_bin_edge_falls_in_the_lower_bin():
     y = torch.tensor([0, 1])
     assert torch.softmax(logits, 1).max(1).values.tolist() == pytest.approx([0.5, 0.75])
     assert calibration.expected_calibration_error(logits, y, bins=2) == pytest.approx(0.625)
+
+
+def test_ece_change_is_the_paired_bootstrap_it_vectorises():
+    """Guards: each draw is ECE(logits[p] / T) - ECE(logits[p]) on one resample p (the same generator),
+    by expected_calibration_error itself; the change is that of the full set; the interval its percentiles."""
+    generator = torch.Generator().manual_seed(3)
+    logits, y = torch.randn(120, 10, generator=generator) * 3, torch.randint(0, 10, (120,), generator=generator)
+    result = calibration.ece_change(logits, y, temperature=1.7, bins=10, draws=40, seed=5, confidence=0.9)
+    picks = torch.randint(0, 120, (40, 120), generator=torch.Generator().manual_seed(5))
+    changes = torch.tensor([calibration.expected_calibration_error(logits[p], y[p], bins=10, temperature=1.7)
+                            - calibration.expected_calibration_error(logits[p], y[p], bins=10) for p in picks],
+                           dtype=torch.float64)
+    assert result["change"] == pytest.approx(calibration.expected_calibration_error(logits, y, bins=10, temperature=1.7)
+                                             - calibration.expected_calibration_error(logits, y, bins=10))
+    assert result["low"] == pytest.approx(changes.quantile(0.05).item(), abs=1e-6)
+    assert result["high"] == pytest.approx(changes.quantile(0.95).item(), abs=1e-6)
+    assert result["low"] <= result["change"] <= result["high"]
+    for bad, match in (({"temperature": 0.0}, "temperature"), ({"temperature": 1.0, "draws": 0}, "draws"),
+                       ({"temperature": 1.0, "confidence": 1.5}, "confidence")):
+        with pytest.raises(ValueError, match=match):
+            calibration.ece_change(logits, y, **bad)

@@ -91,3 +91,9 @@ CASES = [
 @pytest.mark.parametrize("check, right, wrongs", CASES, ids=lambda v: getattr(v, "__name__", ""))
 def test_check_passes_the_solution_and_fails_wrong_answers(check, right, wrongs, exercise_check):
     exercise_check(check, right, wrongs)
+
+
+def test_the_bin_edge_case_tells_the_bin_rules_apart():
+    """Guards: the case at exactly 0.5 is not vacuous: floor binning fails on it first (before confidence 1.0)."""
+    with pytest.raises(exercises_beyond.ExerciseError, match="a bin edge"):
+        exercises_beyond.check_ece(ece_floor_bins)

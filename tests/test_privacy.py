@@ -67,3 +67,38 @@ def test_standard_error_by_hand_where_the_two_counts_matter():
     SE^2 = (0.16 + 29 (Q1 - 0.64) + 49 (Q2 - 0.64)) / 1500 = 0.0029452, SE = 0.05427 (swapped: 0.04850)."""
     assert privacy.auc_standard_error(0.8, 30, 50) == pytest.approx(0.05427, abs=5e-5)
     assert privacy.auc_standard_error(0.8, 50, 30) == pytest.approx(0.04850, abs=5e-5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_permutation_test_is_the_loop_over_shuffles_it_vectorises(seed):
+    """The draws are exactly membership_auc and advantage of shuffled labellings (same generator), ties
+    across both sets included; p counts the draws at least as large as the observed value, plus one."""
+    generator = torch.Generator().manual_seed(seed)
+    members = torch.randint(0, 10, (37,), generator=generator).float() / 3             # many ties
+    nonmembers = torch.randint(1, 12, (21,), generator=generator).float() / 3
+    result = privacy.permutation_test(members, nonmembers, draws=60, seed=seed)
+    pooled, shuffles = torch.cat([members, nonmembers]), torch.Generator().manual_seed(seed)
+    aucs, advantages = [], []
+    for _ in range(60):
+        order = torch.randperm(58, generator=shuffles)
+        aucs.append(privacy.membership_auc(pooled[order[:37]], pooled[order[37:]]))
+        advantages.append(privacy.advantage(pooled[order[:37]], pooled[order[37:]]))
+    for name, chance, function in (("auc", aucs, privacy.membership_auc), ("advantage", advantages, privacy.advantage)):
+        observed = function(members, nonmembers)
+        chance = torch.tensor(chance, dtype=torch.float64)
+        assert result[name]["observed"] == pytest.approx(observed)
+        assert result[name]["p_value"] == pytest.approx((1 + sum(c >= observed - 1e-12 for c in chance.tolist())) / 61)
+        assert result[name]["chance_mean"] == pytest.approx(chance.mean().item())
+        assert result[name]["chance_95"] == pytest.approx(chance.quantile(0.95).item())
+
+
+def test_permutation_test_tells_a_leak_from_none():
+    generator = torch.Generator().manual_seed(4)
+    same = privacy.permutation_test(torch.rand(400, generator=generator), torch.rand(100, generator=generator), draws=200)
+    leak = privacy.permutation_test(torch.rand(400, generator=generator) * 0.7, torch.rand(100, generator=generator),
+                                    draws=200)
+    assert leak["auc"]["p_value"] == leak["advantage"]["p_value"] == 1 / 201      # beyond every shuffle
+    assert same["auc"]["p_value"] > 0.05 and same["advantage"]["p_value"] > 0.05
+    assert 0.45 < same["auc"]["chance_mean"] < 0.55 and 0 < same["advantage"]["chance_mean"] < same["advantage"]["chance_95"]
+    with pytest.raises(ValueError, match="draws"):
+        privacy.permutation_test(torch.rand(4), torch.rand(3), draws=0)

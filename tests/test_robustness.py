@@ -29,7 +29,8 @@ def test_fgsm_follows_the_sign_of_the_hand_computed_gradient():
 
 def test_pgd_with_one_full_step_and_no_random_start_is_fgsm():
     model, x, y = _linear(), _images(), torch.zeros(8, dtype=torch.long)
-    one_step = robustness.pgd(model, x, y, epsilon=0.1, steps=1, step_size=0.1, random_start=False)
+    one_step = robustness.pgd(model, x, y, epsilon=0.1, steps=1, step_size=0.1, random_start=False,
+                              stop_when_fooled=False)
     torch.testing.assert_close(one_step, robustness.fgsm(model, x, y, epsilon=0.1))
 
 
@@ -92,6 +93,10 @@ def test_bad_inputs_name_the_argument():
         robustness.fgsm(model, x.to("meta"), y.to("meta"), epsilon=0.1)
     with pytest.raises(ValueError, match="attack"):
         robustness.robust_accuracy(model, x, y, epsilon=0.1, attack="cw")
+    with pytest.raises(ValueError, match="restarts"):
+        robustness.robust_accuracy(model, x, y, epsilon=0.1, restarts=0)
+    with pytest.raises(ValueError, match="restarts must be 1 for attack 'fgsm'"):
+        robustness.robust_accuracy(model, x, y, epsilon=0.1, attack="fgsm", restarts=3)
 
 
 @pytest.mark.parametrize("random_start", [False, True])
@@ -115,6 +120,47 @@ def test_pgd_is_the_textbook_loop(random_start):
         adversarial = adversarial.detach() + 2.5 * radius / steps * gradient.sign()
         adversarial = torch.clamp(torch.min(torch.max(adversarial, x - radius), x + radius),
                                   robustness.LOW, robustness.HIGH)
-    got = robustness.pgd(model, x, y, epsilon=epsilon, steps=steps, random_start=random_start, seed=7)
+    got = robustness.pgd(model, x, y, epsilon=epsilon, steps=steps, random_start=random_start, seed=7,
+                         stop_when_fooled=False)
     torch.testing.assert_close(got, adversarial)
     assert not torch.allclose(got, robustness.fgsm(model, x, y, epsilon=epsilon))
+
+
+def test_pgd_keeps_each_image_at_the_first_iterate_that_fools_the_model():
+    """Guards: the textbook loop's iterates, written out; an image misclassified at iterate t (the start
+    counts) is returned as iterate t, one never misclassified as the last. A large step makes images flip
+    back and forth, so the last iterate alone would count some fooled images as right."""
+    torch.manual_seed(1)
+    model = models.mlp([6, 16, 3])
+    x = _images(64)
+    y = model(x).argmax(1)                                      # every image starts right
+    epsilon, steps, step_size = 0.3, 6, 0.25
+    radius, iterates = epsilon / data.STD, []
+    adversarial = torch.clamp(x + radius * (torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) * 2 - 1),
+                              robustness.LOW, robustness.HIGH)
+    for _ in range(steps):
+        iterates.append(adversarial)
+        adversarial = robustness.pgd(model, adversarial, y, epsilon=step_size, steps=1, step_size=step_size,
+                                     random_start=False, stop_when_fooled=False)
+        adversarial = torch.clamp(torch.min(torch.max(adversarial, x - radius), x + radius), robustness.LOW, robustness.HIGH)
+    iterates.append(adversarial)
+    wrong = torch.stack([model(i).argmax(1) != y for i in iterates])                   # (steps + 1, n)
+    first = torch.where(wrong.any(0), wrong.float().argmax(0), torch.full((64,), steps))
+    expected = torch.stack(iterates)[first, torch.arange(64)]
+    got = robustness.pgd(model, x, y, epsilon=epsilon, steps=steps, step_size=step_size, seed=3)
+    torch.testing.assert_close(got, expected)
+    last = iterates[-1]
+    assert (model(got).argmax(1) != y).sum() > (model(last).argmax(1) != y).sum()       # the last iterate forgets some
+
+
+def test_restarts_count_an_image_right_only_if_it_survives_every_start(small_splits):
+    training.setup(0)
+    model = models.mlp([784, 32, 10])
+    training.fit(model, small_splits, epochs=2, progress=False)
+    x, y = small_splits.x_test, small_splits.y_test
+    survived = torch.ones(len(y), dtype=torch.bool)
+    for seed in range(3):
+        survived &= training.correct(model, robustness.pgd(model, x, y, epsilon=0.05, steps=5, seed=seed), y)
+    three = robustness.robust_accuracy(model, x, y, epsilon=0.05, steps=5, restarts=3)
+    assert three == pytest.approx(survived.float().mean().item())
+    assert three <= robustness.robust_accuracy(model, x, y, epsilon=0.05, steps=5)

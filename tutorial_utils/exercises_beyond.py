@@ -3,6 +3,7 @@ edge cases included, and names the first case that differs from the package's re
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -14,7 +15,8 @@ from tutorial_utils.exercises import _fail, _passed, own_random_stream
 
 @own_random_stream
 def check_pgd(my_pgd: Callable) -> None:
-    """my_pgd(model, x, y, epsilon, steps, step_size) -> images, as robustness.pgd(..., random_start=False)."""
+    """my_pgd(model, x, y, epsilon, steps, step_size) -> images, as robustness.pgd(..., random_start=False,
+    stop_when_fooled=False): the textbook loop."""
     generator = torch.Generator().manual_seed(5)
     torch.manual_seed(5)
     model = models.mlp([12, 8, 3])
@@ -24,7 +26,8 @@ def check_pgd(my_pgd: Callable) -> None:
              "(projection decides)"), (0.0, 3, 0.01, "epsilon 0 (nothing may change)"),
              (1.0, 4, 0.5, "epsilon 1 (the pixel range decides)")]
     for epsilon, steps, step_size, name in cases:
-        expected = robustness.pgd(model, x, y, epsilon=epsilon, steps=steps, step_size=step_size, random_start=False) \
+        expected = robustness.pgd(model, x, y, epsilon=epsilon, steps=steps, step_size=step_size, random_start=False,
+                                  stop_when_fooled=False) \
             if epsilon > 0 else x.clone()
         got = my_pgd(model, x, y, epsilon, steps, step_size)
         if not isinstance(got, torch.Tensor) or got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-5):
@@ -42,7 +45,9 @@ def check_ece(my_ece: Callable) -> None:
     cases = [(torch.randn(200, 10, generator=generator) * 3, torch.randint(0, 10, (200,), generator=generator), 15,
               "200 random images, 15 bins"),
              (torch.tensor([[4.0, 0.0], [0.0, 4.0]]), torch.tensor([0, 1]), 1, "one bin, both right"),
-             (torch.tensor([[0.0, 0.0], [1.0, 1.0]]), torch.tensor([1, 0]), 10, "confidence exactly 0.5 (a bin edge)"),
+             # 0.5 exactly (right) shares the bin (0.4, 0.5] with 0.45 (wrong): ECE 0.025; floor binning splits them
+             (torch.tensor([[0.0, 0.0, -30.0, -30.0], [math.log(0.9 / 0.55), 0.0, 0.0, -30.0]]), torch.tensor([0, 1]), 10,
+              "confidence exactly 0.5 (a bin edge) and 0.45: the same bin (0.4, 0.5]"),
              (torch.tensor([[40.0, 0.0]]), torch.tensor([1]), 10, "confidence 1.0 and wrong: the last bin"),
              (torch.tensor([[0.0, 0.0], [0.2, 0.0]]), torch.tensor([0, 1]), 10,
               "0.5 and 0.55: bins are ((b-1)/B, b/B], so they fall in different bins")]

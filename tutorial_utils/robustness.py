@@ -61,12 +61,16 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float) 
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, steps: int = 10,
-        step_size: float | None = None, random_start: bool = True, seed: int = 0) -> torch.Tensor:
+        step_size: float | None = None, random_start: bool = True, seed: int = 0,
+        stop_when_fooled: bool = True) -> torch.Tensor:
     """Projected gradient descent in the L-infinity ball of radius epsilon (pixel units) around x.
 
     step_size defaults to 2.5 * epsilon / steps (Madry et al.); random_start draws the start uniformly in
     the ball from a private generator (`seed`), so the global random stream is untouched. Every iterate is
-    projected back onto the ball and clipped to the pixel range. Returns new images.
+    projected back onto the ball and clipped to the pixel range. With stop_when_fooled (the default) an
+    image keeps the first iterate the model misclassifies: a later step can lead it back to its class, and
+    the attack has succeeded if any iterate fooled the model. False gives the textbook loop's last
+    iterate. Returns new images.
     """
     radius = _check(model, x, y, epsilon) / data.STD
     validate.positive_int("steps", steps)
@@ -80,25 +84,39 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, s
             noise = torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1   # (n, features) in -1..1
             adversarial = torch.clamp(x + radius * noise, LOW, HIGH)
         for _ in range(steps):
-            adversarial = adversarial + step * _gradient_sign(model, adversarial, y)
-            adversarial = torch.clamp(torch.min(torch.max(adversarial, x - radius), x + radius), LOW, HIGH)
+            stepped = adversarial + step * _gradient_sign(model, adversarial, y)
+            stepped = torch.clamp(torch.min(torch.max(stepped, x - radius), x + radius), LOW, HIGH)
+            if stop_when_fooled:
+                with torch.no_grad():
+                    fooled = model(adversarial).argmax(dim=1) != y                           # (n,)
+                stepped = torch.where(fooled.unsqueeze(1), adversarial, stepped)
+            adversarial = stepped
         return adversarial.detach()
     finally:
         model.train(was_training)
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, attack: str = "pgd",
-                    surrogate: nn.Module | None = None, steps: int = 10) -> float:
+                    surrogate: nn.Module | None = None, steps: int = 10, restarts: int = 1) -> float:
     """Accuracy of `model` on images attacked within epsilon (pixel units).
 
     The attack's gradients come from `surrogate` if given (a differentiable model computing the same
-    function), else from the model itself. attack: "fgsm" or "pgd".
+    function), else from the model itself. attack: "fgsm" or "pgd". With PGD, `restarts` runs the attack
+    from that many random starts (seeds 0, 1, ...): an image counts as right only if it survives every one,
+    so more steps and restarts can only lower the figure; what a weak attack reports is an upper bound.
     """
     attack = validate.choice("attack", attack, ("fgsm", "pgd"))
+    validate.positive_int("restarts", restarts)
+    if attack == "fgsm" and restarts != 1:
+        raise ValueError(f"restarts must be 1 for attack 'fgsm' (it has no random start); got {restarts}")
     source = surrogate if surrogate is not None else model
-    adversarial = fgsm(source, x, y, epsilon=epsilon) if attack == "fgsm" else pgd(source, x, y, epsilon=epsilon,
-                                                                                   steps=steps)
-    return evaluation.correct(model, adversarial, y).float().mean().item()
+    if attack == "fgsm":
+        return evaluation.correct(model, fgsm(source, x, y, epsilon=epsilon), y).float().mean().item()
+    survived = torch.ones(len(y), dtype=torch.bool, device=y.device)
+    for seed in range(restarts):
+        adversarial = pgd(source, x, y, epsilon=epsilon, steps=steps, seed=seed)
+        survived &= evaluation.correct(model, adversarial, y)
+    return survived.float().mean().item()
 
 
 def disagreement(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
