@@ -338,8 +338,8 @@ def beyond_table(document: dict) -> str:
                          + f" ({beyond_chance(row[f'mia_{statistic}_p'])} of {seeds})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     note = (f"Mean ± std over seeds {', '.join(map(str, document['seeds']))}; 1,000 test images, 4,000 training images. "
-            "p: a permutation test (1,000 shuffles of which images are members), one-sided, per seed; with six "
-            "models and three seeds, about one p below 0.05 in 20 comes from chance alone.")
+            "p: a permutation test (1,000 shuffles of which images are members), one-sided, per seed, "
+            "uncorrected: 36 tests at 5% each find some by chance (notebook 07 corrects for that, Holm).")
     return "\n".join(lines + ["", note, "", machine_line(document)])
 
 

@@ -75,22 +75,26 @@ def test_a_confidence_on_a_bin_edge_falls_in_the_lower_bin():
     assert calibration.expected_calibration_error(logits, y, bins=2) == pytest.approx(0.625)
 
 
-def test_ece_change_is_the_paired_bootstrap_it_vectorises():
-    """Guards: each draw is ECE(logits[p] / T) - ECE(logits[p]) on one resample p (the same generator),
-    by expected_calibration_error itself; the change is that of the full set; the interval its percentiles."""
+
+def test_brier_change_is_the_mean_of_per_image_differences_with_its_interval():
+    """Guards: by hand on two images, then the interval on random logits: mean +- 1.96 sd / sqrt(n)."""
+    logits, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]).repeat(20, 1), torch.tensor([0, 0]).repeat(20)
+    p_right, p_wrong = torch.softmax(torch.tensor([2.0, 0.0]), 0), torch.softmax(torch.tensor([0.0, 1.0]), 0)
+    before = ((p_right - torch.tensor([1.0, 0.0])) ** 2).sum() + ((p_wrong - torch.tensor([1.0, 0.0])) ** 2).sum()
+    q_right, q_wrong = torch.softmax(torch.tensor([1.0, 0.0]), 0), torch.softmax(torch.tensor([0.0, 0.5]), 0)
+    after = ((q_right - torch.tensor([1.0, 0.0])) ** 2).sum() + ((q_wrong - torch.tensor([1.0, 0.0])) ** 2).sum()
+    result = calibration.brier_change(logits, y, temperature=2.0)
+    assert result["change"] == pytest.approx(((after - before) / 2).item(), abs=1e-6)
     generator = torch.Generator().manual_seed(3)
-    logits, y = torch.randn(120, 10, generator=generator) * 3, torch.randint(0, 10, (120,), generator=generator)
-    result = calibration.ece_change(logits, y, temperature=1.7, bins=10, draws=40, seed=5, confidence=0.9)
-    picks = torch.randint(0, 120, (40, 120), generator=torch.Generator().manual_seed(5))
-    changes = torch.tensor([calibration.expected_calibration_error(logits[p], y[p], bins=10, temperature=1.7)
-                            - calibration.expected_calibration_error(logits[p], y[p], bins=10) for p in picks],
-                           dtype=torch.float64)
-    assert result["change"] == pytest.approx(calibration.expected_calibration_error(logits, y, bins=10, temperature=1.7)
-                                             - calibration.expected_calibration_error(logits, y, bins=10))
-    assert result["low"] == pytest.approx(changes.quantile(0.05).item(), abs=1e-6)
-    assert result["high"] == pytest.approx(changes.quantile(0.95).item(), abs=1e-6)
-    assert result["low"] <= result["change"] <= result["high"]
-    for bad, match in (({"temperature": 0.0}, "temperature"), ({"temperature": 1.0, "draws": 0}, "draws"),
-                       ({"temperature": 1.0, "confidence": 1.5}, "confidence")):
+    logits, y = torch.randn(400, 10, generator=generator) * 3, torch.randint(0, 10, (400,), generator=generator)
+    one_hot = torch.nn.functional.one_hot(y, 10).double()
+    d = (((torch.softmax(logits.double() / 1.7, 1) - one_hot) ** 2).sum(1) - ((torch.softmax(logits.double(), 1) - one_hot) ** 2).sum(1))
+    result = calibration.brier_change(logits, y, temperature=1.7)
+    assert result["change"] == pytest.approx(d.mean().item())
+    assert result["high"] - result["change"] == pytest.approx(1.959964 * d.std().item() / 20, rel=1e-5)
+    assert result["low"] == pytest.approx(2 * result["change"] - result["high"])
+    for bad, match in (({"temperature": 0.0}, "temperature"), ({"temperature": 1.0, "confidence": 1.5}, "confidence")):
         with pytest.raises(ValueError, match=match):
-            calibration.ece_change(logits, y, **bad)
+            calibration.brier_change(logits, y, **bad)
+    with pytest.raises(ValueError, match="at least 30"):
+        calibration.brier_change(logits[:10], y[:10], temperature=1.5)

@@ -102,3 +102,27 @@ def test_permutation_test_tells_a_leak_from_none():
     assert 0.45 < same["auc"]["chance_mean"] < 0.55 and 0 < same["advantage"]["chance_mean"] < same["advantage"]["chance_95"]
     with pytest.raises(ValueError, match="draws"):
         privacy.permutation_test(torch.rand(4), torch.rand(3), draws=0)
+
+
+def test_the_advantage_and_its_p_value_are_exact_where_floats_would_tie_wrongly():
+    """Guards: with 4,000 members and 1,000 non-members, TPR - FPR from counts (a + 4, b + 1) equals that from
+    (a, b); in float32 the two differ by rounding, and a p-value that compares them miscounts. Here the
+    gaps are counted in integers, m * a - k * b, independently of the package."""
+    generator = torch.Generator().manual_seed(11)
+    members = torch.randint(0, 300, (4000,), generator=generator).float() / 100           # a coarse grid: many ties
+    nonmembers = torch.randint(5, 305, (1000,), generator=generator).float() / 100
+    pooled = torch.cat([members, nonmembers])
+    thresholds = pooled.unique()
+
+    def best_gap(member_losses, nonmember_losses) -> int:
+        a = (member_losses.unsqueeze(0) <= thresholds.unsqueeze(1)).sum(1)
+        b = (nonmember_losses.unsqueeze(0) <= thresholds.unsqueeze(1)).sum(1)
+        return max(int((1000 * a - 4000 * b).max()), 0)
+
+    observed = best_gap(members, nonmembers)
+    assert privacy.advantage(members, nonmembers) == observed / 4_000_000
+    shuffles, as_large = torch.Generator().manual_seed(2), 0
+    for _ in range(30):
+        order = torch.randperm(5000, generator=shuffles)
+        as_large += best_gap(pooled[order[:4000]], pooled[order[4000:]]) >= observed
+    assert privacy.permutation_test(members, nonmembers, draws=30, seed=2)["advantage"]["p_value"] == (1 + as_large) / 31

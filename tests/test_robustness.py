@@ -158,9 +158,37 @@ def test_restarts_count_an_image_right_only_if_it_survives_every_start(small_spl
     model = models.mlp([784, 32, 10])
     training.fit(model, small_splits, epochs=2, progress=False)
     x, y = small_splits.x_test, small_splits.y_test
-    survived = torch.ones(len(y), dtype=torch.bool)
+    survived = training.correct(model, x, y)                    # an image wrong when clean is not robust
     for seed in range(3):
         survived &= training.correct(model, robustness.pgd(model, x, y, epsilon=0.05, steps=5, seed=seed), y)
     three = robustness.robust_accuracy(model, x, y, epsilon=0.05, steps=5, restarts=3)
     assert three == pytest.approx(survived.float().mean().item())
     assert three <= robustness.robust_accuracy(model, x, y, epsilon=0.05, steps=5)
+
+
+class _Opposite(nn.Module):
+    """The model's negated logits: its loss rises where the model's falls."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.model(x)
+
+
+def test_an_image_wrong_when_clean_never_counts_as_robust(small_splits):
+    """Guards: a surrogate whose loss rises where the model's falls (negated logits) 'attacks' towards the
+    right class and fixes some wrong images; they must still count as wrong (x is in its own ball)."""
+    training.setup(0)
+    model = models.mlp([784, 16, 10])
+    training.fit(model, small_splits, epochs=1, progress=False)
+    helper = _Opposite(model)
+    x, y = small_splits.x_test, small_splits.y_test
+    clean = training.correct(model, x, y)
+    for attack in ("fgsm", "pgd"):
+        fixed = robustness.fgsm(helper, x, y, epsilon=0.1) if attack == "fgsm" else \
+            robustness.pgd(helper, x, y, epsilon=0.1, stop_when_fooled=False)
+        assert (training.correct(model, fixed, y) & ~clean).any(), attack               # the 'attack' fixed some
+        robust = robustness.robust_accuracy(model, x, y, epsilon=0.1, attack=attack, surrogate=helper)
+        assert robust <= clean.float().mean().item(), attack

@@ -122,3 +122,15 @@ def test_paired_interval_is_the_wald_interval_of_the_per_image_differences():
     half = 1.959963984540054 * d.std(unbiased=False).item() / math.sqrt(len(d))
     result = stats.paired_test(a, other)
     assert (result.low, result.high) == pytest.approx((d.mean().item() - half, d.mean().item() + half), abs=1e-12)
+
+
+def test_holm_rejects_in_order_and_stops_at_the_first_that_fails():
+    """Guards: by hand: thresholds alpha / m, alpha / (m - 1), ...; one p above its threshold stops every larger one,
+    even one that would pass alone (0.03 < 0.05 / 1), unlike Bonferroni's or uncorrected testing."""
+    assert stats.holm([0.001, 0.04, 0.03]) == [True, False, False]
+    assert stats.holm([0.01, 0.02, 0.04]) == [True, True, True]          # 0.01 <= 0.05/3, 0.02 <= 0.05/2, 0.04 <= 0.05
+    assert stats.holm([0.02, 0.001]) == [True, True]                      # order given is kept
+    assert stats.holm([0.3]) == [False] and stats.holm([0.05]) == [True]
+    for bad, match in (([], "empty"), ([1.2], "p_values"), ([0.1], "alpha")):
+        with pytest.raises(ValueError, match=match):
+            stats.holm(bad, alpha=0.05 if match != "alpha" else 1.0)

@@ -9,9 +9,9 @@ training images better than images it never saw. Its strength over all threshold
 with R the sum of the non-members' ranks among all losses (average ranks for ties), m non-members and
 k members. 0.5 is guessing. The advantage max_t (TPR - FPR) is the best single threshold's edge
 (Yeom et al.'s membership advantage): the one-sided Kolmogorov-Smirnov distance between the two sets'
-losses, set by the bulk of the losses, not by a few outliers. Both are above their ideal 0.5 and 0 for a
-model that leaks nothing (the threshold is chosen on the very images it is scored on); `permutation_test`
-measures how far, by shuffling which images are members. With 4,000 members and 1,000 non-members one AUC's standard error
+losses, set by the bulk of the losses, not by a few outliers. For a model that leaks nothing the AUC
+averages 0.5 but the advantage stays above 0 (its threshold is chosen on the very images it is scored
+on); `permutation_test` gives both their chance distribution by shuffling which images are members. With 4,000 members and 1,000 non-members one AUC's standard error
 (Hanley and McNeil 1982, below) is about 0.01: an AUC of 0.52 is two standard errors from guessing, and a
 difference of 0.01 between two models is within the noise. A leak is a claim that needs its interval.
 
@@ -77,15 +77,25 @@ def auc_standard_error(value: float, members: int, nonmembers: int) -> float:
     return math.sqrt(max(variance, 0.0))   # rounding can leave -1e-17 at A = 0 or 1, where SE is 0
 
 
+def _best_gaps(pooled: torch.Tensor, is_member: torch.Tensor, k: int, m: int) -> torch.Tensor:
+    """max over thresholds of m * (members <= t) - k * (non-members <= t), per labelling: TPR - FPR times k m,
+    in exact integers (float TPR - FPR tells equal gaps apart by rounding). pooled: (k + m,) losses;
+    is_member: (labellings, k + m) of 0/1 in pooled's order. A threshold sits at each distinct loss."""
+    order = pooled.argsort()
+    sorted_losses = pooled[order]
+    last = torch.cat([(sorted_losses[1:] != sorted_losses[:-1]).nonzero().flatten(), torch.tensor([k + m - 1])])
+    members_at_or_below = is_member[:, order].long().cumsum(dim=1)[:, last]              # (labellings, thresholds)
+    others_at_or_below = (last + 1).unsqueeze(0) - members_at_or_below
+    return (m * members_at_or_below - k * others_at_or_below).max(dim=1).values.clamp_min(0)
+
+
 def advantage(members: torch.Tensor, nonmembers: torch.Tensor) -> float:
-    """max over thresholds t of TPR - FPR, guessing "member" when loss <= t (Yeom et al.'s advantage)."""
+    """max over thresholds t of TPR - FPR, guessing "member" when loss <= t (Yeom et al.'s advantage), exact:
+    the counts are compared as integers, then divided once."""
     _check(members, nonmembers)
-    thresholds = torch.cat([members, nonmembers]).unique()                          # sorted
-    # How many losses are <= each threshold, by binary search in the sorted losses: O(n log n), where
-    # comparing every loss with every threshold took (thresholds x n) memory.
-    tpr = torch.searchsorted(members.sort().values, thresholds, right=True).float() / len(members)
-    fpr = torch.searchsorted(nonmembers.sort().values, thresholds, right=True).float() / len(nonmembers)
-    return max(0.0, (tpr - fpr).max().item())
+    k, m = len(members), len(nonmembers)
+    is_member = torch.cat([torch.ones(k, dtype=torch.int32), torch.zeros(m, dtype=torch.int32)]).unsqueeze(0)
+    return _best_gaps(torch.cat([members, nonmembers]).double(), is_member, k, m).item() / (k * m)
 
 
 def permutation_test(members: torch.Tensor, nonmembers: torch.Tensor, *, draws: int = 1000,
@@ -95,9 +105,12 @@ def permutation_test(members: torch.Tensor, nonmembers: torch.Tensor, *, draws: 
     Draw d takes order_d = torch.randperm(k + m) from a private generator (`seed`): the first k of the pooled
     losses (members first, then non-members) are its members. A model that leaks nothing gives statistics
     like these; p = (1 + #{d: statistic_d >= observed}) / (1 + draws) (one-sided; it counts the observed
-    labelling as one of the draws, so p is never 0). Vectorised: ranks are computed once (the AUC of a draw
-    is a sum of the chosen ranks) and the advantage of every draw is read from cumulative counts in the
-    sorted losses. Returns, for "auc" and "advantage": observed, p_value, chance_mean, chance_95 (the 95th
+    labelling as one of the draws, so p is never 0), compared exactly (rank sums, integer counts). The null
+    is that members' and non-members' losses come from one distribution: a small p says they differ, which
+    is what the attack needs, not that the AUC exceeds 0.5 by a given amount. With 1,000 draws a p near 0.05
+    is itself uncertain by about 0.007. Vectorised: ranks are computed once (the AUC of a draw is a sum of
+    the chosen ranks) and the advantage of every draw is read from cumulative counts in the sorted losses.
+    Returns, for "auc" and "advantage": observed, p_value, chance_mean, chance_95 (the 95th
     percentile of the draws). Side effects: none (the global random stream is untouched).
 
     Example:
@@ -110,22 +123,19 @@ def permutation_test(members: torch.Tensor, nonmembers: torch.Tensor, *, draws: 
     generator = torch.Generator().manual_seed(seed)
     orders = torch.stack([torch.randperm(k + m, generator=generator) for _ in range(draws)])   # (draws, k + m)
     ranks = _ranks(pooled)
-    chance_auc = (ranks[orders[:, k:]].sum(dim=1) - m * (m + 1) / 2) / (m * k)          # (draws,)
-    is_member = torch.zeros(draws, k + m, dtype=torch.int32)
-    is_member.scatter_(1, orders[:, :k], 1)                                              # (draws, k + m), pooled order
-    order = pooled.argsort()
-    sorted_losses = pooled[order]
-    # A threshold at each distinct loss: the last position of each run of equal losses in sorted order.
-    last = torch.cat([(sorted_losses[1:] != sorted_losses[:-1]).nonzero().flatten(), torch.tensor([k + m - 1])])
-    members_at_or_below = is_member[:, order].cumsum(dim=1)[:, last]                   # (draws, thresholds)
-    positions = (last + 1).unsqueeze(0)
-    gap = members_at_or_below / k - (positions - members_at_or_below) / m               # TPR - FPR
-    chance_advantage = gap.max(dim=1).values.clamp_min(0.0)
+    # Rank sums of up to 2^24 losses are multiples of 1/2 below 2^53: exact in float64, as the integer gaps.
+    rank_sums = ranks[orders[:, k:]].sum(dim=1)                                          # (draws,)
+    chance_auc = (rank_sums - m * (m + 1) / 2) / (m * k)
+    is_member = torch.zeros(draws + 1, k + m, dtype=torch.int32)
+    is_member[0, :k] = 1                                                                 # the real split
+    is_member[1:].scatter_(1, orders[:, :k], 1)                                          # (draws, k + m), pooled order
+    gaps = _best_gaps(pooled, is_member, k, m)                                           # exact integers
+    chance_advantage = gaps[1:].double() / (k * m)
+    as_large = {"auc": (rank_sums >= ranks[k:].sum()).sum().item(), "advantage": (gaps[1:] >= gaps[0]).sum().item()}
     result = {}
     for name, observed, chance in (("auc", membership_auc(members, nonmembers), chance_auc),
-                                   ("advantage", advantage(members, nonmembers), chance_advantage)):
+                                   ("advantage", gaps[0].item() / (k * m), chance_advantage)):
         chance = chance.double()
-        result[name] = {"observed": observed,
-                        "p_value": (1 + (chance >= observed - 1e-12).sum().item()) / (1 + draws),
+        result[name] = {"observed": observed, "p_value": (1 + as_large[name]) / (1 + draws),
                         "chance_mean": chance.mean().item(), "chance_95": chance.quantile(0.95).item()}
     return result

@@ -101,18 +101,21 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsil
     """Accuracy of `model` on images attacked within epsilon (pixel units).
 
     The attack's gradients come from `surrogate` if given (a differentiable model computing the same
-    function), else from the model itself. attack: "fgsm" or "pgd". With PGD, `restarts` runs the attack
-    from that many random starts (seeds 0, 1, ...): an image counts as right only if it survives every one,
-    so more steps and restarts can only lower the figure; what a weak attack reports is an upper bound.
+    function), else from the model itself. attack: "fgsm" or "pgd". An image counts as right only if the
+    model gets it right clean and after the attack (x is in its own ball). With PGD, `restarts` runs the
+    attack from that many random starts (seeds 0, 1, ...) and the image must survive every one, so more
+    restarts can only lower the figure; more steps change the path (the default step is
+    2.5 * epsilon / steps), so a longer attack is usually, not always, stronger. Every attack's figure is an
+    upper bound on robustness.
     """
     attack = validate.choice("attack", attack, ("fgsm", "pgd"))
     validate.positive_int("restarts", restarts)
     if attack == "fgsm" and restarts != 1:
         raise ValueError(f"restarts must be 1 for attack 'fgsm' (it has no random start); got {restarts}")
     source = surrogate if surrogate is not None else model
+    survived = evaluation.correct(model, x, y)                                          # (n,) right when clean
     if attack == "fgsm":
-        return evaluation.correct(model, fgsm(source, x, y, epsilon=epsilon), y).float().mean().item()
-    survived = torch.ones(len(y), dtype=torch.bool, device=y.device)
+        return (survived & evaluation.correct(model, fgsm(source, x, y, epsilon=epsilon), y)).float().mean().item()
     for seed in range(restarts):
         adversarial = pgd(source, x, y, epsilon=epsilon, steps=steps, seed=seed)
         survived &= evaluation.correct(model, adversarial, y)

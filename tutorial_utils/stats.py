@@ -149,3 +149,28 @@ def choose_over_seeds(baseline: list[float], candidates: dict[str, list[float]])
     gains = {name: paired_difference(values, baseline) for name, values in candidates.items()}
     established = [(mean, name) for name, (mean, se) in gains.items() if mean - 2 * se > 0]
     return max(established, key=lambda pair: pair[0], default=(None, None))[1]
+
+
+def holm(p_values: list[float], *, alpha: float = 0.05) -> list[bool]:
+    """Which of several hypotheses to reject, keeping the chance of any false rejection at most alpha
+    (Holm 1979): sort the m p-values, reject the i-th smallest (i = 1..m) while p_(i) <= alpha / (m - i + 1),
+    stop at the first that is not. Testing many models and seeds at 5% each would find some by chance.
+    Returns one bool per p-value, in the order given.
+
+    Example:
+        >>> holm([0.001, 0.04, 0.03])      # thresholds 0.05/3, 0.05/2, 0.05/1: only the first
+        [True, False, False]
+    """
+    if not p_values:
+        raise ValueError("p_values is empty: give at least one")
+    for p in p_values:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p_values must lie in [0, 1]; got {p!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}")
+    m, rejected = len(p_values), [False] * len(p_values)
+    for i, index in enumerate(sorted(range(m), key=lambda j: p_values[j])):
+        if p_values[index] > alpha / (m - i):
+            break
+        rejected[index] = True
+    return rejected
