@@ -84,7 +84,6 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor, *, low: float = 0.05,
     return grid[best].item()
 
 
-
 def brier_change(logits: torch.Tensor, y: torch.Tensor, *, temperature: float,
                  confidence: float = 0.95) -> dict[str, float]:
     """What temperature scaling does to the Brier score on these images, paired image by image.

@@ -11,7 +11,8 @@ k members. 0.5 is guessing. The advantage max_t (TPR - FPR) is the best single t
 (Yeom et al.'s membership advantage): the one-sided Kolmogorov-Smirnov distance between the two sets'
 losses, set by the bulk of the losses, not by a few outliers. For a model that leaks nothing the AUC
 averages 0.5 but the advantage stays above 0 (its threshold is chosen on the very images it is scored
-on); `permutation_test` gives both their chance distribution by shuffling which images are members. With 4,000 members and 1,000 non-members one AUC's standard error
+on); `permutation_test` gives both their chance distribution by shuffling which images are members.
+With 4,000 members and 1,000 non-members one AUC's standard error
 (Hanley and McNeil 1982, below) is about 0.01: an AUC of 0.52 is two standard errors from guessing, and a
 difference of 0.01 between two models is within the noise. A leak is a claim that needs its interval.
 
@@ -132,10 +133,10 @@ def permutation_test(members: torch.Tensor, nonmembers: torch.Tensor, *, draws: 
     gaps = _best_gaps(pooled, is_member, k, m)                                           # exact integers
     chance_advantage = gaps[1:].double() / (k * m)
     as_large = {"auc": (rank_sums >= ranks[k:].sum()).sum().item(), "advantage": (gaps[1:] >= gaps[0]).sum().item()}
+    observed_auc = (ranks[k:].sum().item() - m * (m + 1) / 2) / (m * k)                # membership_auc, from these ranks
     result = {}
-    for name, observed, chance in (("auc", membership_auc(members, nonmembers), chance_auc),
+    for name, observed, chance in (("auc", observed_auc, chance_auc),
                                    ("advantage", gaps[0].item() / (k * m), chance_advantage)):
-        chance = chance.double()
         result[name] = {"observed": observed, "p_value": (1 + as_large[name]) / (1 + draws),
                         "chance_mean": chance.mean().item(), "chance_95": chance.quantile(0.95).item()}
     return result

@@ -40,13 +40,14 @@ def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -
     return validate.nonnegative_float("epsilon", epsilon)
 
 
-def _gradient_sign(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """sign of d cross_entropy(model(x), y) / dx, in eval mode; the model's parameters get no gradient."""
+def _gradient_sign(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sign of d cross_entropy(model(x), y) / dx, and the logits model(x) it came from (detached); the
+    model's parameters get no gradient."""
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        loss = nn.functional.cross_entropy(model(x), y)
-        (gradient,) = torch.autograd.grad(loss, x)
-    return gradient.sign()
+        logits = model(x)
+        (gradient,) = torch.autograd.grad(nn.functional.cross_entropy(logits, y), x)
+    return gradient.sign(), logits.detach()
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float) -> torch.Tensor:
@@ -55,7 +56,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float) 
     was_training = model.training
     model.eval()
     try:
-        return torch.clamp(x + epsilon * _gradient_sign(model, x, y), LOW, HIGH).detach()
+        return torch.clamp(x + epsilon * _gradient_sign(model, x, y)[0], LOW, HIGH).detach()
     finally:
         model.train(was_training)
 
@@ -84,12 +85,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, s
             noise = torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1   # (n, features) in -1..1
             adversarial = torch.clamp(x + radius * noise, LOW, HIGH)
         for _ in range(steps):
-            stepped = adversarial + step * _gradient_sign(model, adversarial, y)
-            stepped = torch.clamp(torch.min(torch.max(stepped, x - radius), x + radius), LOW, HIGH)
-            if stop_when_fooled:
-                with torch.no_grad():
-                    fooled = model(adversarial).argmax(dim=1) != y                           # (n,)
-                stepped = torch.where(fooled.unsqueeze(1), adversarial, stepped)
+            sign, logits = _gradient_sign(model, adversarial, y)
+            stepped = torch.clamp(torch.min(torch.max(adversarial + step * sign, x - radius), x + radius), LOW, HIGH)
+            if stop_when_fooled:                          # an image the current iterate fools stays there
+                stepped = torch.where((logits.argmax(dim=1) != y).unsqueeze(1), adversarial, stepped)
             adversarial = stepped
         return adversarial.detach()
     finally:
