@@ -63,7 +63,7 @@ DATASET = validate.env("DC_DATASET", "mnist-5k")   # "mnist-5k" (bundled), "mnis
 DATA_DIR = validate.env("DC_DATA_DIR", None)             # e.g. /usr/share/datasets/fashion-mnist
 EPOCHS = validate.env("DC_EPOCHS", 15, validate.positive_int)
 SEED = validate.env("DC_SEED", 0, validate.nonnegative_int)
-THREADS = validate.env("DC_THREADS", 2, validate.positive_int)     # fixed, so that latencies compare across notebooks
+THREADS = validate.env("DC_THREADS", 2, validate.positive_int)     # part of the teacher cache's key; compare speeds only side by side
 
 device = training.setup(SEED, threads=THREADS)
 print("device:", device.type)
@@ -266,7 +266,10 @@ print(f"{b} images only seed {SEED} gets right, {c} only seed {SEED + 1}: differ
 # three rules: state an accuracy with its interval or over seeds (mean ± std, n); compare two methods
 # seed by seed (`measure.paired_over_seeds`: same seed, same initialisation and data order, so the
 # seed's luck cancels) or image by image (`measure.paired_test`); and where the data do not separate two methods,
-# say "no measurable difference here". Exercise 6 measures what the seed alone moves.
+# say "no measurable difference here". Over seeds the interval of a mean difference comes from Student's
+# t, not the normal curve: a few seeds also estimate their own spread, badly, so with three seeds the 95%
+# interval is the mean ± 4.30 standard errors (`measure.t_quantile(0.95, 2)`), not ± 2. Exercise 6
+# measures what the seed alone moves.
 #
 # Which digits are confused with which?
 
@@ -338,7 +341,7 @@ print(f"{achieved_gflops:.0f} GFLOP/s achieved of a measured peak of {ledger.mac
 assert abs(achieved_gflops / ledger.machine["peak_gflops"] - row["of_peak"]) < 1e-9
 
 # %% [markdown]
-# At batch 256 even this small network reaches most of the measured peak (82% here): the batch turns
+# At batch 256 even this small network reaches most of the measured peak (90% here): the batch turns
 # each layer into a real matrix product, in which every weight read from memory is used 256 times. At
 # batch 1 each weight is used once per read, and the fixed cost of calling into PyTorch dominates; the
 # next cell shows how much slower that is per image. Compression can only move a model along this axis
@@ -430,12 +433,14 @@ except FileNotFoundError as error:
 
 # %%
 training.setup(SEED)
-wide = models.mlp([784, 256, 10])          # try 32, 64, 512
+HIDDEN = 256                               # try 32, 64, 512
+wide = models.mlp([784, HIDDEN, 10])
 training.fit(wide, splits, epochs=EPOCHS, lr=1e-3, batch_size=32, progress=False)
 exercise = measure.Ledger(threads=THREADS)
 exercise.measure("teacher 784-128-10", teacher, splits)
-exercise.measure("wide 784-256-10", wide, splits)
-assert exercise.rows[1]["macs"] == 2 * exercise.rows[0]["macs"]   # both layers scale with the width
+exercise.measure(f"784-{HIDDEN}-10", wide, splits)
+# both layers scale with the width: 784 x hidden + hidden x 10 multiply-adds per image
+assert exercise.rows[1]["macs"] == 784 * HIDDEN + HIDDEN * 10, exercise.rows[1]["macs"]
 exercise
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex1-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
@@ -587,10 +592,12 @@ print(f"accuracy over seeds: {spread.mean():.2%} ± {spread.std():.2%} (min {spr
 # <details><summary>Solution and discussion</summary>
 #
 # The three seeds span about a point (94.0% to 95.1%, standard deviation 0.55 points) from the seed
-# alone. Together with the 1,000-image test set (one image is 0.1 points), this means single-run
-# differences below about 1.5 points say nothing: the difference of two single runs has a standard
-# deviation of about 0.55 x √2 = 0.78 points, and a claim needs two of those. Later notebooks
-# compare methods over several seeds for this reason.
+# alone, on one fixed test set. As a rough guide, then, single-run differences below about 1.5 points say
+# nothing: the difference of two single runs has a standard deviation of about 0.55 x √2 = 0.78 points,
+# and a claim needs about two of those. Rough, because three seeds estimate a standard deviation poorly
+# (with 2 degrees of freedom its 95% interval runs from about half to six times the estimate), and because
+# another test set would add its own sampling noise (about 0.75 points, section 6). Later notebooks
+# compare methods over several seeds, paired, for this reason.
 # </details>
 
 # %% [markdown]

@@ -171,8 +171,13 @@ for bits in (4, 3, 2):
 
 # %% [markdown]
 # At 4 and 3 bits both stay close to the float model, k-means with the lower error. At 2 bits k-means
-# keeps almost all the accuracy where the uniform grid collapses: its levels sit where the weights are
-# dense, not evenly across the range. The price is a per-layer codebook (2^b values: 16 at 4 bits)
+# keeps almost all the accuracy where the uniform grid collapses: its four levels sit where the weights
+# are dense and are chosen to minimise the squared error. Part of the uniform grid's collapse is how its
+# range is set, not only its even spacing: a symmetric 2-bit grid has the codes -1, 0 and 1 (three of
+# its four), and with the scale set by each row's largest weight every weight below half of that rounds
+# to 0. Section 2's 1-bit codes, with a scale from the mean magnitude, scored higher (79.00% against
+# 67.50%). A uniform grid whose range is chosen to minimise the error, clipping the tails (Nagel et al.,
+# Further reading), would narrow the gap. The price is a per-layer codebook (2^b values: 16 at 4 bits)
 # and a table lookup instead of a multiply by one scale, which integer hardware cannot use directly.
 #
 # Deep Compression does not stop at clustering: it fine-tunes the shared values. With every weight's
@@ -270,7 +275,8 @@ fig = plots.curves([4, 2], {"PTQ": [ptq[4][0], ptq[2][0]], "QAT": [qat_accuracy[
 # y_j ~ Sx Sw_j (sum_i (qx_i - Zx) qw_ji + qb_j), with qb_j = round(b_j / (Sx Sw_j)) the bias on the
 # accumulator's grid. The package's `int8.integer_linear` does exactly that, summing the products of the
 # codes exactly (in int64, so on every CPU). PyTorch's own int8 kernel, `torch._int_mm`, computes the same
-# product faster, but on a CPU without VNNI it first shifts one int8 input by 128 into uint8 (127 becomes
+# product faster (with VNNI, x86 instructions that multiply 8-bit pairs and add them straight into
+# 32-bit sums), but on a CPU without VNNI it first shifts one int8 input by 128 into uint8 (127 becomes
 # 255) and adds each pair of uint8 x int8 products in a 16-bit register, where 2 x 255 x 127 = 64,770 does
 # not fit: the sums saturate. `int8.kernel_saturates()` probes
 # yours. The integer layer reproduces the fake-quantized one:
@@ -309,7 +315,9 @@ assert steps_off.max() <= 1
 # For real speed, the float model
 # is handed to a maintained int8 backend: torchao's `quantize_` with
 # `Int8DynamicActivationInt8WeightConfig` (eager, and compiled with `torch.compile`), and the legacy
-# `torch.ao.quantization.quantize_dynamic`, which PyTorch has deprecated:
+# `torch.ao.quantization.quantize_dynamic`, which PyTorch has deprecated (its warning below still names
+# 2.10 as the release that removes it; it ships in the torch printed in the ledger's record, but do not
+# build on it):
 
 # %%
 print("legacy API:", int8.legacy_deprecation_message())
@@ -329,11 +337,12 @@ for row in rows:
 #   kernels, about 35 µs compiled, hundreds in eager torchao), and a 784-128-10 network in float32 takes
 #   only 22 µs per image in this run. There is nothing to win back.
 # - At **batch 1024** the work grows with the batch and int8 matrix products pay off: the legacy
-#   fbgemm/x86 kernels are 2.31x as fast as float32, and torchao compiled with `torch.compile` (which fuses
-#   its overhead away) 1.82x. torchao in eager mode dispatches through Python tensor subclasses and, on
-#   this CPU, stays slower than float32 at every batch size measured (0.80x at best, at 1024).
-# - **Batch 64** is near the break-even point, and there the ratios move most from run to run on this
-#   shared machine: legacy 1.32x and compiled 0.95x in this run, and quite different ratios in other runs.
+#   fbgemm/x86 kernels (fbgemm: the int8 matrix library behind PyTorch's x86 quantized layers) are 2.56x
+#   as fast as float32, and torchao compiled with `torch.compile` (which fuses
+#   its overhead away) 2.03x. torchao in eager mode dispatches through Python tensor subclasses and, on
+#   this CPU, stays slower than float32 at every batch size measured (0.67x at best, at 1024).
+# - **Batch 64** is near the break-even point: legacy 1.45x and compiled 1.02x in this run, so there a
+#   run-to-run wobble on a shared machine can move a backend to the other side of 1.
 #
 # So "int8 is faster" holds here for batched inference with a backend whose kernels are used, not for one
 # image at a time; your CPU's table may say otherwise. The maintained path (torchao) needs `torch.compile` and large batches on a CPU to be fast.
@@ -354,15 +363,17 @@ assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
 ledger
 
 # %% [markdown]
-# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.158
-#   against 0.301 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.157
+#   against 0.300 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
 #   firmer).
 # - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; the 4-bit one reloads exactly
 #   (below; the 2-bit one is written the same way).
 #   Their latency is float32's, up to the noise between rows: their forward pass still multiplies
-#   dequantized floats, since PyTorch has no 4-bit or 2-bit kernels for a CPU. ONNX Runtime's 4-bit
-#   kernel (notebook 06) keeps the weights packed and decodes them to float32 as it multiplies: it saves
-#   memory traffic, not arithmetic, which pays where the weights do not fit in the CPU's caches (a large
+#   dequantized floats: the package's `QuantizedLinear` decodes its codes once and calls a float32
+#   matrix product. PyTorch does have 4-bit weight kernels for CPUs (`torch._weight_int4pack_mm_for_cpu`,
+#   behind torchao's int4 weight-only path), which this tutorial does not use; like ONNX Runtime's 4-bit
+#   kernel (notebook 06), which keeps the weights packed and decodes them to float32 as it multiplies,
+#   such weight-only kernels save memory traffic, not arithmetic, which pays where the weights do not fit in the CPU's caches (a large
 #   language model generating one token at a time), not for a network of 400 KB. Small files and fast
 #   inference are different goals.
 
@@ -417,14 +428,15 @@ fig = plots.weight_histogram({"float32": teacher[0].weight, "original quantize()
 # scheme gives each row at most fifteen levels (4-bit symmetric codes -7..7), but each row has its own
 # scale, so the 128 rows together hold hundreds of distinct values, and their histogram follows the bell.
 #
-# **2. Quantized is not smaller in `torch.save`.** Whether a model's weights were rounded (fake
-# quantization) or converted to integer codes kept as int32, `torch.save` still spends 32 bits per weight:
-# no fewer bytes. Only a file that stores the codes packed (here
-# `storage.save`) is smaller.
+# **2. Codes kept as int32 are not smaller.** A model whose weights were rounded (fake quantization) or
+# converted to 4-bit integer codes kept in int32 tensors, as this package's `QuantizedLinear` keeps them,
+# still spends 32 bits per weight in `torch.save`: no fewer bytes. Section 6's int8 backend stores its
+# weights as int8 and is about 4x smaller (108,607 bytes); below 8 bits there is no such dtype, and only
+# a file that packs the codes (here `storage.save`) is smaller.
 
 # %%
-fake = quantization.quantize_model(teacher, 4)
-print(f"4-bit model via torch.save: {measure.storage_bytes(fake):,} bytes; via storage.save: {storage.save(fake, folder / 'fake.dcmp'):,} bytes")
+coded = quantization.quantize_model(teacher, 4)          # 4-bit codes, held as int32
+print(f"4-bit model via torch.save: {measure.storage_bytes(coded):,} bytes; via storage.save: {storage.save(coded, folder / 'coded.dcmp'):,} bytes")
 
 
 # %% [markdown]

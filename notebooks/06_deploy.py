@@ -162,7 +162,7 @@ for kind, entry in deployments.items():
 # %% [markdown]
 # The float32, 4-bit and int8-pixels files (the last is explained next) give the QAT model's predictions
 # on every image. The int8 files move the
-# largest logit by 0.25 (dynamic) and 0.61 (static); dynamic agrees with the QAT model on every test
+# largest logit by 0.39 (dynamic) and 0.74 (static); dynamic agrees with the QAT model on every test
 # image, static on all but 4, and the accuracies differ by one image of 1,000 (93.60% against 93.50%),
 # which is noise.
 #
@@ -278,8 +278,10 @@ print({name: f"{row['latency_ms'] * 1e3:.0f} µs" for name, row in latency_by_gr
 # %% [markdown]
 # A third of the inputs were dead (no hidden unit was), so a third of the first layer's multiply-adds go.
 # But look at the time: the compact graph must first *gather* the kept pixels of each image (a `Gather`
-# of scattered columns), the only work the full graph does not do, and on this CPU the compact graph is
-# several times *slower*, not a third faster. Fewer operations are not less time unless the kernel profits from
+# of scattered columns), work the full graph does not do, and on this CPU the compact graph is several
+# times *slower*, not a third faster. ONNX Runtime's profiler (`SessionOptions.enable_profiling`) put
+# almost all of the compact graph's time in that `Gather` on this machine; its matrix products, with 520
+# inputs instead of 784, were faster than the full graph's. Fewer operations are not less time unless the kernel profits from
 # the change. (A deployment can avoid the
 # gather by dropping those pixels before the model, or keep every input: `compact(final, inputs=False)`.)
 # What a dense kernel profits from is a narrower matrix: **structured pruning** removes whole hidden units
@@ -367,10 +369,12 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   reference, and the int8 rows pass it by far. `MatMulNBits` at accuracy level 0 decodes the codes to
 #   float32 and multiplies in float32, so the 4-bit rows run at float32's speed: the smallest file, not
 #   the fastest kernel.
-# - **Batch 1**: the ONNX Runtime rows take a few microseconds, and int8 buys little: the narrow
-#   student's float32 and int8-pixels rows take about the same time, the final model's int8-pixels row
-#   a little less than its float32 one, and dynamic int8, static int8 and 4-bit take *longer* than
-#   float32 (they quantize the input, or decode the codes, on every call). At
+# - **Batch 1**: the ONNX Runtime rows take a few microseconds, and int8 buys little. Read the speed-ups
+#   here: the µs column is each row's median over five rounds and the speed-up the median of the five
+#   per-round ratios to the teacher, so when a row's rounds vary (a few µs on a shared machine) the two
+#   columns can disagree. By the speed-ups, the narrow student's float32 and int8-pixels rows are level,
+#   the final model's int8-pixels row is a little faster than its float32 one, and dynamic int8, static
+#   int8 and 4-bit are slower than float32 (they quantize the input, or decode the codes, on every call). At
 #   this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost of a call
 #   that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is why the
 #   ONNX Runtime rows beat the teacher by about 3 to 5.4x, and PyTorch's legacy int8 backend is
@@ -630,7 +634,10 @@ print(f"level 4 moves the logits by {shift.mean():.2f} on average, {shift.max():
 # **Exercise 5 (width against accuracy).** Change `amount=0.5` in section 4 to 0.75 (784-16-10). Does the
 # speed-up at batch 256 grow as fast as the multiply-adds shrink? Before you believe an accuracy
 # difference, compare over three seeds on held-out data: retrain the students on `splits.holdout(500)`
-# (notebook 01) and score them on its 500 held-out images. What did the seeds say?
+# (notebook 01) and score them on its 500 held-out images. The teacher must not have seen those images
+# either (notebook 04), and this notebook's did: distil from
+# `teachers.cache_all(splits, names=teachers.HELD_OUT)["784-1200-1200-10, held-out split"]`, trained
+# without them. What did the seeds say?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>What to look for</summary>

@@ -7,8 +7,8 @@ for it within half a point. Is a longer or differently scheduled recipe closer? 
 the first 3,500 training images and is scored on the other 500 (`splits.holdout(500)`), distilled from
 the 784-1200-1200-10 teacher that never saw those 500 (`teachers.HELD_OUT`); the test split is not read.
 For each seed one student is distilled, and every variant prunes and quantizes a copy of it with the same
-seed, so the differences are paired by seed. A variant replaces the pipeline's recipe only if its mean
-gain over the pipeline's is beyond two standard errors (stats.choose_over_seeds). The rows also give the
+seed, so the differences are paired by seed. A variant replaces the pipeline's recipe only if the 95% t
+interval of its mean gain over the pipeline's lies above zero (stats.choose_over_seeds). The rows also give the
 784-128-10 teacher trained on the same 3,500 images with the same seed, paired with each variant.
 
 Usage: python scripts/final_recipe.py [--threads 2] [--seeds 0 1 2 3 4] [--json results/final-recipe.json]
@@ -64,7 +64,7 @@ def main() -> None:
               f"{'' if versus_pipeline is None else f'{versus_pipeline[0]:+.2%} ± {versus_pipeline[1]:.2%} (se)':>24}"
               f"   {'' if versus_teacher is None else f'{versus_teacher[0]:+.2%} ± {versus_teacher[1]:.2%} (se)'}")
     chosen = stats.choose_over_seeds(pipeline, {v: accuracy[v] for v in names[1:]})
-    print(f"chosen: {chosen or 'the pipeline recipe (no variant gains beyond two standard errors)'}")
+    print(f"chosen: {chosen or 'the pipeline recipe (no variant has a gain whose 95% t interval lies above zero)'}")
     print(f"{len(args.seeds)} seeds in {seconds:.0f} s, {args.threads} threads")
     if args.json:
         document = {"command": " ".join(["python scripts/final_recipe.py", *map(shlex.quote, sys.argv[1:])]),

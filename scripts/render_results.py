@@ -97,7 +97,8 @@ def kd_sweep_table(document: dict) -> str:
     rows = document["rows"]
     baseline = rows[0]["accuracies"]
     lines = [f"| recipe | held-out accuracy ({document['holdout_images']} images), mean ± std | "
-             "vs no teacher, paired by seed (points) | seeds higher |", "| --- | --- | --- | --- |"]
+             "vs no teacher, paired by seed (points, mean ± std) | seeds higher | 95% t interval of the difference "
+             "(points) |", "| --- | --- | --- | --- | --- |"]
     for row in rows:
         recipe = ("no teacher" if row["teacher"] == "none"
                   else f"{row['teacher']}, T = {row['temperature']:g}, α = {row['alpha']:g}")
@@ -105,9 +106,15 @@ def kd_sweep_table(document: dict) -> str:
         differences = [100 * (a - b) for a, b in zip(row["accuracies"], baseline)]
         d_mean, d_std = stats.mean_std(differences)
         higher = sum(d > 0 for d in differences)
+        interval = "" if row is rows[0] else t_interval(*stats.paired_interval(row["accuracies"], baseline))
         lines.append(f"| {recipe} | {mean:.2%} ± {std:.2%} | {d_mean:+.2f} ± {d_std:.2f} | "
-                     f"{'' if row is rows[0] else f'{higher} of {len(differences)}'} |")
+                     f"{'' if row is rows[0] else f'{higher} of {len(differences)}'} | {interval} |")
     return "\n".join(lines + ["", machine_line(document)])
+
+
+def t_interval(mean: float, low: float, high: float) -> str:
+    """A paired difference's 95% t interval in points, and whether it includes zero (stats.paired_interval)."""
+    return f"{100 * low:+.2f} to {100 * high:+.2f} ({'includes' if low <= 0 <= high else 'excludes'} zero)"
 
 
 def hint_sweep_table(document: dict) -> str:
@@ -115,16 +122,15 @@ def hint_sweep_table(document: dict) -> str:
     logit = next(row for row in rows if row["recipe"] == "logit distillation")["accuracies"]
     lines = [f"| recipe (T = {document['temperature']:g}, α = {document['alpha']:g}) | held-out accuracy "
              f"({document['holdout_images']} images), mean ± std | vs logit distillation, paired by seed (points, mean ± std) | "
-             "within two standard errors of zero |", "| --- | --- | --- | --- |"]
+             "95% t interval of the difference (points) |", "| --- | --- | --- | --- |"]
     for row in rows:
         mean, std = stats.mean_std(row["accuracies"])
         if row["accuracies"] is logit:
             lines.append(f"| {row['recipe']} | {mean:.2%} ± {std:.2%} |  |  |")
             continue
         d_mean, d_std = stats.mean_std([100 * (a - b) for a, b in zip(row["accuracies"], logit)])
-        gain, standard_error = stats.paired_difference(row["accuracies"], logit)
         lines.append(f"| {row['recipe']} | {mean:.2%} ± {std:.2%} | {d_mean:+.2f} ± {d_std:.2f} | "
-                     f"{'no' if abs(gain) > 2 * standard_error else 'yes'} |")
+                     f"{t_interval(*stats.paired_interval(row['accuracies'], logit))} |")
     return "\n".join(lines + ["", machine_line(document)])
 
 
@@ -133,21 +139,23 @@ def final_recipe_table(document: dict) -> str:
     rows = document["rows"]
     n = len(rows[0]["seeds"])
     lines = [f"| recipe | held-out accuracy ({document['holdout_images']} images), mean ± std over {n} seeds | "
-             "vs the pipeline's recipe (points, mean ± standard error) | vs the 784-128-10 teacher (points, mean ± "
-             "standard error) |", "| --- | --- | --- | --- |"]
+             "vs the pipeline's recipe (points, mean ± standard error; 95% t interval) | vs the 784-128-10 teacher "
+             "(points, mean ± standard error; 95% t interval) |", "| --- | --- | --- | --- |"]
+
+    t_q = stats.t_quantile(0.95, n - 1)
 
     def paired(difference: list[float] | None) -> str:
         if difference is None:
             return ""
         mean, se = difference
-        return f"{100 * mean:+.2f} ± {100 * se:.2f}{' (beyond two standard errors)' if abs(mean) > 2 * se else ''}"
+        return f"{100 * mean:+.2f} ± {100 * se:.2f}; {t_interval(mean, mean - t_q * se, mean + t_q * se)}"
 
     for row in rows:
         mean, std = stats.mean_std(row["accuracies"])
         lines.append(f"| {row['recipe']} | {mean:.2%} ± {std:.2%} | {paired(row['vs_pipeline'])} | "
                      f"{paired(row['vs_teacher'])} |")
     chosen = document["chosen"] or "none; the pipeline's recipe stays"
-    return "\n".join(lines + ["", f"Chosen (a gain over the pipeline's recipe beyond two standard errors): {chosen}.",
+    return "\n".join(lines + ["", f"Chosen (a gain over the pipeline's recipe whose 95% t interval lies above zero): {chosen}.",
                               "", machine_line(document)])
 
 
@@ -306,9 +314,8 @@ def _deploy_files_and_accuracy(document: dict) -> str:
     final = mean["final, ONNX Runtime int8-pixels"]
 
     def verdict(model: str) -> str:   # paired by seed against the teacher
-        gain, standard_error = stats.paired_difference(accuracy[f"{model}, ONNX Runtime int8-pixels"],
-                                                       accuracy["teacher, PyTorch eager float32"])
-        return "beyond" if abs(gain) > 2 * standard_error else "within"
+        return "95% t interval of the paired difference " + t_interval(*stats.paired_interval(
+            accuracy[f"{model}, ONNX Runtime int8-pixels"], accuracy["teacher, PyTorch eager float32"]))
 
     return (f"- The int8-pixels files are the smallest ONNX files (codes two per byte, one scale per row): "
             f"{size['final, ONNX Runtime int8-pixels']:,} bytes for the final model, {ratio['final']:.2f}x its "
@@ -317,9 +324,8 @@ def _deploy_files_and_accuracy(document: dict) -> str:
             f".dcmp file (few zeros to skip; the rest is mostly the .dcmp file's entropy coding). Over "
             f"{len(document['seeds'])} seeds (trained at 2 threads; README's FAQ has the chain's seeds at 1 thread too, "
             f"where the final model's gap is smaller) the narrow student deployed this way scores {narrow:.2f}% against the "
-            f"teacher's {teacher:.2f}% ({narrow - teacher:+.2f} points, {verdict('narrow')} two standard errors of the "
-            f"paired difference), the 90%-sparse final model {final:.2f}% ({final - teacher:+.2f} points, "
-            f"{verdict('final')}).")
+            f"teacher's {teacher:.2f}% ({narrow - teacher:+.2f} points; {verdict('narrow')}), the 90%-sparse final "
+            f"model {final:.2f}% ({final - teacher:+.2f} points; {verdict('final')}).")
 
 
 def beyond_table(document: dict) -> str:
@@ -447,8 +453,8 @@ ANSWER_LABELS = {
            "both": "both: the final file against the reference teacher's",
            "accuracy": "accuracy, {model} against the reference teacher, {threads} thread{plural}, paired by seed",
            "final_chain": "final model", "narrow_chain": "narrow 784-32-10 model (pipeline --narrow 0.5 --sparsity 0)",
-           "paired": "{mean:+.2f} ± {std:.2f} points (mean ± std over {n} seeds; {verdict} two standard errors of zero)",
-           "beyond": "beyond", "within": "within",
+           "paired": "{mean:+.2f} ± {std:.2f} points (mean ± std over {n} seeds; 95% t interval {low:+.2f} to {high:+.2f}: {verdict})",
+           "beyond": "excludes zero", "within": "includes zero",
            "final": "final model (784-64-10, 90% sparse, 4 bits)", "narrow": "narrow 784-32-10 model (4 bits)",
            "speed": "speed: {label} in ONNX Runtime int8 (dynamic, static, or on the raw pixels) against the teacher in PyTorch eager, batch 256, 1 and 2 threads",
            "file": "{bytes:,}-byte .dcmp file", "colon": ": ", "open": " (", "close": ")"},
@@ -459,8 +465,8 @@ ANSWER_LABELS = {
            "both": "两者结合：最终文件对比参考教师的文件",
            "accuracy": "准确率：{model}对比参考教师，{threads} 个线程，按种子配对",
            "final_chain": "最终模型", "narrow_chain": "窄模型 784-32-10（pipeline --narrow 0.5 --sparsity 0）",
-           "paired": "{mean:+.2f} ± {std:.2f} 个百分点（{n} 个种子的均值 ± 标准差；{verdict}）",
-           "beyond": "与零相差超过两个标准误", "within": "与零相差不到两个标准误，在噪声之内",
+           "paired": "{mean:+.2f} ± {std:.2f} 个百分点（{n} 个种子的均值 ± 标准差；95% t 区间 {low:+.2f} 到 {high:+.2f}，{verdict}）",
+           "beyond": "不含零", "within": "含零，在噪声之内",
            "final": "最终模型（784-64-10，90% 稀疏，4 比特）", "narrow": "窄模型 784-32-10（4 比特）",
            "speed": "速度：{label}在 ONNX Runtime int8（动态、静态或直接输入原始像素）中对比 PyTorch 即时执行（eager）模式下的教师，批大小 256，1 和 2 个线程",
            "file": ".dcmp 文件 {bytes:,} 字节", "colon": "：", "open": "（", "close": "）"},
@@ -490,9 +496,9 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
         document = json.loads((results / name).read_text())
         ends = [row(document, "4-bit QAT, sparse file + entropy coding"), row(document, "reference teacher")]
         mean, std = stats.mean_std([100 * (a - b) for a, b in zip(ends[0]["accuracies"], ends[1]["accuracies"])])
-        gain, standard_error = stats.paired_difference(ends[0]["accuracies"], ends[1]["accuracies"])
-        paired = t["paired"].format(mean=mean, std=std, n=len(ends[0]["accuracies"]),
-                                    verdict=t["beyond"] if abs(gain) > 2 * standard_error else t["within"])
+        _, low, high = stats.paired_interval(ends[0]["accuracies"], ends[1]["accuracies"])
+        paired = t["paired"].format(mean=mean, std=std, n=len(ends[0]["accuracies"]), low=100 * low, high=100 * high,
+                                    verdict=t["within"] if low <= 0 <= high else t["beyond"])
         plural = "s" if threads > 1 and language == "en" else ""
         lines.append(f"| {t['accuracy'].format(model=t[model], threads=threads, plural=plural)} | "
                      f"{ends[0]['accuracy']:.2%} {t['against']} "

@@ -77,9 +77,13 @@ def test_mean_std():
 
 def test_over_seeds_and_paired_over_seeds_text():
     assert stats.over_seeds([0.94, 0.95, 0.96]) == "95.00% ± 1.00% (n = 3: 94.00% to 96.00%)"
+    # d = 1.0, 1.5, 2.0 points: mean 1.5, std 0.5, half-width 4.303 * 0.5 / sqrt(3) = 1.242
     text = stats.paired_over_seeds([0.95, 0.96, 0.97], [0.94, 0.945, 0.95])
-    assert text.startswith("+1.50 ± 0.50 points over 3 seeds (higher on 3 of them; beyond")   # 1.5 > 2 * 0.5 / sqrt(3)
-    assert "within two standard errors" in stats.paired_over_seeds([0.95, 0.93], [0.94, 0.94])
+    assert text == "+1.50 ± 0.50 points over 3 seeds (higher on 3 of them; 95% t interval +0.26 to +2.74: excludes zero)"
+    # d = 0.5, 1.0, 1.5: the mean is 3.5 standard errors from zero, yet t with 2 degrees of freedom needs 4.3
+    assert stats.paired_over_seeds([0.945, 0.95, 0.955], [0.94, 0.94, 0.94]).endswith(
+        "95% t interval -0.24 to +2.24: includes zero)")
+    assert stats.paired_over_seeds([0.95], [0.94]).endswith("(higher on 1 of them; one seed gives no interval)")
     with pytest.raises(ValueError, match="pair them by seed"):
         stats.paired_over_seeds([0.9], [0.9, 0.8])
 
@@ -109,6 +113,53 @@ def test_choose_over_seeds_adopts_only_established_gains():
     assert stats.choose_over_seeds(base, {"noisy": noisy, "steady": steady}) == "steady"
     assert stats.choose_over_seeds(base, {"noisy": noisy}) is None
     assert stats.choose_over_seeds(base, {"a": [b + 0.004 for b in base], "b": steady}) == "a"
+    # Beyond two standard errors (mean 0.010, se 0.0029) but not beyond t's 4.303: not adopted.
+    lucky = [b + d for b, d in zip(base, (0.005, 0.010, 0.015))]
+    assert stats.paired_difference(lucky, base)[0] > 2 * stats.paired_difference(lucky, base)[1]
+    assert stats.choose_over_seeds(base, {"lucky": lucky}) is None
+
+
+# Two-sided 95% and 99% quantiles of Student's t, from a printed table (NIST/SEMATECH e-Handbook of
+# Statistical Methods, section 1.3.6.7.2, upper critical values at 0.025 and 0.005).
+T_TABLE = {(1, 0.95): 12.706, (2, 0.95): 4.303, (3, 0.95): 3.182, (4, 0.95): 2.776, (5, 0.95): 2.571,
+           (9, 0.95): 2.262, (10, 0.95): 2.228, (30, 0.95): 2.042, (2, 0.99): 9.925, (4, 0.99): 4.604,
+           (9, 0.99): 3.250}
+
+
+@pytest.mark.parametrize("dof, confidence", sorted(T_TABLE))
+def test_t_quantile_matches_the_printed_table(dof, confidence):
+    assert stats.t_quantile(confidence, dof) == pytest.approx(T_TABLE[dof, confidence], abs=6e-4)
+
+
+def test_t_quantile_closed_forms_and_the_normal_limit():
+    # dof 1 is Cauchy: P(|T| <= t) = 2 atan(t) / pi; dof 2: P(|T| <= t) = t / sqrt(2 + t^2)
+    assert stats.t_quantile(0.9, 1) == pytest.approx(math.tan(0.45 * math.pi), rel=1e-9)
+    assert stats.t_quantile(0.9, 2) == pytest.approx(0.9 * math.sqrt(2 / (1 - 0.81)), rel=1e-9)
+    assert stats.t_quantile(0.95, 2000) == pytest.approx(1.959963984540054, abs=2e-3)
+    with pytest.raises(ValueError, match="dof=0 must be a positive integer"):
+        stats.t_quantile(0.95, 0)
+    with pytest.raises(ValueError, match="confidence=95"):
+        stats.t_quantile(95, 2)
+
+
+def test_paired_interval_covers_the_true_difference_95_percent_of_the_time_with_three_seeds():
+    """Coverage by simulation: three normal differences, 4,000 experiments. Two standard errors would cover
+    only about 82% here (P(|T_2| <= 2) = 2 / sqrt(6)); t's 4.30 covers 95%."""
+    generator = torch.Generator().manual_seed(0)
+    inside = inside_2se = 0
+    for _ in range(4000):
+        d = (0.01 + 0.02 * torch.randn(3, generator=generator, dtype=torch.float64)).tolist()
+        mean, low, high = stats.paired_interval(d, [0.0, 0.0, 0.0])
+        se = stats.paired_difference(d, [0.0, 0.0, 0.0])[1]
+        inside += low <= 0.01 <= high
+        inside_2se += abs(mean - 0.01) <= 2 * se
+    assert 0.935 <= inside / 4000 <= 0.965
+    assert 0.79 <= inside_2se / 4000 <= 0.85
+
+
+def test_paired_test_text_when_the_models_agree_everywhere():
+    same = torch.tensor([True, False, True])
+    assert str(stats.paired_test(same, same)) == "+0.00% (the two models agree on all 3 images: no evidence either way)"
 
 
 def test_paired_interval_is_the_wald_interval_of_the_per_image_differences():

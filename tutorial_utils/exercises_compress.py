@@ -110,8 +110,9 @@ def check_choose_over_seeds(my_choose: Callable) -> None:
 
     baseline: per-seed accuracies without a teacher; candidates: {name: per-seed accuracies, same seeds}.
     Hidden cases: a noisy candidate with the best mean that is not established, a small gain on every seed
-    (established only when paired), identical differences (standard error 0), no gain, and a ValueError for
-    seeds that do not pair or a single seed.
+    (established only when paired), identical differences (standard error 0), no gain, a gain beyond two
+    standard errors but not beyond t's 2.776 (five seeds), and a ValueError for seeds that do not pair or a
+    single seed.
     """
     base = [0.900, 0.930, 0.910, 0.950, 0.920]
     cases = [({"steady +0.3": [b + 0.003 for b in base], "noisy +0.6": [b + d for b, d in zip(base, (0.03, -0.02, 0.01, -0.01, 0.02))]},
@@ -119,12 +120,15 @@ def check_choose_over_seeds(my_choose: Callable) -> None:
              ({"same": list(base), "worse": [b - 0.004 for b in base]}, "no candidate gains"),
              ({"+0.2 on every seed": [b + 0.002 for b in base], "+0.5 on every seed": [b + 0.005 for b in base]},
               "two established gains: the larger wins"),
-             ({"noisy": [b + d for b, d in zip(base, (0.02, -0.01, 0.015, -0.012, 0.0))]}, "one noisy candidate")]
+             ({"noisy": [b + d for b, d in zip(base, (0.02, -0.01, 0.015, -0.012, 0.0))]}, "one noisy candidate"),
+             ({"2.4 standard errors": [b + d for b, d in zip(base, (-0.002, 0.010, 0.022, 0.004, 0.016))]},
+              "a gain beyond two standard errors, inside the t interval")]
     for candidates, name in cases:
         expected, got = stats.choose_over_seeds(base, candidates), my_choose(list(base), {k: list(v) for k, v in candidates.items()})
         if got != expected:
             _fail("check_choose_over_seeds", name, expected, got, "d_i = candidate_i - baseline_i per seed; adopt only "
-                  "if mean(d) - 2 * stdev(d) / sqrt(n) > 0; among those, the largest mean(d); else None")
+                  "if mean(d) - t * stdev(d) / sqrt(n) > 0 with t = measure.t_quantile(0.95, n - 1); among "
+                  "those, the largest mean(d); else None")
     for baseline, candidates, name in ((base, {"short": base[:4]}, "4 seeds against 5"), (base[:1], {"one": base[:1]}, "one seed")):
         try:
             my_choose(list(baseline), candidates)

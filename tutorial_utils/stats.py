@@ -13,6 +13,13 @@ disagree carry information. With b = images only A gets right and c = only B get
     diff = (b - c) / n,   p-value = min(1, 2 * P[Binomial(b + c, 1/2) <= min(b, c)])   (exact, two-sided)
     interval: diff +- z * sqrt(b + c - (b - c)^2 / n) / n                              (Wald, paired)
 
+Over a few seeds, paired by seed, the differences d_1..d_n get Student's t interval (Student 1908):
+
+    mean(d) +- t_q * stdev(d) / sqrt(n),   t_q the two-sided quantile of t with n - 1 degrees of freedom
+
+With 3 seeds t_q is 4.30, not 2: "beyond two standard errors" would pass a difference that luck makes
+about one time in six.
+
 Example:
     >>> wilson_interval(945, 1000)
     (0.92909..., 0.95750...)
@@ -33,6 +40,47 @@ def _z(confidence: float) -> float:
     if not (isinstance(confidence, float) and 0 < confidence < 1):
         raise ValueError(f"confidence={confidence!r} must be a float in (0, 1)")
     return statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+
+
+def _t_coverage(t: float, dof: int) -> float:
+    """P(|T| <= t) for Student's t with an integer number of degrees of freedom, in closed form
+    (Abramowitz and Stegun 26.7.3-4): with theta = atan(t / sqrt(dof)) and c = cos(theta),
+    dof odd:  (2 / pi) (theta + sin(theta) (c + 2/3 c^3 + 2*4/(3*5) c^5 + ... up to c^(dof - 2)))
+    dof even: sin(theta) (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ... up to c^(dof - 2))."""
+    theta = math.atan(t / math.sqrt(dof))
+    c2, term = math.cos(theta) ** 2, 1.0
+    if dof % 2 == 0:
+        total = 1.0
+        for k in range(2, dof, 2):          # term_k = term_(k-2) * (k - 1) / k * c^2
+            term *= (k - 1) / k * c2
+            total += term
+        return math.sin(theta) * total
+    if dof == 1:
+        return 2 * theta / math.pi
+    term = math.cos(theta)
+    total = term
+    for k in range(3, dof, 2):              # term_k = term_(k-2) * (k - 1) / k * c^2
+        term *= (k - 1) / k * c2
+        total += term
+    return 2 / math.pi * (theta + math.sin(theta) * total)
+
+
+def t_quantile(confidence: float, dof: int) -> float:
+    """The two-sided quantile t_q of Student's t with `dof` degrees of freedom: P(|T| <= t_q) = confidence.
+
+    Example:
+        >>> round(t_quantile(0.95, 2), 3)      # three seeds: the interval is mean +- 4.303 standard errors
+        4.303
+    """
+    _z(confidence)                          # the same check of `confidence`
+    dof = validate.positive_int("dof", dof)
+    low, high = 0.0, 1.0
+    while _t_coverage(high, dof) < confidence:
+        high *= 2
+    for _ in range(100):                    # bisection: the coverage rises with t
+        middle = (low + high) / 2
+        low, high = (middle, high) if _t_coverage(middle, dof) < confidence else (low, middle)
+    return (low + high) / 2
 
 
 def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -61,6 +109,8 @@ class PairedTest:
     confidence: float = 0.95
 
     def __str__(self) -> str:
+        if self.only_a == self.only_b == 0:     # the Wald interval has no width here; it is not certainty
+            return f"+0.00% (the two models agree on all {self.total:,} images: no evidence either way)"
         return (f"{self.diff:+.2%} ({self.confidence:.0%} interval {self.low:+.2%} to {self.high:+.2%}; "
                 f"p = {self.p_value:.3g}, "
                 f"{self.only_a} vs {self.only_b} of {self.total:,} images decide)")
@@ -110,21 +160,20 @@ def over_seeds(values: list[float]) -> str:
 
 
 def paired_over_seeds(values_a: list[float], values_b: list[float]) -> str:
-    """A - B paired by seed (same initialisation and data order) as text: mean ± std of the differences in
-    points, and on how many seeds A was higher. A difference whose mean is within about two standard
-    errors (2 std / sqrt(n)) of zero is not established by these seeds."""
+    """A - B paired by seed (same initialisation and data order) as text, in points: mean ± std of the
+    differences, on how many seeds A was higher, and the 95% t interval of the mean difference
+    (paired_interval); a difference whose interval includes zero is not established by these seeds."""
     if len(values_a) != len(values_b):
         raise ValueError(f"values_a has {len(values_a)} seeds but values_b has {len(values_b)}; pair them by seed")
     differences = [100 * (a - b) for a, b in zip(values_a, values_b)]
     mean, std = mean_std(differences)
     higher = sum(d > 0 for d in differences)
-    if len(differences) > 1:
-        gain, standard_error = paired_difference(values_a, values_b)
-        established = abs(gain) > 2 * standard_error
-    else:
-        established = False
-    return (f"{mean:+.2f} ± {std:.2f} points over {len(differences)} seeds (higher on {higher} of them; "
-            f"{'beyond' if established else 'within'} two standard errors of zero)")
+    text = f"{mean:+.2f} ± {std:.2f} points over {len(differences)} seeds (higher on {higher} of them"
+    if len(differences) < 2:
+        return text + "; one seed gives no interval)"
+    _, low, high = paired_interval(values_a, values_b)
+    verdict = "includes zero" if low <= 0 <= high else "excludes zero"
+    return text + f"; 95% t interval {100 * low:+.2f} to {100 * high:+.2f}: {verdict})"
 
 
 def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[float, float]:
@@ -142,12 +191,21 @@ def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[flo
     return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
 
 
+def paired_interval(values_a: list[float], values_b: list[float], confidence: float = 0.95
+                    ) -> tuple[float, float, float]:
+    """(mean, low, high): Student's t interval of the mean per-seed difference A - B,
+    mean +- t_quantile(confidence, n - 1) * se, with (mean, se) from paired_difference."""
+    mean, se = paired_difference(values_a, values_b)
+    half = t_quantile(confidence, len(values_a) - 1) * se
+    return mean, mean - half, mean + half
+
+
 def choose_over_seeds(baseline: list[float], candidates: dict[str, list[float]]) -> str | None:
     """The candidate to adopt over a baseline, from per-seed (held-out) accuracies paired by seed: among the
-    candidates whose mean gain is beyond two standard errors (mean - 2 se > 0, paired_difference), the one
+    candidates whose 95% t interval of the gain lies above zero (paired_interval: mean - t_q se > 0), the one
     with the largest mean gain (ties: the first listed); None when no candidate is established."""
-    gains = {name: paired_difference(values, baseline) for name, values in candidates.items()}
-    established = [(mean, name) for name, (mean, se) in gains.items() if mean - 2 * se > 0]
+    gains = {name: paired_interval(values, baseline) for name, values in candidates.items()}
+    established = [(mean, name) for name, (mean, low, _) in gains.items() if low > 0]
     return max(established, key=lambda pair: pair[0], default=(None, None))[1]
 
 

@@ -26,7 +26,7 @@ from torch import nn
 from tutorial_utils import chain, data, distillation, models, training, validate
 
 HOLDOUT_IMAGES = 500  # what notebook 04 holds out of the training images: splits.holdout(500)
-PLAIN_BIG_TEACHER_RECIPE = {**distillation.BIG_TEACHER_RECIPE, "max_shift": 0}  # notebook 04, exercise 4
+PLAIN_BIG_TEACHER_RECIPE = {**distillation.BIG_TEACHER_RECIPE, "max_shift": 0}  # notebook 04, exercise 5
 
 
 def recipes(splits: data.Splits, *, epochs: int = 15) -> dict[str, tuple[data.Splits, dict]]:
