@@ -330,7 +330,8 @@ ledger
 # `torch.save` adds; this file is the reference for every compression ratio in the tutorial. The MACs
 # equal the number of weights: each weight is used once per image.
 #
-# **of_peak** is a one-line roofline. The ledger measures this CPU's float32 peak once (a 1024 x 1024
+# **of_peak** is a one-line roofline (a roofline plots the rate a program achieves against what the
+# hardware can reach, its compute peak or the rate at which memory can feed it). The ledger measures this CPU's float32 peak once (a 1024 x 1024
 # matrix product, the most efficient thing torch does) and divides the model's achieved rate,
 # 2 x MACs x 256 images / latency, by it:
 

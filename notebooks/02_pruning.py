@@ -254,7 +254,15 @@ fig = plots.weight_histogram({"dense teacher, layer 0": teacher[0].weight,
 #   the fine-tuning loss is notebook 04's distillation loss instead of cross-entropy on the labels alone,
 #   α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1 − α)·CE(s, y) for the dense network's logits t and the
 #   pruned copy's s: with T = 4 and α = 0.9, nine tenths of the weight on matching the dense network's
-#   softened probabilities and one tenth on the labels.
+#   softened probabilities and one tenth on the labels. The temperature T divides the logits before the
+#   softmax: T > 1 flattens the probabilities, so the small ones (how much a 7 looks like a 1) carry
+#   weight; KL measures how far the copy's softened probabilities are from the dense network's. Notebook
+#   04 builds this loss from scratch (`distillation.kd_loss`).
+#
+# `recipes.prune_(model, splits, sparsity=..., teacher=..., config=..., seed=...)` does section 4's
+# steps in one call: the global magnitude cut (section 3), then fine-tuning with the masks held, with that loss when a
+# teacher is given (cross-entropy without one); `training.TrainConfig(epochs=...)` holds the fine-tuning's
+# epochs, learning rate, batch size, weight decay and schedule, the keywords `training.fit` takes.
 #
 # Do they help here? A recipe question is answered on held-out data: the networks train on the first
 # 3,500 training images and are scored on the other 500 (`splits.holdout(500)`), so the dense teacher of
