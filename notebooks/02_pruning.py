@@ -202,9 +202,9 @@ print(f"90% sparse - dense, both with the extra epochs, paired on the test image
 # %% [markdown]
 # The two end half a point apart, and the paired test on the 1,000 test images cannot separate them:
 # they disagree on only 23 images (14 one way, 9 the other), and the interval, -0.44 to +1.44 points,
-# includes zero. So a network with 90% of its weights removed does as well as the dense one here, and
-# its 0.7 points over the dense teacher as first trained are not a gain from pruning: the dense network
-# given the same extra epochs ends about as high. What the control does show is that the pruned network
+# includes zero. So the network with 90% of its weights removed shows no measurable difference from the
+# dense one here, and its 0.7 points over the dense teacher as first trained cannot be credited to
+# pruning: the dense network given the same extra epochs ends about as high. What the control does show is that the pruned network
 # needed only those few epochs to recover from the cut (92.30% to 95.20%).
 #
 # **Gradual pruning.** Zhu & Gupta (2017) raise the sparsity along a cubic schedule,
@@ -318,8 +318,8 @@ print("weight decay - none, cross-entropy:", measure.paired_over_seeds(finetuned
 # than cross-entropy on every seed, by 0.80 points without weight decay and 1.53 with it; the 95% t
 # interval over three seeds excludes zero for the 1.53 (-1.82 to -1.25 points) and only just includes it
 # for the 0.80 (-1.66 to +0.06). The seeds vary only the fine-tuning: the dense network and the 500
-# held-out images are the same on every seed, so this is a result about this network on these images
-# (a paired test per seed on the 500 images would add their own noise). Weight decay 1e-4 changes the
+# held-out images are the same on every seed, so this is a result about this network on these images:
+# the interval covers the fine-tuning's randomness only, not which 500 images were drawn. Weight decay 1e-4 changes the
 # cross-entropy result by nothing three seeds can see (+0.07 ± 0.23 points). It did move weights towards
 # zero (26.0% of them below 0.01 against 21.4%), but that did not make the one-shot cut gentler (70.40%
 # against 73.80%, one network each). A likely reason for self-distillation's loss, not tested here: the

@@ -202,7 +202,8 @@ if DATASET == "mnist-5k":
 # points, almost three points wide, since the 48 images on which the two students disagree (25 one way,
 # 23 the other) decide it. Two cautions. The seeds vary the student only: all three learn from the same
 # seed-0 teacher, so the interval says nothing about another teacher; README ("Over seeds") trains the
-# whole chain, teacher included, once per seed and finds no gain there (+0.20, -0.20 and -0.30 points).
+# whole chain, teacher included, once per seed and finds no established gain there (+0.20, -0.20 and
+# -0.30 points at two threads, +0.50, +0.10 and +0.10 at one; both t intervals include zero).
 # And three seeds are few: the t interval is the mean ± 4.30 standard errors because three values
 # estimate their own spread badly.
 #
@@ -334,8 +335,8 @@ for name, hint_sweep in hint_sweeps.items():
 # At both thread counts no hint row differs measurably from logit distillation: the paired differences
 # run from -0.20 to +0.12 points, and each 95% t interval includes zero (one of the 500 held-out
 # images is 0.2 points), whatever the weight (beta 0.1, 1 or 10) or the teacher layer. Distillation
-# itself still shows: no teacher is 0.84 and 1.16 points behind (with two threads that row's interval,
-# -1.90 to +0.22, includes zero; with one it does not). A likely reason, which this sweep does
+# itself is ahead of no teacher on average, by 0.84 and 1.16 points, established with one thread only
+# (with two threads that row's interval, -1.90 to +0.22, includes zero). A likely reason, which this sweep does
 # not test: the student's one hidden layer feeds its logits directly, and logit distillation already
 # asks those logits to match the teacher's; the hint adds that a linear map of the 64 features must also
 # approximate the teacher's 1,200 (at most a 64-dimensional slice of them), which the logits may largely
@@ -390,7 +391,8 @@ ledger
 # The 784-64-10 students have half the bytes and half the MACs of the 784-128-10 teacher and, within the
 # noise of 1,000 test images, its accuracy; the big teacher's file is 23x larger than the original
 # teacher's. The two students have the same architecture, so any gap between their latencies is
-# run-to-run noise; side by side, notebook 02 measured this 784-64-10 shape 1.7x faster than the teacher in its run.
+# run-to-run noise; side by side, notebook 02 (section 6) measured this 784-64-10 shape 1.6x to 1.7x faster
+# than the teacher in its runs.
 # Ratios in this tutorial are always against the 784-128-10 teacher's file, never against the big
 # teacher: a big teacher makes any compression ratio look good and says nothing.
 #

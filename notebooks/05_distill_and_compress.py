@@ -291,7 +291,7 @@ fig = plots.pareto(points, reference_bytes=ref_row["bytes"], x="latency_ms", tit
 # the check in the cell asks only for 40x, which every seed run so far passes. The
 # latency plot shows the other axis. The int8 backend multiplies a dense int8 matrix whatever its
 # zeros, so the sparsity and the bit width do not change its work; the width does, by a little: in this
-# run the 32-unit points took 0.118 to 0.119 ms and the 64-unit points 0.121 to 0.173 ms. Single
+# run the 32-unit points took 0.117 to 0.119 ms and the 64-unit points 0.121 to 0.173 ms. Single
 # timings on a shared machine move from run to run (in another run on this machine the order of some
 # points was reversed) and by CPU; notebook 06 times a narrow and a wide student side by side in
 # rounds, which separates them reliably. Only structural changes, a

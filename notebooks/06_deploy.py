@@ -40,9 +40,13 @@
 # Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 
 # %%
+import json
+import pathlib
+
 import numpy as np
 import onnx
 import onnx.numpy_helper
+import onnxruntime
 import torch
 
 from tutorial_utils import (chain, compaction, data, deploy, distillation, exercises_deploy, files, int8, machine, measure,
@@ -279,9 +283,36 @@ print({name: f"{row['latency_ms'] * 1e3:.0f} µs" for name, row in latency_by_gr
 # A third of the inputs were dead (no hidden unit was), so a third of the first layer's multiply-adds go.
 # But look at the time: the compact graph must first *gather* the kept pixels of each image (a `Gather`
 # of scattered columns), work the full graph does not do, and on this CPU the compact graph is several
-# times *slower*, not a third faster. ONNX Runtime's profiler (`SessionOptions.enable_profiling`) put
-# almost all of the compact graph's time in that `Gather` on this machine; its matrix products, with 520
-# inputs instead of 784, were faster than the full graph's. Fewer operations are not less time unless the kernel profits from
+# times *slower*, not a third faster. Is the gather really the cost? Don't guess: ONNX Runtime's own
+# profiler (`SessionOptions.enable_profiling`) times every node of the graph.
+
+# %%
+def microseconds_per_operator(path, x, *, calls=50):
+    """Mean µs per call spent in each operator type of the ONNX file at `path`, one thread, by ONNX
+    Runtime's profiler. Side effect: writes the profiler's JSON file next to `path`."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.enable_profiling = 1, True
+    options.profile_file_prefix = str(pathlib.Path(path).with_suffix(""))
+    profiled = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(calls):
+        profiled.run(None, {"x": x})
+    events = json.loads(pathlib.Path(profiled.end_profiling()).read_text())
+    spent = {}
+    for event in events:                    # one "..._kernel_time" event per node and call
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            operator = event["args"]["op_name"]
+            spent[operator] = spent.get(operator, 0.0) + event["dur"] / calls
+    return spent
+
+
+x_256 = splits.x_test[:256].numpy()                                        # (256, 784) float32
+for name, path in (("full", nbits_file), ("compact", small_file)):
+    spent = microseconds_per_operator(path, x_256)
+    print(f"{name:>7}: " + ", ".join(f"{operator} {us:.0f} µs" for operator, us in sorted(spent.items(), key=lambda kv: -kv[1])))
+
+# %% [markdown]
+# The profile answers it: nearly all of the compact graph's time goes to the `Gather`, and its
+# `MatMulNBits`, with 520 inputs instead of 784, is faster than the full graph's. Fewer operations are not less time unless the kernel profits from
 # the change. (A deployment can avoid the
 # gather by dropping those pixels before the model, or keep every input: `compact(final, inputs=False)`.)
 # What a dense kernel profits from is a narrower matrix: **structured pruning** removes whole hidden units
@@ -377,7 +408,7 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   int8 and 4-bit are slower than float32 (they quantize the input, or decode the codes, on every call). At
 #   this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost of a call
 #   that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is why the
-#   ONNX Runtime rows beat the teacher by about 3 to 5.4x, and PyTorch's legacy int8 backend is
+#   ONNX Runtime rows beat the teacher by about 3 to 5.5x, and PyTorch's legacy int8 backend is
 #   *slower* than float32: like ONNX Runtime's dynamic int8 it measures and quantizes the input on every
 #   call, but each of its quantized layers pays PyTorch's per-operator overhead.
 # - **The runtime's share.** The teacher itself, unchanged, is 3.0x faster in ONNX Runtime than in PyTorch
@@ -626,7 +657,7 @@ print(f"level 4 moves the logits by {shift.mean():.2f} on average, {shift.max():
 # The solution cell above, in this run (one thread): the one-unit graph took 3.2 µs at batch 1 and the
 # narrow student 3.9 µs, so about four fifths of its time is the call. Accuracy level 4 rounds the input
 # to int8 per block, so the logits move (by 0.04 on average, 0.24 at most; one of the 1,000 predictions
-# changed), and at batch 256 it was *slower* than level 0 here (283 against 243 µs, side by side):
+# changed), and at batch 256 it was *slower* than level 0 here (278 against 243 µs, side by side):
 # whether it is faster depends on the CPU's int8 kernels for this shape, so measure before choosing it.
 # </details>
 

@@ -114,7 +114,7 @@ def kd_sweep_table(document: dict) -> str:
 
 def t_interval(mean: float, low: float, high: float) -> str:
     """A paired difference's 95% t interval in points, and whether it includes zero (stats.paired_interval)."""
-    return f"{100 * low:+.2f} to {100 * high:+.2f} ({'includes' if low <= 0 <= high else 'excludes'} zero)"
+    return f"{100 * low:+.2f} to {100 * high:+.2f}: {'includes' if low <= 0 <= high else 'excludes'} zero"
 
 
 def hint_sweep_table(document: dict) -> str:

@@ -141,6 +141,10 @@ def choose_paired(baseline, candidates):
     return _choose_paired(baseline, candidates, lambda n: measure.t_quantile(0.95, n - 1))
 
 
+def choose_wrong_degrees_of_freedom(baseline, candidates):
+    return _choose_paired(baseline, candidates, lambda n: measure.t_quantile(0.95, n))   # n, not n - 1
+
+
 def choose_two_standard_errors(baseline, candidates):
     return _choose_paired(baseline, candidates, lambda n: 2.0)   # the normal rule of thumb: too lenient for 5 seeds
 
@@ -180,7 +184,7 @@ CASES = [
     (exercises_compress.check_fake_quantize, fake_right, [fake_no_straight_through, fake_round_in_graph]),
     (exercises_compress.check_kd_loss, kd_right, [kd_no_t_squared, kd_mean_reduction]),
     (exercises_compress.check_choose_over_seeds, choose_paired, [choose_by_mean, choose_unpaired, choose_without_checks,
-                                                                   choose_two_standard_errors]),
+                                                                   choose_two_standard_errors, choose_wrong_degrees_of_freedom]),
     (exercises_compress.check_distillation_step, step_right,
      [step_teacher_in_train_mode, step_without_zero_grad, step_teacher_with_gradients, step_without_t_squared]),
 ]

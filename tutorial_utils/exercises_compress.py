@@ -111,7 +111,8 @@ def check_choose_over_seeds(my_choose: Callable) -> None:
     baseline: per-seed accuracies without a teacher; candidates: {name: per-seed accuracies, same seeds}.
     Hidden cases: a noisy candidate with the best mean that is not established, a small gain on every seed
     (established only when paired), identical differences (standard error 0), no gain, a gain beyond two
-    standard errors but not beyond t's 2.776 (five seeds), and a ValueError for seeds that do not pair or a
+    standard errors but not beyond t's 2.776 (five seeds), one beyond the t quantile with n instead of n - 1
+    degrees of freedom (2.571) but not beyond 2.776, and a ValueError for seeds that do not pair or a
     single seed.
     """
     base = [0.900, 0.930, 0.910, 0.950, 0.920]
@@ -122,7 +123,9 @@ def check_choose_over_seeds(my_choose: Callable) -> None:
               "two established gains: the larger wins"),
              ({"noisy": [b + d for b, d in zip(base, (0.02, -0.01, 0.015, -0.012, 0.0))]}, "one noisy candidate"),
              ({"2.4 standard errors": [b + d for b, d in zip(base, (-0.002, 0.010, 0.022, 0.004, 0.016))]},
-              "a gain beyond two standard errors, inside the t interval")]
+              "a gain beyond two standard errors, inside the t interval"),
+             ({"2.7 standard errors": [b + d for b, d in zip(base, (0.000, 0.010, 0.020, 0.004, 0.016))]},
+              "a gain beyond the normal curve's 2.58 and t's 2.57 with n degrees of freedom, inside t's 2.78")]
     for candidates, name in cases:
         expected, got = stats.choose_over_seeds(base, candidates), my_choose(list(base), {k: list(v) for k, v in candidates.items()})
         if got != expected:

@@ -17,8 +17,8 @@ Over a few seeds, paired by seed, the differences d_1..d_n get Student's t inter
 
     mean(d) +- t_q * stdev(d) / sqrt(n),   t_q the two-sided quantile of t with n - 1 degrees of freedom
 
-With 3 seeds t_q is 4.30, not 2: "beyond two standard errors" would pass a difference that luck makes
-about one time in six.
+With 3 seeds t_q is 4.30, not 2: "beyond two standard errors" would pass a difference that luck alone
+makes about one time in five (18%).
 
 Example:
     >>> wilson_interval(945, 1000)
