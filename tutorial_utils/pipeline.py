@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tutorial_utils pipeline",
         description="Distil a student from a teacher, prune it, train it through the quantizer and pack it; "
-                    "writes ledger.csv, ledger.json, pareto.png and model.dcmp to --out.")
+                    "writes ledger.csv, ledger.json, pareto.png, model.dcmp and MANIFEST.json (their sizes and "
+                    "SHA-256) to --out.")
     add = parser.add_argument
     add("--dataset", default="mnist-5k", choices=data.DATASETS, help="dataset (default: the bundled mnist-5k)")
     add("--data-dir", default=None, help="folder with the four IDX files (e.g. /usr/share/datasets/fashion-mnist)")
