@@ -194,7 +194,12 @@ def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[flo
 def paired_interval(values_a: list[float], values_b: list[float], confidence: float = 0.95
                     ) -> tuple[float, float, float]:
     """(mean, low, high): Student's t interval of the mean per-seed difference A - B,
-    mean +- t_quantile(confidence, n - 1) * se, with (mean, se) from paired_difference."""
+    mean +- t_quantile(confidence, n - 1) * se, with (mean, se) from paired_difference.
+
+    Example:
+        >>> [round(v, 4) for v in paired_interval([0.95, 0.96, 0.97], [0.94, 0.945, 0.95])]
+        [0.015, 0.0026, 0.0274]
+    """
     mean, se = paired_difference(values_a, values_b)
     half = t_quantile(confidence, len(values_a) - 1) * se
     return mean, mean - half, mean + half
