@@ -18,7 +18,7 @@ import pathlib
 import re
 import sys
 
-from tutorial_utils import benchmarks, files, stats
+from tutorial_utils import benchmarks, files, stats, student_t
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "README.zh-CN.md", "WORKSHOP.md")
@@ -142,7 +142,7 @@ def final_recipe_table(document: dict) -> str:
              "vs the pipeline's recipe (points, mean ± standard error; 95% t interval) | vs the 784-128-10 teacher "
              "(points, mean ± standard error; 95% t interval) |", "| --- | --- | --- | --- |"]
 
-    t_q = stats.t_quantile(0.95, n - 1)
+    t_q = student_t.quantile(0.95, n - 1)
 
     def paired(difference: list[float] | None) -> str:
         if difference is None:

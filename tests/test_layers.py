@@ -11,9 +11,9 @@ import pytest
 PACKAGE = pathlib.Path(__file__).parents[1] / "tutorial_utils"
 LAYERS = [
     {"__init__", "validate"},                                                   # argument checks, under everything
-    {"files", "models", "encoding", "masks", "timing", "qtensor", "idx", "fileheader", "stats", "machine",
+    {"files", "models", "encoding", "masks", "timing", "qtensor", "idx", "fileheader", "student_t", "machine",
      "energy", "calibration"},       # leaves
-    {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat", "classroom", "footprint"},                                             # built on the leaves
+    {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat", "classroom", "footprint", "stats"},                                    # built on the leaves
     {"training", "robustness", "privacy"},                                      # the one loop; attacks, membership
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
     {"serialize", "measure", "benchmarks", "compaction", "centroids",

@@ -119,29 +119,6 @@ def test_choose_over_seeds_adopts_only_established_gains():
     assert stats.choose_over_seeds(base, {"lucky": lucky}) is None
 
 
-# Two-sided 95% and 99% quantiles of Student's t, from a printed table (NIST/SEMATECH e-Handbook of
-# Statistical Methods, section 1.3.6.7.2, upper critical values at 0.025 and 0.005).
-T_TABLE = {(1, 0.95): 12.706, (2, 0.95): 4.303, (3, 0.95): 3.182, (4, 0.95): 2.776, (5, 0.95): 2.571,
-           (9, 0.95): 2.262, (10, 0.95): 2.228, (30, 0.95): 2.042, (2, 0.99): 9.925, (4, 0.99): 4.604,
-           (9, 0.99): 3.250}
-
-
-@pytest.mark.parametrize("dof, confidence", sorted(T_TABLE))
-def test_t_quantile_matches_the_printed_table(dof, confidence):
-    assert stats.t_quantile(confidence, dof) == pytest.approx(T_TABLE[dof, confidence], abs=6e-4)
-
-
-def test_t_quantile_closed_forms_and_the_normal_limit():
-    # dof 1 is Cauchy: P(|T| <= t) = 2 atan(t) / pi; dof 2: P(|T| <= t) = t / sqrt(2 + t^2)
-    assert stats.t_quantile(0.9, 1) == pytest.approx(math.tan(0.45 * math.pi), rel=1e-9)
-    assert stats.t_quantile(0.9, 2) == pytest.approx(0.9 * math.sqrt(2 / (1 - 0.81)), rel=1e-9)
-    assert stats.t_quantile(0.95, 2000) == pytest.approx(1.959963984540054, abs=2e-3)
-    with pytest.raises(ValueError, match="dof=0 must be a positive integer"):
-        stats.t_quantile(0.95, 0)
-    with pytest.raises(ValueError, match="confidence=95"):
-        stats.t_quantile(95, 2)
-
-
 def test_paired_interval_covers_the_true_difference_95_percent_of_the_time_with_three_seeds():
     """Coverage by simulation: three normal differences, 4,000 experiments. Two standard errors would cover
     only about 82% here (P(|T_2| <= 2) = 2 / sqrt(6)); t's 4.30 covers 95%."""

@@ -30,7 +30,8 @@ from tutorial_utils.footprint import (count_nonzeros, count_parameters, csr_byte
                                       storage_bytes)  # public here: measure.macs, measure.storage_bytes, ...
 from tutorial_utils.machine import record as machine_record  # noqa: F401
 from tutorial_utils.stats import (PairedTest, mean_std, over_seeds, paired_over_seeds, paired_test,  # noqa: F401
-                                  t_quantile, wilson_interval)
+                                  wilson_interval)
+from tutorial_utils.student_t import quantile as t_quantile  # noqa: F401  (public here: measure.t_quantile)
 from tutorial_utils.timing import latency_ms, latency_ratio, time_ms  # noqa: F401  (public here: measure.latency_ms)
 
 COLUMNS = ("stage", "accuracy", "parameters", "nonzeros", "bytes", "latency_ms", "macs", "of_peak", "energy_nj",

@@ -13,7 +13,7 @@ disagree carry information. With b = images only A gets right and c = only B get
     diff = (b - c) / n,   p-value = min(1, 2 * P[Binomial(b + c, 1/2) <= min(b, c)])   (exact, two-sided)
     interval: diff +- z * sqrt(b + c - (b - c)^2 / n) / n                              (Wald, paired)
 
-Over a few seeds, paired by seed, the differences d_1..d_n get Student's t interval (Student 1908):
+Over a few seeds, paired by seed, the differences d_1..d_n get Student's t interval (student_t):
 
     mean(d) +- t_q * stdev(d) / sqrt(n),   t_q the two-sided quantile of t with n - 1 degrees of freedom
 
@@ -33,54 +33,13 @@ from dataclasses import dataclass
 
 import torch
 
-from tutorial_utils import validate
+from tutorial_utils import student_t, validate
 
 
 def _z(confidence: float) -> float:
     if not (isinstance(confidence, float) and 0 < confidence < 1):
         raise ValueError(f"confidence={confidence!r} must be a float in (0, 1)")
     return statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-
-
-def _t_coverage(t: float, dof: int) -> float:
-    """P(|T| <= t) for Student's t with an integer number of degrees of freedom, in closed form
-    (Abramowitz and Stegun 26.7.3-4): with theta = atan(t / sqrt(dof)) and c = cos(theta),
-    dof odd:  (2 / pi) (theta + sin(theta) (c + 2/3 c^3 + 2*4/(3*5) c^5 + ... up to c^(dof - 2)))
-    dof even: sin(theta) (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ... up to c^(dof - 2))."""
-    theta = math.atan(t / math.sqrt(dof))
-    c2, term = math.cos(theta) ** 2, 1.0
-    if dof % 2 == 0:
-        total = 1.0
-        for k in range(2, dof, 2):          # term_k = term_(k-2) * (k - 1) / k * c^2
-            term *= (k - 1) / k * c2
-            total += term
-        return math.sin(theta) * total
-    if dof == 1:
-        return 2 * theta / math.pi
-    term = math.cos(theta)
-    total = term
-    for k in range(3, dof, 2):              # term_k = term_(k-2) * (k - 1) / k * c^2
-        term *= (k - 1) / k * c2
-        total += term
-    return 2 / math.pi * (theta + math.sin(theta) * total)
-
-
-def t_quantile(confidence: float, dof: int) -> float:
-    """The two-sided quantile t_q of Student's t with `dof` degrees of freedom: P(|T| <= t_q) = confidence.
-
-    Example:
-        >>> round(t_quantile(0.95, 2), 3)      # three seeds: the interval is mean +- 4.303 standard errors
-        4.303
-    """
-    _z(confidence)                          # the same check of `confidence`
-    dof = validate.positive_int("dof", dof)
-    low, high = 0.0, 1.0
-    while _t_coverage(high, dof) < confidence:
-        high *= 2
-    for _ in range(100):                    # bisection: the coverage rises with t
-        middle = (low + high) / 2
-        low, high = (middle, high) if _t_coverage(middle, dof) < confidence else (low, middle)
-    return (low + high) / 2
 
 
 def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -194,14 +153,14 @@ def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[flo
 def paired_interval(values_a: list[float], values_b: list[float], confidence: float = 0.95
                     ) -> tuple[float, float, float]:
     """(mean, low, high): Student's t interval of the mean per-seed difference A - B,
-    mean +- t_quantile(confidence, n - 1) * se, with (mean, se) from paired_difference.
+    mean +- student_t.quantile(confidence, n - 1) * se, with (mean, se) from paired_difference.
 
     Example:
         >>> [round(v, 4) for v in paired_interval([0.95, 0.96, 0.97], [0.94, 0.945, 0.95])]
         [0.015, 0.0026, 0.0274]
     """
     mean, se = paired_difference(values_a, values_b)
-    half = t_quantile(confidence, len(values_a) - 1) * se
+    half = student_t.quantile(confidence, len(values_a) - 1) * se
     return mean, mean - half, mean + half
 
 
