@@ -289,14 +289,16 @@ print({name: f"{row['latency_ms'] * 1e3:.0f} µs" for name, row in latency_by_gr
 # %%
 def microseconds_per_operator(path, x, *, calls=50):
     """Mean µs per call spent in each operator type of the ONNX file at `path`, one thread, by ONNX
-    Runtime's profiler. Side effect: writes the profiler's JSON file next to `path`."""
+    Runtime's profiler (which writes a JSON trace next to `path`; read, then deleted)."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.enable_profiling = 1, True
     options.profile_file_prefix = str(pathlib.Path(path).with_suffix(""))
     profiled = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     for _ in range(calls):
         profiled.run(None, {"x": x})
-    events = json.loads(pathlib.Path(profiled.end_profiling()).read_text())
+    trace = pathlib.Path(profiled.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
     spent = {}
     for event in events:                    # one "..._kernel_time" event per node and call
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
@@ -396,7 +398,7 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   need several instructions for the same work, and recent Xeons add AMX tiles; neither is measured here.
 # - **"of peak"** divides the achieved rate by a large float32 matmul's measured rate on this thread
 #   (PyTorch's, 1024 x 1024): a reference, not a hardware limit. ONNX Runtime's float32 kernel on these
-#   small, cache-resident matrices (each weight reused 256 times) does a little better than that
+#   small, cache-resident matrices (each weight reused 256 times) does better than that
 #   reference, and the int8 rows pass it by far. `MatMulNBits` at accuracy level 0 decodes the codes to
 #   float32 and multiplies in float32, so the 4-bit rows run at float32's speed: the smallest file, not
 #   the fastest kernel.
@@ -411,10 +413,10 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   ONNX Runtime rows beat the teacher by about 3 to 5.5x, and PyTorch's legacy int8 backend is
 #   *slower* than float32: like ONNX Runtime's dynamic int8 it measures and quantizes the input on every
 #   call, but each of its quantized layers pays PyTorch's per-operator overhead.
-# - **The runtime's share.** The teacher itself, unchanged, is 3.0x faster in ONNX Runtime than in PyTorch
+# - **The runtime's share.** The teacher itself, unchanged, is 3.1x faster in ONNX Runtime than in PyTorch
 #   at batch 1 and 1.2x at batch 256. Against it, the last two lines: what compression alone buys on one
 #   runtime is modest at batch 1 (1.8x for the narrow int8-pixels model, held down by the call's fixed
-#   cost) and large at batch 256 (11.3x).
+#   cost) and large at batch 256 (11.4x).
 #   A speed-up quoted against another runtime mixes the two; ask which one you are reading.
 #
 # Last, the bytes. The `.dcmp` file (notebook 05's format: sparse, packed, entropy-coded) against the
