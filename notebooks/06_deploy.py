@@ -297,8 +297,10 @@ def microseconds_per_operator(path, x, *, calls=50):
     for _ in range(calls):
         profiled.run(None, {"x": x})
     trace = pathlib.Path(profiled.end_profiling())
-    events = json.loads(trace.read_text())
-    trace.unlink()
+    try:
+        events = json.loads(trace.read_text(encoding="utf-8"))
+    finally:
+        trace.unlink()
     spent = {}
     for event in events:                    # one "..._kernel_time" event per node and call
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
@@ -313,8 +315,9 @@ for name, path in (("full", nbits_file), ("compact", small_file)):
     print(f"{name:>7}: " + ", ".join(f"{operator} {us:.0f} µs" for operator, us in sorted(spent.items(), key=lambda kv: -kv[1])))
 
 # %% [markdown]
-# The profile answers it: nearly all of the compact graph's time goes to the `Gather`, and its
-# `MatMulNBits`, with 520 inputs instead of 784, is faster than the full graph's. Fewer operations are not less time unless the kernel profits from
+# The profile answers it: most of the compact graph's time goes to the `Gather`, and its `MatMulNBits`,
+# with 520 inputs instead of 784, is faster than the full graph's. (The profiler's means include its own
+# overhead, so they add up to a little more than the side-by-side timing above.) Fewer operations are not less time unless the kernel profits from
 # the change. (A deployment can avoid the
 # gather by dropping those pixels before the model, or keep every input: `compact(final, inputs=False)`.)
 # What a dense kernel profits from is a narrower matrix: **structured pruning** removes whole hidden units
@@ -331,8 +334,9 @@ for name, model in (("reference teacher", reference), ("final (90% sparse)", fin
     print(f"{name:>18}: {training.evaluate(model, splits.x_test, splits.y_test):.2%}, {measure.macs(model):,} MACs")
 
 # %% [markdown]
-# One seed: the narrow student is 0.2 points below the teacher here, within the noise; README's benchmark
-# over three seeds has it level with the teacher and about a point above the 90%-sparse final model.
+# One seed: the narrow student is 0.2 points below the teacher here, within the noise; over three seeds
+# README's benchmark finds it not distinguishable from the teacher (95% t interval -1.52 to +1.79 points)
+# and about a point above the 90%-sparse final model on average.
 #
 # ## 5. Latency, side by side
 #
@@ -410,13 +414,13 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   int8 and 4-bit are slower than float32 (they quantize the input, or decode the codes, on every call). At
 #   this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost of a call
 #   that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is why the
-#   ONNX Runtime rows beat the teacher by about 3 to 5.5x, and PyTorch's legacy int8 backend is
+#   ONNX Runtime rows beat the teacher by about 3x to 5.5x, and PyTorch's legacy int8 backend is
 #   *slower* than float32: like ONNX Runtime's dynamic int8 it measures and quantizes the input on every
 #   call, but each of its quantized layers pays PyTorch's per-operator overhead.
-# - **The runtime's share.** The teacher itself, unchanged, is 3.1x faster in ONNX Runtime than in PyTorch
+# - **The runtime's share.** The teacher itself, unchanged, is about 3x faster in ONNX Runtime than in PyTorch
 #   at batch 1 and 1.2x at batch 256. Against it, the last two lines: what compression alone buys on one
 #   runtime is modest at batch 1 (1.8x for the narrow int8-pixels model, held down by the call's fixed
-#   cost) and large at batch 256 (11.4x).
+#   cost) and large at batch 256 (about 11x).
 #   A speed-up quoted against another runtime mixes the two; ask which one you are reading.
 #
 # Last, the bytes. The `.dcmp` file (notebook 05's format: sparse, packed, entropy-coded) against the
@@ -659,7 +663,7 @@ print(f"level 4 moves the logits by {shift.mean():.2f} on average, {shift.max():
 # The solution cell above, in this run (one thread): the one-unit graph took 3.2 µs at batch 1 and the
 # narrow student 3.9 µs, so about four fifths of its time is the call. Accuracy level 4 rounds the input
 # to int8 per block, so the logits move (by 0.04 on average, 0.24 at most; one of the 1,000 predictions
-# changed), and at batch 256 it was *slower* than level 0 here (278 against 243 µs, side by side):
+# changed), and at batch 256 it was *slower* than level 0 here (about 280 against 240 µs, side by side):
 # whether it is faster depends on the CPU's int8 kernels for this shape, so measure before choosing it.
 # </details>
 

@@ -162,3 +162,9 @@ def test_holm_rejects_in_order_and_stops_at_the_first_that_fails():
     for bad, match in (([], "empty"), ([1.2], "p_values"), ([0.1], "alpha")):
         with pytest.raises(ValueError, match=match):
             stats.holm(bad, alpha=0.05 if match != "alpha" else 1.0)
+
+
+def test_docstring_examples_hold():
+    import doctest
+    result = doctest.testmod(stats, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 3 and result.failed == 0

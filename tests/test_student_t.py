@@ -46,3 +46,8 @@ def test_coverage_refuses_bad_input():
         student_t.coverage(-1.0, 2)
     with pytest.raises(ValueError, match="dof=0 must be a positive integer"):
         student_t.coverage(1.0, 0)
+
+
+def test_docstring_examples_hold():
+    import doctest
+    assert doctest.testmod(student_t, optionflags=doctest.ELLIPSIS).failed == 0

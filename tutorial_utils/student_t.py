@@ -29,8 +29,7 @@ def coverage(t: float, dof: int) -> float:
         0.5
     """
     dof = validate.positive_int("dof", dof)
-    if not (isinstance(t, (int, float)) and t >= 0):
-        raise ValueError(f"t={t!r} must be a number >= 0")
+    t = validate.nonnegative_float("t", t)
     theta = math.atan(t / math.sqrt(dof))
     c2, term = math.cos(theta) ** 2, 1.0
     if dof % 2 == 0:
