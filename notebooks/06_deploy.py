@@ -40,6 +40,7 @@
 # Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 
 # %%
+import collections
 import json
 import pathlib
 
@@ -288,31 +289,30 @@ print({name: f"{row['latency_ms'] * 1e3:.0f} µs" for name, row in latency_by_gr
 
 # %%
 def microseconds_per_operator(path, x, *, calls=50):
-    """Mean µs per call spent in each operator type of the ONNX file at `path`, one thread, by ONNX
-    Runtime's profiler (which writes a JSON trace next to `path`; read, then deleted)."""
+    """Mean µs per call in each operator type of the ONNX file at `path`, by ONNX Runtime's profiler."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.enable_profiling = 1, True
     options.profile_file_prefix = str(pathlib.Path(path).with_suffix(""))
     profiled = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     for _ in range(calls):
         profiled.run(None, {"x": x})
-    trace = pathlib.Path(profiled.end_profiling())
-    try:
-        events = json.loads(trace.read_text(encoding="utf-8"))
-    finally:
-        trace.unlink()
-    spent = {}
-    for event in events:                    # one "..._kernel_time" event per node and call
+    trace = pathlib.Path(profiled.end_profiling())   # a JSON file of timed events next to `path`
+    text = trace.read_text(encoding="utf-8")
+    trace.unlink()
+    spent = collections.Counter()
+    for event in json.loads(text):          # one "..._kernel_time" event per node and call
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            operator = event["args"]["op_name"]
-            spent[operator] = spent.get(operator, 0.0) + event["dur"] / calls
+            spent[event["args"]["op_name"]] += event["dur"] / calls
     return spent
 
+# %% [markdown]
+# Profile both graphs at batch 256; each line lists the operator types from the most time to the least:
 
+# %%
 x_256 = splits.x_test[:256].numpy()                                        # (256, 784) float32
 for name, path in (("full", nbits_file), ("compact", small_file)):
     spent = microseconds_per_operator(path, x_256)
-    print(f"{name:>7}: " + ", ".join(f"{operator} {us:.0f} µs" for operator, us in sorted(spent.items(), key=lambda kv: -kv[1])))
+    print(f"{name:>7}: " + ", ".join(f"{operator} {us:.0f} µs" for operator, us in spent.most_common()))
 
 # %% [markdown]
 # The profile answers it: most of the compact graph's time goes to the `Gather`, and its `MatMulNBits`,

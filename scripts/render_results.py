@@ -300,9 +300,11 @@ def _deploy_targets(document: dict) -> str:
                f"points, {check['bytes_ratio']:.2f}x its .dcmp file)") if not check["misses"] else \
             f"misses {', '.join(check['misses'])}"
         verdicts.append(f"{label} {met}")
-    accuracy = document["accuracy"]
-    halves = {model: 50 * (high - low) for model in ("narrow", "final") for _, low, high in [stats.paired_interval(
-        accuracy[f"{model}, ONNX Runtime int8-pixels"], accuracy["teacher, PyTorch eager float32"])]}
+    accuracy, halves = document["accuracy"], {}
+    for model in ("narrow", "final"):   # half-widths of the paired t intervals against the teacher, in points
+        _, low, high = stats.paired_interval(accuracy[f"{model}, ONNX Runtime int8-pixels"],
+                                             accuracy["teacher, PyTorch eager float32"])
+        halves[model] = 50 * (high - low)
     caveat = (f"; the paired 95% t intervals (previous item) reach {halves['narrow']:.2f} and {halves['final']:.2f} "
               f"points either side of the mean gap, so {len(document['seeds'])} seeds cannot show a gap smaller than "
               f"0.5 points") if min(halves.values()) > 0.5 else ""

@@ -100,7 +100,7 @@ def brier_change(logits: torch.Tensor, y: torch.Tensor, *, temperature: float,
     """
     _check(logits, y, 1)
     temperature = validate.temperature("temperature", temperature)
-    validate.probability("confidence", confidence)
+    validate.confidence("confidence", confidence)
     if len(y) < 30:
         raise ValueError(f"y has {len(y)} images: a normal interval needs at least 30")
     one_hot = torch.nn.functional.one_hot(y, logits.shape[1]).double()                      # (n, classes)

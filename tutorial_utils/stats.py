@@ -37,9 +37,7 @@ from tutorial_utils import student_t, validate
 
 
 def _z(confidence: float) -> float:
-    if not (isinstance(confidence, float) and 0 < confidence < 1):
-        raise ValueError(f"confidence={confidence!r} must be a float in (0, 1)")
-    return statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    return statistics.NormalDist().inv_cdf(1 - (1 - validate.confidence("confidence", confidence)) / 2)
 
 
 def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:

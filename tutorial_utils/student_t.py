@@ -56,8 +56,7 @@ def quantile(confidence: float, dof: int) -> float:
         >>> round(quantile(0.95, 4), 3)      # five seeds
         2.776
     """
-    if not (isinstance(confidence, float) and 0 < confidence < 1):
-        raise ValueError(f"confidence={confidence!r} must be a float in (0, 1)")
+    confidence = validate.confidence("confidence", confidence)
     dof = validate.positive_int("dof", dof)
     low, high = 0.0, 1.0
     while coverage(high, dof) < confidence:

@@ -87,6 +87,11 @@ def probability(name: str, value: object) -> float:
     return _real(name, value, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
 
+def confidence(name: str, value: object) -> float:
+    """value as a float if it lies strictly inside (0, 1): the coverage of an interval (0.95 is 95%)."""
+    return _real(name, value, lambda v: 0 < v < 1, "a float in (0, 1)")
+
+
 def temperature(name: str, value: object) -> float:
     """value as a float if it is a finite number > 0 (a softmax temperature)."""
     return _real(name, value, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
