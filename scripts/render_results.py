@@ -194,6 +194,16 @@ def pipeline_notes(document: dict) -> str:
         f"it scores {100 * (backend['accuracy'] - final['accuracy']):+.1f} points ({images} of 1,000 images) and takes "
         f"{backend['latency_ms']:.3f} ms at batch 256 against the reference's {reference['latency_ms']:.3f} ms "
         f"({reference['latency_ms'] / backend['latency_ms']:.1f}x lower; the pipeline also prints a side-by-side ratio)."]
+    paired = document.get("notes", {}).get("final_vs_teacher")
+    if paired:   # stats.PairedTest as a dict: one run's image-by-image comparison
+        verdict = ("one run cannot tell the two apart" if paired["low"] <= 0 <= paired["high"] else
+                   "this run's gap is larger than its noise")
+        lines.append(
+            f"- Paired image by image with the reference (the pipeline's last lines): {paired['diff']:+.2%}, "
+            f"{paired['confidence']:.0%} interval {paired['low']:+.2%} to {paired['high']:+.2%}, "
+            f"p = {paired['p_value']:.2g}, decided by the {paired['only_a'] + paired['only_b']} images where they "
+            f"disagree ({paired['only_a']} right only for the final model, {paired['only_b']} only for the reference): "
+            f"{verdict}, and the seeds below say how far the final model can fall.")
     if runtime:
         pixels = next((r for r in runtime if "int8-pixels" in r["stage"]), None)
         lines.append(

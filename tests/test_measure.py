@@ -35,6 +35,9 @@ def test_ledger_rows_table_and_files(small_splits, tmp_path):
     lines = (tmp_path / "ledger.csv").read_text().splitlines()
     assert lines[0].startswith("stage,accuracy,parameters") and len(lines) == 3
     assert measure.Ledger.from_json(tmp_path / "ledger.json").rows == json.loads(json.dumps(ledger.rows))
+    ledger.notes["finding"] = {"p_value": 0.5}   # what is no stage's row travels in the same file
+    ledger.to_json(tmp_path / "ledger.json")
+    assert measure.Ledger.from_json(tmp_path / "ledger.json").notes == {"finding": {"p_value": 0.5}}
 
 
 def test_ledger_rejects_bad_input(tmp_path):

@@ -25,6 +25,9 @@ def test_pipeline_writes_every_stage_and_a_reloadable_file(tmp_path, capsys):
     splits = data.load("mnist-5k")
     assert training.evaluate(storage.load(out / "model.dcmp"), splits.x_test, splits.y_test) == final["accuracy"]
     assert "final model" in capsys.readouterr().out
+    paired = json.loads((out / "ledger.json").read_text())["notes"]["final_vs_teacher"]   # the README renders it
+    assert paired["total"] == len(splits.y_test) and paired["low"] <= paired["diff"] <= paired["high"]
+    assert paired["only_a"] - paired["only_b"] == round((final["accuracy"] - rows[0]["accuracy"]) * paired["total"])
 
 
 def test_pipeline_without_a_teacher(tmp_path):

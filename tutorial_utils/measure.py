@@ -88,6 +88,7 @@ class Ledger:
             validate.positive_int("threads", threads)
         validate.positive_int("repeats", repeats)
         self.command: str | None = None  # the command line that produced the ledger, when there is one
+        self.notes: dict[str, object] = {}  # findings that are no stage's row, e.g. a paired test; kept in JSON
         self.machine = machine.record(threads)
         self.machine["load_before"] = self.machine.pop("load")
         self.latency_batch_size, self.threads, self.repeats = latency_batch_size, threads, repeats
@@ -208,10 +209,11 @@ class Ledger:
         return files.atomic_write(path, lambda f: f.write(buffer.getvalue().encode()))
 
     def to_json(self, path: str | os.PathLike) -> int:
-        """Write {"machine": record with load_before/load_after, "rows": [...]} as strict JSON, atomically;
-        return the bytes written. Rows measured while the machine was busy carry a "busy" note."""
+        """Write {"machine": record with load_before/load_after, "rows": [...], "notes": {...}} as strict JSON,
+        atomically; return the bytes written. Rows measured while the machine was busy carry a "busy" note."""
         document = {"command": self.command, "machine": {**self.machine, "load_after": machine.load_average()},
-                    "latency_batch_size": self.latency_batch_size, "repeats": self.repeats, "rows": self.rows}
+                    "latency_batch_size": self.latency_batch_size, "repeats": self.repeats, "rows": self.rows,
+                    "notes": self.notes}
         text = json.dumps(_json_safe(document), indent=2, allow_nan=False)
         return files.atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -228,5 +230,5 @@ class Ledger:
         if isinstance(document, dict) and isinstance(document.get("machine"), dict):
             ledger.machine, ledger.command = document["machine"], document.get("command")
             ledger.latency_batch_size = document.get("latency_batch_size", ledger.latency_batch_size)
-            ledger.repeats = document.get("repeats", ledger.repeats)
+            ledger.repeats, ledger.notes = document.get("repeats", ledger.repeats), document.get("notes", {})
         return ledger

@@ -186,8 +186,10 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     def correct(model: nn.Module) -> torch.Tensor:  # (n,) bool, per test image
         return training.predict(model, splits.x_test).argmax(dim=1) == splits.y_test
     low, high = measure.wilson_interval(int(correct(final).sum()), len(splits.y_test))
+    paired = measure.paired_test(correct(final), correct(reference_model))
+    ledger.notes["final_vs_teacher"] = dataclasses.asdict(paired)   # README renders it from ledger.json
     print(f"final model on {len(splits.y_test):,} test images: 95% interval {low:.2%} to {high:.2%}; paired with the "
-          f"784-128-10 teacher: {measure.paired_test(correct(final), correct(reference_model))}")
+          f"784-128-10 teacher: {paired}")
     speedup = measure.latency_ratio(reference_model, deployed, 256, threads=config.threads)
     print(f"deployed on the int8 backend: {deployed_row['accuracy']:.2%}, latency at batch 256 {speedup:.1f}x lower "
           f"than the 784-128-10 teacher's (median of 5 alternating measurements, {config.threads} threads)")
