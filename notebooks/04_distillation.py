@@ -621,13 +621,16 @@ exercises_compress.check_distillation_step(my_distillation_step)
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex3-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# All four run without a Python error in a training loop, which is what makes them dangerous (the check
-# above catches the first three by comparing with a reference). A teacher in train mode gives noisy,
-# dropout-damaged targets; without `no_grad` the teacher's gradients are computed and kept (memory and
-# time, and a later optimizer over its parameters would change it); without `zero_grad` each step follows
-# the running sum of all past gradients instead of this batch's (with plain SGD, ever larger steps too);
-# without T² the soft term
-# shrinks as 1/T² and raising T silently turns distillation off.
+# All four run without a Python error in a training loop, which is what makes them dangerous. The check
+# above catches each: the train-mode teacher and the missing `zero_grad` by comparing the loss and the
+# weights with a reference, the missing `no_grad` with a hook that sees the teacher run with gradients
+# enabled (`kd_loss` detaches the teacher's logits, so no gradient would show), the missing T² by the
+# loss. A teacher in train mode gives noisy, dropout-damaged targets; without `no_grad` a graph is built
+# through the teacher on every step (memory and time; with a loss that does not detach, the teacher's
+# gradients are computed and kept too, and a later optimizer over its parameters would change it);
+# without `zero_grad` each step follows the running sum of all past gradients instead of this batch's
+# (with plain SGD, ever larger steps too); without T² the soft term shrinks as 1/T² and raising T
+# silently turns distillation off.
 # </details>
 
 # %% [markdown]

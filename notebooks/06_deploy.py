@@ -707,9 +707,10 @@ def my_fold(layer: torch.nn.Module, mean: float, std: float) -> tuple[torch.Tens
 
 # %% nbgrader={"grade": true, "grade_id": "ex6-fold-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 exercises_deploy.check_fold_pixels(my_fold)
+test_pixels = torch.round((splits.x_test * data.STD + data.MEAN) * 255).long()   # (1000, 784), as in section 3
 codes_t, scale, bias = (torch.as_tensor(v) for v in my_fold(final[0], data.MEAN, data.STD))
-mine = (pixels @ codes_t.long()) * scale + bias                      # section 3's test pixels
-assert torch.allclose(mine.float(), first(splits.x_test), atol=1e-4)
+mine = (test_pixels @ codes_t.long()) * scale + bias
+assert torch.allclose(mine.float(), final[0](splits.x_test), atol=1e-4)
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex6-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>

@@ -30,7 +30,7 @@ def check(course: pathlib.Path, name: str) -> tuple[list[str], dict[str, float],
     start = time.perf_counter()
     release = classroom.release(course, name) / f"{name}.ipynb"
     seconds["release"] = time.perf_counter() - start
-    if "BEGIN SOLUTION" in release.read_text() or "<details>" in release.read_text():
+    if "BEGIN SOLUTION" in release.read_text(encoding="utf-8") or "<details>" in release.read_text(encoding="utf-8"):
         problems.append("the release holds a solution")
     start = time.perf_counter()
     solved = classroom.autograde(course, name, "solutions", [classroom.SOURCE / f"{name}.ipynb"])
@@ -40,11 +40,12 @@ def check(course: pathlib.Path, name: str) -> tuple[list[str], dict[str, float],
     start = time.perf_counter()
     blank = classroom.autograde(course, name, "unanswered", [release])
     seconds["unanswered"] = time.perf_counter() - start
-    # a graded check, or a code stub the learner writes (a solution cell no check grades, e.g. a measurement)
-    stubs = {c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(release, as_version=4).cells
-             if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
-    wrong = [e for e in blank["errors"] if not ((e[2] or "").endswith("-check") or e[2] in stubs)
-             or e[3] != "NotImplementedError"]
+    # a graded check, or a code stub the learner writes (a solution cell, graded or not, e.g. a measurement):
+    # by their nbgrader metadata, not by their names
+    expected = {c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(release, as_version=4).cells
+                if c.cell_type == "code" and (c.metadata.get("nbgrader", {}).get("solution")
+                                              or c.metadata.get("nbgrader", {}).get("grade"))}
+    wrong = [e for e in blank["errors"] if e[2] not in expected or e[3] != "NotImplementedError"]
     if blank["score"] != 0 or wrong or not blank["errors"]:
         problems.append(f"unanswered release scored {blank['score']}; unexpected errors {wrong}")
     return problems, seconds, solved["max_score"]
@@ -52,7 +53,7 @@ def check(course: pathlib.Path, name: str) -> tuple[list[str], dict[str, float],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notebooks", nargs="*", default=[p.stem for p in sorted(classroom.SOURCE.glob("*.ipynb"))])
+    parser.add_argument("--notebooks", nargs="+", default=[p.stem for p in sorted(classroom.SOURCE.glob("*.ipynb"))])
     args = parser.parse_args()
     failed = False
     with tempfile.TemporaryDirectory() as folder:

@@ -10,6 +10,7 @@ import zipfile
 
 import nbformat
 import pytest
+from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
 
 from tutorial_utils import __main__ as cli
 from tutorial_utils import classroom
@@ -73,6 +74,9 @@ def test_student_edition_never_overwrites_work(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert cli.main(["student-edition", str(out), "--force"]) == 0
     assert (out / "01_teacher.ipynb").read_text() != "my answers"
+    # inside a clone the repository's jupytext.toml would pair each saved notebook with a .py file
+    config = load_jupytext_configuration_file(find_jupytext_configuration_file(str(out)))
+    assert config.default_formats(str(out / "01_teacher.ipynb")) == "ipynb"
     with pytest.raises(ValueError, match="source folder"):
         classroom.student_edition(classroom.SOURCE, classroom.SOURCE)
     with pytest.raises(FileNotFoundError, match="no .ipynb"):
@@ -83,6 +87,8 @@ def test_make_course_keeps_a_course_in_use(tmp_path, capsys):
     names = classroom.make_course(tmp_path / "course")
     assert names == [p.stem for p in NOTEBOOKS]
     assert (tmp_path / "course" / "source" / "01_teacher" / "01_teacher.ipynb").read_bytes() == NOTEBOOKS[0].read_bytes()
+    config = load_jupytext_configuration_file(find_jupytext_configuration_file(str(tmp_path / "course" / "source")))
+    assert config.default_formats(str(tmp_path / "course" / "source" / "x.ipynb")) == "ipynb"   # submissions unpaired
     with pytest.raises(FileExistsError, match="already holds a course"):
         classroom.make_course(tmp_path / "course")
     assert cli.main(["course", str(tmp_path / "course")]) == 2
@@ -99,7 +105,7 @@ def course(tmp_path_factory):
 def test_nbgrader_releases_every_notebook_without_solutions(course):
     for path in NOTEBOOKS:
         released = classroom.release(course, path.stem) / path.name
-        text = released.read_text()
+        text = released.read_text(encoding="utf-8")
         assert "BEGIN SOLUTION" not in text and "<details>" not in text and "NotImplementedError" in text, path.stem
 
 

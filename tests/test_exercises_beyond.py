@@ -97,3 +97,11 @@ def test_the_bin_edge_case_tells_the_bin_rules_apart():
     """Guards: the case at exactly 0.5 is not vacuous: floor binning fails on it first (before confidence 1.0)."""
     with pytest.raises(exercises_beyond.ExerciseError, match="a bin edge"):
         exercises_beyond.check_ece(ece_floor_bins)
+
+
+def test_check_auc_accepts_a_float32_answer():
+    """Summing pairs in float32 is off by about 1e-8 (0.4779999852 for 0.478): a right answer, accepted."""
+    def auc_float32(members, nonmembers):
+        pairs = [(n > m).float() + (n == m).float() / 2 for m in members for n in nonmembers]
+        return (torch.stack(pairs).sum() / (len(members) * len(nonmembers))).item()
+    exercises_beyond.check_auc(auc_float32)

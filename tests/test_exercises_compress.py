@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorial_utils import exercises_compress, measure
+from tutorial_utils import distillation, exercises_compress, measure
 
 
 def per_channel_right(w, bits):
@@ -116,6 +116,19 @@ def step_teacher_with_gradients(*args):
     return _step(*args, no_grad=False)
 
 
+def kd_package(s, t, y, temperature, alpha):
+    return distillation.kd_loss(s, t, y, temperature=temperature, alpha=alpha)   # detaches the teacher's logits
+
+
+def step_package_loss_without_no_grad(*args):
+    return _step(*args, no_grad=False, loss_fn=kd_package)   # no gradient reaches the teacher, but a graph is built
+
+
+def step_returns_the_tensor(student, teacher, optimizer, x, y, temperature, alpha):
+    step_right(student, teacher, optimizer, x, y, temperature, alpha)
+    return torch.tensor(0.0)
+
+
 def step_without_t_squared(*args):
     return _step(*args, loss_fn=kd_no_t_squared)
 
@@ -186,7 +199,8 @@ CASES = [
     (exercises_compress.check_choose_over_seeds, choose_paired, [choose_by_mean, choose_unpaired, choose_without_checks,
                                                                    choose_two_standard_errors, choose_wrong_degrees_of_freedom]),
     (exercises_compress.check_distillation_step, step_right,
-     [step_teacher_in_train_mode, step_without_zero_grad, step_teacher_with_gradients, step_without_t_squared]),
+     [step_teacher_in_train_mode, step_without_zero_grad, step_teacher_with_gradients, step_package_loss_without_no_grad,
+      step_without_t_squared, step_returns_the_tensor]),
 ]
 
 
@@ -194,3 +208,11 @@ CASES = [
 @pytest.mark.parametrize("check, right, wrongs", CASES, ids=lambda v: getattr(v, "__name__", ""))
 def test_check_passes_the_solution_and_fails_wrong_answers(check, right, wrongs, exercise_check):
     exercise_check(check, right, wrongs)
+
+
+def test_the_step_check_names_what_it_wanted():
+    """A run outside no_grad that kd_loss's detach hides, and a tensor instead of a number, each get their own hint."""
+    with pytest.raises(exercises_compress.ExerciseError, match="torch.no_grad"):
+        exercises_compress.check_distillation_step(step_package_loss_without_no_grad)
+    with pytest.raises(exercises_compress.ExerciseError, match=r"Python number.*\n.*Tensor.*\n.*\.item\(\)"):
+        exercises_compress.check_distillation_step(lambda *args: torch.tensor(step_right(*args)))

@@ -1,4 +1,5 @@
-"""The package works when installed, not only from the source tree: a wheel carries the bundled data.
+"""The package works when installed, not only from the source tree: a wheel carries the bundled data and
+the committed measurements (so students can run the notebooks without the clone's solution notebooks).
 
 Builds a wheel from a copy of the sources (so nothing is written into the checkout), installs it with
 `pip install --target` into a fresh folder, and runs it from elsewhere with that folder first on the path.
@@ -14,8 +15,9 @@ ROOT = pathlib.Path(__file__).parents[1]
 SCRIPT = """
 import pathlib, sys
 import tutorial_utils
-from tutorial_utils import data, models, training
+from tutorial_utils import data, files, models, training
 assert pathlib.Path(tutorial_utils.__file__).is_relative_to(sys.argv[1]), tutorial_utils.__file__
+assert files.results_dir().is_relative_to(sys.argv[1]) and (files.results_dir() / "kd-sweep.json").is_file()
 splits = data.load("mnist-5k")
 assert data.DATA_DIR.is_relative_to(sys.argv[1]), data.DATA_DIR
 small = data.Splits(splits.x_train[:256], splits.y_train[:256], splits.x_test[:64], splits.y_test[:64])
@@ -35,6 +37,7 @@ def test_wheel_installs_and_loads_the_bundled_data(tmp_path):
     (source / "data").mkdir()
     shutil.copy(ROOT / "data" / "README.md", source / "data" / "README.md")
     shutil.copytree(ROOT / "data" / "mnist-5k", source / "data" / "mnist-5k")
+    shutil.copytree(ROOT / "results", source / "results")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels")],
                    check=True, cwd=tmp_path, timeout=300)

@@ -54,7 +54,8 @@ def student_edition(source: str | os.PathLike = SOURCE, out: str | os.PathLike =
                     force: bool = False) -> list[pathlib.Path]:
     """Write the student edition of every notebook in `source` to `out`; return the written paths.
 
-    Side effects: creates `out`; writes one .ipynb per source notebook. Raises FileNotFoundError when
+    Side effects: creates `out`; writes one .ipynb per source notebook, and out/jupytext.toml (notebooks
+    only) unless one is there. Raises FileNotFoundError when
     `source` holds no notebook and FileExistsError (before writing anything) when `out` already holds
     one of them and force is False.
     """
@@ -76,7 +77,17 @@ def student_edition(source: str | os.PathLike = SOURCE, out: str | os.PathLike =
         stripped = strip(nbformat.read(path, as_version=4))
         files.atomic_write(out / path.name, lambda f, nb=stripped: f.write(nbformat.writes(nb).encode("utf-8")))
         written.append(out / path.name)
+    _unpaired(out)
     return written
+
+
+def _unpaired(folder: pathlib.Path) -> None:
+    """folder/jupytext.toml saying 'notebooks only', unless one is there: inside a clone, the repository's
+    jupytext.toml would pair every saved notebook with a .py file, and a notebook rewritten by --force
+    would then be older than its pair (JupyterLab refuses to open it)."""
+    if not (folder / "jupytext.toml").exists():
+        text = "# Notebooks only: not paired with .py sources as in the repository's notebooks/.\nformats = \"ipynb\"\n"
+        files.atomic_write(folder / "jupytext.toml", lambda f: f.write(text.encode()))
 
 
 def make_course(out: str | os.PathLike, *, source: str | os.PathLike = SOURCE,
@@ -84,7 +95,7 @@ def make_course(out: str | os.PathLike, *, source: str | os.PathLike = SOURCE,
     """Lay out an nbgrader course folder: out/nbgrader_config.py and one assignment per notebook,
     out/source/NAME/NAME.ipynb (the solution edition); return the assignment names.
 
-    Side effects: creates `out`. Raises FileExistsError, before writing anything, if `out` already holds
+    Side effects: creates `out` and out/jupytext.toml (notebooks only). Raises FileExistsError, before writing anything, if `out` already holds
     a source/ folder or a config (a course in use is never overwritten), FileNotFoundError without notebooks.
     """
     source, out = pathlib.Path(source), pathlib.Path(out)
@@ -97,6 +108,7 @@ def make_course(out: str | os.PathLike, *, source: str | os.PathLike = SOURCE,
     files.atomic_write(out / "nbgrader_config.py", lambda f: f.write(pathlib.Path(config).read_bytes()))
     for path in notebooks:
         files.atomic_write(out / "source" / path.stem / path.name, lambda f, p=path: f.write(p.read_bytes()))
+    _unpaired(out)
     return [path.stem for path in notebooks]
 
 

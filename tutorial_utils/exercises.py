@@ -1,7 +1,7 @@
 """Automatic checks for the exercises of notebooks 01 and 02, and the error every check raises.
 
 Each `check_*` function runs the learner's function and the package's reference on hidden cases, edge
-cases included (sparsity 0 and 1, a batch that does not divide the data, a model left in train mode,
+cases included (sparsity 0 and 0.99, a batch that does not divide the data, a model left in train mode,
 0 or all correct), and raises ExerciseError naming the case, what was expected, what came back, and a
 hint. In a notebook the raised error fails the graded cell, so an executed notebook, nbval and nbgrader's
 autograder all see whether the exercise is solved. Checks for notebooks 03-05 are in exercises_compress,
@@ -42,6 +42,14 @@ def own_random_stream(check: Callable) -> Callable:
 
 def _fail(check: str, case: str, expected: object, got: object, hint: str) -> None:
     raise ExerciseError(f"{check}: wrong on {case}\n  expected: {expected}\n  got:      {got}\n  hint: {hint}")
+
+
+def _number(check: str, case: str, got: object) -> float:
+    """got as a float if it is a Python number; otherwise a failure that says so (a 0-d tensor is not one)."""
+    if isinstance(got, bool) or not isinstance(got, (float, int)):
+        _fail(check, case, "a Python number (float)", f"{type(got).__name__}: {got!r}",
+              "return value.item() (or float(value)), not the tensor itself")
+    return float(got)
 
 
 def _passed(check: str, cases: int) -> None:
@@ -91,7 +99,7 @@ def check_evaluate(my_evaluate: Callable) -> None:
         model.train()
         expected = evaluation.evaluate(model, inputs, labels, batch_size=batch_size)
         got = my_evaluate(model, inputs, labels, batch_size)
-        if not isinstance(got, (float, int)) or abs(float(got) - expected) > 1e-6:
+        if abs(_number("check_evaluate", name, got) - expected) > 1e-6:
             _fail("check_evaluate", name, f"{expected:.4f}", got, "eval mode (dropout off) and no_grad; count "
                   "correct images over every batch, the last smaller one too, and divide by the number of images")
         if not model.training:

@@ -15,7 +15,7 @@ from torch import nn
 
 from tutorial_utils import distillation, models, qtensor, quantization, stats
 from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
-from tutorial_utils.exercises import _fail, _passed, own_random_stream
+from tutorial_utils.exercises import _fail, _number, _passed, own_random_stream
 
 
 def _random_weights(seed: int = 99) -> list[torch.Tensor]:
@@ -161,6 +161,8 @@ def check_distillation_step(my_step: Callable) -> None:
         reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
         optimizer = torch.optim.SGD(learner.parameters(), lr=0.1, momentum=0.9)
         teacher_before = copy.deepcopy(teacher.state_dict())
+        graph_built = []   # kd_loss detaches the teacher's logits, so only a hook sees a teacher run outside no_grad
+        hook = teacher.register_forward_hook(lambda *_: graph_built.append(torch.is_grad_enabled()))
         for step in (1, 2):
             teacher.eval()
             with torch.no_grad():
@@ -170,18 +172,24 @@ def check_distillation_step(my_step: Callable) -> None:
             expected.backward()
             reference_optimizer.step()
             teacher.train()                                  # handed over as a training loop would leave it
+            graph_built.clear()
             got = my_step(learner, teacher, optimizer, x, y, temperature, alpha)
             name = f"T={temperature}, alpha={alpha}, step {step}"
-            if not isinstance(got, (float, int)) or abs(float(got) - expected.item()) > 1e-5 * max(1.0, abs(expected.item())):
+            if abs(_number("check_distillation_step", name, got) - expected.item()) > 1e-5 * max(1.0, abs(expected.item())):
                 _fail("check_distillation_step", name, f"loss {expected.item():.5f}", got, "teacher.eval() before it "
                       "runs (dropout off); return loss.item(); the loss is alpha T^2 KL + (1 - alpha) CE")
             drift = max((a - b).abs().max().item() for a, b in zip(learner.parameters(), reference.parameters()))
             if drift > 1e-5:
                 _fail("check_distillation_step", name, "the student's weights after the reference's step",
                       f"weights differ by up to {drift:.3g}", "optimizer.zero_grad() before backward, then optimizer.step()")
+            if any(graph_built):
+                _fail("check_distillation_step", name, "the teacher run under torch.no_grad()", "the teacher ran "
+                      "with gradients enabled (a graph built through it)", "compute teacher(x) inside "
+                      "`with torch.no_grad():`; kd_loss detaches it, but the graph costs memory and time")
             if any(p.grad is not None for p in teacher.parameters()) or any(
                     not torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items()):
                 _fail("check_distillation_step", name, "the teacher unchanged, with no gradients", "the teacher changed "
                       "or holds gradients", "compute teacher(x) under torch.no_grad(); never step the teacher")
             cases += 1
+        hook.remove()
     _passed("check_distillation_step", cases)

@@ -102,14 +102,15 @@ def cache_dir(*parts: str) -> pathlib.Path:
 
 
 def results_dir() -> pathlib.Path:
-    """The committed measurements (results/*.json) of a source checkout, found beside the package, so a
-    notebook reads them from any working folder (a student edition, an nbgrader course), not only notebooks/.
-    FileNotFoundError, saying so, when the package is installed without its repository."""
-    folder = pathlib.Path(__file__).resolve().parents[1] / "results"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no results/ folder beside the package ({folder}): the committed measurements "
-                                f"ship with the repository; install it with pip install -e . from a clone")
-    return folder
+    """The committed measurements (results/*.json): the results/ folder beside the package in a source
+    checkout, else the copy a wheel carries (tutorial_utils/_results), so a notebook reads them from any
+    working folder (a student edition, an nbgrader course). FileNotFoundError, saying so, without either."""
+    here = pathlib.Path(__file__).resolve()
+    for folder in (here.parents[1] / "results", here.parent / "_results"):
+        if folder.is_dir() and any(folder.glob("*.json")):
+            return folder
+    raise FileNotFoundError(f"no results/*.json beside the package ({here.parents[1] / 'results'}) nor inside it "
+                            f"({here.parent / '_results'}): install it from a clone or from a wheel built from one")
 
 
 def safe_name(text: str) -> str:
