@@ -30,7 +30,7 @@ def machine_line(document: dict) -> str:
     isa = ", ".join(m.get("isa") or []) or "no AVX2"
     peak = f", float32 peak {m['peak_gflops']:.0f} GFLOP/s" if m.get("peak_gflops") else ""
     return (f"*Measured with `{document['command']}` on {m['cpu']} ({isa}), {m['cores']} cores, "
-            f"{m['threads']} threads, torch {m['torch']}{peak}.*")
+            f"{m['threads']} thread{'' if m['threads'] == 1 else 's'}, torch {m['torch']}{peak}.*")
 
 
 def _energy(nj: float) -> str:
