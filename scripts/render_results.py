@@ -365,7 +365,29 @@ def beyond_table(document: dict) -> str:
     note = (f"Mean ± std over seeds {', '.join(map(str, document['seeds']))}; 1,000 test images, 4,000 training images. "
             "p: a permutation test (1,000 shuffles of which images are members), one-sided, per seed, "
             "uncorrected: 36 tests at 5% each find some by chance (notebook 07 corrects for that, Holm).")
-    return "\n".join(lines + ["", note, "", machine_line(document)])
+    return "\n".join(lines + ["", note, "", beyond_pairs(document), "", machine_line(document)])
+
+
+BEYOND_PAIRS = (("distilled, pruned 90% (masked float32)", "student distilled (T = 4)"),   # pruned from it
+                ("final: pruned 90% + 4-bit QAT", "distilled, 4-bit QAT (dense)"),        # its dense counterpart
+                ("student distilled (T = 4)", "student 784-64-10 from scratch"))          # the same student on labels
+
+
+def beyond_pairs(document: dict) -> str:
+    """Accuracy under PGD at the largest epsilon, each compressed or distilled model against its dense or
+    label-trained counterpart, paired by seed: mean difference and 95% t interval (stats.paired_interval)."""
+    rows, epsilon = document["rows"], document["epsilons"][-1]
+    strong = document["strong_pgd"]
+    parts = []
+    for a, b in BEYOND_PAIRS:
+        intervals = []
+        for key in (f"pgd_{epsilon}", f"pgd_{epsilon}_strong"):
+            mean, low, high = stats.paired_interval(rows[a][key], rows[b][key])
+            intervals.append(f"{100 * mean:+.2f} points ({t_interval(mean, low, high)})")
+        parts.append(f"*{a}* minus *{b}*: {intervals[0]} with 10 steps, {intervals[1]} with "
+                     f"{strong['steps']} steps × {strong['restarts']} starts")
+    return (f"Accuracy under PGD at ε = {epsilon:g}, paired by seed (mean difference and its 95% t interval): "
+            + "; ".join(parts) + ".")
 
 
 def fashion_table(document: dict) -> str:

@@ -118,7 +118,13 @@ def test_several_seeds_give_mean_and_spread_per_stage(tmp_path, capsys):
     out = tmp_path / "run"
     assert pipeline.main(["--out", str(out), "--epochs", "2", "--finetune-epochs", "1", "--qat-epochs", "1",
                           "--teacher", "teacher", "--threads", "1", "--seeds", "1", "2"]) == 0
-    rows = json.loads((out / "ledger.json").read_text())["rows"]
+    document = json.loads((out / "ledger.json").read_text())
+    rows = document["rows"]
+    paired = document["notes"]["final_vs_teacher_by_seed"]   # each seed's own test, not the first seed's alone
+    assert sorted(paired) == ["1", "2"] and all(test["total"] == 1000 for test in paired.values())
+    final = next(row for row in rows if row["stage"].endswith("+ entropy coding"))
+    for seed, accuracy, reference in zip(("1", "2"), final["accuracies"], rows[0]["accuracies"]):
+        assert paired[seed]["diff"] == pytest.approx(accuracy - reference, abs=1e-6)
     for row in rows:
         assert row["seeds"] == [1, 2] and len(row["accuracies"]) == 2
         assert row["accuracy"] == pytest.approx(sum(row["accuracies"]) / 2)

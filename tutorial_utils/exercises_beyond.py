@@ -68,7 +68,7 @@ def check_auc(my_auc: Callable) -> None:
              (torch.tensor([3.0, 4.0]), torch.tensor([1.0, 2.0]), "members lose more: 0.0")]
     for members, nonmembers, name in cases:
         expected, got = privacy.membership_auc(members, nonmembers), my_auc(members, nonmembers)
-        # 1e-6: a float32 sum over pairs is off by about 1e-8; one pair of 2,000 moves the AUC by 2.5e-4
+        # 1e-6: a float32 division is off by about 1.5e-8; one pair of the 2,000 moves the AUC by 5e-4, a tie 2.5e-4
         if abs(float(got) - expected) > 1e-6:
             _fail("check_auc", name, f"{expected:.9f}", f"{float(got):.9f}",
                   "P(non-member loss > member loss) + P(equal) / 2, over all (member, non-member) pairs")

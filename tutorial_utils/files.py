@@ -102,11 +102,11 @@ def cache_dir(*parts: str) -> pathlib.Path:
 
 
 def results_dir() -> pathlib.Path:
-    """The committed measurements (results/*.json): the results/ folder beside the package in a source
-    checkout, else the copy a wheel carries (tutorial_utils/_results), so a notebook reads them from any
-    working folder (a student edition, an nbgrader course). FileNotFoundError, saying so, without either."""
+    """The committed measurements (results/*.json): the copy a wheel carries (tutorial_utils/_results), else
+    the results/ folder beside the package in a source checkout or an editable install, so a notebook reads
+    them from any working folder (a student edition, an nbgrader course). FileNotFoundError without either."""
     here = pathlib.Path(__file__).resolve()
-    for folder in (here.parents[1] / "results", here.parent / "_results"):
+    for folder in (here.parent / "_results", here.parents[1] / "results"):   # a wheel's own copy first
         if folder.is_dir() and any(folder.glob("*.json")):
             return folder
     raise FileNotFoundError(f"no results/*.json beside the package ({here.parents[1] / 'results'}) nor inside it "

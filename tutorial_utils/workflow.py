@@ -105,6 +105,9 @@ def _over_seeds(ledgers: list[measure.Ledger], seeds: tuple[int, ...]) -> measur
     """One ledger from several seeds: the first seed's row, with accuracy = the mean over seeds, accuracy_std,
     seeds and accuracies; prints each stage's mean +- std and the final model's paired view of the seeds."""
     combined = copy.deepcopy(ledgers[0])
+    # per seed, each run's own paired test (the rows become means; one seed's test alone would mislead)
+    combined.notes = {"final_vs_teacher_by_seed": {str(seed): ledger.notes.get("final_vs_teacher")
+                                                   for seed, ledger in zip(seeds, ledgers)}}
     print(f"\nover seeds {', '.join(map(str, seeds))}:")
     for i, row in enumerate(combined.rows):
         accuracies = [ledger.rows[i]["accuracy"] for ledger in ledgers]
