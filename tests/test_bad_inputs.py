@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tutorial_utils import (calibration, data, distillation, encoding, evaluation, files, hints, int8, measure, models,
-                            nbits, pipeline, privacy, pruning, quantization, recipes, stats, storage, training,
-                            validate)
+                            nbits, pipeline, privacy, pruning, quantization, recipes, robustness, stats, storage,
+                            training, validate)
 
 T = torch.randn(4, 4)
 STUDENT = models.student()
@@ -68,7 +68,7 @@ STUDENT = models.student()
     (lambda: quantization.quantize_model(quantization.prepare_qat(STUDENT, 4), 8), ValueError, r"differs from the config the QAT model was trained with"),
     (lambda: quantization.quantize_model(STUDENT), ValueError, r"config=None: give a QuantConfig or bits"),
     (lambda: quantization.quantize_model(STUDENT, 4, method="huffman"), ValueError, r"method='huffman' must be one of"),
-    (lambda: quantization.quantize_model(STUDENT, 4, act_bits=8), ValueError, r"act_bits needs calibration inputs"),
+    (lambda: quantization.quantize_model(STUDENT, 4, act_bits=8), ValueError, r"calibration must be a non-empty 2-d floating-point tensor; got NoneType"),
     (lambda: recipes.quantize_aware(STUDENT, None, quant=1, masks={}), ValueError, r"bits=1 cannot keep pruned weights at zero"),
     (lambda: recipes.prune_(STUDENT, None, sparsity=1.5), ValueError, r"sparsity=1.5 must be a number in \[0, 1\)"),
     (lambda: pruning.random_masks(STUDENT, -0.1), ValueError, r"sparsity=-0.1 must be a number in \[0, 1\)"),
@@ -92,9 +92,9 @@ STUDENT = models.student()
     (lambda: privacy.auc_standard_error(1.5, 10, 10), ValueError, r"value=1.5 must be a number in \[0, 1\]"),
     (lambda: privacy.auc_standard_error(0.5, 0, 10), ValueError, r"members=0 must be a positive integer"),
     (lambda: evaluation.confusion_matrix(models.mlp([4, 3, 2]), T, torch.tensor([0, 1, 2, 1]), classes=2),
-     ValueError, r"y must hold labels in 0..1 \(classes=2\); got 0 to 2"),
+     ValueError, r"y must hold labels in 0..1 \(2 classes\); got 0 to 2"),
     (lambda: evaluation.confusion_matrix(models.mlp([4, 3, 2]), T, torch.tensor([0, 1]), classes=2),
-     ValueError, r"x and y must be non-empty with the same length; got 4 and 2"),
+     ValueError, r"y holds 2 labels for 4 images; they must match"),
     (lambda: evaluation.confusion_matrix(models.mlp([4, 3, 2]), T, torch.tensor([0, 1, 0, 1]), classes=0),
      ValueError, r"classes=0 must be a positive integer"),
     (lambda: nbits.block_size_for(0), ValueError, r"k=0 must be a positive integer"),
@@ -110,6 +110,35 @@ STUDENT = models.student()
     (lambda: nbits.pack_4bit(torch.zeros(2, 8, dtype=torch.long), 7), ValueError,
      r"block_size=7 must be a power of two >= 16"),
     (lambda: nbits.pack_4bit(torch.full((2, 8), 16), 16), ValueError, r"unsigned 4-bit values 0..15; got values 16 to 16"),
+    # labels that would broadcast, or name no class, were a silent wrong accuracy
+    (lambda: evaluation.evaluate(models.mlp([4, 3]), T, torch.zeros(4, 1, dtype=torch.long)), ValueError,
+     r"y must be a 1-d integer tensor of class labels; got Tensor of shape \(4, 1\)"),
+    (lambda: evaluation.evaluate(models.mlp([4, 3]), T, torch.full((4,), 9)), ValueError,
+     r"y must hold labels in 0..2 \(3 classes\); got 9 to 9"),
+    (lambda: evaluation.correct(models.mlp([4, 3]), T, torch.zeros(3, dtype=torch.long)), ValueError,
+     r"y holds 3 labels for 4 images"),
+    (lambda: evaluation.evaluate(models.mlp([4, 3]), T, torch.zeros(4)), ValueError, r"1-d integer tensor.*float32"),
+    (lambda: pruning.magnitude_masks(STUDENT, 0.9995), ValueError,
+     r"sparsity=0.9995 \(scope='layer'\) removes every weight of 2.weight"),
+    (lambda: pruning.random_masks(STUDENT, 0.99999, scope="global"), ValueError,
+     r"sparsity=0.99999 \(scope='global'\) removes every weight of \d\.weight"),
+    (lambda: pruning.apply_masks(models.mlp([4, 3]), {"0.weight": torch.full((3, 4), 0.5)}), ValueError,
+     r"masks\['0.weight'\] must hold only 0 and 1 \(keep or prune\); it holds 0.5"),
+    (lambda: pruning.apply_masks(models.mlp([4, 3]), {"0.weight": torch.full((3, 4), float("nan"))}), ValueError,
+     r"it holds nan"),
+    (lambda: robustness.fgsm(models.mlp([4, 3]), T, torch.zeros(4, dtype=torch.long), epsilon=1.5), ValueError,
+     r"epsilon=1.5 must be a number in \[0, 1\]"),
+    (lambda: stats.mean_std([0.9, float("nan")]), ValueError, r"values holds nan: every result must be a finite number"),
+    (lambda: stats.paired_over_seeds([0.9, 0.8], [0.9, float("nan")]), ValueError, r"values_b holds nan"),
+    (lambda: stats.paired_difference([float("inf"), 0.8], [0.9, 0.9]), ValueError, r"values_a holds inf"),
+    (lambda: quantization.quantize_model(models.mlp([4, 3]), 8, calibration=T), ValueError,
+     r"calibration is used only with act_bits"),
+    (lambda: quantization.quantize_model(models.mlp([4, 3]), 8, act_bits=8, calibration=torch.zeros(5, 7)), ValueError,
+     r"calibration has 7 features per row; the model takes 4"),
+    (lambda: encoding.pack_bits(np.array([2.7, 1.2]), 3), ValueError, r"codes must be integers; got dtype float64"),
+    (lambda: encoding.unpack_bits(b"\x01\x02", 8, -1), ValueError, r"count=-1 must be a non-negative integer"),
+    (lambda: encoding.relative_decode(np.array([-3, 0]), 10), ValueError, r"codes must be gap codes >= 0; got -3"),
+    (lambda: files.remove_stale_temporaries(".", older_than_s=-1), ValueError, r"older_than_s=-1 must be"),
 ])
 def test_bad_input_is_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):
@@ -159,3 +188,35 @@ def test_bad_command_lines_are_refused_before_any_work(tmp_path, capsys, argv, m
     assert pipeline.main(["--out", str(tmp_path / "out"), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_prior_match_leaves_the_bias_as_it_was(monkeypatch):
+    """match_class_prior_ changes the bias in place: an error on the way must undo what it tried."""
+    model = models.mlp([4, 3, 2])
+    before = model[-1].bias.detach().clone()
+    with pytest.raises(ValueError, match="x has 7 features per row; the model takes 4"):
+        distillation.match_class_prior_(model, torch.randn(5, 7), 1)
+    with pytest.raises(ValueError, match="x must be a non-empty 2-d floating-point tensor"):
+        distillation.match_class_prior_(model, torch.empty(0, 4), 1)
+    calls, predict = [], distillation.training.predict
+
+    def interrupted(*args, **kwargs):   # an interrupt in the middle of the bisection
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return predict(*args, **kwargs)
+    monkeypatch.setattr(distillation.training, "predict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        distillation.match_class_prior_(model, torch.randn(6, 4), 1)
+    assert torch.equal(model[-1].bias, before)
+
+
+def test_remove_stale_temporaries_takes_only_its_own_files(tmp_path):
+    """Only atomic_write's own .NAME.<8 random characters>.tmp files, and only old ones, are removed."""
+    import os
+    ours, mine = tmp_path / ".ledger.json.ab12cd_9.tmp", tmp_path / ".notes.tmp"
+    for path in (ours, mine):
+        path.write_text("x")
+        os.utime(path, (0, 0))                     # very old
+    assert files.remove_stale_temporaries(tmp_path, older_than_s=60) == 1
+    assert not ours.exists() and mine.exists()

@@ -39,8 +39,16 @@ def test_temperature_changes_confidence_not_predictions_and_is_recovered():
 
 def test_bad_inputs_name_the_argument():
     logits, y = torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)
-    with pytest.raises(ValueError, match=r"y must have shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"y holds 3 labels for 4 images"):
         calibration.expected_calibration_error(logits, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"y must hold labels in 0..2 \(3 classes\); got 0 to 7"):
+        calibration.expected_calibration_error(logits, torch.tensor([0, 7, 1, 2]))     # was a number, silently
+    with pytest.raises(ValueError, match=r"y must hold labels in 0..2 \(3 classes\); got 0 to 7"):
+        calibration.fit_temperature(logits, torch.tensor([0, 7, 1, 2]))                # was a bare IndexError
+    with pytest.raises(ValueError, match=r"y must be a 1-d integer tensor of class labels; got Tensor of shape \(4, 1\)"):
+        calibration.brier_change(logits, y[:, None], temperature=2.0)
+    with pytest.raises(ValueError, match="logits holds 1 NaN or infinite values"):
+        calibration.expected_calibration_error(torch.tensor([[0.0, float("nan"), 0.0]] + [[0.0] * 3] * 3), y)
     with pytest.raises(ValueError, match="bins"):
         calibration.reliability(logits, y, bins=0)
     with pytest.raises(ValueError, match="temperature"):

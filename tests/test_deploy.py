@@ -86,6 +86,17 @@ def test_bad_inputs_are_refused_and_leave_no_file(final, tmp_path, splits):
         deploy.export(final, path, "int4")
     with pytest.raises(TypeError, match=r"model\[1\] is Tanh"):
         deploy.export(torch.nn.Sequential(torch.nn.Linear(784, 4), torch.nn.Tanh()), path)
+    with pytest.raises(ValueError, match="weights='4bit' needs QuantizedLinear layers"):   # would be float32 silently
+        deploy.export(quantization.dequantize_model(final), path, "4bit")
+    with pytest.raises(ValueError, match="calibration holds 784 NaN or infinite values"):   # not ORT's 'scale issue'
+        deploy.export(quantization.dequantize_model(final), path, "int8-static",
+                      calibration=torch.cat([torch.full((1, 784), float("nan")), splits.x_train[:9]]))
+    with pytest.raises(ValueError, match=r"kinds\[\]='fp16' must be one of"):   # checked before the first file
+        deploy.export_all(final, tmp_path, kinds=("float32", "fp16"))
+    with pytest.raises(ValueError, match="block_size=32.0 must be an integer >= 16"):
+        deploy.onnx_export.to_onnx(final, weights="4bit", block_size=32.0)
+    with pytest.raises(ValueError, match="models is empty"):
+        deploy.compare_latency({}, 1, threads=1)
     assert list(tmp_path.iterdir()) == []
     deploy.export(final, path, "4bit")
     deployed = deploy.runtime_model(path)

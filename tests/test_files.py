@@ -3,6 +3,7 @@
 import os
 import pathlib
 import stat
+import tempfile
 import time
 
 import pytest
@@ -109,9 +110,12 @@ def _age(path: pathlib.Path, seconds: float) -> None:
 
 def test_remove_stale_temporaries_removes_only_old_leftovers(tmp_path):
     """Guards: old `.NAME.XXXX.tmp` files go; recent ones (a write under way) and every other file stay."""
-    old = [tmp_path / ".model.pt.k3j9x2.tmp", tmp_path / ".data.npz.a1b2c3.tmp"]
-    recent = tmp_path / ".model.pt.zz99yy.tmp"
-    others = [tmp_path / "model.pt", tmp_path / "old.tmp", tmp_path / ".hidden", tmp_path / ".model.pt.tmp.bak"]
+    def leftover(name: str) -> pathlib.Path:   # named as atomic_write's mkstemp names them
+        return pathlib.Path(tempfile.mkstemp(dir=tmp_path, prefix=f".{name}.", suffix=".tmp")[1])
+    old = [leftover("model.pt"), leftover("data.npz")]
+    recent = leftover("model.pt")
+    others = [tmp_path / "model.pt", tmp_path / "old.tmp", tmp_path / ".hidden", tmp_path / ".model.pt.tmp.bak",
+              tmp_path / ".notes.tmp", tmp_path / ".model.pt.k3j9x2.tmp"]   # the user's own dot files
     for path in [*old, recent, *others]:
         path.write_bytes(b"x")
     stale_folder = tmp_path / ".folder.x.tmp"
@@ -127,7 +131,7 @@ def test_remove_stale_temporaries_removes_only_old_leftovers(tmp_path):
 
 def test_remove_stale_temporaries_honours_the_age_threshold(tmp_path):
     """Guards: older_than_s is the cut-off: a 10-minute-old temporary stays at 1 h and goes at 5 min."""
-    leftover = tmp_path / ".x.bin.abcd.tmp"
+    leftover = tmp_path / ".x.bin.abcd_123.tmp"   # mkstemp's 8 random characters
     leftover.write_bytes(b"x")
     _age(leftover, 600)
     assert files.remove_stale_temporaries(tmp_path) == 0 and leftover.exists()

@@ -44,8 +44,14 @@ def test_per_image_loss_is_cross_entropy_per_row():
     x, y = torch.rand(5, 6), torch.tensor([0, 1, 2, 0, 1])
     expected = torch.nn.functional.cross_entropy(model(x), y, reduction="none").detach()
     torch.testing.assert_close(privacy.per_image_loss(model, x, y), expected)
-    with pytest.raises(ValueError, match=r"y must have shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"y holds 4 labels for 5 images"):
         privacy.per_image_loss(model, x, y[:4])
+    with pytest.raises(ValueError, match=r"y must hold labels in 0..2 \(3 classes\); got 0 to 5"):
+        privacy.per_image_loss(model, x, torch.tensor([0, 1, 5, 0, 1]))
+    with pytest.raises(ValueError, match="members holds 1 NaN or infinite values"):   # a NaN sorts anywhere
+        privacy.membership_auc(torch.tensor([float("nan"), 0.1, 0.2]), torch.tensor([0.5, 0.6]))
+    with pytest.raises(ValueError, match="nonmembers holds 1 NaN"):
+        privacy.advantage(torch.tensor([0.1]), torch.tensor([0.5, float("inf")]))
     with pytest.raises(ValueError, match="members must be a non-empty 1-d tensor"):
         privacy.membership_auc(torch.zeros(0), torch.ones(3))
 

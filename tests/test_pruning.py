@@ -165,3 +165,15 @@ def test_apply_masks_returns_a_pruned_copy(model):
     masks = pruning.magnitude_masks(model, 0.5)
     pruned = pruning.apply_masks(model, masks)
     assert pruning.sparsity(pruned) == pytest.approx(0.5) and pruning.sparsity(model) == 0.0
+
+
+def test_a_mask_that_empties_a_layer_is_refused_unless_asked_for():
+    """round(0.99 * 48) = 48: the formula removes every weight of a 12 -> 4 layer, which would make the
+    network's output the same for every input; refused by default, kept with allow_empty=True."""
+    model = models.mlp([30, 12, 4])
+    with pytest.raises(ValueError, match=r"removes every weight of 2.weight; choose a lower sparsity"):
+        pruning.magnitude_masks(model, 0.99)
+    masks = pruning.magnitude_masks(model, 0.99, allow_empty=True)
+    assert not masks["2.weight"].any() and int(masks["0.weight"].sum()) == 360 - round(0.99 * 360)
+    with pytest.raises(ValueError, match="allow_empty='yes' must be True or False"):
+        pruning.random_masks(model, 0.5, allow_empty="yes")

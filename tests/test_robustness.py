@@ -87,8 +87,11 @@ def test_bad_inputs_name_the_argument():
         robustness.fgsm(model, x, y, epsilon=-0.1)
     with pytest.raises(ValueError, match="steps"):
         robustness.pgd(model, x, y, epsilon=0.1, steps=0)
-    with pytest.raises(ValueError, match=r"y must have shape \(8,\)"):
+    with pytest.raises(ValueError, match=r"y holds 7 labels for 8 images"):
         robustness.pgd(model, x, torch.zeros(7, dtype=torch.long), epsilon=0.1)
+    with pytest.raises(ValueError, match=r"epsilon=8 must be a number in \[0, 1\]"):   # 8 meant as 8/255
+        robustness.fgsm(model, x, y, epsilon=8)
+    assert robustness.robust_accuracy(model, x, y, epsilon=1.0) >= 0     # the largest budget there is
     with pytest.raises(ValueError, match="x is on meta but the model on cpu"):
         robustness.fgsm(model, x.to("meta"), y.to("meta"), epsilon=0.1)
     with pytest.raises(ValueError, match="attack"):

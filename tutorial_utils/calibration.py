@@ -29,8 +29,8 @@ from tutorial_utils import validate
 def _check(logits: torch.Tensor, y: torch.Tensor, bins: int) -> None:
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) == 0:
         raise ValueError(f"logits must be a non-empty (n, classes) tensor; got {getattr(logits, 'shape', None)}")
-    if not isinstance(y, torch.Tensor) or y.shape != (len(logits),):
-        raise ValueError(f"y must have shape ({len(logits)},) to match logits; got {tuple(getattr(y, 'shape', ()))}")
+    validate.finite("logits", logits)
+    validate.labels("y", y, n=len(logits), classes=logits.shape[1])
     validate.positive_int("bins", bins)
 
 

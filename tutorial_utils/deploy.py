@@ -64,6 +64,7 @@ def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
             shape = tuple(calibration.shape) if isinstance(calibration, torch.Tensor) else type(calibration).__name__
             raise ValueError(f"calibration must be a tensor of shape (n >= 1, {in_features}) of training images "
                              f"for kind='int8-static'; got {shape}")
+        validate.finite("calibration", calibration)   # ONNX Runtime's own check says only 'scale issue'
     elif calibration is not None:
         raise ValueError(f"calibration is used only with kind='int8-static', not kind={kind!r}")
     path = pathlib.Path(path)
@@ -188,6 +189,8 @@ def export_all(model: nn.Module, folder: str | os.PathLike, *, stem: str = "mode
     float weights (quantization.dequantize_model), so all compute the same network. Side effects: writes
     folder/<stem>-<kind>.onnx for each kind.
     """
+    for kind in kinds:   # every kind checked before any file is written: no partial set
+        validate.choice("kinds[]", kind, KINDS)
     float_model = quantization.dequantize_model(model)
     out = {}
     for kind in kinds:
@@ -210,6 +213,8 @@ def compare_latency(models: dict[str, nn.Module], batch_size: int, *, threads: i
     thread, else 0): after a call, ONNX Runtime's pool threads (and OpenMP's) spin for tens of
     milliseconds waiting for more work, and on a small CPU that spinning would slow the next model.
     """
+    if not models:
+        raise ValueError("models is empty: give at least one {name: model} to time")
     validate.positive_int("rounds", rounds)
     if settle_s is None:
         pools = threads > 1 or any(isinstance(m, RuntimeModel) and m.threads > 1 for m in models.values())

@@ -171,17 +171,23 @@ def match_class_prior_(model: nn.Sequential, x: torch.Tensor, class_index: int, 
     validate.positive_int("steps", steps)
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     validate.integer("class_index", class_index, low=0, high=last.out_features - 1)
+    validate.finite("x", x, ndim=2)
+    if x.shape[1] != models.layer_sizes(model)[0]:
+        raise ValueError(f"x has {x.shape[1]} features per row; the model takes {models.layer_sizes(model)[0]}")
     original, low, high = last.bias[class_index].item(), 0.0, 50.0
-    last.bias[class_index] = original + high
-    if (training.predict(model, x).argmax(dim=1) == class_index).float().mean().item() < prior:
-        last.bias[class_index] = original
-        raise ValueError(f"prior={prior!r} is out of reach: even 50 added to class {class_index}'s bias makes it "
-                         f"the prediction for fewer than that share of x")
-    for _ in range(steps):
-        middle = (low + high) / 2
-        last.bias[class_index] = original + middle
-        share = (training.predict(model, x).argmax(dim=1) == class_index).float().mean().item()
-        low, high = (middle, high) if share < prior else (low, middle)
+    try:
+        last.bias[class_index] = original + high
+        if (training.predict(model, x).argmax(dim=1) == class_index).float().mean().item() < prior:
+            raise ValueError(f"prior={prior!r} is out of reach: even 50 added to class {class_index}'s bias makes "
+                             f"it the prediction for fewer than that share of x")
+        for _ in range(steps):
+            middle = (low + high) / 2
+            last.bias[class_index] = original + middle
+            share = (training.predict(model, x).argmax(dim=1) == class_index).float().mean().item()
+            low, high = (middle, high) if share < prior else (low, middle)
+    except BaseException:
+        last.bias[class_index] = original   # an error, or an interrupt, leaves the model as it came
+        raise
     last.bias[class_index] = original + high
     return high
 

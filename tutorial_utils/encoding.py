@@ -29,7 +29,10 @@ from tutorial_utils import validate
 def pack_bits(codes: np.ndarray, bits: int) -> bytes:
     """Pack non-negative integers < 2^bits into ceil(n * bits / 8) bytes (big-endian bit order)."""
     validate.bits("bits", bits, high=32)
-    codes = np.asarray(codes).reshape(-1).astype(np.int64)
+    codes = np.asarray(codes).reshape(-1)
+    if codes.size and not np.issubdtype(codes.dtype, np.integer):   # 2.7 would be stored as 2
+        raise ValueError(f"codes must be integers; got dtype {codes.dtype}")
+    codes = codes.astype(np.int64)
     if codes.size and (codes.min() < 0 or codes.max() >= 2**bits):
         raise ValueError(f"codes must lie in [0, {2**bits - 1}] for bits={bits}; got {codes.min()}..{codes.max()}")
     shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
@@ -40,6 +43,7 @@ def pack_bits(codes: np.ndarray, bits: int) -> bytes:
 def unpack_bits(buffer: bytes, bits: int, count: int) -> np.ndarray:
     """Inverse of pack_bits: the first `count` codes of `bits` bits each, as int64."""
     validate.bits("bits", bits, high=32)
+    validate.nonnegative_int("count", count)
     if len(buffer) * 8 < count * bits:
         raise ValueError(f"buffer of {len(buffer)} bytes is too short for {count} codes of {bits} bits")
     raw = np.frombuffer(buffer, dtype=np.uint8)
@@ -63,6 +67,7 @@ def bitmask_encode(present: np.ndarray) -> bytes:
 
 def bitmask_decode(mask: bytes, count: int) -> np.ndarray:
     """Flat positions of the set bits among the first `count` bits of `mask`."""
+    validate.nonnegative_int("count", count)
     if len(mask) != (count + 7) // 8:
         raise ValueError(f"bitmask of {len(mask)} bytes does not fit {count} entries")
     return np.flatnonzero(np.unpackbits(np.frombuffer(mask, dtype=np.uint8))[:count])
@@ -88,7 +93,11 @@ def relative_encode(present: np.ndarray, index_bits: int = 5) -> tuple[np.ndarra
 
 def relative_decode(codes: np.ndarray, count: int) -> np.ndarray:
     """Flat positions (fillers included) from relative_encode's gap codes, checked against `count` entries."""
-    positions = np.cumsum(np.asarray(codes, dtype=np.int64) + 1) - 1
+    validate.nonnegative_int("count", count)
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.size and codes.min() < 0:   # a gap code is >= 0: a negative one would point before the tensor
+        raise ValueError(f"codes must be gap codes >= 0; got {codes.min()}")
+    positions = np.cumsum(codes + 1) - 1
     if len(positions) and positions[-1] >= count:
         raise ValueError(f"relative indices reach position {positions[-1]}, outside a tensor of {count} entries")
     return positions

@@ -64,25 +64,27 @@ def predict_memoized(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
-    """Per-image correctness, a (n,) boolean tensor: argmax of the logits == y (what paired tests compare)."""
-    return predict(model, x, batch_size=batch_size).argmax(dim=1).cpu() == y.cpu()
+    """Per-image correctness, a (n,) boolean tensor: argmax of the logits == y (what paired tests compare).
+    ValueError unless y is a (n,) tensor of labels the model's logits can name."""
+    if len(x) == 0:
+        raise ValueError("x is empty: give at least one image")
+    validate.labels("y", y, n=len(x))
+    logits = predict(model, x, batch_size=batch_size)      # (n, classes)
+    validate.labels("y", y, n=len(x), classes=logits.shape[1])
+    return logits.argmax(dim=1).cpu() == y.cpu()
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> float:
-    """Accuracy in [0, 1]: mean of argmax(logits) == y."""
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"x and y must be non-empty with the same length; got {len(x)} and {len(y)}")
-    return (predict(model, x, batch_size=batch_size).argmax(dim=1) == y.cpu()).float().mean().item()
+    """Accuracy in [0, 1]: mean of argmax(logits) == y (checked as in `correct`)."""
+    return correct(model, x, y, batch_size=batch_size).float().mean().item()
 
 
 def confusion_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: int = 10) -> torch.Tensor:
     """(classes, classes) counts: entry [i, j] is the number of samples of class i predicted as j."""
     validate.positive_int("classes", classes)
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"x and y must be non-empty with the same length; got {len(x)} and {len(y)}")
-    if y.min() < 0 or y.max() >= classes:
-        raise ValueError(f"y must hold labels in 0..{classes - 1} (classes={classes}); got {y.min().item()} to "
-                         f"{y.max().item()}")
+    if len(x) == 0:
+        raise ValueError("x is empty: give at least one image")
+    validate.labels("y", y, n=len(x), classes=classes)
     predicted = predict(model, x).argmax(dim=1)
     if predicted.max() >= classes:
         raise ValueError(f"the model predicts class {predicted.max().item()}, beyond classes={classes}")

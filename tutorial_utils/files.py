@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
+from tutorial_utils import validate
+
 TMP_SUFFIX = ".tmp"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
@@ -68,11 +70,14 @@ def remove_stale_temporaries(folder: str | os.PathLike, *, older_than_s: float =
     Only files older than `older_than_s` seconds are removed, so a write still under way in another
     process is not disturbed. Returns how many were removed.
     """
+    validate.nonnegative_float("older_than_s", older_than_s)
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         return 0
     removed, now = 0, time.time()
-    for candidate in folder.glob(f".*{TMP_SUFFIX}"):
+    # mkstemp's own shape, .NAME.<8 random characters>.tmp: a '.notes.tmp' of the user's is not ours
+    ours = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TMP_SUFFIX))
+    for candidate in (c for c in folder.glob(f".*{TMP_SUFFIX}") if ours.fullmatch(c.name)):
         try:
             if candidate.is_file() and now - candidate.stat().st_mtime > older_than_s:
                 candidate.unlink()

@@ -45,6 +45,9 @@ def check_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, n
             shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
             raise ValueError(f"masks[{name!r}] has shape {shape}, but the parameter has shape "
                              f"{tuple(params[name].shape)}")
+        if not ((mask == 0) | (mask == 1)).all():   # 0.5 would scale weights, NaN would poison them
+            odd = mask[(mask != 0) & (mask != 1)].flatten()[0].item()
+            raise ValueError(f"masks[{name!r}] must hold only 0 and 1 (keep or prune); it holds {odd!r}")
     return params
 
 

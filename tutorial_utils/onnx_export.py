@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tutorial_utils import compaction, data, nbits
+from tutorial_utils import compaction, data, nbits, validate
 from tutorial_utils.quantization import QuantizedLinear
 
 WEIGHTS = ("float32", "4bit", "int8-pixels")
@@ -137,8 +137,11 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
         raise ValueError(f"weights={weights!r} must be one of {WEIGHTS}")
     if accuracy_level not in (0, 1, 2, 3, 4):
         raise ValueError(f"accuracy_level={accuracy_level!r} must be 0, 1, 2, 3 or 4")
-    if block_size is not None and (block_size < 16 or block_size & (block_size - 1)):
+    if block_size is not None and (validate.integer("block_size", block_size, low=16) & (block_size - 1)):
         raise ValueError(f"block_size={block_size!r} must be a power of two >= 16")
+    if weights == "4bit" and not any(isinstance(m, QuantizedLinear) for m in model):   # the silent-float32 trap
+        raise ValueError("weights='4bit' needs QuantizedLinear layers (their codes become MatMulNBits); this model "
+                         "has none, so the file would be plain float32: quantize it first, or export 'float32'")
     if weights == "int8-pixels" and isinstance(next(m for m in model if not isinstance(m, nn.Dropout)),
                                                compaction.SelectInputs):
         raise ValueError("weights='int8-pixels' needs the first layer to take the pixels themselves; this model "

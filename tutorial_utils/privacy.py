@@ -33,15 +33,19 @@ from tutorial_utils import evaluation, validate
 
 def per_image_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of each image, (n,), in eval mode."""
-    if not isinstance(y, torch.Tensor) or y.shape != (len(x),):
-        raise ValueError(f"y must have shape ({len(x)},) to match x; got {tuple(getattr(y, 'shape', ()))}")
-    return nn.functional.cross_entropy(evaluation.predict(model, x), y, reduction="none")
+    if len(x) == 0:
+        raise ValueError("x is empty: give at least one image")
+    validate.labels("y", y, n=len(x))
+    logits = evaluation.predict(model, x)                      # (n, classes)
+    validate.labels("y", y, n=len(x), classes=logits.shape[1])
+    return nn.functional.cross_entropy(logits, y, reduction="none")
 
 
 def _check(members: torch.Tensor, nonmembers: torch.Tensor) -> None:
     for name, values in (("members", members), ("nonmembers", nonmembers)):
         if not isinstance(values, torch.Tensor) or values.ndim != 1 or len(values) == 0:
             raise ValueError(f"{name} must be a non-empty 1-d tensor of per-image losses")
+        validate.finite(name, values)   # a NaN loss would sort anywhere and move the AUC silently
 
 
 def _ranks(values: torch.Tensor) -> torch.Tensor:

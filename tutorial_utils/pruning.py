@@ -36,36 +36,51 @@ def _smallest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return mask
 
 
-def _masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> dict[str, torch.Tensor]:
-    """Zero the round(sparsity * n) lowest scores, per tensor (scope="layer") or over all of them ("global")."""
+def _masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, scope: str,
+                       allow_empty: bool) -> dict[str, torch.Tensor]:
+    """Zero the round(sparsity * n) lowest scores, per tensor (scope="layer") or over all of them ("global");
+    a mask that removes a whole tensor is a ValueError unless allow_empty."""
     validate.fraction("sparsity", sparsity)
     validate.choice("scope", scope, SCOPES)
+    if not isinstance(allow_empty, bool):
+        raise ValueError(f"allow_empty={allow_empty!r} must be True or False")
     if scope == "layer":
-        return {name: _smallest_k_mask(s, round(sparsity * s.numel())) for name, s in scores.items()}
-    flat = torch.cat([s.flatten() for s in scores.values()])
-    pieces = _smallest_k_mask(flat, round(sparsity * flat.numel())).split([s.numel() for s in scores.values()])
-    return {name: piece.view_as(s) for (name, s), piece in zip(scores.items(), pieces)}
+        masks = {name: _smallest_k_mask(s, round(sparsity * s.numel())) for name, s in scores.items()}
+    else:
+        flat = torch.cat([s.flatten() for s in scores.values()])
+        pieces = _smallest_k_mask(flat, round(sparsity * flat.numel())).split([s.numel() for s in scores.values()])
+        masks = {name: piece.view_as(s) for (name, s), piece in zip(scores.items(), pieces)}
+    emptied = [name for name, mask in masks.items() if not mask.any()]
+    if emptied and not allow_empty:   # a layer without weights cuts the network: every input gives the same output
+        raise ValueError(f"sparsity={sparsity!r} (scope={scope!r}) removes every weight of {', '.join(emptied)}; "
+                         f"choose a lower sparsity")
+    return masks
 
 
 @torch.no_grad()
-def magnitude_masks(model: nn.Module, sparsity: float, *, scope: str = "layer") -> dict[str, torch.Tensor]:
+def magnitude_masks(model: nn.Module, sparsity: float, *, scope: str = "layer",
+                    allow_empty: bool = False) -> dict[str, torch.Tensor]:
     """Masks that zero the weights of smallest |w|: round(sparsity * n) of them.
 
     scope="layer": each Linear weight loses the same fraction (torch's `l1_unstructured`).
     scope="global": one threshold over all Linear weights together (torch's `global_unstructured`),
-    so layers with many small weights lose more. Returns a new dict; the model is not changed.
+    so layers with many small weights lose more. Masks that remove every weight of a layer (the network
+    would give one output for every input) are a ValueError unless allow_empty=True, which keeps the
+    formula's answer (to study its edge). Returns a new dict; the model is not changed.
     """
-    return _masks_from_scores({name: w.abs() for name, w in masking.linear_weights(model).items()}, sparsity, scope)
+    scores = {name: w.abs() for name, w in masking.linear_weights(model).items()}
+    return _masks_from_scores(scores, sparsity, scope, allow_empty)
 
 
 def random_masks(model: nn.Module, sparsity: float, *, scope: str = "layer",
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Masks that zero round(sparsity * n) weights chosen uniformly at random, per layer or globally.
+                 generator: torch.Generator | None = None, allow_empty: bool = False) -> dict[str, torch.Tensor]:
+    """Masks that zero round(sparsity * n) weights chosen uniformly at random, per layer or globally
+    (allow_empty as in magnitude_masks).
 
     This is the baseline (and the article's method): it ignores which weights matter.
     """
     scores = {name: torch.rand(w.shape, generator=generator) for name, w in masking.linear_weights(model).items()}
-    return _masks_from_scores(scores, sparsity, scope)
+    return _masks_from_scores(scores, sparsity, scope, allow_empty)
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:

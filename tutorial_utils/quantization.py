@@ -174,8 +174,12 @@ def quantize_model(model: nn.Sequential, config: QuantConfig | int | None = None
     validate.choice("method", method, METHODS)
     if act_bits is not None:
         validate.bits("act_bits", act_bits)
-        if not isinstance(calibration, torch.Tensor) or calibration.ndim != 2:
-            raise ValueError("act_bits needs calibration inputs of shape (n, features)")
+        validate.finite("calibration", calibration, ndim=2)   # act_bits needs inputs (n, features) to calibrate on
+        features = next(m for m in model.modules() if isinstance(m, nn.Linear)).in_features
+        if calibration.shape[1] != features:
+            raise ValueError(f"calibration has {calibration.shape[1]} features per row; the model takes {features}")
+    elif calibration is not None:
+        raise ValueError("calibration is used only with act_bits (activation quantization); pass act_bits or drop it")
     recorded = iter(_calibration_inputs(model, calibration) if act_bits is not None else [])
 
     def build(linear: nn.Linear) -> QuantizedLinear:

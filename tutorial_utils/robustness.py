@@ -32,12 +32,12 @@ LOW, HIGH = (0.0 - data.MEAN) / data.STD, (1.0 - data.MEAN) / data.STD   # the p
 def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> float:
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or len(x) == 0:
         raise ValueError(f"x must be a non-empty (n, features) tensor; got {getattr(x, 'shape', type(x).__name__)}")
-    if not isinstance(y, torch.Tensor) or y.shape != (len(x),):
-        raise ValueError(f"y must have shape ({len(x)},) to match x; got {tuple(getattr(y, 'shape', ()))}")
+    validate.labels("y", y, n=len(x))
     device = models.device_of(model)
     if x.device != device:
         raise ValueError(f"x is on {x.device} but the model on {device}; move one of them")
-    return validate.nonnegative_float("epsilon", epsilon)
+    # in [0, 1], pixel units: 1 already lets every pixel reach either end, so more is a unit slip (8 for 8/255)
+    return validate.probability("epsilon", epsilon)
 
 
 def _gradient_sign(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,7 +107,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     """(mean, sample standard deviation) of per-seed results; the std is 0.0 for a single value."""
     if not values:
         raise ValueError("values is empty: give at least one result")
+    _finite("values", values)
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _finite(name: str, values: list[float]) -> None:
+    """A NaN (a failed run, a NaN accuracy in a ledger) would crash statistics.stdev or hide in a mean."""
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"{name} holds {bad[0]!r}: every result must be a finite number")
 
 
 def over_seeds(values: list[float]) -> str:
@@ -122,6 +130,8 @@ def paired_over_seeds(values_a: list[float], values_b: list[float]) -> str:
     (paired_interval); a difference whose interval includes zero is not established by these seeds."""
     if len(values_a) != len(values_b):
         raise ValueError(f"values_a has {len(values_a)} seeds but values_b has {len(values_b)}; pair them by seed")
+    _finite("values_a", values_a)
+    _finite("values_b", values_b)
     differences = [100 * (a - b) for a, b in zip(values_a, values_b)]
     mean, std = mean_std(differences)
     higher = sum(d > 0 for d in differences)
@@ -144,6 +154,8 @@ def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[flo
         raise ValueError(f"values_a has {len(values_a)} seeds but values_b has {len(values_b)}; pair them by seed")
     if len(values_a) < 2:
         raise ValueError(f"{len(values_a)} seed(s): a standard error needs at least 2")
+    _finite("values_a", values_a)
+    _finite("values_b", values_b)
     differences = [a - b for a, b in zip(values_a, values_b)]
     return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
 

@@ -25,6 +25,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import torch
+
 T = TypeVar("T")
 
 
@@ -169,3 +171,33 @@ def env_list(name: str, default: list[T], check: Callable[[str, object], T]) -> 
     if repeated:
         raise ValueError(f"environment variable {name}={text!r} lists {repeated} more than once; give distinct values")
     return values
+
+
+def _shape(value: object) -> str:
+    return f"{type(value).__name__} of shape {tuple(value.shape)}, {value.dtype}" if isinstance(
+        value, torch.Tensor) else f"{type(value).__name__}"
+
+
+def labels(name: str, value: object, *, n: int, classes: int | None = None) -> torch.Tensor:
+    """value if it is a (n,) integer tensor of class labels, each in 0..classes-1 when classes is given:
+    a (n, 1) label tensor would broadcast against (n,) predictions into an (n, n) comparison."""
+    if not isinstance(value, torch.Tensor) or value.ndim != 1 or value.dtype.is_floating_point \
+            or value.dtype == torch.bool or value.is_complex():
+        raise ValueError(f"{name} must be a 1-d integer tensor of class labels; got {_shape(value)}")
+    if len(value) != n:
+        raise ValueError(f"{name} holds {len(value)} labels for {n} images; they must match")
+    if classes is not None and len(value) and (value.min() < 0 or value.max() >= classes):
+        raise ValueError(f"{name} must hold labels in 0..{classes - 1} ({classes} classes); got "
+                         f"{value.min().item()} to {value.max().item()}")
+    return value
+
+
+def finite(name: str, value: object, *, ndim: int | None = None) -> torch.Tensor:
+    """value if it is a non-empty floating-point tensor (with ndim dimensions, when given) and no NaN or inf."""
+    if not isinstance(value, torch.Tensor) or not value.dtype.is_floating_point or value.numel() == 0 \
+            or (ndim is not None and value.ndim != ndim):
+        wanted = f"a non-empty {ndim}-d" if ndim is not None else "a non-empty"
+        raise ValueError(f"{name} must be {wanted} floating-point tensor; got {_shape(value)}")
+    if not torch.isfinite(value).all():
+        raise ValueError(f"{name} holds {int((~torch.isfinite(value)).sum())} NaN or infinite values")
+    return value
