@@ -139,6 +139,21 @@ STUDENT = models.student()
     (lambda: encoding.unpack_bits(b"\x01\x02", 8, -1), ValueError, r"count=-1 must be a non-negative integer"),
     (lambda: encoding.relative_decode(np.array([-3, 0]), 10), ValueError, r"codes must be gap codes >= 0; got -3"),
     (lambda: files.remove_stale_temporaries(".", older_than_s=-1), ValueError, r"older_than_s=-1 must be"),
+    (lambda: data.Splits(torch.full((4, 3), float("nan")), torch.zeros(4, dtype=torch.long), T[:, :3],
+                         torch.zeros(4, dtype=torch.long)), ValueError, r"x_train holds 12 NaN or infinite values"),
+    (lambda: data.Splits(T, torch.zeros(4), T, torch.zeros(4, dtype=torch.long)), ValueError,
+     r"y_train must be a 1-d integer tensor of class labels"),
+    (lambda: data.Splits(T, torch.zeros(4, dtype=torch.long), T[:, :3], torch.zeros(4, dtype=torch.long)), ValueError,
+     r"x_train has 4 features per image but x_test 3"),
+    (lambda: data.Splits(T, torch.full((4,), -1), T, torch.zeros(4, dtype=torch.long)), ValueError,
+     r"y_train must hold class labels >= 0; got -1"),
+    (lambda: data.Splits(T[:0], torch.zeros(0, dtype=torch.long), T, torch.zeros(4, dtype=torch.long)), ValueError,
+     r"x_train must be a non-empty 2-d floating-point tensor"),
+    (lambda: evaluation.predict(models.mlp([4, 3]), T[:0]), ValueError, r"x must be a non-empty tensor of inputs"),
+    (lambda: quantization.qrange(0, True), ValueError, r"bits=0 must be an integer in 1..32"),
+    (lambda: privacy.permutation_test(torch.rand(5), torch.rand(4), seed=1.5), ValueError, r"seed=1.5 must be an integer"),
+    (lambda: pruning.sensitivity_scan(STUDENT, None, sparsities=[0.5, 1.0]), ValueError,
+     r"sparsities\[1\]=1.0 must be a number in \[0, 1\)"),
 ])
 def test_bad_input_is_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):

@@ -74,10 +74,10 @@ def test_torch_log_level_is_restored(student):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"backends": ("onnx",)}, r"backends\[i\]='onnx' must be one of \('torchao', 'torchao\+compile', 'legacy'\)"),
-    ({"backends": ("legacy", "LEGACY")}, r"backends\[i\]='LEGACY' must be one of"),
-    ({"batch_sizes": (1, 0)}, r"batch_sizes\[i\]=0 must be a positive integer"),
-    ({"batch_sizes": (2.0,)}, r"batch_sizes\[i\]=2.0 must be a positive integer"),
+    ({"backends": ("onnx",)}, r"backends\[0\]='onnx' must be one of \('torchao', 'torchao\+compile', 'legacy'\)"),
+    ({"backends": ("legacy", "LEGACY")}, r"backends\[1\]='LEGACY' must be one of"),
+    ({"batch_sizes": (1, 0)}, r"batch_sizes\[1\]=0 must be a positive integer"),
+    ({"batch_sizes": (2.0,)}, r"batch_sizes\[0\]=2.0 must be a positive integer"),
 ])
 def test_bad_arguments_are_clear_valueerrors_before_any_work(student, monkeypatch, kwargs, message):
     """Guards: an unknown backend or a batch size of 0 is refused before any conversion or timing runs."""

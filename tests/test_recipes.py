@@ -152,12 +152,12 @@ def test_sweep_writes_files_and_reports_accuracy_bytes_latency(small_splits, tmp
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"sparsities": [0.5, 1.0]}, r"sparsities\[i\]=1.0 must be a number in \[0, 1\)"),
-    ({"sparsities": [-0.2]}, r"sparsities\[i\]=-0.2 must be a number in \[0, 1\)"),
-    ({"bit_widths": [0]}, r"bit_widths\[i\]=0 must be an integer in 1..16"),
-    ({"bit_widths": [4, 17]}, r"bit_widths\[i\]=17 must be an integer in 1..16"),
-    ({"bit_widths": [4.0]}, r"bit_widths\[i\]=4.0 must be an integer in 1..16"),
-    ({"widths": [0]}, r"widths\[i\]=0 must be a positive integer"),
+    ({"sparsities": [0.5, 1.0]}, r"sparsities\[1\]=1.0 must be a number in \[0, 1\)"),
+    ({"sparsities": [-0.2]}, r"sparsities\[0\]=-0.2 must be a number in \[0, 1\)"),
+    ({"bit_widths": [0]}, r"bit_widths\[0\]=0 must be an integer in 1..16"),
+    ({"bit_widths": [4, 17]}, r"bit_widths\[1\]=17 must be an integer in 1..16"),
+    ({"bit_widths": [4.0]}, r"bit_widths\[0\]=4.0 must be an integer in 1..16"),
+    ({"widths": [0]}, r"widths\[0\]=0 must be a positive integer"),
 ])
 def test_sweep_refuses_bad_values_before_training(small_splits, tmp_path, monkeypatch, kwargs, message):
     """Guards: a bad value anywhere in the grid is a ValueError before the first (slow) student is trained."""

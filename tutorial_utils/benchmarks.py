@@ -34,10 +34,10 @@ def int8_latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 6
     message instead of a time.
     """
     validate.positive_int("rounds", rounds)
-    for batch_size in batch_sizes:
-        validate.positive_int("batch_sizes[i]", batch_size)
-    for backend in backends:
-        validate.choice("backends[i]", backend, int8.BACKENDS)
+    for i, batch_size in enumerate(batch_sizes):
+        validate.positive_int(f"batch_sizes[{i}]", batch_size)
+    for i, backend in enumerate(backends):
+        validate.choice(f"backends[{i}]", backend, int8.BACKENDS)
     with warnings.catch_warnings(), int8.quiet_torch_logs():  # compile chatter is not a result
         warnings.simplefilter("ignore")
         fast: dict[str, nn.Module | str] = {}

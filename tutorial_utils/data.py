@@ -69,11 +69,15 @@ class Splits:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        for part in ("train", "test"):
+        for part in ("train", "test"):   # checked once here, so training and evaluation never meet a NaN image
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
-            if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
-                raise ValueError(f"x_{part} must be (n, features) and y_{part} (n,) with the same n; "
-                                 f"got {tuple(x.shape)} and {tuple(y.shape)}")
+            validate.finite(f"x_{part}", x, ndim=2)
+            validate.labels(f"y_{part}", y, n=len(x))
+            if y.min() < 0:
+                raise ValueError(f"y_{part} must hold class labels >= 0; got {y.min().item()}")
+        if self.x_train.shape[1] != self.x_test.shape[1]:
+            raise ValueError(f"x_train has {self.x_train.shape[1]} features per image but x_test "
+                             f"{self.x_test.shape[1]}; they must match")
 
     def holdout(self, n: int = 500) -> Splits:
         """Train on all but the last n training rows and "test" on those n: a validation split for choosing

@@ -130,6 +130,7 @@ def distill(student: nn.Module, teacher: nn.Module, splits: data.Splits, *, kd: 
     keywords (epochs, lr, batch_size, weight_decay, schedule, or config=TrainConfig) go to fit.
     Without augmentation the teacher's logits are computed once and looked up per batch; with
     `augment` the teacher sees each augmented batch. Returns fit's history.
+    Side effects: trains the student in place (as fit does); the teacher is left in eval mode, on `device`.
     """
     kd = _kd_config(kd, temperature, alpha)
     teacher_classes, student_classes = models.layer_sizes(teacher)[-1], models.layer_sizes(student)[-1]

@@ -55,6 +55,7 @@ def arithmetic(layer: nn.Module) -> str:
 def memory_level(size_bytes: float) -> tuple[str, float]:
     """(name, pJ per byte) of the smallest memory level in Horowitz's table that holds `size_bytes`:
     pJ per byte = the level's pJ per 64-bit read / 8."""
+    validate.nonnegative_float("size_bytes", size_bytes)
     for name, capacity, pj_per_64_bits in MEMORY_LEVELS:
         if capacity is None or size_bytes <= capacity:
             return name, pj_per_64_bits / 8

@@ -22,6 +22,8 @@ _memo: list[tuple[nn.Module, str, dict[str, torch.Tensor], torch.Tensor, torch.T
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
     """Logits of `model` for every row of x, in eval mode; the model's train/eval mode is restored after."""
     validate.positive_int("batch_size", batch_size)
+    if not isinstance(x, torch.Tensor) or x.ndim < 1 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty tensor of inputs (one row per image); got {validate.shape_of(x)}")
     was_training = model.training
     model.eval()
     device = models.device_of(model)

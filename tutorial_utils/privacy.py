@@ -123,6 +123,7 @@ def permutation_test(members: torch.Tensor, nonmembers: torch.Tensor, *, draws: 
     """
     _check(members, nonmembers)
     validate.positive_int("draws", draws)
+    validate.integer("seed", seed, low=0, high=2**64 - 1)   # torch.Generator's range
     k, m = len(members), len(nonmembers)
     pooled = torch.cat([members, nonmembers]).double()                                  # (k + m,)
     generator = torch.Generator().manual_seed(seed)

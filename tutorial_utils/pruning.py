@@ -194,8 +194,8 @@ def sensitivity_scan(model: nn.Module, splits: data.Splits, sparsities: list[flo
     Returns {weight name: [accuracy at each sparsity]}; layers whose accuracy falls late can be
     pruned harder. The model is not changed (each point prunes a copy).
     """
-    for s in sparsities:
-        validate.fraction("sparsities[i]", s)
+    for i, s in enumerate(sparsities):
+        validate.fraction(f"sparsities[{i}]", s)
     result = {}
     for name in masking.linear_weights(model):
         result[name] = []

@@ -92,6 +92,7 @@ class Codebook:
 
 def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
     """(qmin, qmax) of the integer codes."""
+    validate.bits("bits", bits, high=32)
     if symmetric:
         return (-1, 1) if bits == 1 else (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1)
     return 0, 2**bits - 1

@@ -125,12 +125,12 @@ def sweep(teacher: nn.Module | None, splits: data.Splits, folder: str | pathlib.
     computes densely in int8. Side effects: writes each point's file to `folder` (w*-s*-b*.dcmp); every
     stage reseeds the global generators with `seed`; the teacher is put in eval mode.
     """
-    for value in widths:
-        validate.positive_int("widths[i]", value)
-    for value in sparsities:
-        validate.fraction("sparsities[i]", value)
-    for value in bit_widths:
-        validate.bits("bit_widths[i]", value)
+    for i, value in enumerate(widths):
+        validate.positive_int(f"widths[{i}]", value)
+    for i, value in enumerate(sparsities):
+        validate.fraction(f"sparsities[{i}]", value)
+    for i, value in enumerate(bit_widths):
+        validate.bits(f"bit_widths[{i}]", value)
     rows = []
     for width in widths:
         trained = (students or {}).get(width) or distillation.train_student(

@@ -130,9 +130,8 @@ def disagreement(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: tor
     Returns the indices of the images on which their predictions differ, the paired test of their
     correctness (stats.paired_test, A - B), and per class: n, the accuracy of each and its Wilson interval.
     """
-    if not isinstance(y, torch.Tensor) or y.shape != (len(x),):
-        raise ValueError(f"y must have shape ({len(x)},) to match x; got {tuple(getattr(y, 'shape', ()))}")
     validate.positive_int("classes", classes)
+    validate.labels("y", y, n=len(x), classes=classes)   # a label >= classes would drop out of the per-class view
     predictions_a, predictions_b = evaluation.predict(model_a, x).argmax(1), evaluation.predict(model_b, x).argmax(1)
     right_a, right_b = predictions_a == y, predictions_b == y
     per_class = []

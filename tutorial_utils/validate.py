@@ -173,7 +173,8 @@ def env_list(name: str, default: list[T], check: Callable[[str, object], T]) -> 
     return values
 
 
-def _shape(value: object) -> str:
+def shape_of(value: object) -> str:
+    """'Tensor of shape (2, 3), torch.float32' or the type's name: how an error shows what it got."""
     return f"{type(value).__name__} of shape {tuple(value.shape)}, {value.dtype}" if isinstance(
         value, torch.Tensor) else f"{type(value).__name__}"
 
@@ -183,7 +184,7 @@ def labels(name: str, value: object, *, n: int, classes: int | None = None) -> t
     a (n, 1) label tensor would broadcast against (n,) predictions into an (n, n) comparison."""
     if not isinstance(value, torch.Tensor) or value.ndim != 1 or value.dtype.is_floating_point \
             or value.dtype == torch.bool or value.is_complex():
-        raise ValueError(f"{name} must be a 1-d integer tensor of class labels; got {_shape(value)}")
+        raise ValueError(f"{name} must be a 1-d integer tensor of class labels; got {shape_of(value)}")
     if len(value) != n:
         raise ValueError(f"{name} holds {len(value)} labels for {n} images; they must match")
     if classes is not None and len(value) and (value.min() < 0 or value.max() >= classes):
@@ -197,7 +198,7 @@ def finite(name: str, value: object, *, ndim: int | None = None) -> torch.Tensor
     if not isinstance(value, torch.Tensor) or not value.dtype.is_floating_point or value.numel() == 0 \
             or (ndim is not None and value.ndim != ndim):
         wanted = f"a non-empty {ndim}-d" if ndim is not None else "a non-empty"
-        raise ValueError(f"{name} must be {wanted} floating-point tensor; got {_shape(value)}")
+        raise ValueError(f"{name} must be {wanted} floating-point tensor; got {shape_of(value)}")
     if not torch.isfinite(value).all():
         raise ValueError(f"{name} holds {int((~torch.isfinite(value)).sum())} NaN or infinite values")
     return value
