@@ -30,7 +30,7 @@
 # - to report a null result as a result: every figure over three seeds or with its interval.
 #
 # **Prerequisites**: notebooks 01 (intervals, paired tests), 04 (temperature) and 05 (the chain). About
-# 15 s with the chain's models cached (by `python -m tutorial_utils teachers`; else `chain.build` trains
+# 15 to 20 s with the chain's models cached (by `python -m tutorial_utils teachers`; else `chain.build` trains
 # them the first time, a few seconds more: README's table of run times has this machine's figures).
 # Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 

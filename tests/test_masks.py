@@ -149,3 +149,15 @@ def test_from_zeros_reads_back_the_masks_torch_pruned_with(model):
     with torch.no_grad():
         reference[0].weight[0, 0] = -0.0               # a negative zero is a zero too
     assert masks.from_zeros(reference)["0.weight"][0, 0] == 0
+
+
+def test_held_masks_are_checked_once_and_multiply_like_apply_masks():
+    """fit checks its masks once (held_masks) and multiplies them after every step (multiply_)."""
+    model = models.mlp([6, 4, 3])
+    chosen = {"0.weight": (torch.rand(4, 6) > 0.5).float(), "2.weight": torch.ones(3, 4)}
+    expected = masks.apply_masks_(copy.deepcopy(model), chosen)
+    held = masks.held_masks(model, chosen)
+    masks.multiply_(held)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), expected.parameters()))
+    with pytest.raises(ValueError, match=r"masks\['0.weight'\] must hold only 0 and 1"):
+        masks.held_masks(model, {"0.weight": torch.full((4, 6), 2.0)})

@@ -65,13 +65,24 @@ def from_zeros(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: (w != 0).to(w.dtype) for name, w in linear_weights(model).items()}
 
 
+def held_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """(parameter, its mask on the parameter's device and dtype) pairs, checked once by check_masks: what a
+    training loop multiplies after every step (multiply_) without checking the masks again."""
+    params = check_masks(model, masks)
+    return [(params[name], mask.to(params[name].device, params[name].dtype)) for name, mask in masks.items()]
+
+
 @torch.no_grad()
+def multiply_(held: list[tuple[nn.Parameter, torch.Tensor]]) -> None:
+    """w <- w * m for each (parameter, mask) of held_masks, in place; unchecked (held_masks checked them)."""
+    for parameter, mask in held:
+        parameter.mul_(mask)
+
+
 def apply_masks_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     """Zero the masked weights in place: w <- w * m for every (name, m) in masks. Returns the model.
 
     Side effect: changes the model's parameters (not their gradients or optimiser state).
     """
-    params = check_masks(model, masks)
-    for name, mask in masks.items():
-        params[name].mul_(mask.to(params[name].device, params[name].dtype))
+    multiply_(held_masks(model, masks))
     return model

@@ -138,8 +138,8 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr:
     loss_fn = loss_fn or cross_entropy_loss
     device = torch.device(device) if device is not None else models.device_of(model)
     model.to(device)
-    if masks is not None:
-        masking.apply_masks_(model, masks)
+    held = masking.held_masks(model, masks) if masks is not None else []   # checked once, not at every step
+    masking.multiply_(held)
     # The fused kernel updates all parameters in one call: about 15% faster for these small models on a CPU.
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay,
                                  fused=device.type in ("cpu", "cuda"))
@@ -165,8 +165,7 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr:
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            if masks is not None:
-                masking.apply_masks_(model, masks)
+            masking.multiply_(held)   # pruned weights back to zero after the step (nothing without masks)
             total_loss += loss.item() * len(y)
             right += (logits.argmax(dim=1) == y).sum().item()
         row = {"epoch": epoch, "loss": total_loss / len(y_train), "train_accuracy": right / len(y_train),
