@@ -152,6 +152,9 @@ STUDENT = models.student()
     (lambda: evaluation.predict(models.mlp([4, 3]), T[:0]), ValueError, r"x must be a non-empty tensor of inputs"),
     (lambda: quantization.qrange(0, True), ValueError, r"bits=0 must be an integer in 1..32"),
     (lambda: privacy.permutation_test(torch.rand(5), torch.rand(4), seed=1.5), ValueError, r"seed=1.5 must be an integer"),
+    (lambda: measure.macs(models.mlp([4, 3])), ValueError, r"in_features=784 but the model's first layer takes 4"),
+    (lambda: measure.macs(models.mlp([4, 3]), in_features=0), ValueError, r"in_features=0 must be a positive integer"),
+    (lambda: measure.latency_ms(models.mlp([4, 3]), 1), ValueError, r"in_features=784 but the model's first layer takes 4"),
     (lambda: pruning.sensitivity_scan(STUDENT, None, sparsities=[0.5, 1.0]), ValueError,
      r"sparsities\[1\]=1.0 must be a number in \[0, 1\)"),
 ])

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tutorial_utils import files, models
+from tutorial_utils import files, models, validate
 
 
 def _weights_and_biases(model: nn.Module) -> list[torch.Tensor]:
@@ -80,6 +80,7 @@ def macs(model: nn.Module, *, in_features: int = 784) -> int:
     For a Linear layer n_in -> n_out this is n_in * n_out. Zeros are counted: dense hardware
     multiplies by a pruned weight all the same.
     """
+    validate.in_features(model, in_features)
     counter = FlopCounterMode(display=False)
     device = models.device_of(model)
     with counter, torch.no_grad():

@@ -83,7 +83,7 @@ def latency_ms(model: nn.Module, batch_size: int = 1, *, repeats: int = 50, warm
     stream is untouched. Compare latencies only as ratios measured in one run: a shared machine is noisy.
     """
     validate.positive_int("batch_size", batch_size)
-    validate.positive_int("in_features", in_features)
+    validate.in_features(model, in_features)
     if threads is not None:
         validate.positive_int("threads", threads)
     device = _device(model)

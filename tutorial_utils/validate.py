@@ -202,3 +202,13 @@ def finite(name: str, value: object, *, ndim: int | None = None) -> torch.Tensor
     if not torch.isfinite(value).all():
         raise ValueError(f"{name} holds {int((~torch.isfinite(value)).sum())} NaN or infinite values")
     return value
+
+
+def in_features(model: object, value: object) -> int:
+    """value if it is a positive integer and the model's first layer (anything with `in_features`) reads
+    that many features; else a ValueError naming both, instead of torch's 'mat1 and mat2' error later."""
+    positive_int("in_features", value)
+    first = next((m for m in model.modules() if hasattr(m, "in_features")), None)
+    if first is not None and first.in_features != value:
+        raise ValueError(f"in_features={value} but the model's first layer takes {first.in_features}")
+    return int(value)
