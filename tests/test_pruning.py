@@ -175,5 +175,5 @@ def test_a_mask_that_empties_a_layer_is_refused_unless_asked_for():
         pruning.magnitude_masks(model, 0.99)
     masks = pruning.magnitude_masks(model, 0.99, allow_empty=True)
     assert not masks["2.weight"].any() and int(masks["0.weight"].sum()) == 360 - round(0.99 * 360)
-    with pytest.raises(ValueError, match="allow_empty='yes' must be True or False"):
+    with pytest.raises(TypeError, match="allow_empty='yes' must be True or False"):
         pruning.random_masks(model, 0.5, allow_empty="yes")

@@ -60,6 +60,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
                          f"{tuple(teacher_logits.shape)} must both be (batch, classes)")
     if targets.shape != student_logits.shape[:1]:
         raise ValueError(f"targets must be (batch,) = ({student_logits.shape[0]},); got {tuple(targets.shape)}")
+    if len(targets) == 0:   # the means below would be NaN, and training would go on with NaN weights
+        raise ValueError("the batch is empty: kd_loss needs at least one image")
     soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
                     F.log_softmax(teacher_logits.detach() / temperature, dim=1),
                     reduction="batchmean", log_target=True)

@@ -42,8 +42,7 @@ def _masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, scope: 
     a mask that removes a whole tensor is a ValueError unless allow_empty."""
     validate.fraction("sparsity", sparsity)
     validate.choice("scope", scope, SCOPES)
-    if not isinstance(allow_empty, bool):
-        raise ValueError(f"allow_empty={allow_empty!r} must be True or False")
+    validate.flag("allow_empty", allow_empty)
     if scope == "layer":
         masks = {name: _smallest_k_mask(s, round(sparsity * s.numel())) for name, s in scores.items()}
     else:

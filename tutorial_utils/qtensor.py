@@ -52,8 +52,7 @@ class QuantConfig:
     def __post_init__(self) -> None:
         validate.bits("bits", self.bits)
         for name in ("symmetric", "per_channel"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name}={getattr(self, name)!r} must be True or False")
+            validate.flag(name, getattr(self, name))
         validate.choice("scale_dtype", self.scale_dtype, tuple(SCALE_DTYPES))
 
     @property
@@ -138,6 +137,8 @@ def _round_scale(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _grid(x: torch.Tensor, bits: int, symmetric: bool, per_channel: bool, axis: int,
           scale_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(codes, scale, zero point) of x (float32, checked), the codes and zero point as whole floats."""
+    validate.flag("symmetric", symmetric)
+    validate.flag("per_channel", per_channel)
     qmin, qmax = qrange(bits, symmetric)
     if symmetric and bits == 1:
         scale = _round_scale(_reduce(x.abs(), "mean", per_channel, axis), scale_dtype)

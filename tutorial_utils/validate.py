@@ -106,6 +106,13 @@ def bits(name: str, value: object, *, high: int = 16) -> int:
     return int(value)
 
 
+def flag(name: str, value: object) -> bool:
+    """value if it is True or False: a string such as 'no' is truthy, and would silently mean True."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be True or False")
+    return value
+
+
 def choice(name: str, value: object, options: Sequence[str]) -> str:
     """value if it is one of `options`."""
     if value not in tuple(options):
