@@ -27,9 +27,7 @@ from tutorial_utils import validate
 
 
 def _check(logits: torch.Tensor, y: torch.Tensor, bins: int) -> None:
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) == 0:
-        raise ValueError(f"logits must be a non-empty (n, classes) tensor; got {getattr(logits, 'shape', None)}")
-    validate.finite("logits", logits)
+    validate.finite("logits", logits, ndim=2)   # (n, classes)
     validate.labels("y", y, n=len(logits), classes=logits.shape[1])
     validate.positive_int("bins", bins)
 

@@ -95,8 +95,9 @@ def make_course(out: str | os.PathLike, *, source: str | os.PathLike = SOURCE,
     """Lay out an nbgrader course folder: out/nbgrader_config.py and one assignment per notebook,
     out/source/NAME/NAME.ipynb (the solution edition); return the assignment names.
 
-    Side effects: creates `out` and out/jupytext.toml (notebooks only). Raises FileExistsError, before writing anything, if `out` already holds
-    a source/ folder or a config (a course in use is never overwritten), FileNotFoundError without notebooks.
+    Side effects: creates `out` and out/jupytext.toml (notebooks only). Raises FileExistsError, before
+    writing anything, if `out` already holds a source/ folder or a config (a course in use is never
+    overwritten), FileNotFoundError without notebooks.
     """
     source, out = pathlib.Path(source), pathlib.Path(out)
     notebooks = sorted(source.glob("*.ipynb"))

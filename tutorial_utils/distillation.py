@@ -174,9 +174,7 @@ def match_class_prior_(model: nn.Sequential, x: torch.Tensor, class_index: int, 
     validate.positive_int("steps", steps)
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     validate.integer("class_index", class_index, low=0, high=last.out_features - 1)
-    validate.finite("x", x, ndim=2)
-    if x.shape[1] != models.layer_sizes(model)[0]:
-        raise ValueError(f"x has {x.shape[1]} features per row; the model takes {models.layer_sizes(model)[0]}")
+    validate.inputs("x", x, model)
     original, low, high = last.bias[class_index].item(), 0.0, 50.0
     try:
         last.bias[class_index] = original + high

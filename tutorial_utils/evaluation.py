@@ -65,15 +65,18 @@ def predict_memoized(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return logits.clone()
 
 
-def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
-    """Per-image correctness, a (n,) boolean tensor: argmax of the logits == y (what paired tests compare).
-    ValueError unless y is a (n,) tensor of labels the model's logits can name."""
-    if len(x) == 0:
-        raise ValueError("x is empty: give at least one image")
+def labelled_logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+    """predict(model, x), (n, classes), for images whose labels y are checked: a (n,) integer tensor
+    (before predicting) whose labels are classes the logits name (after)."""
     validate.labels("y", y, n=len(x))
-    logits = predict(model, x, batch_size=batch_size)      # (n, classes)
+    logits = predict(model, x, batch_size=batch_size)
     validate.labels("y", y, n=len(x), classes=logits.shape[1])
-    return logits.argmax(dim=1).cpu() == y.cpu()
+    return logits
+
+
+def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+    """Per-image correctness, a (n,) boolean tensor: argmax of the logits == y (what paired tests compare)."""
+    return labelled_logits(model, x, y, batch_size=batch_size).argmax(dim=1).cpu() == y.cpu()
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> float:
@@ -84,9 +87,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
 def confusion_matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: int = 10) -> torch.Tensor:
     """(classes, classes) counts: entry [i, j] is the number of samples of class i predicted as j."""
     validate.positive_int("classes", classes)
-    if len(x) == 0:
-        raise ValueError("x is empty: give at least one image")
-    validate.labels("y", y, n=len(x), classes=classes)
+    validate.labels("y", y, n=len(x), classes=classes)   # an empty x is refused by predict
     predicted = predict(model, x).argmax(dim=1)
     if predicted.max() >= classes:
         raise ValueError(f"the model predicts class {predicted.max().item()}, beyond classes={classes}")

@@ -33,12 +33,7 @@ from tutorial_utils import evaluation, validate
 
 def per_image_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of each image, (n,), in eval mode."""
-    if len(x) == 0:
-        raise ValueError("x is empty: give at least one image")
-    validate.labels("y", y, n=len(x))
-    logits = evaluation.predict(model, x)                      # (n, classes)
-    validate.labels("y", y, n=len(x), classes=logits.shape[1])
-    return nn.functional.cross_entropy(logits, y, reduction="none")
+    return nn.functional.cross_entropy(evaluation.labelled_logits(model, x, y), y, reduction="none")
 
 
 def _check(members: torch.Tensor, nonmembers: torch.Tensor) -> None:

@@ -174,10 +174,7 @@ def quantize_model(model: nn.Sequential, config: QuantConfig | int | None = None
     validate.choice("method", method, METHODS)
     if act_bits is not None:
         validate.bits("act_bits", act_bits)
-        validate.finite("calibration", calibration, ndim=2)   # act_bits needs inputs (n, features) to calibrate on
-        features = next(m for m in model.modules() if isinstance(m, nn.Linear)).in_features
-        if calibration.shape[1] != features:
-            raise ValueError(f"calibration has {calibration.shape[1]} features per row; the model takes {features}")
+        validate.inputs("calibration", calibration, model)   # act_bits needs inputs (n, features) to calibrate on
     elif calibration is not None:
         raise ValueError("calibration is used only with act_bits (activation quantization); pass act_bits or drop it")
     recorded = iter(_calibration_inputs(model, calibration) if act_bits is not None else [])

@@ -67,8 +67,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, s
     """Projected gradient descent in the L-infinity ball of radius epsilon (pixel units) around x.
 
     step_size defaults to 2.5 * epsilon / steps (a common rule: the steps span 2.5 radii, enough to reach the
-    ball's edge from any start and move along it);
-    random_start draws the start uniformly in
+    ball's edge from any start and move along it); random_start draws the start uniformly in
     the ball from a private generator (`seed`), so the global random stream is untouched. Every iterate is
     projected back onto the ball and clipped to the pixel range. With stop_when_fooled (the default) an
     image keeps the first iterate the model misclassifies: a later step can lead it back to its class, and

@@ -118,6 +118,14 @@ def _finite(name: str, values: list[float]) -> None:
         raise ValueError(f"{name} holds {bad[0]!r}: every result must be a finite number")
 
 
+def _pairs(values_a: list[float], values_b: list[float]) -> None:
+    """Two lists of per-seed results that pair up: the same length, every value finite."""
+    if len(values_a) != len(values_b):
+        raise ValueError(f"values_a has {len(values_a)} seeds but values_b has {len(values_b)}; pair them by seed")
+    _finite("values_a", values_a)
+    _finite("values_b", values_b)
+
+
 def over_seeds(values: list[float]) -> str:
     """Accuracies of one method over seeds as text: 'mean ± std (n = 3: min to max)'."""
     mean, std = mean_std(values)
@@ -128,10 +136,7 @@ def paired_over_seeds(values_a: list[float], values_b: list[float]) -> str:
     """A - B paired by seed (same initialisation and data order) as text, in points: mean ± std of the
     differences, on how many seeds A was higher, and the 95% t interval of the mean difference
     (paired_interval); a difference whose interval includes zero is not established by these seeds."""
-    if len(values_a) != len(values_b):
-        raise ValueError(f"values_a has {len(values_a)} seeds but values_b has {len(values_b)}; pair them by seed")
-    _finite("values_a", values_a)
-    _finite("values_b", values_b)
+    _pairs(values_a, values_b)
     differences = [100 * (a - b) for a, b in zip(values_a, values_b)]
     mean, std = mean_std(differences)
     higher = sum(d > 0 for d in differences)
@@ -150,12 +155,9 @@ def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[flo
 
     Pairing by seed cancels the seed's luck that A and B share. Needs at least two seeds of each, paired.
     """
-    if len(values_a) != len(values_b):
-        raise ValueError(f"values_a has {len(values_a)} seeds but values_b has {len(values_b)}; pair them by seed")
+    _pairs(values_a, values_b)
     if len(values_a) < 2:
         raise ValueError(f"{len(values_a)} seed(s): a standard error needs at least 2")
-    _finite("values_a", values_a)
-    _finite("values_b", values_b)
     differences = [a - b for a, b in zip(values_a, values_b)]
     return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
 

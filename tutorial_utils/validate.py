@@ -211,11 +211,25 @@ def finite(name: str, value: object, *, ndim: int | None = None) -> torch.Tensor
     return value
 
 
-def in_features(model: object, value: object) -> int:
-    """value if it is a positive integer and the model's first layer (anything with `in_features`) reads
-    that many features; else a ValueError naming both, instead of torch's 'mat1 and mat2' error later."""
-    positive_int("in_features", value)
+def _model_features(model: object) -> int | None:
+    """in_features of the model's first layer (anything with `in_features`), or None if it has none."""
     first = next((m for m in model.modules() if hasattr(m, "in_features")), None)
-    if first is not None and first.in_features != value:
-        raise ValueError(f"in_features={value} but the model's first layer takes {first.in_features}")
+    return None if first is None else first.in_features
+
+
+def in_features(model: object, value: object) -> int:
+    """value if the model's first layer reads that many features (not torch's 'mat1 and mat2' error later)."""
+    positive_int("in_features", value)
+    wanted = _model_features(model)
+    if wanted is not None and wanted != value:
+        raise ValueError(f"in_features={value} but the model's first layer takes {wanted}")
     return int(value)
+
+
+def inputs(name: str, value: object, model: object) -> torch.Tensor:
+    """value if it is a non-empty, finite (n, features) tensor with as many features as the model reads."""
+    finite(name, value, ndim=2)
+    wanted = _model_features(model)
+    if wanted is not None and value.shape[1] != wanted:
+        raise ValueError(f"{name} has {value.shape[1]} features per row; the model takes {wanted}")
+    return value

@@ -186,10 +186,9 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
           f"784-128-10 teacher), {reference['bytes'] / final_row['bytes']:.1f}x smaller than its float32 file, "
           f"{own['bytes'] / final_row['bytes']:.1f}x smaller than the student's own float32 file "
           f"({final_row['accuracy'] - own['accuracy']:+.2%} vs its accuracy)")
-    def correct(model: nn.Module) -> torch.Tensor:  # (n,) bool, per test image
-        return training.predict(model, splits.x_test).argmax(dim=1) == splits.y_test
-    low, high = measure.wilson_interval(int(correct(final).sum()), len(splits.y_test))
-    paired = measure.paired_test(correct(final), correct(reference_model))
+    right = training.correct(final, splits.x_test, splits.y_test)   # (n,) bool, per test image
+    low, high = measure.wilson_interval(int(right.sum()), len(splits.y_test))
+    paired = measure.paired_test(right, training.correct(reference_model, splits.x_test, splits.y_test))
     ledger.notes["final_vs_teacher"] = dataclasses.asdict(paired)   # README renders it from ledger.json
     print(f"final model on {len(splits.y_test):,} test images: 95% interval {low:.2%} to {high:.2%}; paired with the "
           f"784-128-10 teacher: {paired}")
