@@ -97,7 +97,8 @@ def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
     """An int8 copy of a float MLP for real speed: "torchao", "torchao+compile" or "legacy" (deprecated).
 
     torch.compile needs a C++ compiler and takes seconds to tens of seconds the first time it runs; this
-    function runs the compiled model once on a (2, in_features) batch of zeros so that compiling happens here.
+    function runs the compiled model on (2, in_features) and (1, in_features) batches of zeros under
+    torch.inference_mode, as timing.latency_ms calls it, so that compiling happens here and not in a timing.
     torchao's codes are 7-bit (reduce_range) on a CPU whose int8 kernel saturates (kernel_saturates), 8-bit
     elsewhere. Raises RuntimeError naming the backend if it is not available here (no torchao, no compiler).
     """
@@ -124,8 +125,12 @@ def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
     # (where the caller catches it) rather than in the middle of a timing loop.
     first = next(m for m in model.modules() if isinstance(m, nn.Linear))
     try:
-        with torch.no_grad():
-            compiled(torch.zeros(2, first.in_features))
+        # one graph for any batch of 2 or more rows (dynamic) and one for a single row (torch.compile
+        # specialises size 1), traced as timing calls it (an ordinary tensor under inference_mode): a
+        # no_grad call, or an input made inside inference_mode, would be compiled again there
+        for x in (torch.zeros(2, first.in_features), torch.zeros(1, first.in_features)):
+            with torch.inference_mode():
+                compiled(x)
     except Exception as exc:
         raise RuntimeError(f"backend={backend!r} could not compile here ({type(exc).__name__}: "
                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); it needs a working "
