@@ -6,7 +6,8 @@ or notebook kernel starts (kernels inherit the environment), so nothing is writt
 or the user's own cache. Set DC_TEST_CACHE_DIR to reuse a folder across runs (faster locally).
 Like `python -m tutorial_utils teachers` before a class, the teachers and the chain's shared models are
 trained once, with the notebooks' DC_* settings, so each notebook's run time is its lesson's and not a
-one-off training.
+one-off training. Each notebook is executed once per session: nbval runs them, except notebook 06 when the
+autograde test (which executes it with its solutions) runs too.
 """
 
 import os
@@ -46,6 +47,21 @@ def pytest_runtest_setup(item):
 
     _TEACHERS_CACHED = True
     teachers.prepare_for_notebooks()
+
+
+# tests/test_classroom.py autogrades this notebook with its solutions in nbgrader's own kernel and asserts
+# that no cell fails: the check nbval makes, so nbval does not execute it a second time in that session.
+AUTOGRADED_NOTEBOOK, AUTOGRADE_TEST = "06_deploy.ipynb", "test_autograde_gives_full_marks_to_the_solutions_and_none"
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have chosen what runs
+def pytest_collection_modifyitems(config, items):
+    if not any(item.name.startswith(AUTOGRADE_TEST) for item in items):
+        return
+    twice = [item for item in items if item.path.name == AUTOGRADED_NOTEBOOK]
+    if twice:
+        items[:] = [item for item in items if item.path.name != AUTOGRADED_NOTEBOOK]
+        config.hook.pytest_deselected(items=twice)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -128,7 +128,8 @@ def test_zip_collect_files_an_lms_download_under_each_student(course):
 
 @pytest.mark.teachers
 def test_autograde_gives_full_marks_to_the_solutions_and_none_to_an_empty_release(course):
-    # Notebook 06, the quickest to execute (two runs here); scripts/classroom_check.py does all seven.
+    # Notebook 06, the quickest to execute (two runs here, and so none by nbval in the same session: conftest.py);
+    # scripts/classroom_check.py does all seven.
     # The marker prepares the teachers first, as a class does: without it the first run trains them.
     name = "06_deploy"
     release = classroom.release(course, name)
