@@ -342,7 +342,8 @@ print(f"{achieved_gflops:.0f} GFLOP/s achieved of a measured peak of {ledger.mac
 assert abs(achieved_gflops / ledger.machine["peak_gflops"] - row["of_peak"]) < 1e-9
 
 # %% [markdown]
-# At batch 256 even this small network reaches most of the measured peak (90% here): the batch turns
+# At batch 256 even this small network reaches most of the measured peak (68% here; on an AMD EPYC with a
+# measured peak of 164 GFLOP/s the same cell gave 90%, so the fraction depends on the CPU): the batch turns
 # each layer into a real matrix product, in which every weight read from memory is used 256 times. At
 # batch 1 each weight is used once per read, and the fixed cost of calling into PyTorch dominates; the
 # next cell shows how much slower that is per image. Compression can only move a model along this axis
@@ -375,10 +376,10 @@ for batch_size in (1, 16, 256, 1024):
     print(f"batch {batch_size:>4}: {ms:7.3f} ms per batch = {1000 * ms / batch_size:6.2f} µs per image")
 
 # %% [markdown]
-# Per image, a batch of one is many times slower than a large batch (here about 16 to 20 times): a single
-# image leaves the CPU's vector units mostly idle and pays the fixed cost of a call into PyTorch. This
-# is why every latency in the ledger names its batch size, and why speed-ups are compared as ratios
-# measured in one run.
+# Per image, a batch of one is many times slower than a large batch (here about 24 to 27 times; about 17
+# times on an AMD EPYC with the same threads): a single image leaves the CPU's vector units mostly idle
+# and pays the fixed cost of a call into PyTorch. This is why every latency in the ledger names its batch
+# size, and why speed-ups are compared as ratios measured in one run.
 
 # %% [markdown]
 # ## Pitfalls
@@ -592,12 +593,12 @@ print(f"accuracy over seeds: {spread.mean():.2%} ± {spread.std():.2%} (min {spr
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex6-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# The three seeds span about a point (94.0% to 95.1%, standard deviation 0.55 points) from the seed
-# alone, on one fixed test set. As a rough guide, then, single-run differences below about 1.5 points say
-# nothing: the difference of two single runs has a standard deviation of about 0.55 x √2 = 0.78 points,
+# The three seeds span about a point (94.1% to 95.1%, standard deviation 0.50 points) from the seed
+# alone, on one fixed test set. As a rough guide, then, single-run differences below about 1.4 points say
+# nothing: the difference of two single runs has a standard deviation of about 0.50 x √2 = 0.71 points,
 # and a claim needs about two of those. Rough, because three seeds estimate a standard deviation poorly
 # (with 2 degrees of freedom its 95% interval runs from about half to six times the estimate), and because
-# another test set would add its own sampling noise (about 0.75 points, section 6). Later notebooks
+# another test set would add its own sampling noise (about 0.7 points, section 6). Later notebooks
 # compare methods over several seeds, paired, for this reason.
 # </details>
 
@@ -607,7 +608,7 @@ print(f"accuracy over seeds: {spread.mean():.2%} ± {spread.std():.2%} (min {spr
 # - The bundled 4,000/1,000 MNIST subset loads offline, checksummed, as in-memory tensors.
 # - `training.fit` is the one training loop; `training.load_or_train_teacher` caches the deterministic teacher.
 # - The 784-128-10 teacher reaches 94.5% test accuracy on the bundled digits (95% interval 92.91% to
-#   95.75%; 94.53% ± 0.55% over three seeds, mean ± std).
+#   95.75%; 94.57% ± 0.50% over three seeds, mean ± std).
 # - The reference for all later ratios is its float32 `torch.save` file, about 409 KB, and its latency at batch 256.
 
 # %%

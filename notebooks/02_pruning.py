@@ -186,7 +186,7 @@ assert finetuned >= dense_accuracy - 0.010, "the fine-tuned 90%-sparse teacher m
 
 # %% [markdown]
 # After a few epochs of fine-tuning, the network with one weight in ten is at least as accurate as the
-# dense teacher on this test set (95.20% against 94.50%), and the masked weights are still exactly zero. Is the gain only the extra training? The fair
+# dense teacher on this test set (95.10% against 94.50%), and the masked weights are still exactly zero. Is the gain only the extra training? The fair
 # control is the dense teacher trained for the same extra epochs:
 
 # %%
@@ -200,12 +200,12 @@ versus = measure.paired_test(training.correct(pruned_90, splits.x_test, splits.y
 print(f"90% sparse - dense, both with the extra epochs, paired on the test images: {versus}")
 
 # %% [markdown]
-# The two end half a point apart, and the paired test on the 1,000 test images cannot separate them:
-# they disagree on only 23 images (14 one way, 9 the other), and the interval, -0.44 to +1.44 points,
+# The two end 0.4 points apart, and the paired test on the 1,000 test images cannot separate them:
+# they disagree on only 24 images (14 one way, 10 the other), and the interval, -0.56 to +1.36 points,
 # includes zero. So the network with 90% of its weights removed shows no measurable difference from the
-# dense one here, and its 0.7 points over the dense teacher as first trained cannot be credited to
+# dense one here, and its 0.6 points over the dense teacher as first trained cannot be credited to
 # pruning: the dense network given the same extra epochs ends about as high. What the control does show is that the pruned network
-# needed only those few epochs to recover from the cut (92.30% to 95.20%).
+# needed only those few epochs to recover from the cut (92.40% to 95.10%).
 #
 # **Gradual pruning.** Zhu & Gupta (2017) raise the sparsity along a cubic schedule,
 # s_t = s_f + (s_i - s_f)(1 - t/n)^3, fine-tuning between steps: big cuts while many redundant weights
@@ -228,8 +228,10 @@ for name, accuracies in results.items():
     print(f"{name:>24}: " + ", ".join(f"{a:.2%}" for a in accuracies) + f"  (mean {sum(accuracies) / 3:.2%})")
 
 # %% [markdown]
-# With the same budget of five epochs, the two methods end within half a point of each other, seed by
-# seed, at 95% on this small MLP (means 94.67% and 94.43%), and gradual pruning does not win here. AGP
+# With the same budget of five epochs, the two methods end within about half a point of each other,
+# seed by seed (0.4 to 0.6 points), at 95% on this small MLP (means 94.87% and 94.37%), and gradual
+# pruning does not win here: it ends behind on all three seeds, by a few test images each (on an AMD
+# EPYC the same cell gave means of 94.67% and 94.43%, with one seed tied). AGP
 # was designed for large networks and long schedules, where a one-shot cut to high sparsity destroys
 # what fine-tuning needs to start from; a 784-128-10 network recovers from a one-shot cut in a few
 # epochs. What fine-tuning does to the weights:
@@ -412,11 +414,11 @@ for s in (0.5, 0.9, 0.99):
 # %% [markdown]
 # Sparse kernels pay for index lookups and irregular memory access. On the CPU that executed this
 # notebook, at 50% sparsity the CSR product is slower than the dense one, which runs at full vector speed;
-# at 90% and 99% it wins, but by less (2.0x and 10.5x in this run) than the 10x and 100x fewer
+# at 90% and 99% it wins, but by less (2.0x and 5.6x in this run) than the 10x and 100x fewer
 # multiplications would suggest; your printout above has your CPU's ratios. So extreme sparsity *can*
 # become speed, but only through a sparse kernel: `nn.Linear` never uses one, which is why the masked
 # model's latency in the ledger did not move. The exact ratios depend on the CPU and the PyTorch
-# build; measure on yours.
+# build (on an AMD EPYC the 99% product was 10.5x the speed of dense, not 5.6x); measure on yours.
 #
 # **Structured pruning** removes whole hidden units: a row of the first Linear and the matching column
 # of the second. The result is an ordinary, smaller dense network. Units are ranked by
@@ -478,9 +480,9 @@ except RuntimeError as error:
 # applied in place under `no_grad`, and held during fine-tuning:
 # `pruning.apply_masks_(model, pruning.magnitude_masks(model, 0.5))`.
 #
-# **2. Pruning without fine-tuning.** One-shot pruning to 90% cost about 24 points with per-layer
+# **2. Pruning without fine-tuning.** One-shot pruning to 90% cost about 26 points with per-layer
 # thresholds (section 2) and 2 points with a global one; a few epochs with the masks held took the
-# global model from 92.3% to 95.2% (section 4). Report both numbers, not only the first.
+# global model from 92.4% to 95.1% (section 4). Report both numbers, not only the first.
 #
 # **3. Forgetting to hold the masks.** Fine-tuning without `masks=` lets the optimiser move the zeroed
 # weights again, and the sparsity silently melts away:
@@ -645,11 +647,13 @@ for label, init_seed in (("original init (the ticket)", SEED), ("new random init
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# Compare the two lines. Here the ticket ends 1.9 points ahead (95.6% against 93.7%), more than the
-# 1.1-point range (94.0% to 95.1%) that the seed alone gave the dense teacher in notebook 01, exercise 6,
-# but that is one run of each, so it does not settle the question: repeat with two or three values of
-# `SEED` (and new-init seeds) and compare the pairs, before concluding. Frankle & Carbin report the
-# clearest effect at higher sparsities and on deeper networks; try 0.97 or LeNet-300-100.
+# Compare the two lines. Here the ticket ends 1.1 points ahead (94.9% against 93.8%), hardly more than
+# the 1.0-point range (94.1% to 95.1%) that the seed alone gave the dense teacher in notebook 01,
+# exercise 6; on an AMD EPYC the same cell gave 1.9 points (95.6% against 93.7%), so even the size of
+# the gap moves with the order of floating-point sums. That is one run of each, so it does not settle
+# the question: repeat with two or three values of `SEED` (and new-init seeds) and compare the pairs,
+# before concluding. Frankle & Carbin report the clearest effect at higher sparsities and on deeper
+# networks; try 0.97 or LeNet-300-100.
 # </details>
 
 # %% [markdown]

@@ -134,9 +134,10 @@ if DATASET == "mnist-5k":
     assert ptq[8][0] >= fp32_accuracy - 0.01 and ptq[4][0] >= fp32_accuracy - 0.02
 
 # %% [markdown]
-# Eight bits cost nothing measurable, and 4-bit per-channel PTQ stays within half a point at an 8x
-# smaller file; 3 bits still hold within about a point. At 2 bits accuracy collapses: a symmetric grid
-# has only the codes {-1, 0, 1}, and most weights round to 0. (At 1 bit the package uses sign(w) times the mean |w| of the row, the binary scheme of
+# Eight bits cost nothing measurable (the two models differ on one test image of 1,000), and 4-bit
+# per-channel PTQ stays within half a point at an 8x smaller file; 3 bits still hold within about a
+# point. At 2 bits accuracy collapses: a symmetric grid has only the codes {-1, 0, 1}, and most weights
+# round to 0. (At 1 bit the package uses sign(w) times the mean |w| of the row, the binary scheme of
 # XNOR-Net, which does better than 2-bit rounding here.)
 
 # %%
@@ -175,7 +176,7 @@ for bits in (4, 3, 2):
 # are dense and are chosen to minimise the squared error. Part of the uniform grid's collapse is how its
 # range is set, not only its even spacing: a symmetric 2-bit grid has the codes -1, 0 and 1 (three of
 # its four), and with the scale set by each row's largest weight every weight below half of that rounds
-# to 0. Section 2's 1-bit codes, with a scale from the mean magnitude, scored higher (79.00% against
+# to 0. Section 2's 1-bit codes, with a scale from the mean magnitude, scored higher (79.40% against
 # 67.50%). A uniform grid whose range is chosen to minimise the error, clipping the tails (Nagel et al.,
 # Further reading), would narrow the gap. The price is a per-layer codebook (2^b values: 16 at 4 bits)
 # and a table lookup instead of a multiply by one scale, which integer hardware cannot use directly.
@@ -211,7 +212,7 @@ print(f"2-bit k-means: {training.evaluate(two_bit, splits.x_test, splits.y_test)
 
 # %% [markdown]
 # Three epochs that train only the shared values and the biases (146 numbers) move the 2-bit k-means
-# model from 93.00% to 93.50%: five images on one seed, within the noise of notebook 01, so read it as
+# model from 93.40% to 93.50%: one image on one seed, within the noise of notebook 01, so read it as
 # the mechanism rather than a gain. The codes, and so the file's b-bit indices, are unchanged; only the
 # codebook moved, which is why Deep Compression can fine-tune after clustering without growing the file.
 #
@@ -246,16 +247,17 @@ print("4-bit QAT vs float32, paired on the test images:",
       measure.paired_test(training.correct(qat_results[4], splits.x_test, splits.y_test), training.correct(teacher, splits.x_test, splits.y_test)))
 if DATASET == "mnist-5k":
     # Margins: 1.5 points for 4 bits, two standard errors of one accuracy on 1,000 images (a tighter check
-    # fails on some seeds by noise alone); 15 points for 2 bits, well under the 26 this run recovered.
+    # fails on some seeds by noise alone); 15 points for 2 bits, well under the 27 this run recovered.
     assert training.evaluate(qat_results[4], splits.x_test, splits.y_test) >= fp32_accuracy - 0.015
     assert training.evaluate(qat_results[2], splits.x_test, splits.y_test) >= ptq[2][0] + 0.15
 
 # %% [markdown]
-# A few epochs of QAT keep 4 bits within the noise of float32: 94.4% against 94.5%, a paired difference
-# of -0.10 points whose interval (-0.81 to +0.61) contains zero, decided by 6 against 7 images. (4-bit
-# PTQ had lost only 0.3 points, so QAT has little to recover there. Another seed gives other numbers, which
+# A few epochs of QAT keep 4 bits within the noise of float32: 94.2% against 94.5%, a paired difference
+# of -0.30 points whose interval (-1.06 to +0.46) contains zero, decided by 6 against 9 images. (4-bit
+# PTQ had lost only 0.2 points, so QAT has little to recover there; here it ends 0.1 points below PTQ, one
+# test image. Another seed gives other numbers, which
 # is why the check in the cell allows 1.5 points.) At 2 bits QAT recovers most of what
-# PTQ lost (67.5% -> 93.6%): the weights move to places where rounding hurts less. The plot puts PTQ and QAT side by
+# PTQ lost (67.5% -> 94.4%): the weights move to places where rounding hurts less. The plot puts PTQ and QAT side by
 # side:
 
 # %%
@@ -266,7 +268,7 @@ fig = plots.curves([4, 2], {"PTQ": [ptq[4][0], ptq[2][0]], "QAT": [qat_accuracy[
 
 # %% [markdown]
 # The gap between the two curves is what training through the rounding buys: nothing measurable at 4 bits
-# (two test images), 26 points at 2 bits (67.5% -> 93.6%).
+# (one test image, in PTQ's favour), about 27 points at 2 bits (67.5% -> 94.4%).
 #
 # ## 5. Integer-only inference, and real int8 speed
 #
@@ -333,19 +335,22 @@ for row in rows:
 # timed in turn in five rounds (medians). Single latencies on a shared machine vary from run to run (and
 # by CPU); ratios measured together vary less. On the CPU that executed this notebook:
 # - At **batch 1** every int8 path is slower than float32. Quantizing the activations, calling a
-#   different kernel and rescaling the outputs cost a fixed overhead (here about 24 µs for the legacy
-#   kernels, about 35 µs compiled, hundreds in eager torchao), and a 784-128-10 network in float32 takes
-#   only 22 µs per image in this run. There is nothing to win back.
+#   different kernel and rescaling the outputs cost a fixed overhead (here about 30 µs for the legacy
+#   kernels, about 50 µs compiled, hundreds in eager torchao), and a 784-128-10 network in float32 takes
+#   only 21 µs per image in this run. There is nothing to win back.
 # - At **batch 1024** the work grows with the batch and int8 matrix products pay off: the legacy
-#   fbgemm/x86 kernels (fbgemm: the int8 matrix library behind PyTorch's x86 quantized layers) are 2.56x
+#   fbgemm/x86 kernels (fbgemm: the int8 matrix library behind PyTorch's x86 quantized layers) are 1.34x
 #   as fast as float32, and torchao compiled with `torch.compile` (which fuses
-#   its overhead away) 2.03x. torchao in eager mode dispatches through Python tensor subclasses and, on
-#   this CPU, stays slower than float32 at every batch size measured (0.67x at best, at 1024).
-# - **Batch 64** is near the break-even point: legacy 1.45x and compiled 1.02x in this run, so there a
-#   run-to-run wobble on a shared machine can move a backend to the other side of 1.
+#   its overhead away) 1.11x, a small margin. torchao in eager mode dispatches through Python tensor
+#   subclasses and, on this CPU, stays slower than float32 at every batch size measured (0.36x at best,
+#   at 1024). The margins depend on the CPU: on an AMD EPYC (avx512_vnni, no avx_vnni), whose float32
+#   path is slower (191 against 318 GFLOP/s measured), the same cell gave 2.56x and 2.03x at batch 1024.
+# - **Batch 64** is at or below the break-even point: legacy 0.95x and compiled 0.64x in this run, so
+#   int8 does not pay yet there, and legacy is close enough to 1 that a run-to-run wobble on a shared
+#   machine can move it to the other side.
 #
-# So "int8 is faster" holds here for batched inference with a backend whose kernels are used, not for one
-# image at a time; your CPU's table may say otherwise. The maintained path (torchao) needs `torch.compile` and large batches on a CPU to be fast.
+# So "int8 is faster" holds here for large batches (1024, not 64) with a backend whose kernels are used,
+# not for one image at a time; your CPU's table may say otherwise. The maintained path (torchao) needs `torch.compile` and large batches on a CPU to be fast.
 #
 # ## 6. The ledger
 
@@ -363,8 +368,8 @@ assert ledger.rows[0]["bytes"] / ledger.rows[3]["bytes"] >= 6   # the 4-bit file
 ledger
 
 # %% [markdown]
-# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.157
-#   against 0.300 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
+# - The **int8 backend** file (its `torch.save`) is about 4x smaller and, at batch 256, faster (0.175
+#   against 0.221 ms in this run; single latencies are noisy, the side-by-side ratios of section 5 are
 #   firmer).
 # - The **4-bit and 2-bit** files are about 8x and 38x smaller than float32; the 4-bit one reloads exactly
 #   (below; the 2-bit one is written the same way).
@@ -445,7 +450,7 @@ print(f"4-bit model via torch.save: {measure.storage_bytes(coded):,} bytes; via 
 # packed file is the one that is 8x smaller.
 #
 # **3. int8 is not always faster.** On the CPU that executed this notebook, section 5 measured it slower
-# at batch 1 on every path, and slower in eager torchao at every batch size measured; your table may
+# at batch 1 and 64 on every path, and slower in eager torchao at every batch size measured; your table may
 # differ (the instruction set decides). Measure the batch size you will serve, on the CPU you will serve on.
 # On a CPU without VNNI an int8 kernel can also be *wrong*: its 16-bit pair sums saturate (section 5), which
 # is why fbgemm rounds activations to 7 bits, `int8.to_backend` gives torchao 7-bit codes on such a CPU,
@@ -568,12 +573,13 @@ for act_bits in (8, 6, 4):
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# At 8 and 6 bits the activations cost nothing measurable, whatever the calibration set, and in this run
-# not at 4 bits either. At 4 bits the range (min and max of each layer's input over the calibration
-# images) can start to matter: too few
+# At 8 and 6 bits the activations cost nothing measurable, whatever the calibration set (94.4% to
+# 94.6%, against 94.5% for float32). At 4 bits the range (min and max of each layer's input over the
+# calibration images) can start to matter: too few
 # images can set a range narrower than the test images need, so that larger activations are clipped.
-# Here 32 images gave 94.7% and 1,024 images 94.3%, the other way round, but a difference of four test
-# images is within the noise of 1,000, so this run does not show the effect. Very large calibration
+# Here 32 images gave 94.0% and 1,024 images 94.6%, the direction this predicts, but a difference of six
+# test images on one seed is within the noise of 1,000 (on an AMD EPYC the same cell gave 94.7% and
+# 94.3%, the other way round), so this run does not show the effect. Very large calibration
 # sets can err the other way (one rare extreme widens the grid for every typical value), which is why
 # production toolkits clip at a percentile or minimise the error instead of taking the max.
 # </details>
@@ -594,16 +600,18 @@ for bits in (3, 2, 1):
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>Solution and discussion</summary>
 #
-# With five epochs, 3-bit weights end at the float32 accuracy on these digits (94.6%), and 2-bit and
-# even 1-bit (sign) weights about 1.5 points below it (93.0% and 93.2%, two test images apart, which is
-# within the noise). Between those two the bytes decide: the 2-bit file is the smallest of the three,
-# smaller than the 1-bit one (10,556 against 13,948 bytes): a 2-bit grid contains 0, many weights round
+# With five epochs, 3-bit weights end at the float32 accuracy on these digits or above it (95.2%
+# against 94.5%, seven test images, within the noise), 2-bit weights 1.7 points below it (92.8%) and
+# even 1-bit (sign) weights 0.7 points below (93.8%). The one point between 2 and 1 bits is ten test
+# images on one seed, within the noise (on an AMD EPYC the same cell gave 93.0% and 93.2%), so between
+# those two the bytes decide: the 2-bit file is the smallest of the three,
+# smaller than the 1-bit one (10,620 against 13,948 bytes): a 2-bit grid contains 0, many weights round
 # to it, and the file stores only the others (the sparse encoding of notebook 02), while signs have no
-# zero. So 2 bits beats 1 bit; against 3 bits it trades about 1.5 points (one seed, no paired test: run
-# `measure.paired_test` before relying on it) for a file three times smaller
-# (32,058 bytes at 3 bits), and which is better depends on what a point is worth to you. Below 4 bits the
-# gain in bytes is large and the accuracy cost small *after* QAT, which is why notebook 05 combines
-# low-bit QAT with pruning and distillation.
+# zero. So 2 bits beats 1 bit, unless that point holds up over seeds; against 3 bits it trades about 2.4
+# points (one seed, no paired test: run `measure.paired_test` before relying on it) for a file three
+# times smaller (31,869 bytes at 3 bits), and which is better depends on what a point is worth to you.
+# Below 4 bits the gain in bytes is large and the accuracy cost small *after* QAT, which is why notebook
+# 05 combines low-bit QAT with pruning and distillation.
 # </details>
 
 # %% [markdown]
