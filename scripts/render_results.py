@@ -315,7 +315,7 @@ def _deploy_targets(document: dict) -> str:
         _, low, high = stats.paired_interval(accuracy[f"{model}, ONNX Runtime int8-pixels"],
                                              accuracy["teacher, PyTorch eager float32"])
         halves[model] = 50 * (high - low)
-    caveat = (f"; the paired 95% t intervals (previous item) reach {halves['narrow']:.2f} and {halves['final']:.2f} "
+    caveat = (f"; the paired 95% t intervals of the two models' gaps to the teacher reach {halves['narrow']:.2f} and {halves['final']:.2f} "
               f"points either side of the mean gap, so {len(document['seeds'])} seeds cannot show a gap smaller than "
               f"0.5 points") if min(halves.values()) > 0.5 else ""
     return ("- Against the deployment targets (at least 5x the teacher's speed at batch 1 and 256, at 1 and 2 "
@@ -616,6 +616,9 @@ def render(readme: str, results: pathlib.Path) -> str:
         if name == "deploy-summary":   # the bullets under the deployment table
             document = json.loads((results / "deploy.json").read_text())
             return match.group(1) + deploy_summary(document) + "\n" + match.group(4)
+        if name.startswith("deploy-targets-"):   # the targets bullet of another CPU's run: deploy-<that CPU>.json
+            document = json.loads((results / f"deploy-{name.removeprefix('deploy-targets-')}.json").read_text())
+            return match.group(1) + _deploy_targets(document) + "\n" + match.group(4)
         kind = next((key for key in sorted(RENDERERS, key=len, reverse=True) if name.startswith(key)), None)
         if kind is None:  # a block is rendered by the longest known prefix of its name (pipeline-seeds-threads1)
             raise ValueError(f"README names results block {name!r}; known kinds: {sorted(RENDERERS)}")

@@ -36,6 +36,26 @@ def test_a_changed_number_is_caught(tmp_path):
     assert render_results.render(tampered, ROOT / "results") != tampered
 
 
+def test_another_cpus_deployment_verdict_comes_from_its_own_file(tmp_path):
+    """Guards: a deploy-targets-<cpu> block reads results/deploy-<cpu>.json, not deploy.json, and a block naming
+    a CPU without a result file fails by that file's name instead of rendering another machine's verdict."""
+    document = json.loads((ROOT / "results" / "deploy-xeon.json").read_text())
+    size = document["bytes"]
+    size["narrow, ONNX Runtime int8-pixels"] = 10 * size["narrow, .dcmp file"]   # a miss only this copy has
+    (tmp_path / "deploy-xeon.json").write_text(json.dumps(document))
+    block = "<!-- results:deploy-targets-xeon -->\n<!-- end results -->"
+    verdict = render_results.render(block, tmp_path)
+    narrow = verdict.split("the narrow 784-32-10 model", 1)[1].split(";", 1)[0]
+    assert "bytes (10.00x its .dcmp file)" in narrow, verdict
+    assert "10.00x" not in render_results.render(block, ROOT / "results")
+    try:
+        render_results.render(block.replace("xeon", "arm"), ROOT / "results")
+    except FileNotFoundError as exc:
+        assert "deploy-arm.json" in str(exc)
+    else:
+        raise AssertionError("a block without its result file rendered")
+
+
 def test_both_readmes_answer_the_articles_faq_from_the_result_files(tmp_path):
     # The byte ratio of the chain is computed from pipeline.json, in English and in Chinese.
     rows = {r["stage"]: r for r in json.loads((ROOT / "results" / "pipeline.json").read_text())["rows"]}
