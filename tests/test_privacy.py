@@ -1,6 +1,7 @@
 """privacy: the rank-formula AUC against a brute-force pair count (ties included), the advantage by brute force."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -132,3 +133,69 @@ def test_the_advantage_and_its_p_value_are_exact_where_floats_would_tie_wrongly(
         order = torch.randperm(5000, generator=shuffles)
         as_large += best_gap(pooled[order[:4000]], pooled[order[4000:]]) >= observed
     assert privacy.permutation_test(members, nonmembers, draws=30, seed=2)["advantage"]["p_value"] == (1 + as_large) / 31
+
+
+def _delong_by_hand(a_in, a_out, b_in, b_out):
+    """DeLong et al. (1988) from the definition: placements by pair counts, the 2 x 2 covariance matrices, the
+    variance of the difference as the formula writes it."""
+    def placements(members, nonmembers):
+        psi = lambda o, i: 1.0 if o > i else 0.5 if o == i else 0.0
+        v10 = [sum(psi(o, i) for o in nonmembers.tolist()) / len(nonmembers) for i in members.tolist()]
+        v01 = [sum(psi(o, i) for i in members.tolist()) / len(members) for o in nonmembers.tolist()]
+        return torch.tensor(v10, dtype=torch.float64), torch.tensor(v01, dtype=torch.float64)
+    (v10_a, v01_a), (v10_b, v01_b) = placements(a_in, a_out), placements(b_in, b_out)
+    s10, s01 = torch.cov(torch.stack([v10_a, v10_b])), torch.cov(torch.stack([v01_a, v01_b]))
+    variance = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / len(a_in) + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / len(a_out)
+    return v10_a.mean().item(), v10_b.mean().item(), variance.item()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_paired_auc_test_is_delongs_formula_by_pair_counts(seed):
+    generator = torch.Generator().manual_seed(seed)
+    a_in, a_out = torch.randint(0, 6, (19,), generator=generator).float(), torch.randint(1, 8, (13,), generator=generator).float()
+    b_in = a_in + torch.randint(-2, 3, (19,), generator=generator).float()      # the same images, another model: ties too
+    b_out = a_out + torch.randint(-2, 3, (13,), generator=generator).float()
+    auc_a, auc_b, variance = _delong_by_hand(a_in, a_out, b_in, b_out)
+    result = privacy.paired_auc_test(a_in, a_out, b_in, b_out)
+    assert result["auc_a"] == pytest.approx(auc_a) == pytest.approx(privacy.membership_auc(a_in, a_out))
+    assert result["auc_b"] == pytest.approx(auc_b) and result["diff"] == pytest.approx(auc_a - auc_b)
+    half = 1.959964 * variance ** 0.5
+    assert (result["low"], result["high"]) == pytest.approx((auc_a - auc_b - half, auc_a - auc_b + half))
+    z = abs(auc_a - auc_b) / variance ** 0.5
+    assert result["p_value"] == pytest.approx(math.erfc(z / math.sqrt(2)))     # two-sided normal tail
+
+
+def test_paired_auc_test_agrees_with_a_paired_bootstrap_and_is_silent_on_one_model_twice():
+    """The reference a statistician would reach for: resample members and non-members (the same images for both
+    models), recompute both AUCs; the spread of the difference matches DeLong's standard error."""
+    generator = torch.Generator().manual_seed(0)
+    a_in, a_out = torch.randn(400, generator=generator), torch.randn(300, generator=generator) + 0.3
+    b_in, b_out = a_in + 0.7 * torch.randn(400, generator=generator), a_out + 0.7 * torch.randn(300, generator=generator)
+    result = privacy.paired_auc_test(a_in, a_out, b_in, b_out)
+    draws = []
+    for _ in range(400):
+        i, o = torch.randint(0, 400, (400,), generator=generator), torch.randint(0, 300, (300,), generator=generator)
+        draws.append(privacy.membership_auc(a_in[i], a_out[o]) - privacy.membership_auc(b_in[i], b_out[o]))
+    delong_se = (result["high"] - result["low"]) / (2 * 1.959964)
+    assert torch.tensor(draws).std().item() == pytest.approx(delong_se, rel=0.15)
+    unpaired = (privacy.auc_standard_error(result["auc_a"], 400, 300) ** 2
+                + privacy.auc_standard_error(result["auc_b"], 400, 300) ** 2) ** 0.5
+    assert delong_se < unpaired                                   # pairing removes the noise the two share
+    same = privacy.paired_auc_test(a_in, a_out, a_in.clone(), a_out.clone())
+    assert same["diff"] == same["low"] == same["high"] == 0 and same["p_value"] == 1.0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: {**t, "members_b": t["members_b"][:-1]}, r"same images: members 5 and 4, non-members 4 and 4"),
+    (lambda t: {**t, "nonmembers_a": torch.tensor([0.1])}, r"nonmembers_a must be a 1-d tensor of at least 2"),
+    (lambda t: {**t, "members_a": t["members_a"].reshape(5, 1)}, r"members_a must be a 1-d tensor"),
+    (lambda t: {**t, "nonmembers_b": torch.tensor([0.1, float("nan"), 0.2, 0.3])}, r"nonmembers_b"),
+    (lambda t: {**t, "confidence": 1.0}, r"confidence=1.0 .*\(0, 1\)"),
+])
+def test_paired_auc_test_refuses_what_it_cannot_pair(change, message):
+    tensors = {"members_a": torch.rand(5), "nonmembers_a": torch.rand(4), "members_b": torch.rand(5),
+               "nonmembers_b": torch.rand(4)}
+    arguments = change(tensors)
+    confidence = arguments.pop("confidence", 0.95)
+    with pytest.raises(ValueError, match=message):
+        privacy.paired_auc_test(**arguments, confidence=confidence)

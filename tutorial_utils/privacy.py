@@ -14,7 +14,9 @@ averages 0.5 but the advantage stays above 0 (its threshold is chosen on the ver
 on); `permutation_test` gives both their chance distribution by shuffling which images are members.
 With 4,000 members and 1,000 non-members one AUC's standard error
 (Hanley and McNeil 1982, below) is about 0.01: an AUC of 0.52 is two standard errors from guessing, and a
-difference of 0.01 between two models is within the noise. A leak is a claim that needs its interval.
+difference of 0.01 between two models is within the noise, unless the pairing of images says otherwise:
+`paired_auc_test` compares two models scored on the same images (DeLong's test), whose AUCs share much of
+their noise. A leak is a claim that needs its interval.
 
 Example:
     >>> losses_in, losses_out = per_image_loss(model, x_train, y_train), per_image_loss(model, x_test, y_test)
@@ -24,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 from torch import nn
@@ -75,6 +78,57 @@ def auc_standard_error(value: float, members: int, nonmembers: int) -> float:
     variance = (value * (1 - value) + (members - 1) * (q1 - value ** 2) + (nonmembers - 1) * (q2 - value ** 2)) \
         / (members * nonmembers)
     return math.sqrt(max(variance, 0.0))   # rounding can leave -1e-17 at A = 0 or 1, where SE is 0
+
+
+def _placements(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeLong's structural components of the AUC, from ranks: each member's share of non-members with a higher
+    loss (ties 1/2), (k,), and each non-member's share of members with a lower loss, (m,); both average to the AUC."""
+    k, m = len(members), len(nonmembers)
+    pooled = _ranks(torch.cat([members, nonmembers]).double())
+    below_member = pooled[:k] - _ranks(members.double())          # non-members below each member (ties 1/2)
+    below_nonmember = pooled[k:] - _ranks(nonmembers.double())    # members below each non-member (ties 1/2)
+    return 1 - below_member / m, below_nonmember / k
+
+
+def paired_auc_test(members_a: torch.Tensor, nonmembers_a: torch.Tensor, members_b: torch.Tensor,
+                    nonmembers_b: torch.Tensor, *, confidence: float = 0.95) -> dict[str, float]:
+    """Two models' attack AUCs on the same images, compared: AUC_a - AUC_b, its interval and p (DeLong et al. 1988).
+
+    members_a[i] and members_b[i] are the two models' losses on the same training image (non-members alike), so
+    the two AUCs are correlated and must be compared as a pair. With V10_r(i) each member's placement among
+    model r's non-members and V01_r(j) each non-member's (_placements; their means are AUC_r), S10 and S01
+    their 2 x 2 covariance matrices over the k members and the m non-members:
+
+        Var(AUC_a - AUC_b) = (S10_aa + S10_bb - 2 S10_ab) / k + (S01_aa + S01_bb - 2 S01_ab) / m
+
+    and z = (AUC_a - AUC_b) / sqrt(Var), two-sided p from the normal distribution (exact when the difference
+    and its variance are both 0: p = 1). Returns {"auc_a", "auc_b", "diff", "low", "high", "p_value"}.
+
+    Example:
+        >>> paired_auc_test(final_in, final_out, distilled_in, distilled_out)["p_value"]
+    """
+    for name, values in (("members_a", members_a), ("nonmembers_a", nonmembers_a), ("members_b", members_b),
+                         ("nonmembers_b", nonmembers_b)):
+        if not isinstance(values, torch.Tensor) or values.ndim != 1 or len(values) < 2:
+            raise ValueError(f"{name} must be a 1-d tensor of at least 2 per-image losses")
+        validate.finite(name, values)
+    if len(members_a) != len(members_b) or len(nonmembers_a) != len(nonmembers_b):
+        raise ValueError(f"the two models must be scored on the same images: members {len(members_a)} and "
+                         f"{len(members_b)}, non-members {len(nonmembers_a)} and {len(nonmembers_b)}")
+    validate.confidence("confidence", confidence)
+    v10_a, v01_a = _placements(members_a, nonmembers_a)
+    v10_b, v01_b = _placements(members_b, nonmembers_b)
+    auc_a, auc_b = v01_a.mean().item(), v01_b.mean().item()
+    # the variance of a difference of placements is S_aa + S_bb - 2 S_ab of the pair
+    variance = (v10_a - v10_b).var().item() / len(members_a) + (v01_a - v01_b).var().item() / len(nonmembers_a)
+    diff, spread = auc_a - auc_b, math.sqrt(max(variance, 0.0))
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+    if spread == 0:
+        p_value = 1.0 if diff == 0 else 0.0
+    else:
+        p_value = 2 * (1 - statistics.NormalDist().cdf(abs(diff) / spread))
+    return {"auc_a": auc_a, "auc_b": auc_b, "diff": diff, "low": diff - z * spread, "high": diff + z * spread,
+            "p_value": p_value}
 
 
 def _best_gaps(pooled: torch.Tensor, is_member: torch.Tensor, k: int, m: int) -> torch.Tensor:
