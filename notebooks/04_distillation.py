@@ -33,7 +33,7 @@
 # - Hinton's omitted-digit experiment: a student that learns a digit it never saw.
 #
 # **Prerequisites**: notebook 01 (how to read a difference over seeds). About 30 s on a 2-core CPU once the
-# teachers are cached; the first run trains two 784-1200-1200-10 teachers, about 20 s each
+# teachers are cached; the first run trains two 784-1200-1200-10 teachers, 15 to 20 s each
 # (`python -m tutorial_utils teachers` trains every teacher of the tutorial ahead of time, e.g. before a class).
 # Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 

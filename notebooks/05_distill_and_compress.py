@@ -29,10 +29,10 @@
 # - Pareto fronts of accuracy against bytes and against latency over widths, sparsities and bits;
 # - the final file: exact round trip, bytes, measured latency, and an energy estimate.
 #
-# **Prerequisites**: notebooks 02, 03 and 04. About 22 s on a 2-core CPU on a second run (section 2's
+# **Prerequisites**: notebooks 02, 03 and 04. About 24 s on a 2-core CPU on a second run (section 2's
 # chain, the Pareto sweep and exercise 4 train on every run). The first run also trains section 3's
 # comparison models of three seeds (about 10-20 s more) and, unless `python -m tutorial_utils teachers`
-# has cached them, the chain's models of three seeds (about 10 s) and the big teacher (about 20 s;
+# has cached them, the chain's models of three seeds (about 10 s) and the big teacher (15 to 20 s;
 # notebook 04 caches it too).
 # Numbers in the text are this run's, on the machine in the ledger's record (notebook 01 says more).
 
