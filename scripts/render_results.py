@@ -365,7 +365,8 @@ def beyond_table(document: dict) -> str:
     note = (f"Mean ± std over seeds {', '.join(map(str, document['seeds']))}; 1,000 test images, 4,000 training images. "
             "p: a permutation test (1,000 shuffles of which images are members), one-sided, per seed, "
             "uncorrected: 36 tests at 5% each find some by chance (notebook 07 corrects for that, Holm).")
-    return "\n".join(lines + ["", note, "", beyond_pairs(document), "", machine_line(document)])
+    return "\n".join(lines + ["", note, "", beyond_pairs(document), "", beyond_auc_steps(document), "",
+                              machine_line(document)])
 
 
 BEYOND_PAIRS = (("distilled, pruned 90% (masked float32)", "student distilled (T = 4)"),   # pruned from it
@@ -388,6 +389,22 @@ def beyond_pairs(document: dict) -> str:
                      f"{strong['steps']} steps × {strong['restarts']} starts")
     return (f"Accuracy under PGD at ε = {epsilon:g}, paired by seed (mean difference and its 95% t interval): "
             + "; ".join(parts) + ".")
+
+
+def beyond_auc_steps(document: dict) -> str:
+    """Each compression step's change of the membership-inference AUC, against the model it started from, paired
+    over the same images (DeLong's test), per seed, with Holm's correction over all of them."""
+    steps = document["auc_steps"]
+    kept = iter(stats.holm([p for step in steps for p in step["p_value"]]))
+    parts = []
+    for step in steps:
+        seeds = [f"{d:+.4f} ({lo:+.4f} to {hi:+.4f}){'*' if next(kept) else ''}"
+                 for d, lo, hi in zip(step["diff"], step["low"], step["high"])]
+        parts.append(f"*{step['model']}* minus *{step['from']}*: " + ", ".join(seeds))
+    tests = sum(len(step["p_value"]) for step in steps)
+    return ("Membership-inference AUC, each step against the model it started from, paired over the same images "
+            f"(DeLong's test; per seed, the difference and its 95% interval; * kept by Holm's correction over these "
+            f"{tests} tests): " + "; ".join(parts) + ".")
 
 
 def fashion_table(document: dict) -> str:
