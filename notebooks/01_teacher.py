@@ -43,8 +43,10 @@
 # Runs offline on a laptop CPU in well under a minute.
 #
 # **Numbers in the text** are those of the run you see, made on the machine whose record every ledger
-# prints. Another CPU, thread count or seed prints other numbers beside them; the `assert`s in the cells
-# say how far they may move, and what holds everywhere is said as such.
+# prints (a 2-core Intel Xeon). Another CPU, thread count or seed prints other numbers beside them; the
+# `assert`s in the cells say how far they may move, and what holds everywhere is said as such. Where a
+# second machine, a 2-core AMD EPYC, gave a different answer to the same cell, the text says so: the same
+# code and seeds, with floating-point sums in another order, train slightly different models.
 
 # %%
 

@@ -117,7 +117,7 @@ for T in (1.0, 4.0, 20.0):
 
 
 # %% [markdown]
-# Without T² the gradient falls by two orders of magnitude between T = 1 and T = 20; with it, it
+# Without T² the gradient falls about 350-fold between T = 1 and T = 20; with it, it
 # stays of the same order, so alpha keeps meaning the same thing at every temperature.
 #
 # **The high-temperature limit.** As T grows, T² KL tends to *logit matching* (Hinton et al., section
@@ -207,10 +207,9 @@ if DATASET == "mnist-5k":
 # (same initialisation, same order of batches), so the seed's luck cancels. On the test set the distilled
 # students are ahead on two of the three seeds, by +0.23 ± 0.38 points on average, about two test images:
 # the 95% t interval over these three seeds, -0.71 to +1.17 points, includes zero, so this run
-# establishes no gain. On an AMD EPYC (avx512_vnni, no avx_vnni), where teacher and students trained
-# with their sums in another order, the same cell gave +0.33 ± 0.12 points, ahead on every seed, with an
-# interval (+0.05 to +0.62) that only just excluded zero: a finding that a CPU's rounding can make or
-# unmake is not one to rely on. A single seed's McNemar test says even less: its interval runs from -0.9
+# establishes no gain. (An AMD EPYC, summing floats in another order, gave +0.33 ± 0.12 points, ahead on
+# every seed, with an interval of +0.05 to +0.62 that only just excluded zero: a result that a CPU's
+# rounding can flip is not one to rely on.) A single seed's McNemar test says even less: its interval runs from -0.9
 # to +1.9 points, almost three points wide, since the 49 images on which the two students disagree (27
 # one way, 22 the other) decide it. Two cautions. The seeds vary the student only: all three learn from
 # the same seed-0 teacher, so the interval says nothing about another teacher; README ("Over seeds") trains
@@ -253,7 +252,7 @@ print("distilled - shifted scratch:  ", measure.paired_over_seeds(distilled, aug
 # inherits what the teacher memorised, and a teacher trained on the validation images would inflate
 # every score. So the sweep trains both teachers again, on the 3,500 images only. It takes about two
 # minutes (45 students and two teachers), too long for this lesson, so here are its committed results,
-# with the machine they were measured on:
+# with the machine they were measured on (an AMD EPYC: the numbers below are that machine's):
 
 # %%
 sweeps = {path.stem: json.loads(path.read_text()) for path in sorted(files.results_dir().glob("kd-sweep*.json"))}
@@ -288,7 +287,8 @@ fig = plots.curves([row["temperature"] for row in big], {"big teacher, α = 0.9"
 # temperatures). At low T the soft targets are close to the labels and may add less. The weight alpha (0.5, 0.9 or 1.0, soft targets
 # only) makes no difference that five seeds can see: at T = 4 all three gain +0.80 to +0.84 points with
 # two threads and +1.04 to +1.16 with one. The package's default (T = 4, alpha = 0.9) sits in the flat
-# part of both sweeps, so there was nothing to improve; nothing here was tuned on the test set. The
+# part of both sweeps: no recipe is established above it when paired by seed, so there was nothing to
+# change; nothing here was tuned on the test set. The
 # 784-128-10 teacher makes its students *worse* than no teacher (-0.84 ± 0.62 points, lower on all five
 # seeds, interval -1.61 to -0.07, in both sweeps). A likely reason, not measured here: it knows little more than a 784-64-10
 # network learns by itself from the same images, and passes on its own mistakes.
@@ -347,8 +347,8 @@ for name, hint_sweep in hint_sweeps.items():
 # At both thread counts no hint row differs measurably from logit distillation: the paired differences
 # run from -0.20 to +0.12 points, and each 95% t interval includes zero (one of the 500 held-out
 # images is 0.2 points), whatever the weight (beta 0.1, 1 or 10) or the teacher layer. Distillation
-# itself is ahead of no teacher on average, by 0.84 and 1.16 points, established with one thread only
-# (with two threads that row's interval, -1.90 to +0.22, includes zero). A likely reason, which this sweep does
+# itself is ahead of no teacher on average, by 0.84 points with two threads and 1.16 with one, established
+# with one thread only (with two threads the interval, -0.22 to +1.90, includes zero). A likely reason, which this sweep does
 # not test: the student's one hidden layer feeds its logits directly, and logit distillation already
 # asks those logits to match the teacher's; the hint adds that a linear map of the 64 features must also
 # approximate the teacher's 1,200 (at most a 64-dimensional slice of them), which the logits may largely
@@ -387,8 +387,7 @@ if DATASET == "mnist-5k":
 # student recognises most test 3s (85%), while the scratch student, which never received any signal about 3s,
 # stays far behind (37% of 3s, 82.7% overall against 92.3%). This is one seed: the gap of 48 of the 100 test
 # 3s is far beyond the noise of the test images, but the scratch student's 37% rests on a much larger push to
-# its bias, which may vary from seed to seed; three seeds would be needed to rule out that this seed was
-# lucky.
+# its bias, which may vary from seed to seed; more seeds would show whether this seed was lucky.
 #
 # ## 7. The ledger
 
@@ -691,7 +690,7 @@ print("plain teacher's students - scratch:", measure.paired_over_seeds(from_plai
 #
 # Both teachers had the same recipe (size, dropout, 30 epochs) except the shifted inputs. Trained on the
 # plain 4,000 images, the big teacher is 1.4 points less accurate on test (95.3% against 96.7%; one run
-# each, so not a measured difference) but fits its training images *better* (100.00% against 98.68%), and
+# each, so not an established difference) but fits its training images *better* (100.00% against 98.68%), and
 # its soft targets on them are much sharper (0.30 against 0.94 nats at T = 4): it has memorised what the
 # student trains on, so there is less dark knowledge to pass on. Its students gain nothing measurable
 # over students trained on labels alone: here they are behind on all three seeds (-1.37 ± 0.74 points),

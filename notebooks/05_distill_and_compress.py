@@ -223,9 +223,10 @@ if DATASET == "mnist-5k":
 # deviation over three seeds, so a standard error of 0.41; accuracies 93.90% ± 0.17% against 95.23% ±
 # 0.55%) and cross-entropy is higher on every seed, yet the 95% t interval, -3.10 to +0.43 points (the
 # mean ± 4.30 standard errors with three seeds), includes zero. Once the student has been distilled, the
-# teacher's soft targets did not help the pruned and quantized network recover here; on these seeds they
-# cost it about 1.3 points on average, which three seeds cannot tell from luck (on an AMD EPYC the same
-# cell gave -0.67 points, -1.61 to +0.27: the same sign, and not resolved either). One possible
+# teacher's soft targets did not help the pruned and quantized network recover here; on these seeds the
+# models recovered with them averaged about 1.3 points below those recovered with cross-entropy, a gap
+# three seeds cannot tell from luck (on an AMD EPYC the same cell gave -0.67 points, -1.61 to +0.27: the
+# same sign, and not resolved either). One possible
 # reason, not tested here: at alpha = 0.9 the fine-tuning gives the labels a tenth of the loss and
 # follows the teacher's view of the *training* images, which the distilled student has largely absorbed
 # already, while cross-entropy spends the whole budget on the labels. This is measured on the test set,
@@ -265,7 +266,7 @@ fig = plots.pareto(everything, reference_bytes=ref_row["bytes"], title="accuracy
 # points is noise. The front shows the trade: 784-64-10 at 80% and 4 bits is as accurate as the
 # reference (95.30% against 94.50%, eight images) at 43x smaller; going past 100x costs 1.2 points
 # with 2-bit codes at 80% sparsity (93.30% at 107x) and 2.8 points with 95% sparsity at 4 bits (91.70%
-# at 108x; on an AMD EPYC these two came out the other way round, 91.40% and 92.70%), and
+# at 108x), and
 # towards 200x and beyond the accuracy falls off fast (89.10% at 201x, 88.30% at 196x, 84.80% at
 # 297x). The dashed line marks Deep Compression's 40x for LeNet-300-100 on full MNIST at no loss of
 # accuracy, a different model and data set, for orientation only: here, on 4,000 digits, a smaller
@@ -291,7 +292,7 @@ fig = plots.pareto(points, reference_bytes=ref_row["bytes"], x="latency_ms", tit
 # Yes, on this seed: 784-64-10 at 80% and 2 bits, 93.30%, 1.2 points below the reference at 107x, eight
 # images from the line at 2. But on an AMD EPYC the same sweep scored that point 91.40%, and its answer
 # was 784-64-10 at 95% and 4 bits, 92.70%, two images from the answer "no" (here 91.70%, outside the
-# line): another seed can land on the other side of the line (try `DC_SEED=1`). One seed cannot answer a
+# line): another CPU did land on the other side, and another seed may (try `DC_SEED=1`). One seed cannot answer a
 # question whose margin is about the size of its noise;
 # the check in the cell asks only for 40x, which every seed run so far passes. The
 # latency plot shows the other axis. The int8 backend multiplies a dense int8 matrix whatever its
@@ -376,8 +377,8 @@ assert estimates["final model deployed on the int8 backend"]["total_nj"] < estim
 # - **Compression or distillation?** Distillation trained a different, smaller network (784-64-10: half
 #   the reference's parameters and file, section 2); compression changed how that network is stored
 #   (pruning, 4-bit codes and entropy coding took its file from 205,661 to 5,918 bytes). The speed came
-#   from distillation's narrower network (1.6x in float32, side by side in section 5), and on an AMD EPYC
-#   also from the int8 kernels (1.38x; 0.93x in this run), not from compression's zeros and codes
+#   from the student's narrower architecture, which distillation makes no faster (1.6x in float32, side
+#   by side in section 5), and on an AMD EPYC also from the int8 kernels (1.38x; 0.93x in this run), not from compression's zeros and codes
 #   (notebook 06 goes further).
 # - **"Model distillation" (模型蒸馏) or "knowledge distillation" (知识蒸馏)?** The same method here: the
 #   student learns from the teacher's softened outputs (notebook 04).
