@@ -228,10 +228,11 @@ for name, accuracies in results.items():
     print(f"{name:>24}: " + ", ".join(f"{a:.2%}" for a in accuracies) + f"  (mean {sum(accuracies) / 3:.2%})")
 
 # %% [markdown]
-# With the same budget of five epochs, the two methods end within about half a point of each other,
-# seed by seed (0.4 to 0.6 points), at 95% on this small MLP (means 94.87% and 94.37%), and gradual
-# pruning does not win here: it ends behind on all three seeds, by a few test images each (on an AMD
-# EPYC the same cell gave means of 94.67% and 94.43%, with one seed tied). AGP
+# With the same budget of five epochs, one-shot pruning and fine-tuning ends ahead of AGP on all three
+# seeds, by 0.4 to 0.6 points (means 94.87% and 94.37%, at 95% sparsity on this small MLP): gradual
+# pruning does not win here. Paired by seed, the 95% t interval of that gap (about +0.25 to +0.75 points)
+# excludes zero on this CPU; an AMD EPYC gave means of 94.67% and 94.43% with one seed tied, an interval
+# that includes zero, so the size of the lead is not settled. AGP
 # was designed for large networks and long schedules, where a one-shot cut to high sparsity destroys
 # what fine-tuning needs to start from; a 784-128-10 network recovers from a one-shot cut in a few
 # epochs. What fine-tuning does to the weights:
@@ -440,7 +441,8 @@ assert speedup > 1.2 and abs(size_ratio - ledger.rows[0]["parameters"] / row["pa
 # %% [markdown]
 # Half the hidden units gone: the file shrinks in proportion to the parameters, and the measured latency
 # falls with them, because the matrix products are really smaller. Removing the units costs about nine
-# points at once, and fine-tuning brings them back: 128 hidden units are more than 4,000 digits need.
+# points at once, and fine-tuning brings them back: in this run 64 hidden units were enough for these
+# 4,000 digits.
 # At higher rates structured pruning is expected to remove capacity in coarse blocks that fine-tuning
 # cannot refill (not measured here), which is why the pipeline pairs it with distillation.
 #
@@ -649,8 +651,8 @@ for label, init_seed in (("original init (the ticket)", SEED), ("new random init
 #
 # Compare the two lines. Here the ticket ends 1.1 points ahead (94.9% against 93.8%), hardly more than
 # the 1.0-point range (94.1% to 95.1%) that the seed alone gave the dense teacher in notebook 01,
-# exercise 6; on an AMD EPYC the same cell gave 1.9 points (95.6% against 93.7%), so even the size of
-# the gap moves with the order of floating-point sums. That is one run of each, so it does not settle
+# exercise 6 (an AMD EPYC gave 1.9 points, 95.6% against 93.7%: the gap's size changes from machine to
+# machine). That is one run of each, so it does not settle
 # the question: repeat with two or three values of `SEED` (and new-init seeds) and compare the pairs,
 # before concluding. Frankle & Carbin report the clearest effect at higher sparsities and on deeper
 # networks; try 0.97 or LeNet-300-100.
