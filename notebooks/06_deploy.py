@@ -335,9 +335,9 @@ for name, model in (("reference teacher", reference), ("final (90% sparse)", fin
 
 # %% [markdown]
 # One seed: the narrow student is 0.3 points above the teacher here (on an AMD EPYC the same seed gave
-# 0.2 points below), within the noise either way; over three seeds README's benchmark finds it not
-# distinguishable from the teacher (95% t interval -1.52 to +1.79 points) and about a point above the
-# 90%-sparse final model on average.
+# 0.2 points below), within the noise either way; over three seeds README's benchmarks find it not
+# distinguishable from the teacher (paired 95% t interval -1.16 to +1.29 points on the Intel Xeon, -1.52
+# to +1.79 on the AMD EPYC) and about a point above the 90%-sparse final model on average.
 #
 # ## 5. Latency, side by side
 #
@@ -669,7 +669,7 @@ print(f"level 4 moves the logits by {shift.mean():.2f} on average, {shift.max():
 # The solution cell above, in this run (one thread): the one-unit graph took 3.6 µs at batch 1 and the
 # narrow student 4.4 µs, so about four fifths of its time is the call. Accuracy level 4 rounds the input
 # to int8 per block, so the logits move (by 0.04 on average, 0.27 at most; none of the 1,000 predictions
-# changed here), and at batch 256 it was *slower* than level 0, about twice as slow here (350 against
+# changed here), and at batch 256 it was *slower* than level 0, about twice as slow here (348 against
 # 175 µs, side by side; on an AMD EPYC, about 280 against 240 µs): whether it is faster depends on the
 # CPU's int8 kernels for this shape, so measure before choosing it.
 # </details>
@@ -735,7 +735,7 @@ assert torch.allclose(mine.float(), final[0](splits.x_test), atol=1e-4)
 #
 # - An MLP is written to ONNX as MatMul + Add per layer with a symbolic batch; ONNX Runtime reproduces
 #   PyTorch's logits to float rounding, and `MatMulNBits` computes the QAT model's function from its own
-#   4-bit codes (to 1e-5).
+#   4-bit codes (to about 1e-5).
 # - int8 deployments (dynamic, or static with calibration) agree with the QAT model on almost every
 #   image; how much time they save over float32 at large batches depends on the CPU (on this one, about a
 #   fifth for the final model, and the narrow student's ran slower; on an AMD EPYC, about a half and a

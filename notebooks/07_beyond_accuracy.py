@@ -169,8 +169,9 @@ for a, b in (("pruned", "distilled"), ("final", "qat"), ("distilled", "scratch")
 #   input gradients became vanishingly small, and gradient attacks failed without the model being robust
 #   (more under *Gradient masking*, below). Here the distilled student needs less softening than the
 #   models trained on labels (section 3's fitted temperatures), and a longer attack costs it only 0.6
-#   points more (next cell), leaving it 6 points ahead of the student trained on labels, so vanishing
-#   gradients do not explain it.
+#   points more (next cell), leaving it 6 points ahead of the student trained on labels, so a saturated
+#   softmax is an unlikely reason; attacking it through another model's gradient (as under *Gradient
+#   masking*) would test that directly.
 #
 # **Is 10 steps enough?** A weak attack overstates robustness, and could also reorder the models. Every
 # figure above is an upper bound: `robustness.pgd` keeps, for each image, the first iterate that fools the
@@ -446,7 +447,8 @@ print(f"below 0.05: {sum(p < 0.05 for _, _, p in every)} of {len(every)}; kept b
 # (DeLong et al. 1988). Each member's *placement* is the share of non-members whose loss is higher
 # (ties count half), each non-member's the share of members whose loss is lower; both average to the
 # AUC. The two models' placements are paired image by image, so the variance of the difference of their
-# AUCs is the variance of the members' placement differences over k, plus the non-members' over m, and
+# AUCs is the variance of the members' placement differences over their number k (4,000), plus the
+# non-members' over m (1,000), and
 # the noise the two models share cancels. From scratch for the first seed's final model against the
 # pruned one it came from, then `privacy.paired_auc_test` for every step and seed:
 
@@ -479,19 +481,20 @@ for (a, b, seed, t), keep in zip(paired, kept):
 #   excluding zero (Holm's correction over these 12 tests keeps seed 1's, p = 1.5e-05);
 # - quantizing the pruned model gave a little of it back, +0.001 to +0.004 (beyond its interval on two
 #   seeds; Holm keeps seed 1's, p = 0.0014);
-# - QAT of the dense distilled student moved it by -0.000 to +0.004 (one interval, seed 1's, only just
-#   above zero, and not kept), and distillation by -0.000 to +0.003, with intervals about 0.03 wide: two
+# - QAT of the dense distilled student moved it by -0.0004 to +0.0042 (one interval, seed 1's, only just
+#   above zero, and not kept), and distillation by -0.0004 to +0.0029, with intervals about 0.03 wide: two
 #   models trained from different losses share less of their noise than a model and its pruned copy.
 #
 # So here pruning makes this attack slightly weaker, by about a hundredth of AUC on a scale where the
-# models sit at 0.515 to 0.525 and 0.5 is chance: a real but small change in a weak attack. The test
-# treats the 5,000 images as a sample, so it speaks for other images from the same source; the three
-# seeds share them and vary only the training. It is no privacy guarantee: differential privacy bounds
+# models sit at 0.515 to 0.525 and 0.5 is chance: a small change in a weak attack, in the same direction
+# on all three seeds and established after Holm's correction on one. The test resamples the images for
+# fixed trained models; the seeds vary the training but share the images. It is no privacy guarantee: differential privacy bounds
 # what *any* attack can learn, this test measures one.
 #
 # Distillation has been proposed as a privacy defence (PATE: students that never see the private data),
-# but here the student trains on the same images: its AUC (0.524) is not below that of the
-# same 784-64-10 student trained on labels (0.522; paired, no seed's interval excludes zero), and the big teacher it
+# but here the student trains on the same images: its AUC (0.524) is not measurably different from that
+# of the same 784-64-10 student trained on labels (0.522; paired intervals about ±0.015), though its
+# best threshold's advantage is about half (section 4's table), and the big teacher it
 # learned from is not measured here.
 #
 # ## 5. The ledger, with the optional columns
@@ -672,9 +675,10 @@ exercises_beyond.check_auc(my_auc)
 #   lowers the Brier score on all 12 models and seeds, beyond its interval on none.
 # - The loss-threshold attack scores a little above chance on every model (AUC 0.515 to 0.525; 29 of 36
 #   permutation p-values below 0.05, of which Holm's correction keeps only the advantage of the two models
-#   trained on labels). Compared paired, image by image (DeLong), magnitude pruning lowered the AUC on every
-#   seed, by 0.006 to 0.013, and quantizing the pruned model raised it by up to 0.004; distillation moved it
-#   by no measurable amount. The best single threshold does better on the models trained on hard labels
+#   trained on labels). Compared paired, image by image (DeLong), magnitude pruning lowered the AUC by
+#   0.006 to 0.013 (every seed's interval excludes zero; after Holm's correction over 12 tests, seed 1's),
+#   and quantizing the pruned model raised it by 0.001 to 0.004 (Holm keeps seed 1's); distillation's
+#   change could not be resolved (intervals about ±0.015). The best single threshold does better on the models trained on hard labels
 #   (advantage 0.10 to 0.12) than on the distilled ones (0.035 to 0.058), on every seed: neither statistic
 #   alone says which model leaks more, and neither bounds what another attack could learn.
 #
