@@ -279,10 +279,11 @@ fig = plots.curves([4, 2], {"PTQ": [ptq[4][0], ptq[2][0]], "QAT": [qat_accuracy[
 # accumulator's grid. The package's `int8.integer_linear` does exactly that, summing the products of the
 # codes exactly (in int64, so on every CPU). PyTorch's own int8 kernel, `torch._int_mm`, computes the same
 # product faster (with VNNI, x86 instructions that multiply 8-bit pairs and add them straight into
-# 32-bit sums), but on a CPU without VNNI it first shifts one int8 input by 128 into uint8 (127 becomes
-# 255) and adds each pair of uint8 x int8 products in a 16-bit register, where 2 x 255 x 127 = 64,770 does
-# not fit: the sums saturate. `int8.kernel_saturates()` probes
-# yours. The integer layer reproduces the fake-quantized one:
+# 32-bit sums). Without VNNI, oneDNN's kernel for it first shifts one int8 input by 128 into uint8 (127
+# becomes 255) and adds each pair of uint8 x int8 products in a 16-bit register, where 2 x 255 x 127 =
+# 64,770 does not fit: the sums saturate. Whether PyTorch uses that kernel depends on the CPU and the
+# build (on an emulated AVX2-only CPU PyTorch 2.14 took an exact path: README, deployment), so
+# `int8.kernel_saturates()` probes yours. The integer layer reproduces the fake-quantized one:
 
 # %%
 x = splits.x_test[:128]                                  # (128, 784)

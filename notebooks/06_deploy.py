@@ -511,6 +511,8 @@ for name, (model, held) in by_arithmetic.items():
 #   a weight step twice as coarse on every CPU, VNNI ones included, where 8 bits would be exact (here
 #   within a few images of 8 bits); the file then computes the same everywhere. ONNX Runtime can instead
 #   widen 8-bit weights itself on those CPUs (session option `session.x64quantprecision`, a slower kernel).
+#   README's run on an emulated AVX2-only CPU shows both sides: the package's files compute the same
+#   logits there, bit for bit, while a control file with 8-bit weights moves them by up to 2.4.
 #   `int8.kernel_saturates()` tells whether PyTorch's int8 kernel saturates on yours (it probes PyTorch's
 #   kernel, not ONNX Runtime's; both follow the instruction set).
 # - **Dynamic int8 depends on the batch.** Its activation range is measured over the whole input tensor,

@@ -407,6 +407,22 @@ def beyond_auc_steps(document: dict) -> str:
             f"{tests} tests): " + "; ".join(parts) + ".")
 
 
+def emulated_table(document: dict) -> str:
+    """The deployments scored natively and on an emulated CPU (scripts/emulated_avx2.py): what changed."""
+    lines = ["| deployment | largest logit difference, emulated vs native | same prediction | accuracy, native / emulated |",
+             "| --- | --- | --- | --- |"]
+    for name, row in document["rows"].items():
+        lines.append(f"| {name} | {row['max_logit_difference']:.2g} | {row['same_prediction']:.1%} | "
+                     f"{row['accuracy_native']:.2%} / {row['accuracy_emulated']:.2%} |")
+    seen = lambda side: ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in document[side]["cpu_features"].items())  # noqa: E731
+    note = (f"Emulated: `qemu-x86_64 -cpu {document['emulated_cpu']}` ({document['emulator']}); the emulated process "
+            f"saw {seen('emulated')} (native: {seen('native')}); PyTorch's CPU kernels "
+            f"{document['emulated']['torch_cpu_capability']} (native {document['native']['torch_cpu_capability']}); "
+            f"`int8.kernel_saturates()` {document['emulated']['int8_kernel_saturates']} "
+            f"(native {document['native']['int8_kernel_saturates']}). An emulated run says nothing about speed.")
+    return "\n".join(lines + ["", note, "", machine_line(document)])
+
+
 def fashion_table(document: dict) -> str:
     """Deep Compression's LeNet-300-100 row (from the paper) beside this pipeline's, over seeds."""
     rows = {r["stage"].split(" (")[0]: r for r in document["rows"]}
@@ -491,7 +507,7 @@ def workshop_times_table(document: dict) -> str:
     return "\n".join(lines + ["", note, "", machine_line(document)])
 
 
-RENDERERS = {"notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "pipeline-narrow": ledger_over_seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "final-recipe": final_recipe_table, "hint-sweep": hint_sweep_table}
+RENDERERS = {"deploy-avx2-emulated": emulated_table, "notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "pipeline-narrow": ledger_over_seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "final-recipe": final_recipe_table, "hint-sweep": hint_sweep_table}
 
 
 def glossary_table() -> str:

@@ -101,3 +101,23 @@ def test_workshop_workload_is_counted_from_the_notebooks(tmp_path):
     table = render_results.workload_table(tmp_path)
     assert "| 01 · teacher | about 0 | 1 min | 1 (8 min) | 2 (20 min) | about 30 min |" in table
     assert "<!-- results:workload -->" in (ROOT / "WORKSHOP.md").read_text()
+
+
+def test_the_emulated_cpu_check_needs_qemu_and_says_where_to_get_it(monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("emulated_avx2", ROOT / "scripts" / "emulated_avx2.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script.shutil, "which", lambda name: None)
+    monkeypatch.setattr(script.sys, "argv", ["emulated_avx2.py"])
+    assert script.main() == 2
+    error = capsys.readouterr().err
+    assert "qemu-x86_64 not found" in error and "apt install qemu-user" in error
+
+
+def test_the_emulated_table_shows_a_drifting_deployment_as_it_is():
+    document = json.loads((ROOT / "results" / "deploy-avx2-emulated.json").read_text())
+    table = render_results.emulated_table(document)
+    control = next(line for line in table.splitlines() if "8bit-weights" in line)
+    assert "| 100.0% |" not in control                                   # the control's predictions moved
+    assert all("| 0 | 100.0% |" in line for line in table.splitlines()
+               if line.startswith("| ONNX Runtime") and "8bit-weights" not in line)

@@ -65,12 +65,15 @@ def accumulate(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=None)
 def kernel_saturates() -> bool:
-    """Whether this CPU's int8 matrix product (torch._int_mm) saturates, as int8 kernels without VNNI do.
+    """Whether this CPU's int8 matrix product (torch._int_mm) saturates, as oneDNN's kernels without VNNI do.
 
-    Without VNNI (AVX2, AVX-512 before VNNI) the kernels multiply uint8 by int8 codes and add each pair of
+    Without VNNI (AVX2, AVX-512 before VNNI) those kernels multiply uint8 by int8 codes and add each pair of
     products in a 16-bit integer (vpmaddubsw), shifting signed inputs by 128 into uint8 first: a pair can
     reach 2 x 255 x 127 = 64,770 > 32,767 and clips before the int32 sum. VNNI's vpdpbusd adds into int32
-    directly. The probe multiplies codes of 127 and compares with the exact sum 127 x 127 x 64 = 1,032,256.
+    directly. Which kernel torch._int_mm runs is PyTorch's choice, by CPU and build: oneDNN capped to AVX2
+    on a VNNI CPU (ONEDNN_MAX_CPU_ISA) saturates, while on an emulated AVX2-only CPU PyTorch 2.14 took an
+    exact path (scripts/emulated_avx2.py), so this probes rather than guesses from the instruction set.
+    The probe multiplies codes of 127 and compares with the exact sum 127 x 127 x 64 = 1,032,256.
     Side effects: none (one 32 x 64 x 32 product, computed once per process).
     """
     x, w = torch.full((32, 64), 127, dtype=torch.int8), torch.full((64, 32), 127, dtype=torch.int8)
