@@ -39,8 +39,9 @@ FEATURES = ("AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VNNI")   # as numpy re
 CONTROL = "int8-dynamic-8bit-weights"   # what onnx_int8 avoids: full-range weights
 
 
-def outputs(folder: pathlib.Path, splits: data.Splits) -> dict:
-    """Logits of every deployment in `folder` and of the legacy int8 backend, and what this CPU offers."""
+def outputs(folder: pathlib.Path, splits: data.Splits, label: str) -> dict:
+    """Logits of every deployment in `folder` and of the legacy int8 backend, saved as logits-<label>.npz in
+    `folder`, and what this CPU offers."""
     from numpy._core._multiarray_umath import __cpu_features__
 
     torch.set_num_threads(1)
@@ -51,7 +52,7 @@ def outputs(folder: pathlib.Path, splits: data.Splits) -> dict:
         float_model = quantization.dequantize_model(storage.load(folder / f"{name}.dcmp"))
         with torch.no_grad():
             logits[f"PyTorch legacy int8 {name}"] = int8.to_backend(float_model, "legacy")(splits.x_test).numpy()
-    np.savez(folder / f"logits-{'emulated' if sys.argv[1:2] == ['--child'] else 'native'}.npz", **logits)
+    np.savez(folder / f"logits-{label}.npz", **logits)
     return {"cpu_features": {f: bool(__cpu_features__.get(f, False)) for f in FEATURES},
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "int8_kernel_saturates": int8.kernel_saturates()}
@@ -65,7 +66,7 @@ def main() -> int:
     args = parser.parse_args()
     splits = data.load("mnist-5k")
     if args.child:
-        print(json.dumps(outputs(pathlib.Path(args.child), splits)))
+        print(json.dumps(outputs(pathlib.Path(args.child), splits, "emulated")))
         return 0
     qemu = shutil.which("qemu-x86_64")
     if qemu is None:
@@ -85,7 +86,7 @@ def main() -> int:
         from onnxruntime.quantization import QuantType, quantize_dynamic
         quantize_dynamic(folder / "final-float32.onnx", folder / f"final-{CONTROL}.onnx", weight_type=QuantType.QInt8,
                          per_channel=True, reduce_range=False)   # the control: 8-bit weights
-        native = outputs(folder, splits)
+        native = outputs(folder, splits, "native")
         child = subprocess.run([qemu, "-cpu", args.cpu, sys.executable, __file__, "--child", scratch],
                                capture_output=True, text=True, timeout=1800)
         if child.returncode != 0:
