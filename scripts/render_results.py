@@ -531,7 +531,7 @@ ANSWER_LABELS = {
            "beyond": "excludes zero", "within": "includes zero",
            "final": "final model (784-64-10, 90% sparse, 4 bits)", "narrow": "narrow 784-32-10 model (4 bits)",
            "speed": "speed: {label} in ONNX Runtime int8 (dynamic, static, or on the raw pixels) against the teacher in PyTorch eager, batch 256, 1 and 2 threads",
-           "file": "{bytes:,}-byte .dcmp file", "colon": ": ", "open": " (", "close": ")"},
+           "file": "{bytes:,}-byte .dcmp file", "colon": ": ", "open": " (", "close": ")", "comma": ", "},
     "zh": {"head": "| 比较 | 测量结果 | 来源 |", "smaller": "为后者的 1/{r:.1f}", "against": "对比", "bytes": "字节",
            "faster": "速度为教师的 {low:.1f} 到 {high:.1f} 倍",
            "distil": "蒸馏：784-64-10 学生的文件对比参考教师的文件",
@@ -543,7 +543,7 @@ ANSWER_LABELS = {
            "beyond": "不含零", "within": "含零，在噪声之内",
            "final": "最终模型（784-64-10，90% 稀疏，4 比特）", "narrow": "窄模型 784-32-10（4 比特）",
            "speed": "速度：{label}在 ONNX Runtime int8（动态、静态或直接输入原始像素）中对比 PyTorch 即时执行（eager）模式下的教师，批大小 256，1 和 2 个线程",
-           "file": ".dcmp 文件 {bytes:,} 字节", "colon": "：", "open": "（", "close": "）"},
+           "file": ".dcmp 文件 {bytes:,} 字节", "colon": "：", "open": "（", "close": "）", "comma": "，"},
 }
 
 
@@ -551,8 +551,6 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
     """What combining distillation and compression gained, from four result files (both READMEs' FAQ answers)."""
     t = ANSWER_LABELS[language]
     one = json.loads((results / "pipeline.json").read_text())
-    deploy = json.loads((results / "deploy.json").read_text())
-
     def row(document: dict, prefix: str) -> dict:
         return next(r for r in document["rows"] if r["stage"].startswith(prefix))
 
@@ -577,13 +575,19 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
         lines.append(f"| {t['accuracy'].format(model=t[model], threads=threads, plural=plural)} | "
                      f"{ends[0]['accuracy']:.2%} {t['against']} "
                      f"{ends[1]['accuracy']:.2%}{t['colon']}{paired} | `{name}` |")
-    # scripts/bench_deploy.py: "final" is the chain's final model, "narrow" the structurally pruned 784-32-10 one
+    # scripts/bench_deploy.py: "final" is the chain's final model, "narrow" the structurally pruned 784-32-10 one;
+    # one row per CPU it was run on (deploy.json, then deploy-<cpu>.json)
+    runs = [results / "deploy.json", *sorted(p for p in results.glob("deploy-*.json") if "emulated" not in p.name)]
     for model in ("final", "narrow"):
-        speedups = [deploy["latency"][setting][f"{model}, ONNX Runtime int8-{kind}"]["speedup"]
-                    for setting in deploy["latency"] if setting.endswith("batch 256")
-                    for kind in ("dynamic", "static", "pixels")]
-        lines.append(f"| {t['speed'].format(label=t[model])} | {t['faster'].format(low=min(speedups), high=max(speedups))}"
-                     f"{t['open']}{t['file'].format(bytes=deploy['bytes'][f'{model}, .dcmp file'])}{t['close']} | `deploy.json` |")
+        for path in runs:
+            deploy = json.loads(path.read_text())
+            speedups = [deploy["latency"][setting][f"{model}, ONNX Runtime int8-{kind}"]["speedup"]
+                        for setting in deploy["latency"] if setting.endswith("batch 256")
+                        for kind in ("dynamic", "static", "pixels")]
+            cpu = deploy["machine"]["cpu"].replace("(R)", "").replace(" Processor", "")
+            lines.append(f"| {t['speed'].format(label=t[model])}{t['comma']}{cpu} | "
+                         f"{t['faster'].format(low=min(speedups), high=max(speedups))}{t['open']}"
+                         f"{t['file'].format(bytes=deploy['bytes'][f'{model}, .dcmp file'])}{t['close']} | `{path.name}` |")
     return "\n".join(lines)
 
 
