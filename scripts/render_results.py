@@ -563,16 +563,19 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
              f"{t['smaller'].format(r=student['bytes'] / final['bytes'])}{t['close']} | `pipeline.json` |",
              f"| {t['both']} | {t['smaller'].format(r=reference['bytes'] / final['bytes'])} | `pipeline.json` |"]
     for model, threads, name in (("final_chain", 2, "pipeline-seeds.json"), ("final_chain", 1, "pipeline-seeds-threads1.json"),
+                                 ("final_chain", 2, "pipeline-seeds-xeon.json"),
+                                 ("final_chain", 1, "pipeline-seeds-xeon-threads1.json"),
                                  ("narrow_chain", 2, "pipeline-narrow-seeds.json"),
                                  ("narrow_chain", 1, "pipeline-narrow-seeds-threads1.json")):
         document = json.loads((results / name).read_text())
+        cpu = document["machine"]["cpu"].replace("(R)", "").replace(" Processor", "")
         ends = [row(document, "4-bit QAT, sparse file + entropy coding"), row(document, "reference teacher")]
         mean, std = stats.mean_std([100 * (a - b) for a, b in zip(ends[0]["accuracies"], ends[1]["accuracies"])])
         _, low, high = stats.paired_interval(ends[0]["accuracies"], ends[1]["accuracies"])
         paired = t["paired"].format(mean=mean, std=std, n=len(ends[0]["accuracies"]), low=100 * low, high=100 * high,
                                     verdict=t["within"] if low <= 0 <= high else t["beyond"])
         plural = "s" if threads > 1 and language == "en" else ""
-        lines.append(f"| {t['accuracy'].format(model=t[model], threads=threads, plural=plural)} | "
+        lines.append(f"| {t['accuracy'].format(model=t[model], threads=threads, plural=plural)}{t['comma']}{cpu} | "
                      f"{ends[0]['accuracy']:.2%} {t['against']} "
                      f"{ends[1]['accuracy']:.2%}{t['colon']}{paired} | `{name}` |")
     # scripts/bench_deploy.py: "final" is the chain's final model, "narrow" the structurally pruned 784-32-10 one;
