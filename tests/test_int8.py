@@ -160,8 +160,10 @@ def test_legacy_backend_keeps_one_scale_per_row():
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the AVX2 cap is for x86 CPUs")
-def test_on_an_avx2_only_cpu_the_sums_stay_exact_and_torchao_close(tmp_path):
-    """PyTorch's kernels capped to AVX2 (no VNNI), as on an AVX2-only CPU: its int8 kernel saturates there."""
+def test_where_the_int8_kernel_saturates_the_sums_stay_exact_and_torchao_close(tmp_path):
+    """oneDNN capped to AVX2 on this CPU (no VNNI instructions): its int8 kernel, which torch._int_mm runs here,
+    saturates. This is how the saturating branch is exercised; on a CPU that reports no VNNI, PyTorch 2.14 took
+    an exact path instead (scripts/emulated_avx2.py), so int8.kernel_saturates probes rather than guesses."""
     script = tmp_path / "avx2.py"
     script.write_text(
         "import torch\n"
