@@ -25,6 +25,11 @@ DOCUMENTS = ("README.md", "README.zh-CN.md", "WORKSHOP.md")
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end results -->)", re.DOTALL)
 
 
+def cpu_name(document: dict) -> str:
+    """The CPU of a result file's machine record, short: "Intel Xeon" for "Intel(R) Xeon(R) Processor"."""
+    return document["machine"]["cpu"].replace("(R)", "").replace(" Processor", "")
+
+
 def machine_line(document: dict) -> str:
     m = document["machine"]
     isa = ", ".join(m.get("isa") or []) or "no AVX2"
@@ -568,7 +573,7 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
                                  ("narrow_chain", 2, "pipeline-narrow-seeds.json"),
                                  ("narrow_chain", 1, "pipeline-narrow-seeds-threads1.json")):
         document = json.loads((results / name).read_text())
-        cpu = document["machine"]["cpu"].replace("(R)", "").replace(" Processor", "")
+        cpu = cpu_name(document)
         ends = [row(document, "4-bit QAT, sparse file + entropy coding"), row(document, "reference teacher")]
         mean, std = stats.mean_std([100 * (a - b) for a, b in zip(ends[0]["accuracies"], ends[1]["accuracies"])])
         _, low, high = stats.paired_interval(ends[0]["accuracies"], ends[1]["accuracies"])
@@ -579,16 +584,15 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
                      f"{ends[0]['accuracy']:.2%} {t['against']} "
                      f"{ends[1]['accuracy']:.2%}{t['colon']}{paired} | `{name}` |")
     # scripts/bench_deploy.py: "final" is the chain's final model, "narrow" the structurally pruned 784-32-10 one;
-    # one row per CPU it was run on (deploy.json, then deploy-<cpu>.json)
-    runs = [results / "deploy.json", *sorted(p for p in results.glob("deploy-*.json") if "emulated" not in p.name)]
+    # one row per CPU it was run on (deploy.json, then deploy-<cpu>.json: the files with latencies)
+    runs = {path: json.loads(path.read_text()) for path in [results / "deploy.json", *sorted(results.glob("deploy-*.json"))]}
+    runs = {path: document for path, document in runs.items() if "latency" in document}
     for model in ("final", "narrow"):
-        for path in runs:
-            deploy = json.loads(path.read_text())
+        for path, deploy in runs.items():
             speedups = [deploy["latency"][setting][f"{model}, ONNX Runtime int8-{kind}"]["speedup"]
                         for setting in deploy["latency"] if setting.endswith("batch 256")
                         for kind in ("dynamic", "static", "pixels")]
-            cpu = deploy["machine"]["cpu"].replace("(R)", "").replace(" Processor", "")
-            lines.append(f"| {t['speed'].format(label=t[model])}{t['comma']}{cpu} | "
+            lines.append(f"| {t['speed'].format(label=t[model])}{t['comma']}{cpu_name(deploy)} | "
                          f"{t['faster'].format(low=min(speedups), high=max(speedups))}{t['open']}"
                          f"{t['file'].format(bytes=deploy['bytes'][f'{model}, .dcmp file'])}{t['close']} | `{path.name}` |")
     return "\n".join(lines)

@@ -39,10 +39,12 @@ def per_image_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
     return nn.functional.cross_entropy(evaluation.labelled_logits(model, x, y), y, reduction="none")
 
 
-def _check(members: torch.Tensor, nonmembers: torch.Tensor) -> None:
-    for name, values in (("members", members), ("nonmembers", nonmembers)):
-        if not isinstance(values, torch.Tensor) or values.ndim != 1 or len(values) == 0:
-            raise ValueError(f"{name} must be a non-empty 1-d tensor of per-image losses")
+def _check(members: torch.Tensor, nonmembers: torch.Tensor, *, at_least: int = 1, suffix: str = "") -> None:
+    """Both are 1-d tensors of at least `at_least` finite losses (their names in errors end with `suffix`)."""
+    for name, values in ((f"members{suffix}", members), (f"nonmembers{suffix}", nonmembers)):
+        if not isinstance(values, torch.Tensor) or values.ndim != 1 or len(values) < at_least:
+            size = "a non-empty 1-d tensor" if at_least == 1 else f"a 1-d tensor of at least {at_least}"
+            raise ValueError(f"{name} must be {size} of per-image losses")
         validate.finite(name, values)   # a NaN loss would sort anywhere and move the AUC silently
 
 
@@ -107,11 +109,8 @@ def paired_auc_test(members_a: torch.Tensor, nonmembers_a: torch.Tensor, members
     Example:
         >>> paired_auc_test(final_in, final_out, distilled_in, distilled_out)["p_value"]
     """
-    for name, values in (("members_a", members_a), ("nonmembers_a", nonmembers_a), ("members_b", members_b),
-                         ("nonmembers_b", nonmembers_b)):
-        if not isinstance(values, torch.Tensor) or values.ndim != 1 or len(values) < 2:
-            raise ValueError(f"{name} must be a 1-d tensor of at least 2 per-image losses")
-        validate.finite(name, values)
+    _check(members_a, nonmembers_a, at_least=2, suffix="_a")   # a variance needs two placements
+    _check(members_b, nonmembers_b, at_least=2, suffix="_b")
     if len(members_a) != len(members_b) or len(nonmembers_a) != len(nonmembers_b):
         raise ValueError(f"the two models must be scored on the same images: members {len(members_a)} and "
                          f"{len(members_b)}, non-members {len(nonmembers_a)} and {len(nonmembers_b)}")
