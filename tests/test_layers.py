@@ -18,7 +18,7 @@ LAYERS = [
     {"pruning", "quantization", "distillation", "int8"},                        # the stages
     {"serialize", "measure", "benchmarks", "compaction", "centroids",
      "hints", "nbits"},            # files, measurements
-    {"storage", "onnx_export", "onnx_int8"},                                    # the model file, the ONNX graphs
+    {"storage", "onnx_export", "onnx_int8", "ort_session"},                     # the model file, the ONNX graphs, sessions
     {"plots", "exercises", "recipes", "deploy"},                                # teaching, recipes, the runtime
     {"workflow", "chain", "exercises_compress", "exercises_chain", "exercises_deploy", "exercises_beyond"},  # the story; checks
     {"pipeline", "teachers"},                                                   # the command lines: a run, the cache

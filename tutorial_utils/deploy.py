@@ -2,7 +2,7 @@
 
     export(model, "m.onnx", kind)   ->  bytes on disk (every file the runtime needs), written atomically
     runtime_model("m.onnx")         ->  an nn.Module running ONNX Runtime: evaluate and the ledger measure it
-    latency_ms(deployed, 256)       ->  milliseconds per call, input and output bound once (io_binding)
+    latency_ms(deployed, 256)       ->  milliseconds per call, bound once, as the runtime makes it (ort_session)
 
 kinds: "float32" (MatMul + Add), "int8-dynamic" (weights int8 per channel, activations quantized per
 batch on the fly), "int8-static" (QDQ: activation ranges calibrated on training images; both by
@@ -30,20 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from tutorial_utils import files, onnx_export, onnx_int8, quantization, timing, validate
+from tutorial_utils import files, onnx_export, onnx_int8, ort_session, quantization, timing, validate
 from tutorial_utils.footprint import held_bytes, onnx_bytes  # noqa: F401  (public here: deploy.onnx_bytes)
 
 KINDS = ("float32", "int8-dynamic", "int8-static", "4bit", "int8-pixels")
 CODE_KINDS = ("4bit", "int8-pixels")   # built from a QuantizedLinear's own codes
-
-
-def _runtime():
-    try:
-        import onnxruntime
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError("deployment needs ONNX Runtime: pip install -e '.[deploy]' "
-                                  "(or pip install onnx onnxruntime)") from error
-    return onnxruntime
+session = ort_session.session         # public here: deploy.session(path, threads=...)
 
 
 def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
@@ -54,7 +46,7 @@ def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
     when it is complete (written in a scratch folder, then renamed), so no partial .onnx is left.
     Side effects: writes `path`.
     """
-    _runtime()
+    ort_session.runtime()
     kind = validate.choice("kind", kind, KINDS)
     onnx_export.check_exportable(model)
     in_features = next(m for m in model if hasattr(m, "in_features")).in_features
@@ -92,9 +84,11 @@ class RuntimeModel(nn.Module):
     p = round((x * std + mean) * 255), and refuses x that is not on that grid.
     """
 
-    def __init__(self, session, *, path: str, threads: int, provider: str = "cpu", spin: bool = True) -> None:
+    def __init__(self, session, *, path: str, threads: int, provider: str = "cpu", spin: bool = True,
+                 call: str = "direct") -> None:
         super().__init__()
         self.session, self.path, self.threads, self.provider, self.spin = session, path, threads, provider, spin
+        self.call = validate.choice("call", call, ort_session.CALLS)   # how latency_ms makes the call
         self.in_features = session.get_inputs()[0].shape[1]
         self.pixels = session.get_inputs()[0].type == "tensor(uint8)"
         if self.pixels:
@@ -120,47 +114,23 @@ class RuntimeModel(nn.Module):
         return torch.from_numpy(self.session.run(None, {"x": array})[0])
 
     def extra_repr(self) -> str:
-        return f"{pathlib.Path(self.path).name}, threads={self.threads}, providers={self.session.get_providers()}"
-
-
-def session(path: str | os.PathLike, *, threads: int | None = None, provider: str = "cpu", spin: bool = True):
-    """An ONNX Runtime InferenceSession for `path`: all graph optimizations, `threads` intra-op threads
-    (None: 1); input "x" of shape (batch, in_features), output "logits".
-
-    spin=True (ONNX Runtime's default) lets idle pool threads spin between calls; False makes them sleep.
-    provider "cpu" or "cuda" (needs onnxruntime-gpu and a GPU; a clear error otherwise).
-    """
-    ort = _runtime()
-    threads = validate.positive_int("threads", 1 if threads is None else threads)
-    provider = validate.choice("provider", provider, ("cpu", "cuda"))
-    name = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[provider]
-    if name not in ort.get_available_providers():
-        raise RuntimeError(f"provider={provider!r}: this ONNX Runtime offers {ort.get_available_providers()} "
-                           f"(the CUDA provider comes with the onnxruntime-gpu package)")
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path={str(path)!r}: no such ONNX file")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3   # errors only: the CPU provider's notes about unused CUDA are noise here
-    # Spinning pool threads wait for the next call busily: ONNX Runtime's default, and faster for one
-    # session, but they take cores from whatever runs next (another session, PyTorch).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=[name])
+        return (f"{pathlib.Path(self.path).name}, threads={self.threads}, providers={self.session.get_providers()}, "
+                f"call={self.call!r}")
 
 
 def runtime_model(path: str | os.PathLike, *, threads: int = 1, provider: str = "cpu",
-                  spin: bool = True) -> RuntimeModel:
-    """The ONNX file as an nn.Module (RuntimeModel) running on `session(path, ...)`."""
+                  spin: bool = True, call: str = "direct") -> RuntimeModel:
+    """The ONNX file as an nn.Module (RuntimeModel) running on `session(path, ...)`; latency_ms times it
+    with `call` ("direct": the runtime's own call; "wrapper": through onnxruntime's Python method)."""
     return RuntimeModel(session(path, threads=threads, provider=provider, spin=spin), path=str(path), threads=threads,
-                        provider=provider, spin=spin)
+                        provider=provider, spin=spin, call=call)
 
 
 def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, warmup: int = 20) -> float:
     """Median milliseconds of one ONNX Runtime call on a (batch_size, in_features) input (seed 0: standard
-    normal float32, or uint8 pixels for an int8-pixels file), bound once (io_binding) with one RunOptions,
-    as a service would: no torch <-> numpy conversion, like timing.latency_ms's model(x) on a prebuilt tensor.
+    normal float32, or uint8 pixels for an int8-pixels file), bound once (ort_session.bound_call, made as
+    model.call says), as a service would: no torch <-> numpy conversion, like timing.latency_ms's model(x)
+    on a prebuilt tensor.
 
     The timed session is a fresh one of model.path (same threads, provider, spin), closed after: pool
     threads of a session that has run keep waking up to spin, and would slow this timing on a small CPU.
@@ -172,13 +142,7 @@ def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, 
     x = generator.integers(0, 256, shape, dtype=np.uint8) if model.pixels else \
         generator.standard_normal(shape, dtype=np.float32)
     timed = session(model.path, threads=model.threads, provider=model.provider, spin=model.spin)
-    binding = timed.io_binding()
-    binding.bind_cpu_input("x", x)
-    binding.bind_output("logits")
-    # held once (None: one built per call); without gpu_graph_id set (to its default) the 1.32 wrapper pays ~30 us
-    options = _runtime().RunOptions()
-    options.add_run_config_entry("gpu_graph_id", "0")
-    return timing.time_ms(lambda: timed.run_with_iobinding(binding, options), repeats=repeats, warmup=warmup)
+    return timing.time_ms(ort_session.bound_call(timed, x, call=model.call), repeats=repeats, warmup=warmup)
 
 
 def export_all(model: nn.Module, folder: str | os.PathLike, *, stem: str = "model", threads: int = 1,

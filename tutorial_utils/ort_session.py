@@ -1,0 +1,98 @@
+"""ONNX Runtime sessions, and one call to one as a service makes it: input and output bound once.
+
+    session("m.onnx", threads=2)          ->  an InferenceSession: all graph optimizations, 2 intra-op threads
+    bound_call(session, x)                ->  a function of no arguments running the session once on x
+
+At batch 1 a small model's call takes a few microseconds, and how it is made is part of them. A service
+binds its input and output once (io_binding: no conversion per call) and keeps one RunOptions. Then
+what is left is the runtime's own call and, from Python, the wrapper around it. onnxruntime 1.32's
+Python `run_with_iobinding` checks for WebGPU graph capture on every call (two lookups into the C++
+session), about 0.8 µs on a 2-core Intel Xeon where the whole call of the 784-32-10 int8-pixels model
+takes 3.9 µs (README's deployment table); earlier releases passed the call straight through. bound_call(call="direct") makes the call as those
+releases did, on the session's C++ object (`session._sess`), which is what a C or C++ service pays;
+call="wrapper" goes through the public Python method. Both run the same graph with the same binding.
+
+Example:
+    >>> run = bound_call(session("m.onnx"), np.zeros((1, 784), np.float32))
+    >>> run()          # one call; the logits stay in the binding
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from tutorial_utils import validate
+
+CALLS = ("direct", "wrapper")
+
+
+def runtime():
+    """The onnxruntime module, or ModuleNotFoundError naming the install command."""
+    try:
+        import onnxruntime
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError("deployment needs ONNX Runtime: pip install -e '.[deploy]' "
+                                  "(or pip install onnx onnxruntime)") from error
+    return onnxruntime
+
+
+def session(path: str | os.PathLike, *, threads: int | None = None, provider: str = "cpu", spin: bool = True):
+    """An ONNX Runtime InferenceSession for `path`: all graph optimizations, `threads` intra-op threads
+    (None: 1); input "x" of shape (batch, in_features), output "logits".
+
+    spin=True (ONNX Runtime's default) lets idle pool threads spin between calls; False makes them sleep.
+    provider "cpu" or "cuda" (needs onnxruntime-gpu and a GPU; a clear error otherwise).
+    """
+    ort = runtime()
+    threads = validate.positive_int("threads", 1 if threads is None else threads)
+    provider = validate.choice("provider", provider, ("cpu", "cuda"))
+    name = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[provider]
+    if name not in ort.get_available_providers():
+        raise RuntimeError(f"provider={provider!r}: this ONNX Runtime offers {ort.get_available_providers()} "
+                           f"(the CUDA provider comes with the onnxruntime-gpu package)")
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path={str(path)!r}: no such ONNX file")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3   # errors only: the CPU provider's notes about unused CUDA are noise here
+    # Spinning pool threads wait for the next call busily: ONNX Runtime's default, and faster for one
+    # session, but they take cores from whatever runs next (another session, PyTorch).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=[name])
+
+
+def bound_call(session, x: np.ndarray, *, call: str = "direct") -> Callable[[], object]:
+    """A function of no arguments that runs `session` once on `x` (input "x", output "logits").
+
+    x and the output are bound once (io_binding, x copied to the session's device), with one RunOptions
+    whose gpu_graph_id is set to its default, "0" (unset, 1.32's wrapper raises and catches a KeyError
+    per call). call="direct" runs the session's C++ object; "wrapper" the public Python method (the
+    module docstring says what differs). Where this onnxruntime has no C++ object to call, "direct" warns
+    and uses the wrapper. The function's `binding` attribute holds the binding (and the last logits).
+    """
+    call = validate.choice("call", call, CALLS)
+    binding = session.io_binding()
+    binding.bind_cpu_input("x", x)
+    binding.bind_output("logits")
+    options = runtime().RunOptions()
+    options.add_run_config_entry("gpu_graph_id", "0")
+    inner, inner_binding = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
+    if call == "direct" and hasattr(inner, "run_with_iobinding") and inner_binding is not None:
+        def run() -> None:
+            inner.run_with_iobinding(inner_binding, options)
+    else:
+        if call == "direct":
+            warnings.warn("this onnxruntime has no C++ session object to call directly: timing its Python "
+                          "run_with_iobinding instead (slower per call at batch 1)", RuntimeWarning, stacklevel=2)
+
+        def run() -> None:
+            session.run_with_iobinding(binding, options)
+    run.binding = binding   # run.binding.copy_outputs_to_cpu()[0]: the logits of the last call
+    return run
