@@ -344,8 +344,8 @@ for name, model in (("reference teacher", reference), ("final (90% sparse)", fin
 # Every candidate is timed in rounds, each round timing each candidate once (so a slow moment of this
 # shared machine hits them all), and each ratio is taken within a round against the teacher in PyTorch
 # eager float32. ONNX Runtime is timed as a server would call it: the input bound once, one `RunOptions`
-# held, no torch/numpy conversion, and the call made on the session's C++ object, as a C or C++ server
-# makes it (onnxruntime's Python method adds checks of its own to every call: exercise 4 measures them);
+# held, no torch/numpy conversion, and the call made on the session's C++ object straight from Python
+# (onnxruntime's Python method adds checks of its own to every call: exercise 4 measures them);
 # PyTorch is timed calling `model(x)` on a prebuilt tensor. Every model but
 # the two int8-pixels files gets float32 input of the images' shape, ready before the clock starts (random
 # values: a dense kernel's time does not depend on them); those two get uint8 input (784 bytes an image
@@ -507,8 +507,9 @@ for name, (model, held) in by_arithmetic.items():
 #   spares the runtime building a default one per call. Even then the 1.32 wrapper checks for WebGPU graph
 #   capture on every call (earlier releases passed the call straight through to the C++ session), and
 #   exercise 4 measures what that adds. `deploy.latency_ms` makes the call on the session's C++ object
-#   (`ort_session.bound_call`), as a C or C++ server would; `deploy.runtime_model(path, call="wrapper")`
-#   times the Python method instead, as a Python server would pay it.
+#   (`ort_session.bound_call`), skipping those checks (a C or C++ server pays no Python at all);
+#   `deploy.runtime_model(path, call="wrapper")` times the Python method instead, as a Python server
+#   would pay it.
 # - **int8 without VNNI can be wrong, not only slow.** ONNX Runtime multiplies uint8 activations by int8
 #   weights; on a CPU without VNNI (AVX2 only, or AVX-512 before VNNI) its kernels add each pair of
 #   products in a 16-bit register, and 2 x 255 x 127 = 64,770 does not fit in 32,767: the sums saturate
@@ -681,9 +682,11 @@ print(f"level 4 moves the logits by {shift.mean():.2f} on average, {shift.max():
 #
 # The solution cell above, in this run (one thread): the one-unit graph took 2.9 µs at batch 1 and the
 # narrow student 3.6 µs, so about four fifths of its time is the call. Through onnxruntime's Python method
-# the same narrow file took 4.6 µs: the wrapper's checks add 1.0 µs a call, more than everything the
-# narrow student adds to the one-unit call (0.7 µs). At batch 1 a Python server can pay as much for the
-# wrapper as for the model. Accuracy level 4 rounds the input
+# the same narrow file took 4.6 µs: the wrapper's extra work, mostly its checks, added 1.0 µs a call,
+# more than everything the narrow student adds to the one-unit call (0.7 µs). One five-round run moves by
+# about that much (section 5 timed the same file at 4.6 µs by its own call); README's benchmark, three
+# passes of nine rounds, puts the wrapper's cost at about 0.8 µs. Either way, at batch 1 a Python server
+# can pay as much for the wrapper as for the model. Accuracy level 4 rounds the input
 # to int8 per block, so the logits move (by 0.04 on average, 0.27 at most; none of the 1,000 predictions
 # changed here), and at batch 256 it was *slower* than level 0, about twice as slow here (344 against
 # 174 µs, side by side; on an AMD EPYC, about 280 against 240 µs): whether it is faster depends on the

@@ -29,7 +29,7 @@ def test_both_calls_run_the_graph_on_the_bound_input(onnx_file, call):
     path, model = onnx_file
     x = np.random.default_rng(1).standard_normal((3, 784), dtype=np.float32)
     run = ort_session.bound_call(ort_session.session(path), x, call=call)
-    assert run() is None
+    assert run() is None and run.call == call
     torch.testing.assert_close(torch.from_numpy(run.binding.copy_outputs_to_cpu()[0]), model(torch.from_numpy(x)),
                                rtol=1e-5, atol=1e-5)
 
@@ -43,8 +43,9 @@ def test_the_direct_call_skips_the_python_wrapper_and_the_wrapper_call_uses_it(o
     x = np.zeros((1, 784), np.float32)
     ort_session.bound_call(session, x, call="direct")()
     assert used == []
-    ort_session.bound_call(session, x, call="wrapper")()
-    assert len(used) == 1 and used[0][1].get_run_config_entry("gpu_graph_id") == "0"
+    run = ort_session.bound_call(session, x, call="wrapper")    # one call here (the binding then holds logits)
+    run()
+    assert len(used) == 2 and used[1][1].get_run_config_entry("gpu_graph_id") == "0"
 
 
 class _WrapperOnly:
@@ -60,11 +61,34 @@ class _WrapperOnly:
         return self._public.run_with_iobinding(binding, options)
 
 
-def test_without_a_cpp_session_the_direct_call_warns_and_uses_the_wrapper(onnx_file):
+class _ChangedInternals(_WrapperOnly):
+    """A session whose C++ object takes the call with another signature (a later onnxruntime, say)."""
+
+    class _Inner:
+        def run_with_iobinding(self, binding):
+            raise AssertionError("called with the wrong signature")
+
+    _sess = _Inner()
+
+
+@pytest.mark.parametrize("kind", [_WrapperOnly, _ChangedInternals])
+def test_when_the_cpp_session_cannot_be_called_the_direct_call_warns_and_uses_the_wrapper(onnx_file, kind):
     path, model = onnx_file
     x = np.ones((2, 784), np.float32)
-    with pytest.warns(RuntimeWarning, match="no C\\+\\+ session object"):
-        run = ort_session.bound_call(_WrapperOnly(ort_session.session(path)), x)
+    with pytest.warns(RuntimeWarning, match="C\\+\\+ session cannot be called directly"):
+        run = ort_session.bound_call(kind(ort_session.session(path)), x)
+    assert run.call == "wrapper"
+    run()
+    torch.testing.assert_close(torch.from_numpy(run.binding.copy_outputs_to_cpu()[0]), model(torch.from_numpy(x)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_the_bound_input_is_x_itself_on_the_cpu(onnx_file):
+    """As the docstring says: no copy per call, so changing x in place changes the next call's logits."""
+    path, model = onnx_file
+    x = np.zeros((1, 784), np.float32)
+    run = ort_session.bound_call(ort_session.session(path), x)
+    x[:] = 0.5
     run()
     torch.testing.assert_close(torch.from_numpy(run.binding.copy_outputs_to_cpu()[0]), model(torch.from_numpy(x)),
                                rtol=1e-5, atol=1e-5)

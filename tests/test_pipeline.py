@@ -95,7 +95,9 @@ def test_module_entry_point_help(capsys):
 def test_pipeline_deploys_onnx_files_that_compute_the_published_model(tmp_path):
     out = tmp_path / "run"
     assert pipeline.main(["--out", str(out), *FAST, "--seeds", "0", "1", "--deploy", "onnx"]) == 0
-    rows = json.loads((out / "ledger.json").read_text())["rows"]
+    ledger = json.loads((out / "ledger.json").read_text())
+    rows = ledger["rows"]
+    assert ledger["notes"]["ort_call"] == "direct"                 # how the runtime rows' latencies were taken
     by_stage = {r["stage"]: r for r in rows}
     four_bit, int8 = by_stage["ONNX Runtime 4bit (model.onnx)"], by_stage["ONNX Runtime int8-dynamic (model-int8.onnx)"]
     final = next(r for r in rows if r["stage"].endswith("+ entropy coding"))

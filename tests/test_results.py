@@ -56,6 +56,37 @@ def test_another_cpus_deployment_verdict_comes_from_its_own_file(tmp_path):
         raise AssertionError("a block without its result file rendered")
 
 
+def test_a_deployment_verdict_says_how_the_runtime_was_called():
+    """Guards: with "Python wrapper" rows the verdict names the call it is judged by and what the wrapper would
+    give; a file without them (from before bound_call) says it timed through the Python method."""
+    document = json.loads((ROOT / "results" / "deploy-xeon.json").read_text())
+    wrapped = "narrow, ONNX Runtime int8-pixels, Python wrapper"
+    for rows in document["latency"].values():
+        rows[wrapped]["speedups"] = [6.0, 4.97, 6.0]          # one slow pass through the wrapper: a miss
+    verdict = render_results._deploy_targets(document)
+    assert "by the runtime's own call; timed through onnxruntime's Python method it would miss" in verdict
+    assert "threads 2, batch 256 (4.97x)" in verdict and "the Python wrapper" not in verdict
+    assert "by its own call (1 and 2 threads), 4.97x and 4.97x through the wrapper" in render_results._wrapper(document)[0]
+    assert "timed by its own call" in render_results.deploy_table(document)
+    old = json.loads((ROOT / "results" / "deploy.json").read_text())
+    assert "ort_call" not in old and render_results._wrapper(old) == []
+    assert "timed through onnxruntime's Python method" in render_results.deploy_table(old)
+    assert "own call" not in render_results._deploy_targets(old)
+
+
+def test_the_chinese_readmes_typed_deployment_numbers_match_the_xeon_file():
+    """README.zh-CN's paragraph on the Xeon's verdict is prose, not a rendered block: its numbers are checked here."""
+    document = json.loads((ROOT / "results" / "deploy-xeon.json").read_text())
+    own = min(min(rows["narrow, ONNX Runtime int8-pixels"]["speedups"]) for rows in document["latency"].values())
+    at_1 = document["latency"]["threads 2, batch 1"]
+    through = min(at_1["narrow, ONNX Runtime int8-pixels, Python wrapper"]["speedups"])
+    added = 1e3 * (at_1["narrow, ONNX Runtime int8-pixels, Python wrapper"]["latency_ms"]
+                   - at_1["narrow, ONNX Runtime int8-pixels"]["latency_ms"])
+    text = (ROOT / "README.zh-CN.md").read_text().replace("\n", "")
+    assert f"最慢一轮为教师的 {own:.1f} 倍" in text and f"只有教师的 {through:.1f} 倍" in text
+    assert f"多出约 {added:.1f} 微秒" in text
+
+
 def test_both_readmes_answer_the_articles_faq_from_the_result_files(tmp_path):
     # The byte ratio of the chain is computed from pipeline.json, in English and in Chinese.
     rows = {r["stage"]: r for r in json.loads((ROOT / "results" / "pipeline.json").read_text())["rows"]}

@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import functools
 import statistics
 import warnings
@@ -64,6 +66,13 @@ def int8_latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 6
 TARGET_SPEEDUP, TARGET_POINTS, TARGET_BYTES_RATIO = 5.0, 0.5, 1.5
 
 
+def miss_text(value: float, target: float) -> str:
+    """value (< target) to one decimal, or cut (not rounded) to two where one would reach the target:
+    4.94 -> '4.9', 4.96 -> '4.96', 4.999 -> '4.99'; never '5.0' for a miss of 5."""
+    one = f"{value:.1f}"
+    return one if float(one) < target else f"{math.floor(value * 100) / 100:.2f}"
+
+
 def deploy_targets(document: dict, model: str, *, kind: str = "int8-pixels") -> dict:
     """`model`'s `kind` deployment ("final" or "narrow" in a bench_deploy result) against the targets above.
 
@@ -78,9 +87,8 @@ def deploy_targets(document: dict, model: str, *, kind: str = "int8-pixels") -> 
                for setting, rows in document["latency"].items()}
     gap = 100 * (sum(document["accuracy"][name]) - sum(teacher)) / len(teacher)
     ratio = document["bytes"][name] / document["bytes"][f"{model}, .dcmp file"]
-    # two decimals where one would round a miss up to the target (4.96x is not "5.0x")
-    misses = [f"{setting} ({value:.{1 if round(value, 1) < TARGET_SPEEDUP else 2}f}x)"
-              for setting, value in slowest.items() if value < TARGET_SPEEDUP]
+    misses = [f"{setting} ({miss_text(value, TARGET_SPEEDUP)}x)" for setting, value in slowest.items()
+              if value < TARGET_SPEEDUP]
     misses += [f"accuracy ({gap:+.2f} points)"] if gap < -TARGET_POINTS else []
     misses += [f"bytes ({ratio:.2f}x its .dcmp file)"] if ratio > TARGET_BYTES_RATIO else []
     return {"slowest": slowest, "gap_points": gap, "bytes_ratio": ratio, "misses": misses}

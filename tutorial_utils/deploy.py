@@ -122,6 +122,7 @@ def runtime_model(path: str | os.PathLike, *, threads: int = 1, provider: str = 
                   spin: bool = True, call: str = "direct") -> RuntimeModel:
     """The ONNX file as an nn.Module (RuntimeModel) running on `session(path, ...)`; latency_ms times it
     with `call` ("direct": the runtime's own call; "wrapper": through onnxruntime's Python method)."""
+    call = validate.choice("call", call, ort_session.CALLS)   # before a session is built
     return RuntimeModel(session(path, threads=threads, provider=provider, spin=spin), path=str(path), threads=threads,
                         provider=provider, spin=spin, call=call)
 
@@ -132,8 +133,9 @@ def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, 
     model.call says), as a service would: no torch <-> numpy conversion, like timing.latency_ms's model(x)
     on a prebuilt tensor.
 
-    The timed session is a fresh one of model.path (same threads, provider, spin), closed after: pool
-    threads of a session that has run keep waking up to spin, and would slow this timing on a small CPU.
+    The timed session is a fresh one of model.path (same threads, provider, spin), dropped when the timing
+    returns: pool threads of a session that has run keep waking up to spin, and would slow this timing on
+    a small CPU.
     """
     if not isinstance(model, RuntimeModel):
         raise TypeError(f"model must be a deploy.RuntimeModel (from runtime_model), got {type(model).__name__}")

@@ -6,11 +6,13 @@
 At batch 1 a small model's call takes a few microseconds, and how it is made is part of them. A service
 binds its input and output once (io_binding: no conversion per call) and keeps one RunOptions. Then
 what is left is the runtime's own call and, from Python, the wrapper around it. onnxruntime 1.32's
-Python `run_with_iobinding` checks for WebGPU graph capture on every call (two lookups into the C++
-session), about 0.8 µs on a 2-core Intel Xeon where the whole call of the 784-32-10 int8-pixels model
-takes 3.9 µs (README's deployment table); earlier releases passed the call straight through. bound_call(call="direct") makes the call as those
-releases did, on the session's C++ object (`session._sess`), which is what a C or C++ service pays;
-call="wrapper" goes through the public Python method. Both run the same graph with the same binding.
+Python `run_with_iobinding` does extra work on every call, mostly checks for WebGPU graph capture (two
+lookups into the C++ session, besides one more Python function call): about 0.8 µs on a 2-core Intel
+Xeon, where the whole call of the 784-32-10 int8-pixels model takes 3.9 µs (README's deployment table).
+Earlier releases passed the call straight through. bound_call(call="direct") makes the call as they
+did, on the session's C++ object (`session._sess`) straight from Python, skipping the wrapper's work (a
+C or C++ service pays no Python at all); call="wrapper" goes through the public Python method. Both run
+the same graph with the same binding.
 
 Example:
     >>> run = bound_call(session("m.onnx"), np.zeros((1, 784), np.float32))
@@ -68,14 +70,18 @@ def session(path: str | os.PathLike, *, threads: int | None = None, provider: st
     return ort.InferenceSession(str(path), sess_options=options, providers=[name])
 
 
-def bound_call(session, x: np.ndarray, *, call: str = "direct") -> Callable[[], object]:
+def bound_call(session, x: np.ndarray, *, call: str = "direct") -> Callable[[], None]:
     """A function of no arguments that runs `session` once on `x` (input "x", output "logits").
 
-    x and the output are bound once (io_binding, x copied to the session's device), with one RunOptions
-    whose gpu_graph_id is set to its default, "0" (unset, 1.32's wrapper raises and catches a KeyError
-    per call). call="direct" runs the session's C++ object; "wrapper" the public Python method (the
-    module docstring says what differs). Where this onnxruntime has no C++ object to call, "direct" warns
-    and uses the wrapper. The function's `binding` attribute holds the binding (and the last logits).
+    x and the output are bound once (io_binding), with one RunOptions whose gpu_graph_id is set to its
+    default, "0" (unset, 1.32's wrapper raises and catches a KeyError per call). On the CPU the bound input
+    shares x's memory (change x and the next call sees it); with the CUDA provider every call copies x to
+    the GPU and the logits back, inside the call. call="direct" runs the session's C++ object from Python;
+    "wrapper" the public Python method (the module docstring says what differs). "direct" is tried once
+    here; where this onnxruntime has no such object, or it refuses the call, it warns and uses the wrapper.
+    Side effects: one call of the session. The function keeps x and the binding alive; its `binding`
+    attribute holds the last logits (run.binding.copy_outputs_to_cpu()[0]) and its `call` attribute the
+    path it takes.
     """
     call = validate.choice("call", call, CALLS)
     binding = session.io_binding()
@@ -84,15 +90,22 @@ def bound_call(session, x: np.ndarray, *, call: str = "direct") -> Callable[[], 
     options = runtime().RunOptions()
     options.add_run_config_entry("gpu_graph_id", "0")
     inner, inner_binding = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
-    if call == "direct" and hasattr(inner, "run_with_iobinding") and inner_binding is not None:
-        def run() -> None:
-            inner.run_with_iobinding(inner_binding, options)
-    else:
-        if call == "direct":
-            warnings.warn("this onnxruntime has no C++ session object to call directly: timing its Python "
-                          "run_with_iobinding instead (slower per call at batch 1)", RuntimeWarning, stacklevel=2)
 
-        def run() -> None:
-            session.run_with_iobinding(binding, options)
-    run.binding = binding   # run.binding.copy_outputs_to_cpu()[0]: the logits of the last call
+    def direct(_keep=binding) -> None:   # _keep: the Python binding, which holds x, lives as long as this
+        inner.run_with_iobinding(inner_binding, options)
+
+    def wrapper() -> None:
+        session.run_with_iobinding(binding, options)
+
+    run = wrapper
+    if call == "direct":
+        try:
+            direct()
+            run = direct
+        except (AttributeError, TypeError) as error:   # another onnxruntime's internals: no such object or method
+            warnings.warn(f"this onnxruntime's C++ session cannot be called directly ({error}): timing its Python "
+                          "run_with_iobinding instead (slower per call at batch 1)", RuntimeWarning, stacklevel=2)
+    if run is wrapper:
+        wrapper()   # one call either way: the binding holds logits from here on
+    run.binding, run.call = binding, "direct" if run is direct else "wrapper"
     return run

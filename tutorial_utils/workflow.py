@@ -107,7 +107,8 @@ def _over_seeds(ledgers: list[measure.Ledger], seeds: tuple[int, ...]) -> measur
     combined = copy.deepcopy(ledgers[0])
     # per seed, each run's own paired test (the rows become means; one seed's test alone would mislead)
     combined.notes = {"final_vs_teacher_by_seed": {str(seed): ledger.notes.get("final_vs_teacher")
-                                                   for seed, ledger in zip(seeds, ledgers)}}
+                                                   for seed, ledger in zip(seeds, ledgers)},
+                      **{k: ledgers[0].notes[k] for k in ("ort_call",) if k in ledgers[0].notes}}  # the rows' latencies
     print(f"\nover seeds {', '.join(map(str, seeds))}:")
     for i, row in enumerate(combined.rows):
         accuracies = [ledger.rows[i]["accuracy"] for ledger in ledgers]
@@ -205,7 +206,8 @@ def _deploy_onnx(config: PipelineConfig, final: nn.Module, out: pathlib.Path, ro
     """The file's model as ONNX files run by ONNX Runtime: its own codes (model.onnx), int8 (model-int8.onnx)
     and, when its first layer holds symmetric codes, int8 on the raw pixels (model-pixels.onnx).
 
-    Latency is ONNX Runtime's own (deploy.latency_ms, buffers bound once); the energy columns are those of
+    Latency is ONNX Runtime's own call (deploy.latency_ms, buffers bound once; noted in the ledger as
+    "ort_call"); the energy columns are those of
     the PyTorch model doing the same arithmetic (float32 for the codes decoded by MatMulNBits, int8 for int8),
     except that MatMulNBits reads its weights as it holds them, packed (deploy.held_bytes).
     """
@@ -227,3 +229,4 @@ def _deploy_onnx(config: PipelineConfig, final: nn.Module, out: pathlib.Path, ro
                 measure.energy_estimate(source, batch_size=batch, weight_bytes=held)["total_nj"]
                 for batch in (1, ledger.latency_batch_size))
         row(f"ONNX Runtime {file_kind} ({name})", runtime, file_bytes=size, latency_ms=latency, **counts)
+    ledger.notes["ort_call"] = runtime.call   # how those latencies were taken (ort_session; it warns if it falls back)
