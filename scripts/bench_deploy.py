@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import shlex
 import sys
@@ -130,7 +131,8 @@ def main() -> None:
     for name, values in accuracy.items():
         print(f"{name:45} {sum(values) / len(values):.2%}  {[f'{v:.2%}' for v in values]}")
     print(sizes)
-    document = {"command": "python scripts/bench_deploy.py " + shlex.join(sys.argv[1:]), "seeds": args.seeds,
+    under = "python scripts/masked_avx2.py -- " if os.environ.get("DC_CPUID_MASK") else ""   # how to repeat it
+    document = {"command": under + "python scripts/bench_deploy.py " + shlex.join(sys.argv[1:]), "seeds": args.seeds,
                 "machine": machine.record(threads=2), "accuracy": accuracy, "bytes": sizes, "passes": args.passes,
                 "ort_call": "direct", "latency": latency}
     if args.json:

@@ -1,5 +1,9 @@
 """Do the deployments compute the same logits on an AVX2-only CPU? Checked under an emulated one.
 
+(--runner masked runs the same check on this CPU with CPUID masked to AVX2, scripts/masked_avx2.py:
+the AVX2 kernels at native speed. Both should agree; the masked run is what scripts/bench_deploy.py's
+timings under the mask compute.)
+
 ONNX Runtime, oneDNN and PyTorch choose their kernels by what the CPU's CPUID reports: on a CPU with
 AVX-512 VNNI, the AVX2 code paths never run. QEMU's user-mode emulator (`qemu-x86_64 -cpu Haswell`,
 package qemu-user) runs this same Python with the CPUID of an AVX2-only Haswell, so every library takes
@@ -15,7 +19,7 @@ pairs of products can overflow 16 bits without VNNI (onnx_int8). It records, per
 logit difference between the emulated and the native run, the share of images with the same prediction,
 and the accuracy; and which instruction sets the emulated process saw.
 
-Usage: python scripts/emulated_avx2.py [--json results/deploy-avx2-emulated.json] [--cpu Haswell]
+Usage: python scripts/emulated_avx2.py [--json results/deploy-avx2-emulated.json] [--cpu Haswell] [--runner masked]
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", default=None, help="also write the results with the command and machine record")
     parser.add_argument("--cpu", default="Haswell", help="QEMU CPU model to emulate (default Haswell: AVX2, no AVX-512)")
+    parser.add_argument("--runner", choices=("qemu", "masked"), default="qemu",
+                        help="qemu: emulate the CPU (default); masked: this CPU with CPUID masked to AVX2 "
+                             "(scripts/masked_avx2.py), native instructions")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)   # the emulated run, given the folder
     args = parser.parse_args()
     splits = data.load("mnist-5k")
@@ -69,10 +76,13 @@ def main() -> int:
         print(json.dumps(outputs(pathlib.Path(args.child), splits, "emulated")))
         return 0
     qemu = shutil.which("qemu-x86_64")
-    if qemu is None:
+    if args.runner == "qemu" and qemu is None:
         print("error: qemu-x86_64 not found; install QEMU's user-mode emulator (Debian/Ubuntu: apt install qemu-user)",
               file=sys.stderr)
         return 2
+    masker = [sys.executable, str(pathlib.Path(__file__).with_name("masked_avx2.py")), "--"]
+    if args.runner == "masked" and subprocess.run([*masker, sys.executable, "-c", ""]).returncode != 0:
+        return 2   # masked_avx2 said why
     training.setup(0, threads=2)
     teacher = training.load_or_train_teacher(splits, **distillation.BIG_TEACHER_RECIPE, seed=0)
     built = chain.build(splits, teacher, seed=0, epochs=15, stages=("distilled", "final"))
@@ -87,7 +97,8 @@ def main() -> int:
         quantize_dynamic(folder / "final-float32.onnx", folder / f"final-{CONTROL}.onnx", weight_type=QuantType.QInt8,
                          per_channel=True, reduce_range=False)   # the control: 8-bit weights
         native = outputs(folder, splits, "native")
-        child = subprocess.run([qemu, "-cpu", args.cpu, sys.executable, __file__, "--child", scratch],
+        runner = [qemu, "-cpu", args.cpu] if args.runner == "qemu" else masker
+        child = subprocess.run([*runner, sys.executable, __file__, "--child", scratch],
                                capture_output=True, text=True, timeout=1800)
         if child.returncode != 0:
             print(child.stderr[-3000:], file=sys.stderr)
@@ -103,12 +114,13 @@ def main() -> int:
                           "accuracy_emulated": float((b.argmax(1) == splits.y_test.numpy()).mean())}
             print(f"{name:>36}: largest logit difference {rows[name]['max_logit_difference']:.2e}, same prediction "
                   f"on {rows[name]['same_prediction']:.1%}", flush=True)
-    print("emulated CPU:", emulated, "| native:", native)
+    print(f"{args.runner} run:", emulated, "| native:", native)
     if args.json:
-        document = {"command": "python scripts/emulated_avx2.py " + shlex.join(sys.argv[1:]), "emulator":
-                    subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0],
-                    "emulated_cpu": args.cpu, "emulated": emulated, "native": native,
-                    "machine": machine.record(threads=1), "rows": rows}
+        # "emulated" names the other run's side in either case; "runner" says what it was
+        how = ({"emulator": subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0],
+                "emulated_cpu": args.cpu} if args.runner == "qemu" else {})
+        document = {"command": "python scripts/emulated_avx2.py " + shlex.join(sys.argv[1:]), "runner": args.runner,
+                    **how, "emulated": emulated, "native": native, "machine": machine.record(threads=1), "rows": rows}
         files.atomic_write(args.json, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
     return 0
 

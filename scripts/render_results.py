@@ -25,14 +25,21 @@ DOCUMENTS = ("README.md", "README.zh-CN.md", "WORKSHOP.md")
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end results -->)", re.DOTALL)
 
 
-def cpu_name(document: dict) -> str:
-    """The CPU of a result file's machine record, short: "Intel Xeon" for "Intel(R) Xeon(R) Processor"."""
-    return document["machine"]["cpu"].replace("(R)", "").replace(" Processor", "")
+def cpu_name(document: dict, language: str = "en") -> str:
+    """The CPU of a result file's machine record, short: "Intel Xeon" for "Intel(R) Xeon(R) Processor"; with
+    its CPUID masked (scripts/masked_avx2.py), the code paths it ran."""
+    name = document["machine"]["cpu"].replace("(R)", "").replace(" Processor", "")
+    mask = (document["machine"].get("cpuid_mask") or "").upper()
+    if not mask:
+        return name
+    return f"{name}，CPUID 屏蔽为 {mask} 的代码路径" if language == "zh" else f"{name}, its {mask} code paths (CPUID masked)"
 
 
 def machine_line(document: dict) -> str:
     m = document["machine"]
     isa = ", ".join(m.get("isa") or []) or "no AVX2"
+    if m.get("cpuid_mask"):   # scripts/masked_avx2.py: the hardware's flags, but the libraries were shown less
+        isa += f"; CPUID masked to {m['cpuid_mask'].upper()} by `scripts/masked_avx2.py`, torch kernels {m.get('kernels')}"
     peak = f", float32 peak {m['peak_gflops']:.0f} GFLOP/s" if m.get("peak_gflops") else ""
     return (f"*Measured with `{document['command']}` on {m['cpu']} ({isa}), {m['cores']} cores, "
             f"{m['threads']} thread{'' if m['threads'] == 1 else 's'}, torch {m['torch']}{peak}.*")
@@ -367,10 +374,38 @@ def _deploy_targets(document: dict) -> str:
     caveat = (f"; the paired 95% t intervals of the two models' gaps to the teacher reach {halves['narrow']:.2f} and {halves['final']:.2f} "
               f"points either side of the mean gap, so {len(document['seeds'])} seeds cannot show a gap smaller than "
               f"0.5 points") if min(halves.values()) > 0.5 else ""
+    mask = document["machine"].get("cpuid_mask")
+    where = f"this CPU's {mask.upper()} code paths (CPUID masked)" if mask else "this CPU"
     return ("- Against the deployment targets (at least 5x the teacher's speed at batch 1 and 256, at 1 and 2 "
             "threads, in every pass; accuracy within 0.5 points of the teacher's as a mean over the seeds; an ONNX "
-            "file at most 1.5x the .dcmp file), in int8-pixels form on this CPU: " + "; ".join(verdicts) + ". The "
+            f"file at most 1.5x the .dcmp file), in int8-pixels form on {where}: " + "; ".join(verdicts) + ". The "
             f"accuracy target is judged on the mean, as it is stated{caveat}.")
+
+
+def isa_comparison(native: dict, masked: dict) -> str:
+    """What the AVX2 code paths change (bench_deploy on one CPU, native and with CPUID masked to AVX2)."""
+    teacher, narrow = "teacher, PyTorch eager float32", "narrow, ONNX Runtime int8-pixels"
+
+    def at(document: dict, setting: str, name: str, key: str = "latency_ms") -> float:
+        row = document["latency"][setting][name]
+        return row[key] * 1e3 if key == "latency_ms" else min(row["speedups"])
+
+    one, many = "threads 1, batch 1", "threads 1, batch 256"
+    t_native, t_masked = at(native, many, teacher), at(masked, many, teacher)
+    p_native, p_masked = at(native, many, narrow), at(masked, many, narrow)
+    return "\n".join([
+        f"- At batch 256 and 1 thread the AVX2 code paths take longer for both sides: the teacher's float32 GEMM "
+        f"{t_masked:.0f} µs against {t_native:.0f} µs with AVX-512 ({t_masked / t_native:.1f}x as long: vectors half "
+        f"as wide), the narrow int8-pixels model {p_masked:.1f} µs against {p_native:.1f} µs "
+        f"({p_masked / p_native:.1f}x as long: without VNNI each int8 multiply-add takes several instructions). The "
+        f"int8 model loses more, so its speed-up over the teacher, slowest pass, falls from "
+        f"{at(native, many, narrow, 'speedups'):.1f}x to {at(masked, many, narrow, 'speedups'):.1f}x.",
+        f"- At batch 1 the call's fixed cost sets the time on either path: the narrow int8-pixels model's slowest "
+        f"pass is {at(native, one, narrow, 'speedups'):.1f}x the teacher's speed natively and "
+        f"{at(masked, one, narrow, 'speedups'):.1f}x on the AVX2 paths (1 thread).",
+        f"- This is the AVX2 code on this {cpu_name(native)}'s cores, clocks and caches, not an AVX2-only CPU: a Haswell "
+        f"or a Zen 2 runs the same instructions at its own speed. It is the closest measurement this machine can "
+        f"make; `python scripts/bench_deploy.py --check narrow` on such a CPU settles it."])
 
 
 def _deploy_files_and_accuracy(document: dict) -> str:
@@ -457,18 +492,24 @@ def beyond_auc_steps(document: dict) -> str:
 
 
 def emulated_table(document: dict) -> str:
-    """The deployments scored natively and on an emulated CPU (scripts/emulated_avx2.py): what changed."""
-    lines = ["| deployment | largest logit difference, emulated vs native | same prediction | accuracy, native / emulated |",
+    """The deployments scored natively and on an emulated CPU (scripts/emulated_avx2.py), or on this CPU with
+    CPUID masked to AVX2 (its --runner masked): what changed."""
+    masked = document.get("runner") == "masked"
+    other = "masked" if masked else "emulated"
+    lines = [f"| deployment | largest logit difference, {other} vs native | same prediction | accuracy, native / {other} |",
              "| --- | --- | --- | --- |"]
     for name, row in document["rows"].items():
         lines.append(f"| {name} | {row['max_logit_difference']:.2g} | {row['same_prediction']:.1%} | "
                      f"{row['accuracy_native']:.2%} / {row['accuracy_emulated']:.2%} |")
     seen = lambda side: ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in document[side]["cpu_features"].items())  # noqa: E731
-    note = (f"Emulated: `qemu-x86_64 -cpu {document['emulated_cpu']}` ({document['emulator']}); the emulated process "
+    how = ("Masked: this CPU, CPUID masked to AVX2 by `scripts/masked_avx2.py` (native instructions)" if masked else
+           f"Emulated: `qemu-x86_64 -cpu {document['emulated_cpu']}` ({document['emulator']})")
+    note = (f"{how}; the {other} process "
             f"saw {seen('emulated')} (native: {seen('native')}); PyTorch's CPU kernels "
             f"{document['emulated']['torch_cpu_capability']} (native {document['native']['torch_cpu_capability']}); "
             f"`int8.kernel_saturates()` {document['emulated']['int8_kernel_saturates']} "
-            f"(native {document['native']['int8_kernel_saturates']}). An emulated run says nothing about speed.")
+            f"(native {document['native']['int8_kernel_saturates']})."
+            + ("" if masked else " An emulated run says nothing about speed."))
     return "\n".join(lines + ["", note, "", machine_line(document)])
 
 
@@ -556,7 +597,7 @@ def workshop_times_table(document: dict) -> str:
     return "\n".join(lines + ["", note, "", machine_line(document)])
 
 
-RENDERERS = {"deploy-avx2-emulated": emulated_table, "notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "pipeline-narrow": ledger_over_seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "final-recipe": final_recipe_table, "hint-sweep": hint_sweep_table}
+RENDERERS = {"deploy-avx2-emulated": emulated_table, "deploy-avx2-masked": emulated_table, "notebook-times": times_table, "fashion-recipe": fashion_recipe_table, "fashion-deep-compression": fashion_table, "beyond-accuracy": beyond_table, "deploy": deploy_table, "pipeline": pipeline_table, "pipeline-seeds": seeds_table, "pipeline-narrow": ledger_over_seeds_table, "int8": int8_table, "kd-sweep": kd_sweep_table, "final-recipe": final_recipe_table, "hint-sweep": hint_sweep_table}
 
 
 def glossary_table() -> str:
@@ -617,7 +658,7 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
                                  ("narrow_chain", 2, "pipeline-narrow-seeds.json"),
                                  ("narrow_chain", 1, "pipeline-narrow-seeds-threads1.json")):
         document = json.loads((results / name).read_text())
-        cpu = cpu_name(document)
+        cpu = cpu_name(document, language)
         ends = [row(document, "4-bit QAT, sparse file + entropy coding"), row(document, "reference teacher")]
         mean, std = stats.mean_std([100 * (a - b) for a, b in zip(ends[0]["accuracies"], ends[1]["accuracies"])])
         _, low, high = stats.paired_interval(ends[0]["accuracies"], ends[1]["accuracies"])
@@ -636,7 +677,7 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
             speedups = [deploy["latency"][setting][f"{model}, ONNX Runtime int8-{kind}"]["speedup"]
                         for setting in deploy["latency"] if setting.endswith("batch 256")
                         for kind in ("dynamic", "static", "pixels")]
-            lines.append(f"| {t['speed'].format(label=t[model])}{t['comma']}{cpu_name(deploy)} | "
+            lines.append(f"| {t['speed'].format(label=t[model])}{t['comma']}{cpu_name(deploy, language)} | "
                          f"{t['faster'].format(low=min(speedups), high=max(speedups))}{t['open']}"
                          f"{t['file'].format(bytes=deploy['bytes'][f'{model}, .dcmp file'])}{t['close']} | `{path.name}` |")
     return "\n".join(lines)
@@ -704,6 +745,11 @@ def render(readme: str, results: pathlib.Path) -> str:
         if name == "deploy-summary":   # the bullets under the deployment table
             document = json.loads((results / "deploy.json").read_text())
             return match.group(1) + deploy_summary(document) + "\n" + match.group(4)
+        if name.startswith("deploy-isa-"):   # deploy-isa-<cpu>: deploy-<cpu>.json against deploy-<cpu>-avx2-masked.json
+            cpu = name.removeprefix("deploy-isa-")
+            native, masked = (json.loads((results / f"deploy-{cpu}{suffix}.json").read_text())
+                              for suffix in ("", "-avx2-masked"))
+            return match.group(1) + isa_comparison(native, masked) + "\n" + match.group(4)
         if name.startswith("deploy-targets-"):   # another CPU's run (deploy-<that CPU>.json): its call, its targets
             document = json.loads((results / f"deploy-{name.removeprefix('deploy-targets-')}.json").read_text())
             return match.group(1) + "\n".join([*_wrapper(document), _deploy_targets(document)]) + "\n" + match.group(4)

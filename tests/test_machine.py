@@ -25,3 +25,13 @@ def test_busy_means_more_load_than_the_machine_can_run():
     assert not machine.busy(3.0, 2, cores=64)  # other cores are free: nothing competes with 2 threads
     assert machine.busy(9.0, 8, cores=2)
     assert "threads" in machine.describe(machine.record())
+
+
+def test_a_masked_cpuid_is_recorded_and_described(monkeypatch):
+    """Guards: a result made under scripts/masked_avx2.py says so; one made without it carries no such key."""
+    monkeypatch.delenv("DC_CPUID_MASK", raising=False)
+    assert "cpuid_mask" not in machine.record(threads=1)
+    monkeypatch.setenv("DC_CPUID_MASK", "avx2")
+    record = machine.record(threads=1)
+    assert record["cpuid_mask"] == "avx2"
+    assert f"CPUID masked to avx2, torch kernels {record['kernels']}" in machine.describe(record)

@@ -85,6 +85,10 @@ def test_the_chinese_readmes_typed_deployment_numbers_match_the_xeon_file():
     text = (ROOT / "README.zh-CN.md").read_text().replace("\n", "")
     assert f"最慢一轮为教师的 {own:.1f} 倍" in text and f"只有教师的 {through:.1f} 倍" in text
     assert f"多出约 {added:.1f} 微秒" in text
+    masked = json.loads((ROOT / "results" / "deploy-xeon-avx2-masked.json").read_text())
+    assert masked["machine"]["cpuid_mask"] == "avx2" and masked["machine"]["kernels"] == "AVX2"
+    assert "窄模型的 int8-pixels 形式（按运行时自身的调用计时）仍达到全部部署目标" in text
+    assert render_results.benchmarks.deploy_targets(masked, "narrow")["misses"] == []
 
 
 def test_both_readmes_answer_the_articles_faq_from_the_result_files(tmp_path):
@@ -152,3 +156,15 @@ def test_the_emulated_table_shows_a_drifting_deployment_as_it_is():
     assert "| 100.0% |" not in control                                   # the control's predictions moved
     assert all("| 0 | 100.0% |" in line for line in table.splitlines()
                if line.startswith("| ONNX Runtime") and "8bit-weights" not in line)
+
+
+def test_the_masked_run_computes_what_the_emulated_one_does_and_is_labelled_masked():
+    """Guards: the CPUID mask puts the libraries on the AVX2 paths QEMU's Haswell does (the control drifts the
+    same), and its table says masked, not emulated."""
+    emulated, masked = (json.loads((ROOT / "results" / f"deploy-avx2-{kind}.json").read_text())
+                        for kind in ("emulated", "masked"))
+    assert masked["runner"] == "masked" and masked["emulated"]["cpu_features"] == emulated["emulated"]["cpu_features"]
+    assert masked["rows"] == emulated["rows"]
+    table = render_results.emulated_table(masked)
+    header, note = table.splitlines()[0], table.split("\n\n")[1]
+    assert "masked vs native" in header and "emulated" not in header + note and "scripts/masked_avx2.py" in note

@@ -61,12 +61,14 @@ def _version(package: str) -> str | None:
 
 def record(threads: int | None = None) -> dict:
     """The machine record: cpu, isa, cores, threads (torch's now unless given), torch/torchao versions,
-    torch's CPU kernel level, Python version and the current load average."""
+    torch's CPU kernel level, Python version and the current load average; and "cpuid_mask" when the
+    process runs under scripts/masked_avx2.py (isa is then the hardware's, kernels what torch chose)."""
+    mask = os.environ.get("DC_CPUID_MASK")
     return {"cpu": cpu_model(), "isa": isa(), "cores": os.cpu_count(),
             "threads": threads if threads is not None else torch.get_num_threads(),
             "torch": torch.__version__.split("+")[0], "torchao": _version("torchao"),
             "kernels": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
-            "load": load_average()}
+            "load": load_average(), **({"cpuid_mask": mask} if mask else {})}
 
 
 def busy(load: float | None, threads: int, cores: int | None = None) -> bool:
@@ -79,5 +81,7 @@ def busy(load: float | None, threads: int, cores: int | None = None) -> bool:
 def describe(machine: dict) -> str:
     """One line for a ledger's header: 'AMD EPYC (avx2, avx512f), 2 cores, 2 threads, torch 2.14.1'."""
     isa_text = ", ".join(machine.get("isa") or []) or "no AVX2"
+    if machine.get("cpuid_mask"):   # the hardware's flags, but the libraries were shown less
+        isa_text += f"; CPUID masked to {machine['cpuid_mask']}, torch kernels {machine.get('kernels')}"
     return (f"{machine.get('cpu')} ({isa_text}), {machine.get('cores')} cores, {machine.get('threads')} threads, "
             f"torch {machine.get('torch')}")
