@@ -408,8 +408,8 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   ONNX Runtime's int8 kernels use the CPU's integer dot-product instructions (one AVX-512 VNNI
 #   instruction does 64 int8 multiply-adds where a float32 FMA does 16); without VNNI (AVX2 only) they
 #   need several instructions for the same work. README times these models on the Intel Xeon with its
-#   CPUID masked to AVX2 (`scripts/masked_avx2.py`: the AVX2 kernels at native speed), where the int8
-#   graphs lose more time than float32 ones; recent Xeons add AMX tiles, not measured here.
+#   CPUID masked to AVX2 (`scripts/masked_avx2.py`: the AVX2 kernels at native speed), where int8-pixels
+#   gains less over float32 than with VNNI; recent Xeons add AMX tiles, not measured here.
 # - **"of peak"** divides the achieved rate by a large float32 matmul's measured rate on this thread
 #   (PyTorch's, 1024 x 1024): a reference, not a hardware limit. ONNX Runtime's float32 kernel on these
 #   small, cache-resident matrices (each weight reused 256 times) runs at about that reference (100% to

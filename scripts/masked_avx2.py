@@ -5,15 +5,16 @@
 ONNX Runtime, oneDNN, MKL, PyTorch and numpy choose their kernels by what CPUID reports, so on a CPU with
 AVX-512 VNNI their AVX2 kernels never run. scripts/emulated_avx2.py runs them under QEMU, which checks
 what they compute but not how fast. This script compiles scripts/cpuid_mask.c (gcc) into a preload
-library that makes every CPUID instruction of the command's process answer without AVX-512, AVX-VNNI or
-AMX (Linux's CPUID faulting, on CPUs whose /proc/cpuinfo lists "cpuid_fault"), and tells glibc the same
-(GLIBC_TUNABLES), so that every library runs its AVX2 code at native speed. What it measures is the
+library that makes every CPUID instruction of the command's process answer without AVX-512, AVX-VNNI,
+AMX or GFNI/VAES (Linux's CPUID faulting, on CPUs whose /proc/cpuinfo lists "cpuid_fault"; its comment
+says what it cannot mask), and tells glibc the same (GLIBC_TUNABLES), so that every library runs its
+AVX2 code at native speed. What it measures is the
 AVX2 code path on *this* CPU, not an AVX2-only CPU: clocks, caches and execution ports stay this one's.
 
 The command's environment gets DC_CPUID_MASK=avx2; scripts/bench_deploy.py records it, with what its own
 process saw (numpy's CPU features, PyTorch's CPU capability), so a result file says how it was made.
 Exit status: the command's (128 + n if a signal n killed it, as a shell reports it), or 2 if the mask
-cannot be set up here (no gcc, no CPUID faulting).
+cannot be set up here (no gcc, no CPUID faulting; checked by a trial run before the command).
 """
 
 from __future__ import annotations
@@ -56,10 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="cpuid-mask-") as scratch:
         library = pathlib.Path(scratch) / "cpuid_mask.so"
-        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(SOURCE)], check=True)
+        built = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-Wl,-z,initfirst", "-o", str(library),
+                                str(SOURCE)], capture_output=True, text=True)
+        if built.returncode != 0:
+            print(f"error: {compiler} could not build {SOURCE.name}:\n{built.stderr}", file=sys.stderr)
+            return 2
         preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD", "")]))
         tunables = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES", ""), GLIBC_MASK]))
         env = dict(os.environ, LD_PRELOAD=preload, GLIBC_TUNABLES=tunables, DC_CPUID_MASK="avx2")
+        # a trial run first: the library's own refusal (status 3) must not pass for the command's status
+        if subprocess.run([sys.executable, "-c", ""], env=env).returncode != 0:
+            print("error: the CPUID mask could not be set up (its message is above)", file=sys.stderr)
+            return 2
         code = subprocess.run(command, env=env).returncode
     return 128 - code if code < 0 else code   # killed by signal n: 128 + n, as a shell reports it
 

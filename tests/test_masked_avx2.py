@@ -33,13 +33,76 @@ def test_it_needs_a_command(capsys):
     assert "give the command to run after --" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(masked_avx2.unavailable(CPUINFO, shutil.which("gcc") or shutil.which("cc")) is not None,
-                    reason="needs CPUID faulting (/proc/cpuinfo 'cpuid_fault') and a C compiler")
+COMPILER = shutil.which("gcc") or shutil.which("cc")
+needs_mask = pytest.mark.skipif(masked_avx2.unavailable(CPUINFO, COMPILER) is not None,
+                                reason="needs CPUID faulting (/proc/cpuinfo 'cpuid_fault') and a C compiler")
+# CPUID leaf 7 EBX bit 16 (AVX512F) and bit 5 (AVX2), read by the instruction itself: in the main thread, in
+# a thread started later, and in a child that fork + exec started (which the preload library masks again)
+PROBE_C = r"""
+#include <cpuid.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static unsigned leaf7(void) { unsigned a, b, c, d; __cpuid_count(7, 0, a, b, c, d); return b; }
+static void *in_thread(void *out) { *(unsigned *)out = leaf7(); return 0; }
+static void show(const char *where, unsigned b) { printf("%s avx2=%u avx512f=%u\n", where, (b >> 5) & 1, (b >> 16) & 1); }
+int main(int argc, char **argv) {
+    if (argc > 1) { show("exec", leaf7()); return 0; }
+    unsigned from_thread; pthread_t thread;
+    pthread_create(&thread, 0, in_thread, &from_thread); pthread_join(thread, 0);
+    show("main", leaf7()); show("thread", from_thread); fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) { execl(argv[0], argv[0], "child", (char *)0); _exit(9); }
+    int status; waitpid(child, &status, 0);
+    return WEXITSTATUS(status);
+}
+"""
+
+
+def _masked(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "masked_avx2.py"), "--", *command],
+                          capture_output=True, text=True, timeout=120)
+
+
+@needs_mask
+def test_every_thread_and_exec_child_sees_the_mask(tmp_path):
+    probe = tmp_path / "probe"
+    subprocess.run([COMPILER, "-O2", "-pthread", "-o", str(probe), "-x", "c", "-"], input=PROBE_C, text=True,
+                   check=True)
+    native = subprocess.run([str(probe)], capture_output=True, text=True, timeout=60).stdout
+    masked = _masked(str(probe))
+    assert masked.returncode == 0, masked.stderr
+    assert masked.stdout.splitlines() == [f"{where} avx2=1 avx512f=0" for where in ("main", "thread", "exec")]
+    if "avx512f" in CPUINFO:   # the same probe without the mask sees the hardware
+        assert native.splitlines()[0] == "main avx2=1 avx512f=1"
+
+
+@needs_mask
+def test_a_program_with_its_own_segfault_handler_keeps_both():
+    """Python's faulthandler installs a SIGSEGV handler after the mask's: CPUID is still masked (numpy reads it
+    after), and a real crash still reaches faulthandler's report."""
+    seen = _masked(sys.executable, "-X", "faulthandler", "-c", PROBE)
+    assert seen.returncode == 0 and seen.stdout.split() == ["AVX2", "True", "False", "False", "avx2"], seen.stderr
+    crashed = _masked(sys.executable, "-X", "faulthandler", "-c", "import ctypes; ctypes.string_at(0)")
+    assert crashed.returncode == 128 + 11 and "Fatal Python error: Segmentation fault" in crashed.stderr
+
+
+def test_glibc_is_told_the_same():
+    """GLIBC_MASK takes away what glibc needs for its AVX-512 string functions (x86-64-v4)."""
+    loader = pathlib.Path("/lib64/ld-linux-x86-64.so.2")
+    native = subprocess.run([str(loader), "--help"], capture_output=True, text=True).stdout if loader.exists() else ""
+    if "x86-64-v4 (supported" not in native:
+        pytest.skip("needs glibc >= 2.33 on a CPU with x86-64-v4 (AVX-512)")
+    masked = subprocess.run([str(loader), "--help"], capture_output=True, text=True,
+                            env={"GLIBC_TUNABLES": masked_avx2.GLIBC_MASK}).stdout
+    assert "x86-64-v4 (supported" not in masked and "x86-64-v3 (supported" in masked
+
+
+@needs_mask
 def test_the_masked_process_sees_avx2_and_no_avx512_at_all():
-    masked = subprocess.run([sys.executable, str(ROOT / "scripts" / "masked_avx2.py"), "--", sys.executable, "-c",
-                             PROBE], capture_output=True, text=True, timeout=120)
+    masked = _masked(sys.executable, "-c", PROBE)
     assert masked.returncode == 0, masked.stderr
     assert masked.stdout.split() == ["AVX2", "True", "False", "False", "avx2"]
-    crashed = subprocess.run([sys.executable, str(ROOT / "scripts" / "masked_avx2.py"), "--", sys.executable, "-c",
-                              "import ctypes; ctypes.string_at(0)"], capture_output=True, text=True, timeout=120)
+    crashed = _masked(sys.executable, "-c", "import ctypes; ctypes.string_at(0)")
     assert crashed.returncode == 128 + 11   # a real segmentation fault still crashes (SIGSEGV), as without the mask

@@ -87,8 +87,11 @@ def test_the_chinese_readmes_typed_deployment_numbers_match_the_xeon_file():
     assert f"多出约 {added:.1f} 微秒" in text
     masked = json.loads((ROOT / "results" / "deploy-xeon-avx2-masked.json").read_text())
     assert masked["machine"]["cpuid_mask"] == "avx2" and masked["machine"]["kernels"] == "AVX2"
-    assert "窄模型的 int8-pixels 形式（按运行时自身的调用计时）仍达到全部部署目标" in text
-    assert render_results.benchmarks.deploy_targets(masked, "narrow")["misses"] == []
+    assert "窄模型的 int8-pixels 形式（按运行时自身的调用计时）仍达到全部部署目标（批大小 1 时余量很小；通过 Python 方法调用则达不到）" in text
+    check = render_results.benchmarks.deploy_targets(masked, "narrow")
+    assert check["misses"] == [] and min(check["slowest"].values()) < 5.5        # met, by a thin margin
+    wrapped = "narrow, ONNX Runtime int8-pixels, Python wrapper"                  # and not through the wrapper
+    assert min(min(rows[wrapped]["speedups"]) for rows in masked["latency"].values()) < 5
 
 
 def test_both_readmes_answer_the_articles_faq_from_the_result_files(tmp_path):
@@ -168,3 +171,17 @@ def test_the_masked_run_computes_what_the_emulated_one_does_and_is_labelled_mask
     table = render_results.emulated_table(masked)
     header, note = table.splitlines()[0], table.split("\n\n")[1]
     assert "masked vs native" in header and "emulated" not in header + note and "scripts/masked_avx2.py" in note
+
+
+def test_the_isa_comparison_needs_one_cpus_native_and_masked_runs():
+    native, masked = (json.loads((ROOT / "results" / f"deploy-xeon{suffix}.json").read_text())
+                      for suffix in ("", "-avx2-masked"))
+    text = render_results.isa_comparison(native, masked)
+    assert "absolute times are not compared" in text and "on the AVX2 code paths" in text
+    for wrong in ((masked, native), (json.loads((ROOT / "results" / "deploy.json").read_text()), masked)):
+        try:
+            render_results.isa_comparison(*wrong)
+        except ValueError as exc:
+            assert "without a CPUID mask" in str(exc)
+        else:
+            raise AssertionError("compared runs that are not one CPU's native and masked runs")
