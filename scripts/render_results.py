@@ -187,7 +187,10 @@ def deploy_table(document: dict) -> str:
         lines.append(f"| {name} | {accuracy} | {'—' if size is None else f'{size:,}'} | " + " | ".join(cells) + " |")
     files = ", ".join(f"{k}: {v:,}" for k, v in document["bytes"].items() if "ONNX" not in k)
     passes = document.get("passes", 1)
-    timing = f" Latencies and ratios: medians of {passes} independent passes." if passes > 1 else ""
+    timing = (f" Latencies: medians over rounds, then over {passes} independent passes; ratios: medians of the "
+              f"per-round ratios to the teacher, then over the passes, so a ratio can differ from the quotient of "
+              f"the latencies shown (a round in which the shared machine slowed down weighs differently)."
+              if passes > 1 else "")
     # files from before ort_session.bound_call recorded no "ort_call": they timed through the Python method
     call = (" ONNX Runtime timed by its own call (the session's C++ object, `ort_session.bound_call`); the "
             "\"Python wrapper\" rows time the same files through onnxruntime's `run_with_iobinding`."
@@ -277,7 +280,7 @@ def deploy_summary(document: dict) -> str:
         f"{spread('final, ONNX Runtime int8-pixels', 256)}. No pass over the input turns it into int8 (it already is: 8-bit "
         f"pixels), and the product of codes and pixels is exact. The teacher is timed on float32 input already "
         f"normalised, so the comparison favours it.",
-        f"- In the median pass a second thread {_thread_change(*narrow_us, narrow_time)} "
+        f"- In the medians a second thread {_thread_change(*narrow_us, narrow_time)} "
         f"({narrow_us[0]:.1f} µs at 1, {narrow_us[1]:.1f} µs at 2) and {_thread_change(*teacher_us, teacher_time)} "
         f"float32 GEMM's ({teacher_us[0]:.1f} µs, {teacher_us[1]:.1f} µs): ratios measured at one "
         f"thread count do not carry over to another.",
@@ -309,7 +312,7 @@ def _wrapper(document: dict) -> list[str]:
     return [f"- Those times are the runtime's own call, made on the session's C++ object from Python. Through "
             f"onnxruntime's Python `run_with_iobinding` (the \"Python wrapper\" rows: the same files, bindings and "
             f"options) each batch-1 call took {_range(min(added), max(added))} µs more (medians), mostly the "
-            f"wrapper's checks for WebGPU graph capture. At batch 1 the narrow int8-pixels model's slowest pass is "
+            f"wrapper's checks for WebGPU graph capture, which it makes on every call, a CPU session's too. At batch 1 the narrow int8-pixels model's slowest pass is "
             f"{_speed(own[0])} and {_speed(own[1])} the teacher's speed by its own call (1 and 2 threads), "
             f"{_speed(through[0])} and {_speed(through[1])} through the wrapper, as a Python service calling it would see."]
 
@@ -380,6 +383,40 @@ def _deploy_targets(document: dict) -> str:
             "threads, in every pass; accuracy within 0.5 points of the teacher's as a mean over the seeds; an ONNX "
             f"file at most 1.5x the .dcmp file), in int8-pixels form on {where}: " + "; ".join(verdicts) + ". The "
             f"accuracy target is judged on the mean, as it is stated{caveat}.")
+
+
+def deploy_runs(results: pathlib.Path) -> dict[pathlib.Path, dict]:
+    """The deployment benchmark's result files (those with latencies): deploy.json, then each deploy-<cpu>.json,
+    a CPU's run with its CPUID masked after its native one."""
+    paths = [results / "deploy.json", *sorted(results.glob("deploy-*.json"))]
+    runs = {path: json.loads(path.read_text()) for path in paths}
+    runs = {path: document for path, document in runs.items() if "latency" in document}
+    return dict(sorted(runs.items(), key=lambda item: (item[0].name != "deploy.json",
+                                                        bool(item[1]["machine"].get("cpuid_mask")), item[0].name)))
+
+
+def deploy_verdicts(results: pathlib.Path) -> str:
+    """Every deployment run's verdict on the targets (benchmarks.deploy_targets), one row per run and call path:
+    the int8-pixels files of the narrow and the final model, timed by the runtime's own call and, where the
+    run has them, through onnxruntime's Python method ("Python wrapper" rows; the same files, so the same
+    accuracy and bytes)."""
+    lines = ["| run | ONNX Runtime timed | narrow 784-32-10 | 90%-sparse final | file |", "| --- | --- | --- | --- | --- |"]
+    for path, document in deploy_runs(results).items():
+        calls = [("the runtime's own call", document)] if document.get("ort_call") == "direct" else \
+            [("through the Python method", document)]
+        if f"narrow, ONNX Runtime int8-pixels{WRAPPER}" in document["latency"]["threads 1, batch 1"]:
+            through = json.loads(json.dumps(document))   # a copy whose int8-pixels rows are the wrapper's
+            for rows in through["latency"].values():
+                for model in ("narrow", "final"):
+                    rows[f"{model}, ONNX Runtime int8-pixels"] = rows[f"{model}, ONNX Runtime int8-pixels{WRAPPER}"]
+            calls.append(("through the Python method", through))
+        for how, version in calls:
+            verdicts = []
+            for model in ("narrow", "final"):
+                misses = benchmarks.deploy_targets(version, model)["misses"]
+                verdicts.append("misses " + ", ".join(misses) if misses else "meets every target")
+            lines.append(f"| {cpu_name(document)} | {how} | {verdicts[0]} | {verdicts[1]} | `{path.name}` |")
+    return "\n".join(lines)
 
 
 def isa_comparison(native: dict, masked: dict) -> str:
@@ -685,8 +722,7 @@ def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
                      f"{ends[1]['accuracy']:.2%}{t['colon']}{paired} | `{name}` |")
     # scripts/bench_deploy.py: "final" is the chain's final model, "narrow" the structurally pruned 784-32-10 one;
     # one row per CPU it was run on (deploy.json, then deploy-<cpu>.json: the files with latencies)
-    runs = {path: json.loads(path.read_text()) for path in [results / "deploy.json", *sorted(results.glob("deploy-*.json"))]}
-    runs = {path: document for path, document in runs.items() if "latency" in document}
+    runs = deploy_runs(results)
     for model in ("final", "narrow"):
         for path, deploy in runs.items():
             speedups = [deploy["latency"][setting][f"{model}, ONNX Runtime int8-{kind}"]["speedup"]
@@ -757,6 +793,8 @@ def render(readme: str, results: pathlib.Path) -> str:
         if name == "workshop-times":   # WORKSHOP's three columns, from README's result file
             document = json.loads((results / "notebook-times.json").read_text())
             return match.group(1) + workshop_times_table(document) + "\n" + match.group(4)
+        if name == "deploy-verdicts":   # every deployment run against the targets, one row per run and call
+            return match.group(1) + deploy_verdicts(results) + "\n" + match.group(4)
         if name == "deploy-summary":   # the bullets under the deployment table
             document = json.loads((results / "deploy.json").read_text())
             return match.group(1) + deploy_summary(document) + "\n" + match.group(4)

@@ -185,3 +185,22 @@ def test_the_isa_comparison_needs_one_cpus_native_and_masked_runs():
             assert "without a CPUID mask" in str(exc)
         else:
             raise AssertionError("compared runs that are not one CPU's native and masked runs")
+
+
+def test_the_verdicts_table_has_every_run_and_call(tmp_path):
+    """One row per deployment run and call path, a masked run after its CPU's native one; the wrapper's verdict is
+    judged on the wrapper's rows (a miss only they have shows only in that row)."""
+    table = render_results.deploy_verdicts(ROOT / "results").splitlines()[2:]
+    assert [row.split(" | ")[:2] for row in table] == [
+        ["| AMD EPYC", "through the Python method"], ["| Intel Xeon", "the runtime's own call"],
+        ["| Intel Xeon", "through the Python method"],
+        ["| Intel Xeon, its AVX2 code paths (CPUID masked)", "the runtime's own call"],
+        ["| Intel Xeon, its AVX2 code paths (CPUID masked)", "through the Python method"]]
+    document = json.loads((ROOT / "results" / "deploy-xeon.json").read_text())
+    for rows in document["latency"].values():
+        rows["narrow, ONNX Runtime int8-pixels, Python wrapper"]["speedups"] = [9.0, 9.0, 9.0]   # the wrapper passes
+        rows["narrow, ONNX Runtime int8-pixels"]["speedups"] = [4.0, 9.0, 9.0]                   # its own call misses
+    (tmp_path / "deploy.json").write_text(json.dumps(document))
+    own, wrapped = render_results.deploy_verdicts(tmp_path).splitlines()[2:]
+    assert "| the runtime's own call | misses threads 1, batch 1 (4.0x)" in own
+    assert "| through the Python method | meets every target |" in wrapped
