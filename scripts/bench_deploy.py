@@ -123,7 +123,11 @@ def main() -> None:
                 sizes["final, .dcmp file"] = storage.save(first["final"], pathlib.Path(scratch) / "final.dcmp", compress="auto")
                 sizes["narrow, .dcmp file"] = storage.save(first["narrow"], pathlib.Path(scratch) / "narrow.dcmp", compress="auto")
                 sizes["teacher, torch.save state_dict"] = measure.storage_bytes(first["teacher"])
-        passes = [latency_pass(first, splits, scratch, number) for number in range(args.passes)]
+        passes, answered = [], []   # answered: CPUIDs the mask answered during each pass (none when unmasked)
+        for number in range(args.passes):
+            before = machine.cpuid_answered()
+            passes.append(latency_pass(first, splits, scratch, number))
+            answered.append(None if before is None else machine.cpuid_answered() - before)
     latency = {setting: {name: {"latency_ms": float(np.median([p[setting][name]["latency_ms"] for p in passes])),
                                 "speedup": float(np.median([p[setting][name]["speedup"] for p in passes])),
                                 "speedups": [p[setting][name]["speedup"] for p in passes]}
@@ -134,7 +138,8 @@ def main() -> None:
     under = "python scripts/masked_avx2.py -- " if os.environ.get("DC_CPUID_MASK") else ""   # how to repeat it
     document = {"command": under + "python scripts/bench_deploy.py " + shlex.join(sys.argv[1:]), "seeds": args.seeds,
                 "machine": machine.record(threads=2), "accuracy": accuracy, "bytes": sizes, "passes": args.passes,
-                "ort_call": "direct", "latency": latency}
+                "ort_call": "direct", "latency": latency,
+                **({"cpuid_answered_per_pass": answered} if answered[0] is not None else {})}
     if args.json:
         files.atomic_write(args.json, lambda f: f.write((json.dumps(document, indent=2) + "\n").encode()))
     if args.check:

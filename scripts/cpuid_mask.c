@@ -36,6 +36,11 @@ typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 static sigaction_fn real_sigaction;
 static struct sigaction program_action;   /* what the program asked for SIGSEGV: SIG_DFL until it asks */
 static int installed;
+static volatile unsigned long answered;   /* CPUID instructions answered so far: cpuid_mask_answered() */
+
+/* How many CPUIDs this process has run under the mask (read by scripts through ctypes): a count that grows
+ * while a model is timed would mean a CPUID on the timed path, each costing a signal and two system calls. */
+unsigned long cpuid_mask_answered(void) { return answered; }
 
 static long cpuid_faulting(int faults) { return syscall(SYS_arch_prctl, ARCH_SET_CPUID, faults ? 0 : 1); }
 
@@ -65,10 +70,10 @@ static void restore_default(void) {
 static void forward(int signal_number, siginfo_t *info, void *context) {
     if (program_action.sa_flags & SA_SIGINFO) {
         program_action.sa_sigaction(signal_number, info, context);
-    } else if (program_action.sa_handler == SIG_DFL) {
-        restore_default();
+    } else if (program_action.sa_handler == SIG_DFL || (program_action.sa_handler == SIG_IGN && info->si_code > 0)) {
+        restore_default();   /* a fault re-executes and crashes as usual (the kernel ignores SIG_IGN for faults too) */
         if (info->si_code <= 0) raise(signal_number);         /* sent, not a fault: send it again */
-    } else if (program_action.sa_handler != SIG_IGN) {        /* a fault re-executes and crashes as usual */
+    } else if (program_action.sa_handler != SIG_IGN) {
         program_action.sa_handler(signal_number);
     }
 }
@@ -91,6 +96,7 @@ static void on_fault(int signal_number, siginfo_t *info, void *context) {
     registers[REG_RCX] = c;
     registers[REG_RDX] = d;
     registers[REG_RIP] += 2;   /* past the two-byte CPUID */
+    answered++;
 }
 
 int sigaction(int signal_number, const struct sigaction *action, struct sigaction *old) {

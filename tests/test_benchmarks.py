@@ -122,6 +122,14 @@ def test_deploy_targets_names_each_miss_and_nothing_when_all_are_met():
         "accuracy (-0.67 points)", "bytes (1.60x its .dcmp file)"]     # one slow pass is enough to miss
     with pytest.raises(ValueError, match="model='final'"):
         benchmarks.deploy_targets(_deploy_document([6.0], [0.95], 1000), "final")
+    # the same file timed another way: its own latency rows, the file's accuracy and bytes
+    both = _deploy_document([6.0, 6.0, 6.0], [0.95, 0.95, 0.95], 1000)
+    for rows in both["latency"].values():
+        rows["narrow, ONNX Runtime int8-pixels, Python wrapper"] = {"speedup": 4.5, "speedups": [4.5, 6.0, 6.0]}
+    assert benchmarks.deploy_targets(both, "narrow")["misses"] == []
+    assert benchmarks.deploy_targets(both, "narrow", timed=", Python wrapper")["misses"][0] == "threads 1, batch 1 (4.5x)"
+    with pytest.raises(ValueError, match="timed=', C API'"):
+        benchmarks.deploy_targets(both, "narrow", timed=", C API")
 
 
 def test_a_compiler_that_fails_on_the_first_call_is_reported_not_raised(student, monkeypatch):

@@ -166,6 +166,24 @@ def test_latency_is_timed_on_a_fresh_session_of_the_same_file(final, tmp_path):
     assert deploy.latency_ms(deployed, 3, repeats=2, warmup=0) > 0
 
 
+def test_latency_records_the_call_it_made(final, tmp_path, monkeypatch):
+    """Guards: a result file says how ONNX Runtime was called; a fallback to the wrapper must show there."""
+    path = tmp_path / "m.onnx"
+    deploy.export(final, path, "4bit")
+    deployed = deploy.runtime_model(path)
+    assert deployed.timed_call is None
+    deploy.latency_ms(deployed, 2, repeats=2, warmup=0)
+    assert deployed.timed_call == "direct"
+    real = deploy.ort_session.bound_call
+
+    def falling_back(session, x, *, call):
+        run = real(session, x, call="wrapper")    # what bound_call does where the C++ call is refused
+        return run
+    monkeypatch.setattr(deploy.ort_session, "bound_call", falling_back)
+    deploy.latency_ms(deployed, 2, repeats=2, warmup=0)
+    assert deployed.timed_call == "wrapper"
+
+
 def test_compare_latency_rests_between_models_and_reports_ratios(final, tmp_path, monkeypatch):
     path = tmp_path / "m.onnx"
     deploy.export(final, path, "4bit")

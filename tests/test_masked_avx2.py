@@ -14,9 +14,10 @@ masked_avx2 = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(masked_avx2)
 
 CPUINFO = pathlib.Path("/proc/cpuinfo").read_text() if pathlib.Path("/proc/cpuinfo").exists() else ""
-PROBE = ("import os, torch; from numpy._core._multiarray_umath import __cpu_features__ as f; "
+PROBE = ("import torch; from numpy._core._multiarray_umath import __cpu_features__ as f; "
+         "from tutorial_utils import machine; r = machine.record(threads=1); "
          "print(torch.backends.cpu.get_cpu_capability(), f['AVX2'], f['AVX512F'], f['AVX512VNNI'], "
-         "os.environ['DC_CPUID_MASK'])")
+         "r['cpuid_mask'], r['kernels'], r['cpuid_seen']['AVX512F'], machine.cpuid_answered() > 0)")   # the record says what the process saw
 
 
 def test_it_says_why_it_cannot_run():
@@ -83,7 +84,7 @@ def test_a_program_with_its_own_segfault_handler_keeps_both():
     """Python's faulthandler installs a SIGSEGV handler after the mask's: CPUID is still masked (numpy reads it
     after), and a real crash still reaches faulthandler's report."""
     seen = _masked(sys.executable, "-X", "faulthandler", "-c", PROBE)
-    assert seen.returncode == 0 and seen.stdout.split() == ["AVX2", "True", "False", "False", "avx2"], seen.stderr
+    assert seen.returncode == 0 and seen.stdout.split() == ["AVX2", "True", "False", "False", "avx2", "AVX2", "False", "True"], seen.stderr
     crashed = _masked(sys.executable, "-X", "faulthandler", "-c", "import ctypes; ctypes.string_at(0)")
     assert crashed.returncode == 128 + 11 and "Fatal Python error: Segmentation fault" in crashed.stderr
 
@@ -103,6 +104,6 @@ def test_glibc_is_told_the_same():
 def test_the_masked_process_sees_avx2_and_no_avx512_at_all():
     masked = _masked(sys.executable, "-c", PROBE)
     assert masked.returncode == 0, masked.stderr
-    assert masked.stdout.split() == ["AVX2", "True", "False", "False", "avx2"]
+    assert masked.stdout.split() == ["AVX2", "True", "False", "False", "avx2", "AVX2", "False", "True"]
     crashed = _masked(sys.executable, "-c", "import ctypes; ctypes.string_at(0)")
     assert crashed.returncode == 128 + 11   # a real segmentation fault still crashes (SIGSEGV), as without the mask

@@ -14,9 +14,8 @@ Example:
 
 from __future__ import annotations
 
-import math
-
 import functools
+import math
 import statistics
 import warnings
 
@@ -73,17 +72,19 @@ def miss_text(value: float, target: float) -> str:
     return one if float(one) < target else f"{math.floor(value * 100) / 100:.2f}"
 
 
-def deploy_targets(document: dict, model: str, *, kind: str = "int8-pixels") -> dict:
+def deploy_targets(document: dict, model: str, *, kind: str = "int8-pixels", timed: str = "") -> dict:
     """`model`'s `kind` deployment ("final" or "narrow" in a bench_deploy result) against the targets above.
 
+    timed: the suffix of the latency rows to judge, "" for the file timed by the runtime's own call or
+    ", Python wrapper" for the same file timed through onnxruntime's Python method (same accuracy, bytes).
     Returns {"slowest": {setting: the slowest pass's speed-up}, "gap_points": mean accuracy minus the
     teacher's, "bytes_ratio": ONNX bytes / .dcmp bytes, "misses": what falls short, in words ([] if none)}.
     """
     name = f"{model}, ONNX Runtime {kind}"
-    if name not in document["accuracy"]:
-        raise ValueError(f"model={model!r}, kind={kind!r}: the result has no row {name!r}")
+    if name not in document["accuracy"] or f"{name}{timed}" not in document["latency"]["threads 1, batch 1"]:
+        raise ValueError(f"model={model!r}, kind={kind!r}, timed={timed!r}: the result has no row {name + timed!r}")
     teacher = document["accuracy"]["teacher, PyTorch eager float32"]
-    slowest = {setting: min(rows[name].get("speedups") or [rows[name]["speedup"]])
+    slowest = {setting: min(rows[name + timed].get("speedups") or [rows[name + timed]["speedup"]])
                for setting, rows in document["latency"].items()}
     gap = 100 * (sum(document["accuracy"][name]) - sum(teacher)) / len(teacher)
     ratio = document["bytes"][name] / document["bytes"][f"{model}, .dcmp file"]

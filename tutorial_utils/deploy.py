@@ -89,6 +89,7 @@ class RuntimeModel(nn.Module):
         super().__init__()
         self.session, self.path, self.threads, self.provider, self.spin = session, path, threads, provider, spin
         self.call = validate.choice("call", call, ort_session.CALLS)   # how latency_ms makes the call
+        self.timed_call: str | None = None                              # how it made it last (latency_ms)
         self.in_features = session.get_inputs()[0].shape[1]
         self.pixels = session.get_inputs()[0].type == "tensor(uint8)"
         if self.pixels:
@@ -135,7 +136,7 @@ def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, 
 
     The timed session is a fresh one of model.path (same threads, provider, spin), dropped when the timing
     returns: pool threads of a session that has run keep waking up to spin, and would slow this timing on
-    a small CPU.
+    a small CPU. Side effect: model.timed_call says how the call was made ("direct" or "wrapper").
     """
     if not isinstance(model, RuntimeModel):
         raise TypeError(f"model must be a deploy.RuntimeModel (from runtime_model), got {type(model).__name__}")
@@ -144,7 +145,9 @@ def latency_ms(model: RuntimeModel, batch_size: int = 1, *, repeats: int = 200, 
     x = generator.integers(0, 256, shape, dtype=np.uint8) if model.pixels else \
         generator.standard_normal(shape, dtype=np.float32)
     timed = session(model.path, threads=model.threads, provider=model.provider, spin=model.spin)
-    return timing.time_ms(ort_session.bound_call(timed, x, call=model.call), repeats=repeats, warmup=warmup)
+    run = ort_session.bound_call(timed, x, call=model.call)
+    model.timed_call = run.call   # the call made: "direct" falls back to "wrapper" (with a warning) where it must
+    return timing.time_ms(run, repeats=repeats, warmup=warmup)
 
 
 def export_all(model: nn.Module, folder: str | os.PathLike, *, stem: str = "model", threads: int = 1,

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pathlib
 import platform
@@ -68,7 +69,26 @@ def record(threads: int | None = None) -> dict:
             "threads": threads if threads is not None else torch.get_num_threads(),
             "torch": torch.__version__.split("+")[0], "torchao": _version("torchao"),
             "kernels": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
-            "load": load_average(), **({"cpuid_mask": mask} if mask else {})}
+            "load": load_average(), **({"cpuid_mask": mask, "cpuid_seen": cpuid_seen()} if mask else {})}
+
+
+def cpuid_answered() -> int | None:
+    """How many CPUID instructions scripts/cpuid_mask.c has answered in this process (None when it is not
+    loaded): a count that grows while a model is timed means a CPUID, a signal and two system calls each,
+    on the timed path."""
+    try:
+        counter = ctypes.CDLL(None).cpuid_mask_answered
+    except AttributeError:
+        return None
+    counter.restype = ctypes.c_ulong
+    return int(counter())
+
+
+def cpuid_seen() -> dict[str, bool]:
+    """What this process's CPUID answered (numpy reads it at import), against /proc/cpuinfo's hardware flags:
+    under scripts/masked_avx2.py, AVX2 yes and every AVX-512 / VNNI feature no."""
+    from numpy._core._multiarray_umath import __cpu_features__ as seen
+    return {name: bool(seen.get(name, False)) for name in ("AVX2", "AVX512F", "AVX512VNNI", "AVX512FP16")}
 
 
 def busy(load: float | None, threads: int, cores: int | None = None) -> bool:

@@ -8,7 +8,8 @@ binds its input and output once (io_binding: no conversion per call) and keeps o
 what is left is the runtime's own call and, from Python, the wrapper around it. onnxruntime 1.32's
 Python `run_with_iobinding` does extra work on every call, mostly checks for WebGPU graph capture (two
 lookups into the C++ session, besides one more Python function call): about 0.8 µs on a 2-core Intel
-Xeon, where the whole call of the 784-32-10 int8-pixels model takes 3.9 µs (README's deployment table).
+Xeon, where the whole call of the 784-32-10 int8-pixels model takes 3.8 to 3.9 µs at batch 1
+(results/deploy-xeon.json).
 Earlier releases passed the call straight through. bound_call(call="direct") makes the call as they
 did, on the session's C++ object (`session._sess`) straight from Python, skipping the wrapper's work (a
 C or C++ service pays no Python at all); call="wrapper" goes through the public Python method. Both run
@@ -25,6 +26,8 @@ import os
 import pathlib
 import warnings
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +36,7 @@ from tutorial_utils import validate
 CALLS = ("direct", "wrapper")
 
 
-def runtime():
+def runtime() -> ModuleType:
     """The onnxruntime module, or ModuleNotFoundError naming the install command."""
     try:
         import onnxruntime
@@ -43,8 +46,9 @@ def runtime():
     return onnxruntime
 
 
-def session(path: str | os.PathLike, *, threads: int | None = None, provider: str = "cpu", spin: bool = True):
-    """An ONNX Runtime InferenceSession for `path`: all graph optimizations, `threads` intra-op threads
+def session(path: str | os.PathLike, *, threads: int | None = None, provider: str = "cpu",
+            spin: bool = True) -> Any:
+    """An onnxruntime.InferenceSession for `path`: all graph optimizations, `threads` intra-op threads
     (None: 1); input "x" of shape (batch, in_features), output "logits".
 
     spin=True (ONNX Runtime's default) lets idle pool threads spin between calls; False makes them sleep.
@@ -70,7 +74,7 @@ def session(path: str | os.PathLike, *, threads: int | None = None, provider: st
     return ort.InferenceSession(str(path), sess_options=options, providers=[name])
 
 
-def bound_call(session, x: np.ndarray, *, call: str = "direct") -> Callable[[], None]:
+def bound_call(session: Any, x: np.ndarray, *, call: str = "direct") -> Callable[[], None]:
     """A function of no arguments that runs `session` once on `x` (input "x", output "logits").
 
     x and the output are bound once (io_binding), with one RunOptions whose gpu_graph_id is set to its
@@ -91,7 +95,7 @@ def bound_call(session, x: np.ndarray, *, call: str = "direct") -> Callable[[], 
     options.add_run_config_entry("gpu_graph_id", "0")
     inner, inner_binding = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
 
-    def direct(_keep=binding) -> None:   # _keep: the Python binding, which holds x, lives as long as this
+    def direct() -> None:   # run.binding (set below) keeps the Python binding, which holds x, alive
         inner.run_with_iobinding(inner_binding, options)
 
     def wrapper() -> None:
