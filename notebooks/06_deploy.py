@@ -408,8 +408,9 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   ONNX Runtime's int8 kernels use the CPU's integer dot-product instructions (one AVX-512 VNNI
 #   instruction does 64 int8 multiply-adds where a float32 FMA does 16); without VNNI (AVX2 only) they
 #   need several instructions for the same work. README times these models on the Intel Xeon with its
-#   CPUID masked to AVX2 (`scripts/masked_avx2.py`: the AVX2 kernels at native speed), where int8-pixels
-#   gains less over float32 than with VNNI; recent Xeons add AMX tiles, not measured here. To try it on
+#   CPUID masked to AVX2 (`scripts/masked_avx2.py`: the AVX2 kernels at native speed), where at one thread
+#   int8-pixels gains less over float32 than with VNNI (at two threads about as much); recent Xeons add
+#   AMX tiles, not measured here. To try it on
 #   your machine (if its `/proc/cpuinfo` lists `cpuid_fault`), start Jupyter as
 #   `python scripts/masked_avx2.py -- jupyter lab` and run this notebook again: the first line of the table
 #   then shows PyTorch's kernels as AVX2, and every library runs its AVX2 code on your CPU.

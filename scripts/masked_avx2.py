@@ -8,8 +8,8 @@ what they compute but not how fast. This script compiles scripts/cpuid_mask.c (g
 library that makes every CPUID instruction of the command's process answer without AVX-512, AVX-VNNI,
 AMX or GFNI/VAES (Linux's CPUID faulting, on CPUs whose /proc/cpuinfo lists "cpuid_fault"; its comment
 says what it cannot mask), and tells glibc the same (GLIBC_TUNABLES), so that every library runs its
-AVX2 code at native speed. What it measures is the
-AVX2 code path on *this* CPU, not an AVX2-only CPU: clocks, caches and execution ports stay this one's.
+AVX2 code at native speed. What it measures is the AVX2 code path on *this* CPU, not an AVX2-only CPU:
+clocks, caches and execution ports stay this one's.
 
 The command's environment gets DC_CPUID_MASK=avx2; scripts/bench_deploy.py records it, with what its own
 process saw (numpy's CPU features, PyTorch's CPU capability), so a result file says how it was made.

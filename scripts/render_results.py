@@ -437,9 +437,11 @@ def isa_comparison(native: dict, masked: dict) -> str:
     def median(document: dict, setting: str) -> float:
         return document["latency"][setting][narrow]["speedup"]
 
-    def over_float32(document: dict, model: str) -> float:   # int8-pixels against float32, same model and runtime
-        rows = document["latency"][many]
+    def over_float32(document: dict, model: str, setting: str = many) -> float:   # int8-pixels against float32
+        rows = document["latency"][setting]
         return rows[f"{model}, ONNX Runtime float32"]["latency_ms"] / rows[f"{model}, ONNX Runtime int8-pixels"]["latency_ms"]
+
+    two = "threads 2, batch 256"
 
     return "\n".join([
         f"- Each run's ratios are its own, measured side by side; the two runs' absolute times are not compared "
@@ -450,8 +452,11 @@ def isa_comparison(native: dict, masked: dict) -> str:
         f"against the same model's float32 file in the same run, int8-pixels is "
         f"{over_float32(native, 'narrow'):.1f}x faster natively and {over_float32(masked, 'narrow'):.1f}x on the "
         f"{paths} (the 90%-sparse final model: {over_float32(native, 'final'):.1f}x and "
-        f"{over_float32(masked, 'final'):.1f}x). A likely reason, not profiled here: without VNNI an int8 "
-        f"multiply-add takes several AVX2 instructions where one AVX-512 VNNI instruction does 64.",
+        f"{over_float32(masked, 'final'):.1f}x). At 2 threads the gap narrows or closes: "
+        f"{over_float32(native, 'narrow', two):.1f}x natively against {over_float32(masked, 'narrow', two):.1f}x "
+        f"(final model: {over_float32(native, 'final', two):.1f}x against {over_float32(masked, 'final', two):.1f}x). "
+        f"A likely reason for the gap at 1 thread, not profiled here: without VNNI an int8 multiply-add takes "
+        f"several AVX2 instructions where one AVX-512 VNNI instruction does 64.",
         f"- At batch 1, where the call's fixed cost sets most of the time, the slowest pass is "
         f"{slowest(native, one):.1f}x natively and {slowest(masked, one):.1f}x on the {paths} (1 thread).",
         f"- This is the {paths.replace(' paths', '')} on this {cpu_name(native)}'s cores, clocks and caches, not an "

@@ -107,8 +107,9 @@ def _over_seeds(ledgers: list[measure.Ledger], seeds: tuple[int, ...]) -> measur
     combined = copy.deepcopy(ledgers[0])
     # per seed, each run's own paired test (the rows become means; one seed's test alone would mislead)
     combined.notes = {"final_vs_teacher_by_seed": {str(seed): ledger.notes.get("final_vs_teacher")
-                                                   for seed, ledger in zip(seeds, ledgers)},
-                      **{k: ledgers[0].notes[k] for k in ("ort_call",) if k in ledgers[0].notes}}  # the rows' latencies
+                                                   for seed, ledger in zip(seeds, ledgers)}}
+    if "ort_call" in ledgers[0].notes:   # how the first seed's ONNX Runtime rows, kept as they are, were timed
+        combined.notes["ort_call"] = ledgers[0].notes["ort_call"]
     print(f"\nover seeds {', '.join(map(str, seeds))}:")
     for i, row in enumerate(combined.rows):
         accuracies = [ledger.rows[i]["accuracy"] for ledger in ledgers]
