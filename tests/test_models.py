@@ -47,3 +47,28 @@ def test_bad_dropout_and_preset():
         models.preset("resnet")
     with pytest.raises(TypeError, match="no nn.Linear"):
         models.layer_sizes(nn.ReLU())
+
+
+def test_the_default_device_is_the_cpu_unless_dc_device_asks_for_cuda(monkeypatch):
+    """A visible GPU alone does not move the tutorial off the CPU path its numbers were measured on."""
+    monkeypatch.setattr(models.torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("DC_DEVICE", raising=False)
+    assert models.default_device() == torch.device("cpu")
+    monkeypatch.setenv("DC_DEVICE", "cuda")
+    assert models.default_device() == torch.device("cuda")
+    monkeypatch.setenv("DC_DEVICE", "gpu")
+    with pytest.raises(ValueError, match=r"DC_DEVICE='gpu' must be one of \('cpu', 'cuda'\)"):
+        models.default_device()
+    monkeypatch.setenv("DC_DEVICE", "cuda")
+    monkeypatch.setattr(models.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="DC_DEVICE='cuda': PyTorch sees no CUDA GPU"):
+        models.default_device()
+
+
+def test_on_cpu_returns_a_cpu_model_itself_and_copies_any_other(monkeypatch):
+    model = models.mlp([4, 3, 2])
+    assert models.on_cpu(model) is model
+    monkeypatch.setattr(models, "device_of", lambda m: torch.device("cuda"))   # as a GPU model reports itself
+    copied = models.on_cpu(model)
+    assert copied is not model and all(torch.equal(a, b) for a, b in zip(copied.parameters(), model.parameters()))
+    assert all(p.device.type == "cpu" for p in copied.parameters())

@@ -101,3 +101,27 @@ def test_bad_calls_are_refused(onnx_file):
     with pytest.raises(ValueError, match="call='fast' must be one of"):
         deploy.runtime_model(path, call="fast")
     assert "call='wrapper'" in repr(deploy.runtime_model(path, call="wrapper"))
+
+
+def test_a_cuda_session_that_falls_back_to_the_cpu_is_refused(onnx_file, monkeypatch):
+    """Where onnxruntime-gpu lists CUDA but cannot load its libraries, ONNX Runtime only warns and runs on the
+    CPU: asked for CUDA, session() says so instead of timing the CPU. TF32 is asked off."""
+    import onnxruntime
+    path, _ = onnx_file
+    asked = []
+
+    class FallenBack:
+        def __init__(self, path, sess_options=None, providers=None):
+            asked.append(providers)
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnxruntime, "InferenceSession", FallenBack)
+    with pytest.raises(RuntimeError, match=r"provider='cuda': ONNX Runtime could not start CUDAExecutionProvider "
+                                           r"and fell back to \['CPUExecutionProvider'\]"):
+        ort_session.session(path, provider="cuda")
+    assert asked == [[("CUDAExecutionProvider", {"use_tf32": "0"})]]
+    assert isinstance(ort_session.session(path), FallenBack) and asked[-1] == ["CPUExecutionProvider"]

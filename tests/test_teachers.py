@@ -117,9 +117,9 @@ def test_the_command_refuses_an_empty_cache_dir(capsys):
 
 
 def test_the_command_trains_on_the_notebooks_device(small_splits, monkeypatch, capsys):
-    """Guards: the device is part of the teachers' cache key, and the notebooks train on CUDA when PyTorch sees
-    a GPU (training.setup): the command follows them by default, so a GPU laptop's preparation is not
-    cached for a device no notebook uses; --device cuda without a GPU is refused by name."""
+    """Guards: the device is part of the teachers' cache key, and the notebooks train on the CPU unless
+    DC_DEVICE=cuda asks for the GPU (training.setup): the command follows them by default, so a GPU laptop's
+    preparation is not cached for a device no notebook uses; --device cuda without a GPU is refused by name."""
     seen = []
 
     def fake_cache_all(splits, **kw):
@@ -130,8 +130,12 @@ def test_the_command_trains_on_the_notebooks_device(small_splits, monkeypatch, c
     monkeypatch.setattr(teachers, "cache_chain", lambda splits, teacher, **kw: None)
     monkeypatch.setattr(teachers.data, "load", lambda name, root=None: small_splits)
     monkeypatch.setattr(teachers.torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("DC_DEVICE", raising=False)
+    assert teachers.main([]) == 0 and seen == ["cpu"]   # a visible GPU alone changes nothing
+    monkeypatch.setenv("DC_DEVICE", "cuda")
     assert teachers.main([]) == 0 and teachers.main(["--device", "cpu"]) == 0
-    assert seen == ["cuda", "cpu"]
+    assert seen == ["cpu", "cuda", "cpu"]
+    monkeypatch.delenv("DC_DEVICE")
     monkeypatch.setattr(teachers.torch.cuda, "is_available", lambda: False)
     assert teachers.main([]) == 0 and seen[-1] == "cpu"
     with pytest.raises(SystemExit):
@@ -177,6 +181,7 @@ def test_ci_and_the_timing_script_prepare_with_the_notebooks_settings(small_spli
     monkeypatch.delenv("DC_DATASET", raising=False)
     monkeypatch.delenv("DC_EPOCHS", raising=False)
     monkeypatch.setattr(teachers.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("DC_DEVICE", "cuda")
     settings = teachers.prepare_for_notebooks()
     assert settings["threads"] == 1 and seen == {"seed": 2, "threads": 1, "epochs": 15, "device": "cuda",
                                                  "progress": False, "dataset": "mnist-5k"}

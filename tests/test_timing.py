@@ -165,6 +165,13 @@ def test_latency_ratio_refuses_zero_rounds(model):
         timing.latency_ratio(model, model, rounds=0)
 
 
+def test_latency_ratio_refuses_models_on_two_devices(model):
+    """A GPU's time over a CPU's is no speed-up of either model (the meta device stands in for a GPU)."""
+    elsewhere = models.mlp([784, 8, 10]).to("meta")
+    with pytest.raises(ValueError, match="baseline is on cpu but candidate on meta"):
+        timing.latency_ratio(model, elsewhere, 8, rounds=1)
+
+
 def test_peak_gflops_is_measured_once_per_thread_count_and_restores_threads():
     torch.set_num_threads(2)
     first = timing.peak_gflops(threads=1, size=256)

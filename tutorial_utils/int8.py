@@ -51,7 +51,8 @@ def accumulate(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
     qx, qw = (x.q - shift).to(torch.int8), w.q.to(torch.int8)
     # The product of the int8 codes, summed exactly in int64 on every CPU. torch._int_mm is PyTorch's int8 x
     # int8 -> int32 kernel for the same product, but on a CPU without VNNI it can saturate (kernel_saturates).
-    accumulator = qx.long() @ qw.long().T                            # (batch, out)
+    # (int64 products have no CUDA kernel: GPU codes are summed on the CPU, exact either way)
+    accumulator = (qx.cpu().long() @ qw.cpu().long().T).to(qx.device)   # (batch, out)
     zero_point = (x.zero_point - shift).to(torch.int64)
     scale = x.scale * w.scale.reshape(1, -1)                         # (1, out): Sx Sw_j
     qbias = torch.round(bias.detach() / scale).to(torch.int64)       # bias on the accumulator's grid
@@ -103,10 +104,11 @@ def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
     function runs the compiled model on (2, in_features) and (1, in_features) batches of zeros under
     torch.inference_mode, as timing.latency_ms calls it, so that compiling happens here and not in a timing.
     torchao's codes are 7-bit (reduce_range) on a CPU whose int8 kernel saturates (kernel_saturates), 8-bit
-    elsewhere. Raises RuntimeError naming the backend if it is not available here (no torchao, no compiler).
+    elsewhere. The copy is on the CPU, whatever device `model` is on. Raises RuntimeError naming the
+    backend if it is not available here (no torchao, no compiler).
     """
     validate.choice("backend", backend, BACKENDS)
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(model).cpu().eval()   # these int8 kernels are CPU kernels: a GPU model's copy moves
     if backend == "legacy":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its deprecation is taught in notebook 03, not repeated on every call

@@ -41,14 +41,14 @@ def kmeans_quantize(x: torch.Tensor, bits: int, *, iterations: int = 30) -> Code
     zero_code = 0 if not nonzero.all() else None
     values = flat[nonzero] if zero_code is not None and nonzero.any() else flat
     k = 2**bits - (1 if zero_code is not None else 0)
-    centroids = torch.linspace(values.min().item(), values.max().item(), max(k, 1))
+    centroids = torch.linspace(values.min().item(), values.max().item(), max(k, 1), device=flat.device)
     for _ in range(iterations if k > 0 else 0):
         q = (values[:, None] - centroids[None, :]).abs().argmin(dim=1)  # (n,) nearest centroid
         sums = torch.zeros_like(centroids).index_add_(0, q, values)
         counts = torch.bincount(q, minlength=len(centroids)).float()
         centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)  # empty clusters stay put
     if zero_code is not None:
-        centroids = torch.cat([torch.zeros(1), centroids[:k]])
+        centroids = torch.cat([centroids.new_zeros(1), centroids[:k]])
     q = (flat[:, None] - centroids[None, :]).abs().argmin(dim=1)
     if zero_code is not None:  # every exact zero on the pinned centroid, every non-zero off it
         others = (flat[:, None] - centroids[None, 1:]).abs().argmin(dim=1) + 1 if k > 0 else q

@@ -23,8 +23,8 @@ import os
 import torch
 from torch import nn
 
-from tutorial_utils import (calibration, data, energy, files, footprint, machine, privacy, robustness, timing,
-                            training, validate)
+from tutorial_utils import (calibration, data, energy, files, footprint, machine, models, privacy, robustness,
+                            timing, training, validate)
 from tutorial_utils.energy import PJ, energy_estimate  # noqa: F401  (public here: measure.energy_estimate)
 from tutorial_utils.footprint import (count_nonzeros, count_parameters, csr_bytes, macs,  # noqa: F401
                                       storage_bytes)  # public here: measure.macs, measure.storage_bytes, ...
@@ -110,10 +110,11 @@ class Ledger:
         of_peak = 2 macs * batch / latency / this CPU's measured float32 peak (timing.peak_gflops), the
         achieved fraction of what the hardware can do; energy_nj and energy_nj_batch from
         energy.energy_estimate per image at batch 1 and at `latency_batch_size`, from what the model
-        computes (never from the file's format). A column passed in `given` (e.g. parameters= for an
-        int8 backend that hides its weights) is taken as given, not measured; other keyword arguments
-        become extra columns. `beyond` names optional columns of BEYOND (robust_accuracy, ece, mia_auc).
+        computes (never from the file's format); a model on a GPU is measured on a CPU copy (models.on_cpu).
+        A column passed in `given` (e.g. parameters= for an int8 backend that hides its weights) is taken
+        as given; other keyword arguments become extra columns. `beyond` names optional columns of BEYOND.
         """
+        model = models.on_cpu(model)
         for name in beyond:
             validate.choice("beyond", name, tuple(BEYOND))
         measurements = {

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Sequence
 
@@ -70,9 +71,33 @@ def device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+DEVICES = ("cpu", "cuda")
+
+
 def default_device() -> torch.device:
-    """Where the package trains when not told: CUDA when PyTorch sees a GPU, else the CPU (training.setup)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Where the package trains when not told (training.setup): the CPU, or CUDA if DC_DEVICE=cuda.
+
+    The CPU by default even where a GPU is visible: it is the path the tutorial's numbers were measured
+    and tested on, and float sums on a GPU run in another order (other weights, other accuracies). A
+    GPU is asked for by name; DC_DEVICE=cuda where PyTorch sees none is a ValueError.
+    """
+    name = validate.env("DC_DEVICE", "cpu")
+    validate.choice("environment variable DC_DEVICE", name, DEVICES)
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("environment variable DC_DEVICE='cuda': PyTorch sees no CUDA GPU here "
+                         "(torch.cuda.is_available() is False); unset it to run on the CPU")
+    return torch.device(name)
+
+
+def on_cpu(model: nn.Module) -> nn.Module:
+    """`model` itself if it is on the CPU, else a copy moved there; the model is not changed.
+
+    Every number the package measures (accuracy, bytes, latency, energy) is a CPU number, the deployment
+    target's, comparable with README's: a model trained on a GPU is measured on a copy.
+    """
+    if device_of(model).type == "cpu":
+        return model
+    return copy.deepcopy(model).cpu()
 
 
 def preset(name: str) -> nn.Sequential:

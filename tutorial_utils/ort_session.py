@@ -52,7 +52,9 @@ def session(path: str | os.PathLike, *, threads: int | None = None, provider: st
     (None: 1); input "x" of shape (batch, in_features), output "logits".
 
     spin=True (ONNX Runtime's default) lets idle pool threads spin between calls; False makes them sleep.
-    provider "cpu" or "cuda" (needs onnxruntime-gpu and a GPU; a clear error otherwise).
+    provider "cpu" or "cuda" (needs onnxruntime-gpu and a GPU; a clear error otherwise, also where
+    ONNX Runtime lists CUDA but cannot start it and would quietly run on the CPU). The CUDA provider runs
+    with TF32 off, so its float32 products are float32 products, as on the CPU.
     """
     ort = runtime()
     threads = validate.positive_int("threads", 1 if threads is None else threads)
@@ -71,7 +73,12 @@ def session(path: str | os.PathLike, *, threads: int | None = None, provider: st
     # Spinning pool threads wait for the next call busily: ONNX Runtime's default, and faster for one
     # session, but they take cores from whatever runs next (another session, PyTorch).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=[name])
+    chosen = [name] if provider == "cpu" else [(name, {"use_tf32": "0"})]   # TF32 rounds inputs to 10 bits
+    made = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+    if made.get_providers()[0] != name:   # e.g. CUDA or cuDNN libraries missing: ONNX Runtime only warns
+        raise RuntimeError(f"provider={provider!r}: ONNX Runtime could not start {name} and fell back to "
+                           f"{made.get_providers()} (are CUDA and cuDNN installed for this onnxruntime-gpu?)")
+    return made
 
 
 def bound_call(session: Any, x: np.ndarray, *, call: str = "direct") -> Callable[[], None]:

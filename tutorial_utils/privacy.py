@@ -36,7 +36,8 @@ from tutorial_utils import evaluation, validate
 
 def per_image_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of each image, (n,), in eval mode."""
-    return nn.functional.cross_entropy(evaluation.labelled_logits(model, x, y), y, reduction="none")
+    logits = evaluation.labelled_logits(model, x, y)    # on the CPU, wherever the model is
+    return nn.functional.cross_entropy(logits, y.cpu(), reduction="none")
 
 
 def _check(members: torch.Tensor, nonmembers: torch.Tensor, *, at_least: int = 1, suffix: str = "") -> None:

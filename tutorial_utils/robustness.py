@@ -132,6 +132,7 @@ def disagreement(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: tor
     validate.positive_int("classes", classes)
     validate.labels("y", y, n=len(x), classes=classes)   # a label >= classes would drop out of the per-class view
     predictions_a, predictions_b = evaluation.predict(model_a, x).argmax(1), evaluation.predict(model_b, x).argmax(1)
+    y = y.cpu()   # predict's logits come back on the CPU
     right_a, right_b = predictions_a == y, predictions_b == y
     per_class = []
     for label in range(classes):

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=settings["epochs"],
                         help="as DC_EPOCHS (default: $DC_EPOCHS, else 15)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=settings["device"],
-                        help="where to train; default as the notebooks: cuda when PyTorch sees a GPU, else cpu "
+                        help="where to train; default as the notebooks: $DC_DEVICE, else cpu "
                              "(part of the cache key, so it must match theirs)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -127,8 +127,12 @@ def latency_ratio(baseline: nn.Module, candidate: nn.Module, batch_size: int = 2
     latency_ms(baseline) / latency_ms(candidate), the two measured alternately (side_by_side).
 
     Alternating cancels slow drifts of a shared machine (other jobs, clock changes) that two
-    measurements taken minutes apart would fold into the ratio.
+    measurements taken minutes apart would fold into the ratio. Both models must be on one device.
     """
+    devices = {"baseline": _device(baseline), "candidate": _device(candidate)}
+    if devices["baseline"] != devices["candidate"]:
+        raise ValueError(f"baseline is on {devices['baseline']} but candidate on {devices['candidate']}: a ratio "
+                         "of a GPU's time to a CPU's says nothing about either model; time both on one device")
     times = side_by_side({"baseline": lambda: latency_ms(baseline, batch_size, threads=threads, repeats=repeats),
                           "candidate": lambda: latency_ms(candidate, batch_size, threads=threads, repeats=repeats)},
                          rounds=rounds)

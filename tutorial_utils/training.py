@@ -92,7 +92,8 @@ def setup(seed: int = 0, threads: int | None = None) -> torch.device:
     """Seed Python, NumPy and torch, optionally fix the number of CPU threads; return the device to use.
 
     Side effects: reseeds the global random generators; `threads` calls torch.set_num_threads.
-    Returns cuda if a GPU is visible, else cpu.
+    Returns the device to train on: the CPU, or CUDA if the environment asks for it (DC_DEVICE=cuda;
+    models.default_device says why not by default).
     """
     seed = validate.integer("seed", seed, low=0, high=2**32 - 1)
     if threads is not None:

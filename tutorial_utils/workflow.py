@@ -132,7 +132,7 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     log = lambda stage, text: print(f"[{time.perf_counter() - start:6.1f} s] {stage}: {text}", flush=True)  # noqa: E731
     log("data", f"{config.dataset}, {len(splits.x_train):,} train / {len(splits.x_test):,} test")
     ledger = measure.Ledger(threads=config.threads)
-    log("machine", machine.describe(ledger.machine))
+    log("machine", f"{machine.describe(ledger.machine)}; training on {device.type} (measuring on the cpu)")
 
     def row(stage: str, model: nn.Module, **given: object) -> dict:
         entry = ledger.measure(stage, model, splits, **given)
@@ -169,6 +169,7 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
         masks = recipes.prune_(pruned, splits, sparsity=config.sparsity, config=config.finetune_config(), **stage)
         row(f"pruned {config.sparsity:.0%} + fine-tuned (masked float32)", pruned)
     final = recipes.quantize_aware(pruned, splits, quant=config.bits, config=config.qat_config(), masks=masks, **stage)
+    final = models.on_cpu(final)   # saved, reloaded and compared on the CPU, where the file is run
     with tempfile.TemporaryDirectory() as scratch:  # the uncompressed file is measured, not published
         plain = storage.save(final, pathlib.Path(scratch) / "model.dcmp", compress="none")
     row(f"{config.bits}-bit QAT, sparse file", final, file_bytes=plain)
@@ -194,7 +195,7 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     ledger.notes["final_vs_teacher"] = dataclasses.asdict(paired)   # README renders it from ledger.json
     print(f"final model on {len(splits.y_test):,} test images: 95% interval {low:.2%} to {high:.2%}; paired with the "
           f"784-128-10 teacher: {paired}")
-    speedup = measure.latency_ratio(reference_model, deployed, 256, threads=config.threads)
+    speedup = measure.latency_ratio(models.on_cpu(reference_model), deployed, 256, threads=config.threads)
     print(f"deployed on the int8 backend: {deployed_row['accuracy']:.2%}, latency at batch 256 {speedup:.1f}x lower "
           f"than the 784-128-10 teacher's (median of 5 alternating measurements, {config.threads} threads)")
     return ledger
