@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -37,6 +38,33 @@ def own_random_stream(check: Callable) -> Callable:
     def run(*args, **kwargs):
         with torch.random.fork_rng(devices=[]):
             return check(*args, **kwargs)
+    return run
+
+
+def own_work(check: str, my_function: Callable, *answers: str) -> Callable:
+    """my_function, run with the package's answers to the exercise (`answers`: "module.name" in tutorial_utils),
+    under every name the package binds them to, turned into failures of the check that name them: calling
+    the reference you are compared with is no solution. Side effect: only while my_function runs."""
+    references = {id(getattr(__import__(f"tutorial_utils.{a.split('.')[0]}", fromlist=["_"]), a.split(".")[1])): a
+                  for a in answers}
+    def refused(answer: str) -> Callable:
+        def fail(*args, **kwargs):
+            raise ExerciseError(f"{check}: your function calls {answer}, the package's answer that this check compares "
+                                f"yours with\n  hint: write the idea itself, from the formula in the notebook")
+        return fail
+
+    @functools.wraps(my_function)
+    def run(*args, **kwargs):
+        bound = [(module, name, value) for module in list(sys.modules.values())
+                 if getattr(module, "__name__", "").startswith("tutorial_utils.")
+                 for name, value in list(vars(module).items()) if id(value) in references]
+        try:
+            for module, name, value in bound:
+                setattr(module, name, refused(references[id(value)]))
+            return my_function(*args, **kwargs)
+        finally:
+            for module, name, value in bound:
+                setattr(module, name, value)
     return run
 
 
@@ -62,6 +90,7 @@ def _cases_of_sizes() -> list[list[int]]:
 
 def check_macs(my_macs: Callable[[list[int]], int]) -> None:
     """Notebook 01: my_macs(sizes) must return the multiply-accumulates of one sample through mlp(sizes)."""
+    my_macs = own_work("check_macs", my_macs, "footprint.macs")
     for sizes in _cases_of_sizes():
         expected, got = measure.macs(models.mlp(sizes), in_features=sizes[0]), my_macs(sizes)
         if got != expected:
@@ -71,6 +100,7 @@ def check_macs(my_macs: Callable[[list[int]], int]) -> None:
 
 def check_parameter_count(my_count: Callable[[list[int]], int]) -> None:
     """Notebook 01: my_count(sizes) must return the number of weights and biases of mlp(sizes)."""
+    my_count = own_work("check_parameter_count", my_count, "footprint.count_parameters")
     for sizes in _cases_of_sizes():
         expected, got = measure.count_parameters(models.mlp(sizes)), my_count(sizes)
         if got != expected:
@@ -87,6 +117,7 @@ def check_evaluate(my_evaluate: Callable) -> None:
     call), a last batch smaller than the others, a batch larger than the data, one image; mismatched or
     empty x and y must raise ValueError; the model's train/eval mode must be as it was before the call.
     """
+    my_evaluate = own_work("check_evaluate", my_evaluate, "evaluation.evaluate")
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 4))
     generator = torch.Generator().manual_seed(3)
@@ -120,6 +151,7 @@ def check_wilson_interval(my_interval: Callable[[int, int], tuple[float, float]]
     Hidden cases include 0 and all correct (where p +- 1.96 sqrt(p(1-p)/n) collapses to a point), one
     image, and total = 0, which must raise ValueError.
     """
+    my_interval = own_work("check_wilson_interval", my_interval, "stats.wilson_interval")
     cases = [(945, 1000), (0, 10), (10, 10), (1, 1), (0, 1), (5, 7), (999, 1000), (500, 1000), (3_700, 4_000)]
     for correct, total in cases:
         expected, got = stats.wilson_interval(correct, total), my_interval(correct, total)
@@ -148,7 +180,7 @@ def _random_models(seed: int = 1234) -> list[torch.nn.Sequential]:
 
 
 def _check_masks(name: str, my_masks: Callable, scope: str, hint: str) -> None:
-    cases = 0
+    cases, my_masks = 0, own_work(name, my_masks, "pruning.magnitude_masks")
     for model in _random_models():
         for sparsity in (0.0, 0.3, 0.5, 0.9, 0.99):   # 0 keeps all; sparsity 1 is refused by the package
             # the formula's own answer, even where it empties a small layer (the package refuses that by default)
@@ -182,6 +214,7 @@ def check_csr_bytes(my_csr_bytes: Callable) -> None:
     measures the arrays of torch's own `to_sparse_csr()`. Hidden cases: no zeros, all zeros, one row,
     int32 indices with int8 values.
     """
+    my_csr_bytes = own_work("check_csr_bytes", my_csr_bytes, "footprint.csr_bytes")
     generator = torch.Generator().manual_seed(21)
     dense = torch.randn(8, 32, generator=generator)
     cases = [(dense * (torch.rand(8, 32, generator=generator) > s), 8, 4, f"8 x 32 at sparsity {s:.0%}")

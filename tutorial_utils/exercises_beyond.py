@@ -10,13 +10,14 @@ import torch
 
 from tutorial_utils import calibration, models, privacy, robustness
 from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
-from tutorial_utils.exercises import _fail, _passed, own_random_stream
+from tutorial_utils.exercises import _fail, _passed, own_random_stream, own_work
 
 
 @own_random_stream
 def check_pgd(my_pgd: Callable) -> None:
     """my_pgd(model, x, y, epsilon, steps, step_size) -> images, as robustness.pgd(..., random_start=False,
     stop_when_fooled=False): the textbook loop."""
+    my_pgd = own_work("check_pgd", my_pgd, "robustness.pgd")
     generator = torch.Generator().manual_seed(5)
     torch.manual_seed(5)
     model = models.mlp([12, 8, 3])
@@ -41,6 +42,7 @@ def check_pgd(my_pgd: Callable) -> None:
 
 def check_ece(my_ece: Callable) -> None:
     """my_ece(logits, y, bins) -> expected calibration error, as calibration.expected_calibration_error."""
+    my_ece = own_work("check_ece", my_ece, "calibration.expected_calibration_error")
     generator = torch.Generator().manual_seed(8)
     cases = [(torch.randn(200, 10, generator=generator) * 3, torch.randint(0, 10, (200,), generator=generator), 15,
               "200 random images, 15 bins"),
@@ -61,6 +63,7 @@ def check_ece(my_ece: Callable) -> None:
 
 def check_auc(my_auc: Callable) -> None:
     """my_auc(member_losses, nonmember_losses) -> ROC AUC of the loss-threshold attack, as privacy.membership_auc."""
+    my_auc = own_work("check_auc", my_auc, "privacy.membership_auc")
     generator = torch.Generator().manual_seed(9)
     cases = [(torch.rand(50, generator=generator), torch.rand(40, generator=generator) + 0.1, "random losses"),
              (torch.tensor([1.0, 2.0, 2.0]), torch.tensor([2.0, 3.0]), "ties count one half"),

@@ -14,7 +14,7 @@ import torch
 
 from tutorial_utils import measure, models, pruning, quantization, recipes, storage
 from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
-from tutorial_utils.exercises import _fail, _passed
+from tutorial_utils.exercises import _fail, _passed, own_work
 
 
 def check_size_estimate(my_estimate: Callable, *, tolerance: float = 0.25) -> None:
@@ -48,6 +48,7 @@ def check_pareto_front(my_front: Callable) -> None:
     A point is beaten when another has bytes <= and accuracy >= with one of them strictly better; equal
     points are all kept. Hidden cases: a tie in bytes, a tie in accuracy, duplicates, one point, none.
     """
+    my_front = own_work("check_pareto_front", my_front, "measure.pareto_front")
     def points(*pairs: tuple[int, float]) -> list[dict]:
         return [{"stage": chr(97 + i), "bytes": b, "accuracy": a} for i, (b, a) in enumerate(pairs)]
 
@@ -74,6 +75,7 @@ def check_operating_point(my_choose: Callable) -> None:
     then the fewest bytes; None if no point qualifies; max_bytes <= 0 raises ValueError. Points also
     carry a test "accuracy", which must not decide anything.
     """
+    my_choose = own_work("check_operating_point", my_choose, "recipes.choose")
     points = [{"stage": "a", "bytes": 9_000, "val_accuracy": 0.95, "accuracy": 0.93},
               {"stage": "b", "bytes": 5_000, "val_accuracy": 0.94, "accuracy": 0.96},
               {"stage": "c", "bytes": 4_000, "val_accuracy": 0.94, "accuracy": 0.92},

@@ -15,7 +15,7 @@ from torch import nn
 
 from tutorial_utils import distillation, models, qtensor, quantization, stats
 from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
-from tutorial_utils.exercises import _fail, _number, _passed, own_random_stream
+from tutorial_utils.exercises import _fail, _number, _passed, own_random_stream, own_work
 
 
 def _random_weights(seed: int = 99) -> list[torch.Tensor]:
@@ -25,6 +25,7 @@ def _random_weights(seed: int = 99) -> list[torch.Tensor]:
 
 def check_quantize_per_channel(my_quantize: Callable) -> None:
     """Notebook 03: my_quantize(w, bits) -> (integer codes, scale of shape (rows, 1)), symmetric per channel."""
+    my_quantize = own_work("check_quantize_per_channel", my_quantize, "qtensor.quantize")
     cases = 0
     for w in _random_weights():
         for bits in (2, 3, 4, 8):
@@ -43,6 +44,7 @@ def check_quantize_per_channel(my_quantize: Callable) -> None:
 
 def check_asymmetric_quantize(my_quantize: Callable) -> None:
     """Notebook 03: my_quantize(x, bits) -> (codes, scale, zero_point), asymmetric per tensor, 0 exact."""
+    my_quantize = own_work("check_asymmetric_quantize", my_quantize, "qtensor.quantize")
     cases = 0
     for x in _random_weights() + [torch.rand(40) * 5, -torch.rand(40)]:
         for bits in (2, 4, 8):
@@ -64,6 +66,7 @@ def check_fake_quantize(my_fake_quantize: Callable) -> None:
     Forward: as qtensor.fake_quantize(w, bits, per_channel=True) (1 bit: sign(w) * mean|w_row|; an all-zero
     row stays zero). Backward: d out / d w = 1 everywhere, so w.grad equals the incoming gradient.
     """
+    my_fake_quantize = own_work("check_fake_quantize", my_fake_quantize, "qtensor.fake_quantize")
     cases = [(w, bits) for w in _random_weights() for bits in (1, 2, 4, 8)]
     cases.append((torch.cat([torch.zeros(1, 32), _random_weights()[1][:3]]), 4))      # an all-zero row
     generator = torch.Generator().manual_seed(13)
@@ -90,6 +93,7 @@ def check_fake_quantize(my_fake_quantize: Callable) -> None:
 
 def check_kd_loss(my_kd_loss: Callable) -> None:
     """Notebook 04: my_kd_loss(student_logits, teacher_logits, targets, temperature, alpha) -> scalar."""
+    my_kd_loss = own_work("check_kd_loss", my_kd_loss, "distillation.kd_loss")
     generator = torch.Generator().manual_seed(7)
     cases = 0
     for temperature in (1.0, 2.5, 4.0, 20.0):
@@ -115,6 +119,7 @@ def check_choose_over_seeds(my_choose: Callable) -> None:
     degrees of freedom (2.571) but not beyond 2.776, and a ValueError for seeds that do not pair or a
     single seed.
     """
+    my_choose = own_work("check_choose_over_seeds", my_choose, "stats.choose_over_seeds")
     base = [0.900, 0.930, 0.910, 0.950, 0.920]
     cases = [({"steady +0.3": [b + 0.003 for b in base], "noisy +0.6": [b + d for b, d in zip(base, (0.03, -0.02, 0.01, -0.01, 0.02))]},
               "a steady small gain against a noisy larger one"),

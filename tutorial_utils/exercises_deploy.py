@@ -15,7 +15,7 @@ from torch import nn
 
 from tutorial_utils import compaction, models, nbits, quantization
 from tutorial_utils.exercises import ExerciseError  # noqa: F401  (one error type for every exercise)
-from tutorial_utils.exercises import _fail, _passed
+from tutorial_utils.exercises import _fail, _passed, own_work
 
 
 def _packing_cases() -> list[tuple[torch.Tensor, int]]:
@@ -39,6 +39,7 @@ def check_unpack_4bit(my_unpack: Callable) -> None:
 
 def check_pack_4bit(my_pack: Callable) -> None:
     """Notebook 06: my_pack(codes, block_size) -> uint8 (N, blocks, block_size // 2), as nbits.pack_4bit."""
+    my_pack = own_work("check_pack_4bit", my_pack, "nbits.pack_4bit")
     cases = _packing_cases()
     for codes, block_size in cases:
         expected, got = nbits.pack_4bit(codes, block_size), my_pack(codes, block_size)
@@ -71,6 +72,7 @@ def check_compact_hidden(my_compact: Callable) -> None:
     """Notebook 06: my_compact(model) -> a smaller Linear-ReLU-Linear with the same logits, as
     compaction.compact(model, inputs=False): unused hidden units dropped, constant ones folded into the
     next bias (b2 + W2[:, j] * relu(b1_j)). The input model must not change."""
+    my_compact = own_work("check_compact_hidden", my_compact, "compaction.compact")
     cases = _pruned_mlps()
     x = torch.randn(16, 10, generator=torch.Generator().manual_seed(32))
     for model, name in cases:
@@ -113,6 +115,7 @@ def check_fold_pixels(my_fold: Callable) -> None:
     pixels @ codes_t * scale + bias equals layer((pixels / 255 - mean) / std) for uint8 pixels. The bias
     is checked on a black image first (all it leaves is the bias), then the rest on random images; the
     layer must not change."""
+    my_fold = own_work("check_fold_pixels", my_fold, "onnx_export.fold_pixels")
     cases = _coded_layers()
     pixels = torch.randint(0, 256, (9, 12), generator=torch.Generator().manual_seed(62))
     pixels[0] = 0                                              # a black image: only the folded bias is left
