@@ -17,7 +17,8 @@
 #
 # Notebook 05 ended with a file 69 times smaller than the teacher's, which only this package can read,
 # and a deployment on PyTorch's deprecated int8 backend: 1.5 times faster than the teacher at batch 256
-# there (2 threads); section 5 times it again here, at batch 1 too. Here the student leaves the package: it becomes an ONNX
+# there (2 threads); section 5 times it again here, at one thread and at batch 1 too (a ratio measured at
+# one thread count need not hold at another). Here the student leaves the package: it becomes an ONNX
 # file, a standard graph format that ONNX Runtime (and other runtimes) execute, in float32, in int8 and
 # with its own 4-bit QAT codes. Then we ask the question a user asks:
 # how much faster than the teacher is it, at batch 1 and at batch 256, on *this* CPU?
@@ -81,8 +82,9 @@ print(f"final model: {models.layer_sizes(final)}, accuracy {training.evaluate(fi
 #
 # An ONNX file is a graph of named operators with the weights stored inside. A Linear layer computes
 # `y = x W^T + b`, which is two operators, `MatMul(x, W^T)` and `Add(., b)`. PyTorch's exporter writes
-# the pair as one `Gemm` node; that is correct, but ONNX Runtime's 4-bit quantizer converts only
-# `MatMul` nodes and silently leaves a `Gemm` in float32. `onnx_export.to_onnx` writes the layers
+# the pair as one `Gemm` node; that is correct, but ONNX Runtime's dynamic int8 quantizer (section 3)
+# and its 4-bit quantizer convert only `MatMul` nodes and silently leave a `Gemm` in float32 (only its
+# static quantizer handles `Gemm`). `onnx_export.to_onnx` writes the layers
 # itself, so the graph holds exactly what we put in it, with a symbolic batch dimension:
 
 # %%
@@ -151,7 +153,8 @@ assert difference < 1e-4
 # activations' range is measured on every call, over the whole input tensor) and *static* (the
 # activations' ranges are fixed beforehand on calibration images, here 1,000 training images, and
 # written into the graph as QuantizeLinear/DequantizeLinear pairs). Both start from the dequantized 4-bit
-# weights and round them again onto an 8-bit grid, which does not contain the 4-bit values exactly:
+# weights and round them again onto an int8 grid (7-bit codes, -64..64: Pitfalls say why), which does not
+# contain the 4-bit values exactly:
 
 # %%
 deployments = deploy.export_all(final, folder, stem="final", threads=1, calibration=splits.x_train[:1000])
@@ -185,6 +188,7 @@ read_input = next(n for n in static_graph.graph.node if n.op_type == "QuantizeLi
 input_step, input_zero = (constants[name] for name in read_input.input[1:3])
 print(f"static int8 reads x on a grid of step {input_step:.6f} with zero point {input_zero}; "
       f"one pixel step is {1 / (255 * data.STD):.6f}, and a black pixel sits {255 * data.MEAN:.2f} steps below x = 0")
+assert np.isclose(input_step, 1 / (255 * data.STD), rtol=1e-5)   # black and white pixels among the calibration images
 
 # %% [markdown]
 # Its step is exactly one pixel step (the calibration images span black to white), but a zero point must
@@ -343,9 +347,10 @@ for name, model in (("reference teacher", reference), ("final (90% sparse)", fin
 #
 # Every candidate is timed in rounds, each round timing each candidate once (so a slow moment of this
 # shared machine hits them all), and each ratio is taken within a round against the teacher in PyTorch
-# eager float32. ONNX Runtime is timed as a server would call it: the input bound once, one `RunOptions`
-# held, no torch/numpy conversion, and the call made on the session's C++ object straight from Python
-# (onnxruntime's Python method adds checks of its own to every call: exercise 4 measures them);
+# eager float32. ONNX Runtime is timed as a service written in C or C++ would call it, less Python's own
+# call: the input bound once, one `RunOptions` held, no torch/numpy conversion, and the call made on the
+# session's C++ object straight from Python (the private attribute `session._sess`; onnxruntime's public
+# Python method adds checks of its own to every call, which a Python service pays: exercise 4 measures them);
 # PyTorch is timed calling `model(x)` on a prebuilt tensor. Every model but
 # the two int8-pixels files gets float32 input of the images' shape, ready before the clock starts (random
 # values: a dense kernel's time does not depend on them); those two get uint8 input (784 bytes an image
@@ -396,17 +401,20 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 # AVX-VNNI, one thread):
 #
 # - **Batch 256**: int8-pixels is where the speed is, and width is the other half. The int8-pixels graph
-#   runs the final model about 2.4 times as fast as its float32 graph, and the narrow student, with half
-#   the multiply-adds, about twice as fast again in float32. The int8-pixels graphs, which never quantize
+#   runs the final model about 2.4 times as fast as its float32 graph; in float32 the narrow student, with
+#   half the multiply-adds, runs about twice as fast as the final model. The int8-pixels graphs, which never quantize
 #   their input and read a quarter of the bytes (and compute the small second layer in float32), take
 #   about half (final) and nearly two thirds (narrow) less time than dynamic int8: the narrow student's
-#   is the fastest row, 9.6x faster than the teacher. ONNX Runtime's own quantizers gain much less here:
+#   is the fastest row, 9.5x faster than the teacher. ONNX Runtime's own quantizers gain much less here:
 #   their int8 graphs take about a fifth less time than float32 for the final model, and about a fifth
 #   *more* for the narrow student (both quantize the 784-pixel input on every call, a cost that a narrower
 #   hidden layer does not reduce: a likely reason, not profiled here). How much int8 buys depends on the CPU: on an AMD EPYC (avx512_vnni, no avx_vnni) the same
-#   int8 graphs ran the final model about twice and the narrow student about 1.5 times as fast as float32.
+#   int8 graphs ran the final model about twice and the narrow student about 1.5 times as fast as float32,
+#   partly because the EPYC's float32 kernel was the slower one (README's two tables): a ratio moves with
+#   its baseline as much as with the int8 kernel.
 #   ONNX Runtime's int8 kernels use the CPU's integer dot-product instructions (one AVX-512 VNNI
-#   instruction does 64 int8 multiply-adds where a float32 FMA does 16); without VNNI (AVX2 only) they
+#   instruction does 64 int8 multiply-adds where a float32 FMA does 16, per instruction; how many of
+#   each a core starts per cycle differs between CPUs); without VNNI (AVX2 only) they
 #   need several instructions for the same work. README times these models on the Intel Xeon with its
 #   CPUID masked to AVX2 (`scripts/masked_avx2.py`: the AVX2 kernels at native speed), where at one thread
 #   int8-pixels gains less over float32 than with VNNI (at two threads about as much); recent Xeons add
@@ -416,8 +424,8 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   then shows PyTorch's kernels as AVX2, and every library runs its AVX2 code on your CPU.
 # - **"of peak"** divides the achieved rate by a large float32 matmul's measured rate on this thread
 #   (PyTorch's, 1024 x 1024): a reference, not a hardware limit. ONNX Runtime's float32 kernel on these
-#   small, cache-resident matrices (each weight reused 256 times) runs at about that reference (100% to
-#   105%), the int8-pixels rows at more than twice it, and the quantizers' int8 rows at 83% to 129%.
+#   small, cache-resident matrices (each weight reused 256 times) runs at about that reference (96% to
+#   103%), the int8-pixels rows at more than twice it, and the quantizers' int8 rows at 82% to 126%.
 #   `MatMulNBits` at accuracy level 0 decodes the codes to float32 and multiplies in float32, so the
 #   4-bit rows run at about float32's speed, a little below it: a small file, not a fast kernel.
 # - **Batch 1**: the ONNX Runtime rows take a few microseconds, and int8 buys little. Read the speed-ups
@@ -428,12 +436,12 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   int8 and 4-bit are slower than float32 (they quantize the input, or decode the codes, on every call). At
 #   this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost of a call
 #   that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is why the
-#   ONNX Runtime rows beat the teacher by 2.8x to 5.8x, and PyTorch's legacy int8 backend is
+#   ONNX Runtime rows beat the teacher by 2.3x to 6.5x, and PyTorch's legacy int8 backend is
 #   *slower* than float32: like ONNX Runtime's dynamic int8 it measures and quantizes the input on every
 #   call, but each of its quantized layers pays PyTorch's per-operator overhead.
 # - **The runtime's share.** The teacher itself, unchanged, is about 3.5x faster in ONNX Runtime than in PyTorch
 #   at batch 1 and 1.1x at batch 256. Against it, the last two lines: what compression alone buys on one
-#   runtime is modest at batch 1 (1.6x for the narrow int8-pixels model, held down by the call's fixed
+#   runtime is modest at batch 1 (1.8x for the narrow int8-pixels model, held down by the call's fixed
 #   cost) and large at batch 256 (8.4x).
 #   A speed-up quoted against another runtime mixes the two; ask which one you are reading.
 #
@@ -493,8 +501,8 @@ for name, (model, held) in by_arithmetic.items():
 #
 # ## Pitfalls
 #
-# - **The `Gemm` trap.** Exporters write `nn.Linear` as `Gemm`; ONNX Runtime's 4-bit quantizer converts
-#   only `MatMul` (and `Gather`) nodes and leaves a `Gemm` float32 without an error. Check the operators
+# - **The `Gemm` trap.** Exporters write `nn.Linear` as `Gemm`; ONNX Runtime's dynamic int8 and 4-bit
+#   quantizers convert only `MatMul` (and a few other) nodes and leave a `Gemm` float32 without an error. Check the operators
 #   of every file you ship (`onnx_export.op_types`).
 # - **A fixed batch size.** `torch.onnx.export` fixes the example's batch size unless you declare it
 #   dynamic (`dynamic_axes`, or `dynamic_shapes` with `dynamo=True`); the graphs here declare a symbolic
@@ -526,8 +534,9 @@ for name, (model, held) in by_arithmetic.items():
 #   widen 8-bit weights itself on those CPUs (session option `session.x64quantprecision`, a slower kernel).
 #   README's run on an emulated AVX2-only CPU shows both sides: the package's files compute the same
 #   logits there, bit for bit, while a control file with 8-bit weights moves them by up to 2.4.
-#   `int8.kernel_saturates()` tells whether PyTorch's int8 kernel saturates on yours (it probes PyTorch's
-#   kernel, not ONNX Runtime's; both follow the instruction set).
+#   `int8.kernel_saturates()` tells whether PyTorch's int8 kernel saturates on yours. It probes PyTorch's
+#   kernel only, and says nothing about ONNX Runtime's: on that emulated CPU PyTorch's did not saturate
+#   while ONNX Runtime's 8-bit control drifted.
 # - **Dynamic int8 depends on the batch.** Its activation range is measured over the whole input tensor,
 #   so one image's logits change with its batch-mates: evaluate at the batch size you serve.
 # - **int8 slower than float32** at batch 1 (PyTorch's legacy backend above).
@@ -686,16 +695,16 @@ print(f"level 4 moves the logits by {shift.mean():.2f} on average, {shift.max():
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>What to look for</summary>
 #
-# The solution cell above, in this run (one thread): the one-unit graph took 2.9 µs at batch 1 and the
-# narrow student 3.6 µs, so about four fifths of its time is the call. Through onnxruntime's Python method
-# the same narrow file took 4.6 µs: the wrapper's extra work, mostly its checks, added 1.0 µs a call,
-# more than everything the narrow student adds to the one-unit call (0.7 µs). One five-round run moves by
-# about that much (section 5 timed the same file at 4.6 µs by its own call); README's benchmark, three
-# passes of nine rounds, puts the wrapper's cost at about 0.8 µs. Either way, at batch 1 a Python server
+# The solution cell above, in this run (one thread): the one-unit graph took 3.0 µs at batch 1 and the
+# narrow student 3.7 µs, so about four fifths of its time is the call. Through onnxruntime's Python method
+# the same narrow file took 4.5 µs: the wrapper's extra work, mostly its checks, added 0.8 µs a call,
+# more than everything the narrow student adds to the one-unit call (0.7 µs). One five-round run can move
+# by a microsecond between runs of this notebook; README's benchmark, three passes of nine rounds, also
+# puts the wrapper's cost at about 0.8 µs. Either way, at batch 1 a Python server
 # can pay as much for the wrapper as for the model. Accuracy level 4 rounds the input
 # to int8 per block, so the logits move (by 0.04 on average, 0.27 at most; none of the 1,000 predictions
-# changed here), and at batch 256 it was *slower* than level 0, about twice as slow here (344 against
-# 174 µs, side by side; on an AMD EPYC, about 280 against 240 µs): whether it is faster depends on the
+# changed here), and at batch 256 it was *slower* than level 0, about twice as slow here (345 against
+# 173 µs, side by side; on an AMD EPYC, about 280 against 240 µs): whether it is faster depends on the
 # CPU's int8 kernels for this shape, so measure before choosing it.
 # </details>
 
@@ -704,9 +713,9 @@ print(f"level 4 moves the logits by {shift.mean():.2f} on average, {shift.max():
 # speed-up at batch 256 grow as fast as the multiply-adds shrink? Before you believe an accuracy
 # difference, compare over three seeds on held-out data: retrain the students on `splits.holdout(500)`
 # (notebook 01) and score them on its 500 held-out images. The teacher must not have seen those images
-# either (notebook 04), and this notebook's did: distil from
-# `teachers.cache_all(splits, names=teachers.HELD_OUT)["784-1200-1200-10, held-out split"]`, trained
-# without them. What did the seeds say?
+# either (notebook 04), and the big teacher this notebook distils from saw them: distil from
+# `teachers.cache_all(splits, names=teachers.HELD_OUT)["784-1200-1200-10, held-out split"]` (after
+# `from tutorial_utils import teachers`), trained without them. What did the seeds say?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex5-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>What to look for</summary>
@@ -771,7 +780,7 @@ assert torch.allclose(mine.float(), final[0](splits.x_test), atol=1e-4)
 # - Part of every speed-up over PyTorch is the runtime: compare with the teacher in ONNX Runtime to see
 #   what compression alone buys.
 # - Sparsity shrinks the stored file, not a dense kernel's work; compaction removes dead inputs and units
-#   (fewer MACs) but its gather can cost more than it saves. Narrower layers (structured pruning) are
+#   (fewer MACs), but here its gather cost more time than it saved. Narrower layers (structured pruning) are
 #   what a dense kernel can turn into speed.
 # - At batch 1 a call's fixed cost dominates: a few microseconds, most of them the call itself, and from
 #   Python onnxruntime 1.32's wrapper adds about a microsecond more (exercise 4).
