@@ -8,6 +8,9 @@ ROOT = pathlib.Path(__file__).parents[1]
 spec = importlib.util.spec_from_file_location("render_results", ROOT / "scripts" / "render_results.py")
 render_results = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(render_results)
+import render_deploy  # noqa: E402  (beside render_results, which put scripts/ on the path)
+import render_deploy_text  # noqa: E402
+import render_workshop  # noqa: E402
 
 
 def test_readme_tables_match_the_result_files():
@@ -63,15 +66,15 @@ def test_a_deployment_verdict_says_how_the_runtime_was_called():
     wrapped = "narrow, ONNX Runtime int8-pixels, Python wrapper"
     for rows in document["latency"].values():
         rows[wrapped]["speedups"] = [6.0, 4.97, 6.0]          # one slow pass through the wrapper: a miss
-    verdict = render_results._deploy_targets(document)
+    verdict = render_deploy_text._deploy_targets(document)
     assert "by the runtime's own call; timed through onnxruntime's Python method it would miss" in verdict
     assert "threads 2, batch 256 (4.97x)" in verdict and "the Python wrapper" not in verdict
-    assert "by its own call (1 and 2 threads), 4.97x and 4.97x through the wrapper" in render_results._wrapper(document)[0]
-    assert "timed by its own call" in render_results.deploy_table(document)
+    assert "by its own call (1 and 2 threads), 4.97x and 4.97x through the wrapper" in render_deploy_text._wrapper(document)[0]
+    assert "timed by its own call" in render_deploy.deploy_table(document)
     old = json.loads((ROOT / "results" / "deploy.json").read_text())
-    assert "ort_call" not in old and render_results._wrapper(old) == []
-    assert "timed through onnxruntime's Python method" in render_results.deploy_table(old)
-    assert "own call" not in render_results._deploy_targets(old)
+    assert "ort_call" not in old and render_deploy_text._wrapper(old) == []
+    assert "timed through onnxruntime's Python method" in render_deploy.deploy_table(old)
+    assert "own call" not in render_deploy_text._deploy_targets(old)
 
 
 def test_the_chinese_readmes_typed_deployment_numbers_match_the_xeon_file():
@@ -88,7 +91,7 @@ def test_the_chinese_readmes_typed_deployment_numbers_match_the_xeon_file():
     masked = json.loads((ROOT / "results" / "deploy-xeon-avx2-masked.json").read_text())
     assert masked["machine"]["cpuid_mask"] == "avx2" and masked["machine"]["kernels"] == "AVX2"
     assert "窄模型的 int8-pixels 形式（按运行时自身的调用计时）仍达到全部部署目标（批大小 1 时余量很小；通过 Python 方法调用则达不到）" in text
-    check = render_results.benchmarks.deploy_targets(masked, "narrow")
+    check = render_deploy_text.benchmarks.deploy_targets(masked, "narrow")
     assert check["misses"] == [] and min(check["slowest"].values()) < 5.5        # met, by a thin margin
     wrapped = "narrow, ONNX Runtime int8-pixels, Python wrapper"                  # and not through the wrapper
     assert min(min(rows[wrapped]["speedups"]) for rows in masked["latency"].values()) < 5
@@ -135,8 +138,8 @@ def test_workshop_workload_is_counted_from_the_notebooks(tmp_path):
                       nbformat.v4.new_markdown_cell("**Exercise 3 (look).** and Exercise 4 is not a heading")]
     path = tmp_path / "01_teacher.ipynb"
     nbformat.write(notebook, path)
-    assert render_results.workload(path) == {"words": 9, "graded": [2], "experiments": [1, 3]}
-    table = render_results.workload_table(tmp_path)
+    assert render_workshop.workload(path) == {"words": 9, "graded": [2], "experiments": [1, 3]}
+    table = render_workshop.workload_table(tmp_path)
     assert "| 01 · teacher | about 0 | 1 min | 1 (8 min) | 2 (20 min) | about 30 min |" in table
     assert "<!-- results:workload -->" in (ROOT / "WORKSHOP.md").read_text()
 
@@ -154,7 +157,7 @@ def test_the_emulated_cpu_check_needs_qemu_and_says_where_to_get_it(monkeypatch,
 
 def test_the_emulated_table_shows_a_drifting_deployment_as_it_is():
     document = json.loads((ROOT / "results" / "deploy-avx2-emulated.json").read_text())
-    table = render_results.emulated_table(document)
+    table = render_deploy.emulated_table(document)
     control = next(line for line in table.splitlines() if "8bit-weights" in line)
     assert "| 100.0% |" not in control                                   # the control's predictions moved
     assert all("| 0 | 100.0% |" in line for line in table.splitlines()
@@ -168,7 +171,7 @@ def test_the_masked_run_computes_what_the_emulated_one_does_and_is_labelled_mask
                         for kind in ("emulated", "masked"))
     assert masked["runner"] == "masked" and masked["emulated"]["cpu_features"] == emulated["emulated"]["cpu_features"]
     assert masked["rows"] == emulated["rows"]
-    table = render_results.emulated_table(masked)
+    table = render_deploy.emulated_table(masked)
     header, note = table.splitlines()[0], table.split("\n\n")[1]
     assert "masked vs native" in header and "emulated" not in header + note and "scripts/masked_avx2.py" in note
 
@@ -176,11 +179,11 @@ def test_the_masked_run_computes_what_the_emulated_one_does_and_is_labelled_mask
 def test_the_isa_comparison_needs_one_cpus_native_and_masked_runs():
     native, masked = (json.loads((ROOT / "results" / f"deploy-xeon{suffix}.json").read_text())
                       for suffix in ("", "-avx2-masked"))
-    text = render_results.isa_comparison(native, masked)
+    text = render_deploy.isa_comparison(native, masked)
     assert "absolute times are not compared" in text and "on the AVX2 code paths" in text
     for wrong in ((masked, native), (json.loads((ROOT / "results" / "deploy.json").read_text()), masked)):
         try:
-            render_results.isa_comparison(*wrong)
+            render_deploy.isa_comparison(*wrong)
         except ValueError as exc:
             assert "without a CPUID mask" in str(exc)
         else:
@@ -190,7 +193,7 @@ def test_the_isa_comparison_needs_one_cpus_native_and_masked_runs():
 def test_the_verdicts_table_has_every_run_and_call(tmp_path):
     """One row per deployment run and call path, a masked run after its CPU's native one; the wrapper's verdict is
     judged on the wrapper's rows (a miss only they have shows only in that row)."""
-    table = render_results.deploy_verdicts(ROOT / "results").splitlines()[2:]
+    table = render_deploy.deploy_verdicts(ROOT / "results").splitlines()[2:]
     assert [row.split(" | ")[:2] for row in table] == [
         ["| AMD EPYC", "through the Python method"], ["| Intel Xeon", "the runtime's own call"],
         ["| Intel Xeon", "through the Python method"],
@@ -201,6 +204,6 @@ def test_the_verdicts_table_has_every_run_and_call(tmp_path):
         rows["narrow, ONNX Runtime int8-pixels, Python wrapper"]["speedups"] = [9.0, 9.0, 9.0]   # the wrapper passes
         rows["narrow, ONNX Runtime int8-pixels"]["speedups"] = [4.0, 9.0, 9.0]                   # its own call misses
     (tmp_path / "deploy.json").write_text(json.dumps(document))
-    own, wrapped = render_results.deploy_verdicts(tmp_path).splitlines()[2:]
+    own, wrapped = render_deploy.deploy_verdicts(tmp_path).splitlines()[2:]
     assert "| the runtime's own call | misses threads 1, batch 1 (4.0x)" in own
     assert "| through the Python method | meets every target |" in wrapped
