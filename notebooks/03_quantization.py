@@ -114,7 +114,9 @@ assert errors[True] < errors[False] / 3
 # ## 2. Post-training quantization: 8 bits down to 1
 #
 # `quantization.quantize_model` replaces every Linear with a `QuantizedLinear` that holds integer codes.
-# No retraining: this is post-training quantization (PTQ). For each width, accuracy and the size of the
+# No retraining: this is post-training quantization (PTQ). By default it also rounds each scale up to
+# float16 and stores the biases as float16, so the file holds them in 2 bytes each and reloads them
+# exactly (section 1's formula, in float32, gives scales a hair smaller). For each width, accuracy and the size of the
 # file `storage.save` writes (codes packed at `bits` bits each, plus scales and biases):
 
 # %%
@@ -279,9 +281,10 @@ fig = plots.curves([4, 2], {"PTQ": [ptq[4][0], ptq[2][0]], "QAT": [qat_accuracy[
 # accumulator's grid. The package's `int8.integer_linear` does exactly that, summing the products of the
 # codes exactly (in int64, so on every CPU). PyTorch's own int8 kernel, `torch._int_mm`, computes the same
 # product faster (with VNNI, x86 instructions that multiply 8-bit pairs and add them straight into
-# 32-bit sums). Without VNNI, oneDNN's kernel for it first shifts one int8 input by 128 into uint8 (127
-# becomes 255) and adds each pair of uint8 x int8 products in a 16-bit register, where 2 x 255 x 127 =
-# 64,770 does not fit: the sums saturate. Whether PyTorch uses that kernel depends on the CPU and the
+# 32-bit sums). Both kinds of kernel multiply uint8 by int8, so oneDNN's first shifts one int8 input by
+# 128 into uint8 (127 becomes 255) and corrects for it afterwards. Without VNNI, each pair of uint8 x
+# int8 products is added in a 16-bit register first, where 2 x 255 x 127 = 64,770 does not fit: the sums
+# saturate. Whether PyTorch uses that kernel depends on the CPU and the
 # build (on an emulated AVX2-only CPU PyTorch 2.14 took an exact path: README, deployment), so
 # `int8.kernel_saturates()` probes yours. The integer layer reproduces the fake-quantized one:
 
@@ -296,7 +299,8 @@ print(f"largest difference: {(integer_out - fake_out).abs().max():.2e} (outputs 
 assert torch.allclose(integer_out, fake_out, atol=1e-3)
 
 # %% [markdown]
-# The only difference is the bias rounded onto the accumulator's grid. But that layer still *returns*
+# The differences are the bias rounded onto the accumulator's grid, and the float32 rounding of the
+# reference's own 784-term sums (the integer sums are exact). But that layer still *returns*
 # floats. Integer-only inference (Jacob et al. 2018) goes one step further: the next layer wants 8-bit
 # codes, so the int32 accumulators are rescaled to the output's grid (scale Sy, zero point Zy) with an
 # integer multiply and a shift, M = Sx Sw_j / Sy = M0 2^-(31+n) with M0 an integer in [2^30, 2^31), and ReLU is a
@@ -346,7 +350,8 @@ for row in rows:
 #   its overhead away) 1.11x, a small margin. torchao in eager mode dispatches through Python tensor
 #   subclasses and, on this CPU, stays slower than float32 at every batch size measured (0.36x at best,
 #   at 1024). The margins depend on the CPU: on an AMD EPYC (avx512_vnni, no avx_vnni), whose float32
-#   path is slower (191 against 318 GFLOP/s measured), the same cell gave 2.56x and 2.03x at batch 1024.
+#   path is slower (191 against 318 GFLOP/s measured; one measurement of a peak moves by about a fifth
+#   from run to run), the same cell gave 2.56x and 2.03x at batch 1024.
 # - **Batch 64** is at or below the break-even point: legacy 0.95x and compiled 0.64x in this run, so
 #   int8 does not pay yet there, and legacy is close enough to 1 that a run-to-run wobble on a shared
 #   machine can move it to the other side.
@@ -456,7 +461,8 @@ print(f"4-bit model via torch.save: {measure.storage_bytes(coded):,} bytes; via 
 # at batch 1 and 64 on every path, and slower in eager torchao at every batch size measured; your table may
 # differ (the instruction set decides). Measure the batch size you will serve, on the CPU you will serve on.
 # On a CPU without VNNI an int8 kernel can also be *wrong*: its 16-bit pair sums saturate (section 5), which
-# is why fbgemm rounds activations to 7 bits, `int8.to_backend` gives torchao 7-bit codes on such a CPU,
+# is why PyTorch's dynamic int8 Linear (fbgemm/x86) quantizes its activations to 7 bits (`reduce_range`)
+# on every CPU, `int8.to_backend` gives torchao 7-bit codes on such a CPU,
 # and notebook 06's ONNX files hold 7-bit weights.
 
 # %% [markdown]

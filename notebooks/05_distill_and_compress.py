@@ -71,11 +71,13 @@ STAGE, QAT_STAGE = training.TrainConfig(epochs=STAGE_EPOCHS), recipes.QAT.replac
 #    it lost (section 3 measures whether they do).
 # 3. **Quantize-aware train** at 4 bits per weight with the masks still held and the same loss
 #    (notebook 03), then convert to integer codes.
-# 4. **Pack**: only the non-zero codes, their positions, the scales and biases, entropy-coded (notebook 02's
+# 4. **Pack**: only the non-zero codes (plus a filler entry for each long gap), their positions, the scales
+#    and biases, entropy-coded (notebook 02's
 #    format with notebook 03's packed codes).
 #
 # Magnitude pruning needs trained weights (on random weights, magnitude says nothing), and quantization
-# comes after pruning because the grid's scale is set by the weights that remain. Each step below adds a
+# comes last: fine-tuning after it would move the weights off the grid, while training through the grid
+# with the masks held keeps every pruned weight at code 0 and lets the surviving ones adapt to the grid. Each step below adds a
 # ledger row. Ratios are against the reference: the 784-128-10 teacher's float32 file.
 
 # %% [markdown]
@@ -228,7 +230,7 @@ if DATASET == "mnist-5k":
 # models recovered with them averaged about 1.3 points below those recovered with cross-entropy, a gap
 # three seeds cannot tell from luck (on an AMD EPYC the same cell gave -0.67 points, -1.61 to +0.27: the
 # same sign, and not resolved either). One possible
-# reason, not tested here: at alpha = 0.9 the fine-tuning gives the labels a tenth of the loss and
+# reason, not tested here: at alpha = 0.9 the fine-tuning gives the labels a tenth of the weight and
 # follows the teacher's view of the *training* images, which the distilled student has largely absorbed
 # already, while cross-entropy spends the whole budget on the labels. This is measured on the test set,
 # so it must not be used to change the recipe: the pipeline keeps distillation in these stages, as
@@ -342,7 +344,7 @@ print(f"identical logits after reloading; deployed accuracy {deployed_row['accur
 # (batch 1), and when a batch of 256 shares one read of them. They charge what each model really
 # computes: the final model decodes its 4-bit codes and multiplies in float32 like the dense student, so
 # in PyTorch its small file saves no energy at all; the int8 deployment multiplies 8-bit integers and
-# reads a quarter of the bytes. (ONNX Runtime's 4-bit kernel reads the packed codes, which saves reads:
+# reads a quarter of the float32 student's bytes. (ONNX Runtime's 4-bit kernel reads the packed codes, which saves reads:
 # notebook 06.) What the small file *could* buy needs hardware that computes on it directly, reading the
 # packed codes and skipping the zeros, like the EIE accelerator of Deep
 # Compression's authors. `energy_estimate` can model that hypothetical hardware too:
@@ -365,7 +367,8 @@ assert estimates["final model deployed on the int8 backend"]["total_nj"] < estim
 # about eleven times as much; in all it needs 5,561 nJ per image. The final model as this runtime computes
 # it needs 2,783 nJ, half the reference's only because it has half the weights: it is the dense student's
 # estimate, and its small file saves nothing in PyTorch. The int8 deployment needs 656 nJ, about 8.5 times
-# less than the reference, cheaper on both counts (a quarter of the bytes, 8-bit multiplies). Only the
+# less than the reference, cheaper on both counts (an eighth of the bytes: half the weights, one byte
+# each instead of four; 8-bit multiplies). Only the
 # hypothetical hardware turns the whole 6 KB file into energy, 35 nJ, about 160 times less than the reference:
 # its weights fit in an 8 KB cache and it multiplies only the 10% of weights that survived pruning. This is Deep Compression's argument for why size matters beyond disk
 # space, and also why it needs hardware that computes on the compressed form. It is an estimate for a
@@ -460,8 +463,9 @@ print(f"final model: estimate {my_size_estimate(final, BITS):,.0f} bytes, file {
 # smallest files, where a few hundred bytes of JSON matter; the rest of the gap is the filler entries
 # that the relative-index format needs for gaps longer than 32 positions. Scales and biases are stored as
 # float16 (the quantized model rounds them so that the round trip stays exact). Entropy coding then
-# removes part of the redundancy in the codes: most weights sit near zero, so their codes are not
-# uniformly used.
+# removes part of the redundancy, in this file more of it in the positions (long runs of pruned inputs,
+# such as the blank borders) than in the codes: the surviving weights are the larger ones, so their codes
+# bunch up just above the pruning threshold, at mid-range values, not at zero.
 # </details>
 
 # %% [markdown]

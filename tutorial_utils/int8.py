@@ -35,7 +35,8 @@ def integer_linear(x: QTensor, w: QTensor, bias: torch.Tensor) -> torch.Tensor:
 
     x: per-tensor QTensor of shape (batch, in); w: symmetric per-channel QTensor of shape (out, in),
     both of at most 8 bits. Returns float32 (batch, out), equal to F.linear(dequantize(x), dequantize(w),
-    bias) up to the rounding of the bias to integers. `accumulate` returns the int32 sums themselves.
+    bias) up to the rounding of the bias to integers and F.linear's own float32 rounding (the integer sums
+    are exact). `accumulate` returns the int32 sums themselves.
     """
     return x.scale * w.scale.reshape(1, -1) * accumulate(x, w, bias).float()
 
@@ -112,8 +113,8 @@ def to_backend(model: nn.Module, backend: str = "torchao") -> nn.Module:
     if backend == "legacy":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its deprecation is taught in notebook 03, not repeated on every call
-            # one scale per output row, as the tutorial's own codes have; fbgemm rounds activations to 7 bits
-            # (reduce_range), which keeps its uint8 x int8 pairs inside 16 bits on CPUs without VNNI
+            # one scale per output row, as the tutorial's own codes have; the dynamic Linear quantizes its
+            # activations to 7 bits (reduce_range), keeping uint8 x int8 pairs inside 16 bits on CPUs without VNNI
             per_row = torch.ao.quantization.per_channel_dynamic_qconfig
             return torch.ao.quantization.quantize_dynamic(model, {nn.Linear: per_row}, dtype=torch.qint8)
     try:
