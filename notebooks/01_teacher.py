@@ -89,7 +89,9 @@ print("x_test ", tuple(splits.x_test.shape), "| test images per class:", torch.b
 #
 # Pixels are stored as bytes 0..255. The loader scales them to [0, 1] and standardises them with the
 # mean and standard deviation of the full MNIST training set, x = (p / 255 - 0.1307) / 0.3081, so
-# that inputs have roughly zero mean and unit variance. Here it is by hand, from the raw file:
+# that inputs have roughly zero mean and unit variance (on MNIST; the loader uses the same constants for
+# Fashion-MNIST, whose pixels are brighter, so there the inputs are not centred). Here it is by hand, from
+# the bundled MNIST file, whatever `DC_DATASET` says:
 
 # %%
 raw = data.read_idx(data.DATA_DIR / "mnist-5k" / "train-images-idx3-ubyte.gz")   # (4000, 28, 28) uint8
@@ -188,7 +190,8 @@ history = training.fit(model, splits, epochs=EPOCHS, lr=1e-3, batch_size=32, dev
 # Every later notebook needs this teacher. `training.load_or_train_teacher` returns it from a
 # checkpoint cache (`files.cache_dir("checkpoints")`: `$DC_CACHE_DIR`, else `~/.cache/distill-and-compress`),
 # keyed by everything that changes the weights (architecture, data, recipe, seed, CPU threads, torch
-# version) and checked by a SHA-256 of its tensors; if the entry is missing, stale or corrupt, it retrains
+# version, and the CPU's model and instruction set: another kind of CPU sums floats in another order)
+# and checked by a SHA-256 of its tensors; if the entry is missing, stale or corrupt, it retrains
 # with the same seed, so every notebook also runs on its own. Because training is seeded, the cached teacher is the model we just trained.
 
 # %%
@@ -451,8 +454,9 @@ exercise
 # <details><summary>Solution and discussion</summary>
 #
 # Bytes and MACs double with the hidden width (both are dominated by the 784 x hidden first layer),
-# latency grows roughly in proportion at batch 256 (compare within one ledger: single timings on a shared
-# CPU move from run to run), and accuracy moves by half a point, within the
+# latency grows roughly in proportion at batch 256 (measure it side by side,
+# `measure.latency_ratio(teacher, wide, 256, threads=THREADS)`: single timings on a shared CPU move from
+# run to run, even between two ledgers of one notebook), and accuracy moves by half a point, within the
 # noise of one seed (exercise 6): with 4,000 training images the extra capacity has little to learn
 # from. A larger teacher only becomes worth its cost when it knows something the small one does not
 # (notebook 04 trains one with jittered inputs for exactly that reason).

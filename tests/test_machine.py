@@ -41,3 +41,8 @@ def test_a_masked_cpuid_is_recorded_and_described(monkeypatch):
 
 def test_no_cpuid_is_counted_without_the_mask():
     assert machine.cpuid_answered() is None      # scripts/cpuid_mask.c is not loaded in this process
+
+
+def test_the_float_path_is_the_records_cpu_isa_and_kernels():
+    record, path = machine.record(), machine.float_path()
+    assert path == {key: record[key] for key in ("cpu", "isa", "kernels")}

@@ -306,3 +306,15 @@ def test_the_fingerprint_tells_apart_two_splits_of_the_same_name(splits):
     assert len(prints) == 3
     same = data.Splits(splits.x_train.clone(), splits.y_train.clone(), splits.x_test[:5], splits.y_test[:5], name="x")
     assert training.fingerprint(same) == training.fingerprint(splits)     # the test split is not in the key
+
+
+def test_another_kind_of_cpu_does_not_reuse_this_ones_teacher(small_splits, tmp_path, monkeypatch):
+    """Guards: a cache folder copied from a laptop with another CPU (other kernels, other float sums) is
+    retrained, not served as if this machine had trained it (notebook 01 asserts that it did)."""
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 1      # the same machine: served from the cache
+    monkeypatch.setattr(training.machine, "float_path", lambda: {"cpu": "another CPU", "isa": ["avx2"],
+                                                                 "kernels": "AVX2"})
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 2

@@ -35,8 +35,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from tutorial_utils import (data, distillation, evaluation, files, masks, models, pruning, qat, qtensor, quantization,
-                            recipes, storage, training, validate)
+from tutorial_utils import (data, distillation, evaluation, files, machine, masks, models, pruning, qat, qtensor,
+                            quantization, recipes, storage, training, validate)
 
 STAGES = ("scratch", "distilled", "pruned", "qat", "final")
 
@@ -59,7 +59,7 @@ def _key(splits: data.Splits, teacher: nn.Module, recipe: dict) -> str:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     meta = {**recipe, "data": splits.name, "fingerprint": training.fingerprint(splits), "teacher": digest.hexdigest(),
             "threads": torch.get_num_threads(), "torch": str(torch.__version__), "loop": training.LOOP_VERSION,
-            "code": _code_digest()}
+            "code": _code_digest(), **machine.float_path()}
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -72,6 +72,13 @@ def record(threads: int | None = None) -> dict:
             "load": load_average(), **({"cpuid_mask": mask, "cpuid_seen": cpuid_seen()} if mask else {})}
 
 
+def float_path() -> dict:
+    """What besides the thread count decides the order of a CPU's float sums, so the bits of trained weights:
+    the CPU model, its instruction set and the kernel level torch dispatches to. Part of every cache key
+    of a trained model: another kind of CPU trains other weights, so it trains its own."""
+    return {"cpu": cpu_model(), "isa": isa(), "kernels": torch.backends.cpu.get_cpu_capability()}
+
+
 def cpuid_answered() -> int | None:
     """How many CPUID instructions scripts/cpuid_mask.c has answered in this process (None when it is not
     loaded): a count that grows while a model is timed means a CPUID, a signal and two system calls each,

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from tutorial_utils import checkpoints, data, files, masks as masking, models, validate
+from tutorial_utils import checkpoints, data, files, machine, masks as masking, models, validate
 from tutorial_utils.evaluation import confusion_matrix, correct, evaluate, predict  # noqa: F401  (public here: training.evaluate)
 
 
@@ -197,9 +197,9 @@ def load_or_train_teacher(splits: data.Splits, *, preset: str = "teacher", epoch
 
     The cache key holds everything that changes the weights: the preset's architecture, the data (name
     and a fingerprint), the recipe (epochs, lr, batch_size, max_shift, seed), the CPU thread count
-    (float sums in another order give other weights), the device type, the torch version and LOOP_VERSION. An entry
-    that is missing, made for another key, corrupt (SHA-256 of its tensors) or non-finite is reported
-    and retrained, never used. The cache folder is `cache_dir`, else files.cache_dir("checkpoints")
+    and the CPU (machine.float_path: float sums in another order give other weights), the device type, the
+    torch version and LOOP_VERSION. An entry that is missing, made for another key, corrupt (SHA-256 of its
+    tensors) or non-finite is reported and retrained, never used. The cache folder is `cache_dir`, else files.cache_dir("checkpoints")
     ($DC_CACHE_DIR); file names are sanitised, so a dataset name cannot lead outside it.
     The default recipe (15 epochs of Adam, lr 1e-3, batch 32) was chosen on `splits.holdout()`, never on test.
     Training runs under a forked RNG, so the caller's random stream is the same whether or not the
@@ -213,7 +213,7 @@ def load_or_train_teacher(splits: data.Splits, *, preset: str = "teacher", epoch
     meta = {"preset": preset, "sizes": models.layer_sizes(model), "data": splits.name,
             "fingerprint": fingerprint(splits), "epochs": epochs, "lr": lr, "batch_size": batch_size,
             "max_shift": max_shift, "seed": seed, "threads": torch.get_num_threads(), "device": device.type,
-            "torch": str(torch.__version__), "loop": LOOP_VERSION}
+            "torch": str(torch.__version__), "loop": LOOP_VERSION, **machine.float_path()}
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
     folder = pathlib.Path(cache_dir) if cache_dir is not None else files.cache_dir("checkpoints")
     path = folder / files.safe_name(f"{preset}-{splits.name}-{key}.pt")
