@@ -139,7 +139,8 @@ assert magnitude[at_90] > max(random_runs[at_90]) + 0.2
 #
 # Per-layer pruning takes the same fraction from every layer. But the first layer (100,352 weights
 # reading 784 pixels, many of them always-black border pixels) is far more redundant than the
-# 128 x 10 output layer. A global threshold lets each layer lose what it can spare:
+# 128 x 10 output layer. A global threshold compares every weight's magnitude with every other's, so
+# layers lose different fractions:
 
 # %%
 global_accuracy = [accuracy_of(pruning.magnitude_masks(teacher, s, scope="global")) for s in sparsities]
@@ -162,8 +163,11 @@ fig = plots.curves(scan_sparsities, {f"only {name}": accuracies for name, accura
 
 # %% [markdown]
 # The first layer can lose most of its weights on its own with little damage, while the small output
-# layer is sensitive from much lower sparsities: per-layer rates should follow these curves, which is
-# what a global threshold does automatically. (The scan here reads the test split for illustration; to
+# layer is sensitive from much lower sparsities: per-layer rates should follow these curves. A global
+# threshold happens to come close here, but it never looks at sensitivity: it spares the output layer
+# because that layer's weights are larger (PyTorch initialises a layer's weights in proportion to
+# 1 / sqrt(its inputs): 128 inputs against 784), and on another network it can empty a layer
+# (`pruning.magnitude_masks` refuses that unless told `allow_empty=True`). (The scan here reads the test split for illustration; to
 # *choose* rates for a real model, scan on held-out training data.)
 #
 # ## 4. Fine-tuning recovers accuracy
@@ -230,9 +234,9 @@ for name, accuracies in results.items():
 # %% [markdown]
 # With the same budget of five epochs, one-shot pruning and fine-tuning ends ahead of AGP on all three
 # seeds, by 0.4 to 0.6 points (means 94.87% and 94.37%, at 95% sparsity on this small MLP): gradual
-# pruning does not win here. Paired by seed, the 95% t interval of that gap (about +0.25 to +0.75 points)
-# excludes zero on this CPU; an AMD EPYC gave means of 94.67% and 94.43% with one seed tied, an interval
-# that includes zero, so the size of the lead is not settled. AGP
+# pruning does not win here. The lead is 4 to 6 test images a seed, and the seeds vary the fine-tuning,
+# not the 1,000 test images (section 5 says what that leaves out); an AMD EPYC gave means of 94.67% and
+# 94.43% with one seed tied, so the size of the lead is not settled. AGP
 # was designed for large networks and long schedules, where a one-shot cut to high sparsity destroys
 # what fine-tuning needs to start from; a 784-128-10 network recovers from a one-shot cut in a few
 # epochs. What fine-tuning does to the weights:
@@ -350,7 +354,8 @@ print(f"two standard errors of a difference between two such runs, roughly: {100
 # both ways (-0.17 and +0.30), but every one of these differences is inside the roughly 0.85 points
 # by which two single runs on 10,000 images can differ by chance (a rough guide: it treats the two runs'
 # errors as independent and leaves out training noise; README, under its Fashion-MNIST table, has the whole
-# ablation and the full-scale command, `python scripts/fashion_recipe.py`, about 7 minutes on 2 cores).
+# ablation and the full-scale command, `python scripts/fashion_recipe.py`, about 7 minutes on 2 cores of
+# the AMD EPYC it was run on; these figures are from that machine, not from the one running this notebook).
 # So neither ingredient is established even there, and on the bundled digits self-distillation cost this
 # network measurably when it had been trained with weight decay. A recipe is a result about one network on one data set: choose yours on held-out data of your own.
 #
@@ -377,16 +382,17 @@ ledger
 # %% [markdown]
 # - **Masked dense**: the same 409 KB, and timed side by side with the dense teacher (the line above the
 #   table) the same speed, about 1.0x. Zeros cost as much as any other number. Single latencies in the table
-#   can differ by more than that between rows: the first rows of a fresh process run "cold", and a shared
-#   machine is noisy, so speed is compared as a ratio measured side by side, never across rows.
+#   can differ by more than that between rows, timed minutes apart on a shared, noisy machine, so speed
+#   is compared as a ratio measured side by side, never across rows.
 # - **CSR** (`torch.sparse`), the format most people try first, needs an 8-byte column index and a
 #   4-byte value per non-zero, but `torch.save` of `to_sparse_csr()` writes about 20 bytes per non-zero:
 #   its column indices are a view into a 2 x nnz index tensor, and `torch.save` writes a view's whole
 #   storage. At 90% sparsity the file is still about half the dense size (clone the indices to get 12).
 # - A **bitmask** (1 bit per weight saying "stored or not") plus the 4-byte values, and Deep Compression's
 #   **relative indices** (the 5-bit gap to the previous non-zero, with a zero "filler" when a gap exceeds
-#   32), each cut the file by more than 7x. Every 90% row times the same dense `nn.Linear` whatever the
-#   file, because the weights are unpacked into a dense matrix again before they are used: any spread
+#   32), each cut the file by more than 7x. Every 90% row times the same in-memory pruned model (the
+#   file's bytes replace only the bytes column), as a loaded file would run: its weights are unpacked into
+#   a dense matrix again before they are used: any spread
 #   in their latency column is run-to-run noise, and their energy estimate is identical, since the same
 #   dense float32 computation runs whatever format stored it.
 #
@@ -540,7 +546,8 @@ print("your 90% global masks keep", {name: int(mask.sum()) for name, mask in min
 # With k = round(s n) and a strict `>`, exactly k weights fall at or below the threshold as long as no two
 # magnitudes tie at the threshold (true for trained float weights). The first layer loses the largest
 # fraction: its 100,352 weights include the border pixels that never carry ink, whose weights stay near
-# their small initial values, while the 1,280 output weights are few and large. Replace `everything` by a
+# their small initial values, while the 1,280 output weights are few and large (PyTorch initialises each
+# layer in proportion to 1 / sqrt(its inputs), 128 for the output layer against 784 for the first). Replace `everything` by a
 # per-layer threshold and the check fails, naming the sparsity and the layer whose mask differs.
 # </details>
 

@@ -63,8 +63,8 @@ for name, model in (("784-128-10 teacher", small_teacher), ("784-1200-1200-10 te
 
 # %% [markdown]
 # Two teachers. The 784-128-10 network is the article's teacher. The 784-1200-1200-10
-# network is Hinton et al.'s MNIST teacher size, trained with dropout 0.3 and on inputs shifted randomly
-# by up to two pixels, as they did: it has seen variations of the 4,000 digits that a small network
+# network is Hinton et al.'s MNIST teacher size, trained with dropout 0.3 (this package's choice; they
+# used dropout with weight constraints) and, as they did, on inputs shifted randomly by up to two pixels: it has seen variations of the 4,000 digits that a small network
 # trained on the plain images has not. (Its recipe, `distillation.BIG_TEACHER_RECIPE`, was chosen on
 # held-out training images.)
 #
@@ -209,8 +209,8 @@ if DATASET == "mnist-5k":
 # the 95% t interval over these three seeds, -0.71 to +1.17 points, includes zero, so this run
 # establishes no gain. (An AMD EPYC, summing floats in another order, gave +0.33 ± 0.12 points, ahead on
 # every seed, with an interval of +0.05 to +0.62 that only just excluded zero: a result that a CPU's
-# rounding can flip is not one to rely on.) A single seed's McNemar test says even less: its interval runs from -0.9
-# to +1.9 points, almost three points wide, since the 49 images on which the two students disagree (27
+# rounding can flip is not one to rely on.) A single seed's paired comparison says even less: its
+# (Wald) interval runs from -0.9 to +1.9 points, with McNemar's exact p, almost three points wide, since the 49 images on which the two students disagree (27
 # one way, 22 the other) decide it. Two cautions. The seeds vary the student only: all three learn from
 # the same seed-0 teacher, so the interval says nothing about another teacher; README ("Over seeds") trains
 # the whole chain, teacher included, once per seed and finds no established gain there (+0.20, -0.20 and
@@ -280,7 +280,10 @@ fig = plots.curves([row["temperature"] for row in big], {"big teacher, α = 0.9"
 # T = 4 to T = 20 (+0.80 to +1.16 points) in both sweeps, but paired by seed (the mean over T = 4 to 20
 # against the mean over T = 1 and 2) the difference is +0.53 points with a standard error of 0.20 with
 # one thread and +0.35 with 0.27 with two: the intervals (-0.01 to +1.08 and -0.40 to +1.11) include
-# zero in both sweeps. There is no sharp optimum from T = 4 to 20:
+# zero in both sweeps. Temperature by temperature against T = 4, the one-thread sweep does put T = 1 and
+# T = 2 below it (-0.56 and -0.88 points, 95% t intervals ending at -0.08), but only just, and with four
+# temperatures compared a correction for multiple comparisons (Holm) would not keep them; the two-thread
+# sweep separates none. There is no sharp optimum from T = 4 to 20:
 # the best temperature is T = 4 with one thread and T = 8 with two, and in each sweep the means from
 # T = 4 to T = 20 lie within 0.4 points (two of the 500 images) of each other (Hinton et al. found that
 # students with two hidden layers of 30 units did best at T of 2.5-4, better than at higher or lower
@@ -290,7 +293,8 @@ fig = plots.curves([row["temperature"] for row in big], {"big teacher, α = 0.9"
 # part of both sweeps: no recipe is established above it when paired by seed, so there was nothing to
 # change; nothing here was tuned on the test set. The
 # 784-128-10 teacher makes its students *worse* than no teacher (-0.84 ± 0.62 points, lower on all five
-# seeds, interval -1.61 to -0.07, in both sweeps). A likely reason, not measured here: it knows little more than a 784-64-10
+# seeds, interval -1.61 to -0.07; the same figures in both sweeps, because the small teacher's and the
+# no-teacher rows came out bit for bit the same at one and two threads: one measurement, not two). A likely reason, not measured here: it knows little more than a 784-64-10
 # network learns by itself from the same images, and passes on its own mistakes.
 #
 # A warning from an early run of this sweep (not kept as a result file): run with the notebook's own
@@ -303,8 +307,9 @@ fig = plots.curves([row["temperature"] for row in big], {"big teacher, α = 0.9"
 # Logit distillation shows the student only the teacher's outputs. FitNets (Romero et al. 2015) also
 # give it a *hint* from inside the teacher: the student's hidden layer h_s (64 units) must predict one of
 # the teacher's hidden layers h_t (1,200 units) through a learned regressor r. FitNets train in two
-# stages, the hint first and then distillation; here, as in PyTorch's own distillation tutorial, one loss
-# does both: kd_loss + beta × mean((r(h_s) − h_t)²), with a linear r. The regressor exists only because
+# stages, the hint first and then distillation; here one loss does both, kd_loss + beta × mean((r(h_s) −
+# h_t)²), with a linear r (PyTorch's own distillation tutorial also trains in one stage, but adds its hint
+# to the label loss, without soft targets). The regressor exists only because
 # the widths differ; it is thrown away after training, so the deployed student is no larger. From
 # scratch, on one batch:
 
@@ -711,7 +716,7 @@ print("plain teacher's students - scratch:", measure.paired_over_seeds(from_plai
 #   measurable difference from a student trained on shifted digits itself; on held-out images (five
 #   seeds) the mean gain was 0.3 to 1.2 points at every temperature from 1 to 20, established (t interval
 #   above zero) in 6 of 7 recipes with one thread and 3 of 7 with two; that lower temperatures gain less is
-#   not established in either sweep.
+#   not established in either sweep once the several temperatures compared are accounted for.
 # - Over a few seeds, read a difference by Student's t interval (three seeds: mean ± 4.30 standard
 #   errors; five: ± 2.78), not by "two standard errors".
 # - From the 784-128-10 teacher it loses (held-out sweep, -0.84 ± 0.62 points): a teacher must know

@@ -348,7 +348,8 @@ for name, model in (("reference teacher", reference), ("final (90% sparse)", fin
 # Every candidate is timed in rounds, each round timing each candidate once (so a slow moment of this
 # shared machine hits them all), and each ratio is taken within a round against the teacher in PyTorch
 # eager float32. ONNX Runtime is timed as a service written in C or C++ would call it, less Python's own
-# call: the input bound once, one `RunOptions` held, no torch/numpy conversion, and the call made on the
+# call: the input and output bound once (I/O binding: the session is told once where the input lies
+# and which output to keep, so a call converts nothing), one `RunOptions` held, and the call made on the
 # session's C++ object straight from Python (the private attribute `session._sess`; onnxruntime's public
 # Python method adds checks of its own to every call, which a Python service pays: exercise 4 measures them);
 # PyTorch is timed calling `model(x)` on a prebuilt tensor. Every model but
@@ -662,9 +663,10 @@ print(f"final model: {models.layer_sizes(dense_final)} -> {models.layer_sizes(mi
 # </details>
 
 # %% [markdown]
-# **Exercise 4 (a call's fixed cost, and accuracy level 4).** Time `deploy.latency_ms` at batch 1 for the
-# narrow student's float32 file (section 5's `export_all` wrote it; `deploy.runtime_model(path)` loads a
-# file), and for a graph with a single tiny Linear layer (`models.mlp([784, 1])`, exported the same way):
+# **Exercise 4 (a call's fixed cost, and accuracy level 4).** Time at batch 1, side by side
+# (`deploy.compare_latency`, which takes `deploy.latency_ms` in rounds), the narrow student's float32
+# file (section 5's `export_all` wrote it; `deploy.runtime_model(path)` loads a file) and a graph with a
+# single tiny Linear layer (`models.mlp([784, 1])`, exported the same way):
 # how much of the narrow student's batch-1 time is the call itself? Time the narrow file once more through
 # onnxruntime's Python method (`deploy.runtime_model(path, call="wrapper")`): what does the wrapper add,
 # and what share of the call is that? Then write the final model's 4-bit

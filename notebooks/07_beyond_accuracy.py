@@ -334,7 +334,8 @@ for stage in ("teacher", "scratch", "distilled", "final"):
 # images a seed, scaling's gain points one way but is not established for any model. The
 # fitted temperatures point the same way on every seed: every T is above 1, and the distilled models need
 # less softening (T = 1.34 to 1.47) than the models trained on labels alone (1.47 to 1.60; on seed 1 by
-# only 0.02), as one would expect from a student that learned from soft targets. The seeds vary the
+# only 0.02, one step of the grid of 400 temperatures that `calibration.fit_temperature` searches, about
+# 1.5% apart, so that seed's order could turn with a finer search), as one would expect from a student that learned from soft targets. The seeds vary the
 # training, not the 500 images that fit T, so this too is a pattern of this split, without an interval
 # over images. Dividing logits by a temperature is the same operation that softens a teacher's
 # targets in distillation (notebook 04, T = 4); here T is fitted, not chosen.
@@ -367,7 +368,7 @@ for stage in NAMES:
           f"standard error {standard_error:.3f}; best threshold's advantage {', '.join(f'{e:.3f}' for e in edges)}")
 
 # %% [markdown]
-# Every AUC sits a little above 0.5 (0.515 to 0.525): these models fit their 4,000 training digits
+# Every AUC sits a little above 0.5 (means 0.515 to 0.525; seed by seed 0.512 to 0.531): these models fit their 4,000 training digits
 # slightly better than the test digits, and the attack has a small edge, about 1.5 to 2.5 standard
 # errors from a coin flip. The rows differ by at most 0.010. That standard error of about 0.01 is how far
 # *one* model's AUC would move on another draw of images; it is the wrong yardstick for a difference
@@ -410,8 +411,8 @@ assert abs(package["chance_mean"] - chance.mean().item()) < 1e-6 and abs(package
 # the 95th percentile, close to the approximation (an approximation, not a bound: the shuffles' 95th
 # percentile lies a little above it); unshuffled they give 0.037, below that 95th percentile on this seed.
 # `privacy.permutation_test` draws the same shuffles (the assert checks it), for the AUC too, and turns
-# them into a p-value: the share of shuffles at least as large as the real split's value. Every model and
-# seed, 1,000 shuffles each:
+# them into a p-value, (1 + the number of shuffles at least as large as the real split's value) / (1 +
+# the number of shuffles), which is never 0. Every model and seed, 1,000 shuffles each:
 
 # %%
 every = []   # (model, statistic, p) for each model, seed and statistic
@@ -427,9 +428,9 @@ print(f"below 0.05: {sum(p < 0.05 for _, _, p in every)} of {len(every)}; kept b
       + ", ".join(f"{what} ({n} seed{'s' if n > 1 else ''})" for what, n in found.items()))
 
 # %% [markdown]
-# 29 of the 36 p-values are below 0.05, far more than the 2 that chance would give if the tests were
-# independent (they are not: every seed scores the same 5,000 images): members' and non-members' losses
-# differ. But 36 tests at 5% each are not 36 findings. Holm's correction (`stats.holm`), which keeps the
+# 29 of the 36 p-values are below 0.05, far more than the 1.8 (36 x 0.05) that chance would give on
+# average: members' and non-members' losses differ. (The tests are not independent, since every seed
+# scores the same 5,000 images; that makes the count by chance vary more, not its average.) But 36 tests at 5% each are not 36 findings. Holm's correction (`stats.holm`), which keeps the
 # chance of any false finding at 5%, keeps the advantage of the two models trained on labels, on every
 # seed (p = 0.001, the smallest 1,000 shuffles can give), and nothing else. The next test sits on an
 # edge: Holm's thresholds for the six tests it keeps are 0.05 / 36 to 0.05 / 31, and the next is
@@ -493,7 +494,7 @@ for (a, b, seed, t), keep in zip(paired, kept):
 #   models trained from different losses share less of their noise than a model and its pruned copy.
 #
 # So here pruning makes this attack slightly weaker, by about a hundredth of AUC on a scale where the
-# models sit at 0.515 to 0.525 and 0.5 is chance: a small change in a weak attack, in the same direction
+# models' mean AUCs sit at 0.515 to 0.525 and 0.5 is chance: a small change in a weak attack, in the same direction
 # on all three seeds and established after Holm's correction on one. The test resamples the images for
 # fixed trained models; the seeds vary the training but share the images. It is no privacy guarantee: differential privacy bounds
 # what *any* attack can learn, this test measures one.
@@ -659,8 +660,9 @@ exercises_beyond.check_auc(my_auc)
 #
 # Adversarial training raises the curve at the epsilon it was trained for, usually for some clean
 # accuracy; a gain smaller than the seeds' spread is not yet a gain. Evaluate with PGD, not FGSM: training
-# on FGSM alone can teach a model to mask its gradients, robust to FGSM and not to PGD (Kurakin et al.,
-# Wong et al.).
+# on FGSM alone can teach a model to mask its gradients, robust to FGSM and not to PGD (Tramèr et al.
+# 2018; Kurakin et al. saw such models fall to iterative attacks, Wong et al. a sudden "catastrophic
+# overfitting" to FGSM).
 # </details>
 
 # %% [markdown]
@@ -680,7 +682,7 @@ exercises_beyond.check_auc(my_auc)
 #   a little above the 1.4% that a perfectly calibrated model with the teacher's confidences scores on
 #   500 images, and after scaling about at the 1.9% it scores with the scaled ones. Temperature scaling
 #   lowers the Brier score on all 12 models and seeds, beyond its interval on none.
-# - The loss-threshold attack scores a little above chance on every model (AUC 0.515 to 0.525; 29 of 36
+# - The loss-threshold attack scores a little above chance on every model (mean AUC 0.515 to 0.525; 29 of 36
 #   permutation p-values below 0.05, of which Holm's correction keeps only the advantage of the two models
 #   trained on labels). Compared paired, image by image (DeLong), magnitude pruning lowered the AUC by
 #   0.006 to 0.013 (every seed's interval excludes zero; after Holm's correction over 12 tests, seed 1's),
@@ -697,6 +699,8 @@ exercises_beyond.check_auc(my_auc)
 #   MNIST maxout network misclassified 89.4% of FGSM images at epsilon 0.25).
 # - Madry, Makelov, Schmidt, Tsipras and Vladu, "Towards Deep Learning Models Resistant to Adversarial
 #   Attacks", ICLR 2018 (PGD and adversarial training; 89% accuracy on MNIST under PGD at epsilon 0.3).
+# - Tramèr, Kurakin, Papernot, Goodfellow, Boneh and McDaniel, "Ensemble Adversarial Training: Attacks and
+#   Defenses", ICLR 2018 (single-step adversarial training masks gradients).
 # - Lin, Gan and Han, "Defensive Quantization: When Efficiency Meets Robustness", ICLR 2019.
 # - Guo, Pleiss, Sun and Weinberger, "On Calibration of Modern Neural Networks", ICML 2017 (ECE,
 #   temperature scaling).
