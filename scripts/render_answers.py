@@ -22,37 +22,57 @@ def glossary_table() -> str:
     return "\n".join(lines + [f"| {cell(r['english'])} | {cell(r['chinese'])} | {cell(r['note'])} |" for r in rows])
 
 
-ANSWER_LABELS = {
-    "en": {"head": "| what | measured | from |", "smaller": "{r:.1f}x smaller", "against": "against", "bytes": "bytes",
-           "faster": "{low:.1f}x to {high:.1f}x faster",
-           "distil": "distillation: the 784-64-10 student's file against the reference teacher's",
-           "compress": "compression on top: the final file against the distilled student's",
-           "both": "both: the final file against the reference teacher's",
-           "accuracy": "accuracy, {model} against the reference teacher, {threads} thread{plural}, paired by seed",
-           "final_chain": "final model", "narrow_chain": "narrow 784-32-10 model (pipeline --narrow 0.5 --sparsity 0)",
-           "paired": "{mean:+.2f} ± {std:.2f} points (mean ± std over {n} seeds; 95% t interval {low:+.2f} to {high:+.2f}: {verdict})",
-           "beyond": "excludes zero", "within": "includes zero",
-           "final": "final model (784-64-10, 90% sparse, 4 bits)", "narrow": "narrow 784-32-10 model (4 bits)",
-           "speed": "speed: {label} in ONNX Runtime int8 (dynamic, static, or on the raw pixels) against the teacher in PyTorch eager, batch 256, 1 and 2 threads",
-           "file": "{bytes:,}-byte .dcmp file", "colon": ": ", "open": " (", "close": ")", "comma": ", "},
-    "zh": {"head": "| 比较 | 测量结果 | 来源 |", "smaller": "为后者的 1/{r:.1f}", "against": "对比", "bytes": "字节",
-           "faster": "速度为教师的 {low:.1f} 到 {high:.1f} 倍",
-           "distil": "蒸馏：784-64-10 学生的文件对比参考教师的文件",
-           "compress": "在此之上压缩：最终文件对比蒸馏后学生的文件",
-           "both": "两者结合：最终文件对比参考教师的文件",
-           "accuracy": "准确率：{model}对比参考教师，{threads} 个线程，按种子配对",
-           "final_chain": "最终模型", "narrow_chain": "窄模型 784-32-10（pipeline --narrow 0.5 --sparsity 0）",
-           "paired": "{mean:+.2f} ± {std:.2f} 个百分点（{n} 个种子的均值 ± 标准差；95% t 区间 {low:+.2f} 到 {high:+.2f}，{verdict}）",
-           "beyond": "不含零", "within": "含零，在噪声之内",
-           "final": "最终模型（784-64-10，90% 稀疏，4 比特）", "narrow": "窄模型 784-32-10（4 比特）",
-           "speed": "速度：{label}在 ONNX Runtime int8（动态、静态或直接输入原始像素）中对比 PyTorch 即时执行（eager）模式下的教师，批大小 256，1 和 2 个线程",
-           "file": ".dcmp 文件 {bytes:,} 字节", "colon": "：", "open": "（", "close": "）", "comma": "，"},
+ANSWER_LABELS = {   # key: (English, Chinese), side by side for translators
+    "head": ("| what | measured | from |",
+             "| 比较 | 测量结果 | 来源 |"),
+    "smaller": ("{r:.1f}x smaller",
+                "为后者的 1/{r:.1f}"),
+    "against": ("against",
+                "对比"),
+    "bytes": ("bytes",
+              "字节"),
+    "faster": ("{low:.1f}x to {high:.1f}x faster",
+               "速度为教师的 {low:.1f} 到 {high:.1f} 倍"),
+    "distil": ("distillation: the 784-64-10 student's file against the reference teacher's",
+               "蒸馏：784-64-10 学生的文件对比参考教师的文件"),
+    "compress": ("compression on top: the final file against the distilled student's",
+                 "在此之上压缩：最终文件对比蒸馏后学生的文件"),
+    "both": ("both: the final file against the reference teacher's",
+             "两者结合：最终文件对比参考教师的文件"),
+    "accuracy": ("accuracy, {model} against the reference teacher, {threads} thread{plural}, paired by seed",
+                 "准确率：{model}对比参考教师，{threads} 个线程，按种子配对"),
+    "final_chain": ("final model",
+                    "最终模型"),
+    "narrow_chain": ("narrow 784-32-10 model (pipeline --narrow 0.5 --sparsity 0)",
+                     "窄模型 784-32-10（pipeline --narrow 0.5 --sparsity 0）"),
+    "paired": ("{mean:+.2f} ± {std:.2f} points (mean ± std over {n} seeds; 95% t interval {low:+.2f} to {high:+.2f}: {verdict})",
+               "{mean:+.2f} ± {std:.2f} 个百分点（{n} 个种子的均值 ± 标准差；95% t 区间 {low:+.2f} 到 {high:+.2f}，{verdict}）"),
+    "beyond": ("excludes zero",
+               "不含零"),
+    "within": ("includes zero",
+               "含零，在噪声之内"),
+    "final": ("final model (784-64-10, 90% sparse, 4 bits)",
+              "最终模型（784-64-10，90% 稀疏，4 比特）"),
+    "narrow": ("narrow 784-32-10 model (4 bits)",
+               "窄模型 784-32-10（4 比特）"),
+    "speed": ("speed: {label} in ONNX Runtime int8 (dynamic, static, or on the raw pixels) against the teacher in PyTorch eager, batch 256, 1 and 2 threads",
+              "速度：{label}在 ONNX Runtime int8（动态、静态或直接输入原始像素）中对比 PyTorch 即时执行（eager）模式下的教师，批大小 256，1 和 2 个线程"),
+    "file": ("{bytes:,}-byte .dcmp file",
+             ".dcmp 文件 {bytes:,} 字节"),
+    "colon": (": ",
+              "："),
+    "open": (" (",
+             "（"),
+    "close": (")",
+              "）"),
+    "comma": (", ",
+              "，"),
 }
 
 
 def article_answers_table(results: pathlib.Path, language: str = "en") -> str:
     """What combining distillation and compression gained, from four result files (both READMEs' FAQ answers)."""
-    t = ANSWER_LABELS[language]
+    t = {key: pair[("en", "zh").index(language)] for key, pair in ANSWER_LABELS.items()}   # en or zh, else ValueError
     one = json.loads((results / "pipeline.json").read_text())
     def row(document: dict, prefix: str) -> dict:
         return next(r for r in document["rows"] if r["stage"].startswith(prefix))
