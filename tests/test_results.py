@@ -86,7 +86,7 @@ def test_the_chinese_readmes_typed_deployment_numbers_match_the_xeon_file():
     added = 1e3 * (at_1["narrow, ONNX Runtime int8-pixels, Python wrapper"]["latency_ms"]
                    - at_1["narrow, ONNX Runtime int8-pixels"]["latency_ms"])
     text = (ROOT / "README.zh-CN.md").read_text().replace("\n", "")
-    assert f"最慢一轮为教师的 {own:.1f} 倍" in text and f"只有教师的 {through:.1f} 倍" in text
+    assert f"最慢的一遍为教师的 {own:.1f} 倍" in text and f"只有教师的 {through:.1f} 倍" in text
     assert f"多出约 {added:.1f} 微秒" in text
     masked = json.loads((ROOT / "results" / "deploy-xeon-avx2-masked.json").read_text())
     assert masked["machine"]["cpuid_mask"] == "avx2" and masked["machine"]["kernels"] == "AVX2"
