@@ -351,7 +351,7 @@ for row in rows:
 #   subclasses and, on this CPU, stays slower than float32 at every batch size measured (0.36x at best,
 #   at 1024). The margins depend on the CPU: on an AMD EPYC (avx512_vnni, no avx_vnni), whose float32
 #   path is slower (191 against 318 GFLOP/s measured; one measurement of a peak moves by about a fifth
-#   from run to run), the same cell gave 2.56x and 2.03x at batch 1024.
+#   from run to run: notebook 05's ledger measured 256 on the same CPU), the same cell gave 2.56x and 2.03x at batch 1024.
 # - **Batch 64** is at or below the break-even point: legacy 0.95x and compiled 0.64x in this run, so
 #   int8 does not pay yet there, and legacy is close enough to 1 that a run-to-run wobble on a shared
 #   machine can move it to the other side.

@@ -65,11 +65,10 @@ def record(threads: int | None = None) -> dict:
     torch's CPU kernel level, Python version and the current load average; and "cpuid_mask" when the
     process runs under scripts/masked_avx2.py (isa is then the hardware's, kernels what torch chose)."""
     mask = os.environ.get("DC_CPUID_MASK")
-    return {"cpu": cpu_model(), "isa": isa(), "cores": os.cpu_count(),
+    return {**float_path(), "cores": os.cpu_count(),
             "threads": threads if threads is not None else torch.get_num_threads(),
             "torch": torch.__version__.split("+")[0], "torchao": _version("torchao"),
-            "kernels": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
-            "load": load_average(), **({"cpuid_mask": mask, "cpuid_seen": cpuid_seen()} if mask else {})}
+            "python": platform.python_version(), "load": load_average(), **({"cpuid_mask": mask, "cpuid_seen": cpuid_seen()} if mask else {})}
 
 
 def float_path() -> dict:

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="as DC_THREADS (default: $DC_THREADS, else 2); teachers are cached per thread count")
     parser.add_argument("--epochs", type=validate.cli(validate.positive_int), default=settings["epochs"],
                         help="as DC_EPOCHS (default: $DC_EPOCHS, else 15)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=settings["device"],
+    parser.add_argument("--device", choices=models.DEVICES, default=settings["device"],
                         help="where to train; default as the notebooks: $DC_DEVICE, else cpu "
                              "(part of the cache key, so it must match theirs)")
     args = parser.parse_args(argv)

@@ -129,10 +129,9 @@ def latency_ratio(baseline: nn.Module, candidate: nn.Module, batch_size: int = 2
     Alternating cancels slow drifts of a shared machine (other jobs, clock changes) that two
     measurements taken minutes apart would fold into the ratio. Both models must be on one device.
     """
-    devices = {"baseline": _device(baseline), "candidate": _device(candidate)}
-    if devices["baseline"] != devices["candidate"]:
-        raise ValueError(f"baseline is on {devices['baseline']} but candidate on {devices['candidate']}: a ratio "
-                         "of a GPU's time to a CPU's says nothing about either model; time both on one device")
+    if _device(baseline) != _device(candidate):
+        raise ValueError(f"baseline is on {_device(baseline)} but candidate on {_device(candidate)}: a ratio of "
+                         "a GPU's time to a CPU's says nothing about either model; time both on one device")
     times = side_by_side({"baseline": lambda: latency_ms(baseline, batch_size, threads=threads, repeats=repeats),
                           "candidate": lambda: latency_ms(candidate, batch_size, threads=threads, repeats=repeats)},
                          rounds=rounds)

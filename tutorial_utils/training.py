@@ -199,8 +199,9 @@ def load_or_train_teacher(splits: data.Splits, *, preset: str = "teacher", epoch
     and a fingerprint), the recipe (epochs, lr, batch_size, max_shift, seed), the CPU thread count
     and the CPU (machine.float_path: float sums in another order give other weights), the device type, the
     torch version and LOOP_VERSION. An entry that is missing, made for another key, corrupt (SHA-256 of its
-    tensors) or non-finite is reported and retrained, never used. The cache folder is `cache_dir`, else files.cache_dir("checkpoints")
-    ($DC_CACHE_DIR); file names are sanitised, so a dataset name cannot lead outside it.
+    tensors) or non-finite is reported and retrained, never used. The cache folder is `cache_dir`, else
+    files.cache_dir("checkpoints") ($DC_CACHE_DIR); file names are sanitised, so a dataset name cannot lead
+    outside it.
     The default recipe (15 epochs of Adam, lr 1e-3, batch 32) was chosen on `splits.holdout()`, never on test.
     Training runs under a forked RNG, so the caller's random stream is the same whether or not the
     cache hit. Checkpoints are written atomically.
