@@ -181,6 +181,16 @@ def test_peak_gflops_is_measured_once_per_thread_count_and_restores_threads():
         timing.peak_gflops(threads=0)
 
 
+def test_achieved_gflops_counts_two_operations_per_multiply_add():
+    # 1,000 MACs an image, 100 images in 1 ms: 2e5 operations per millisecond = 0.2 GFLOP/s
+    assert timing.achieved_gflops(1_000, 1.0, batch_size=100) == pytest.approx(0.2, rel=1e-12)
+    assert timing.achieved_gflops(101_632, 0.5, batch_size=256) == pytest.approx(104.071168, rel=1e-12)
+    for macs, latency, batch, message in ((0, 1.0, 1, "macs_per_image=0"), (1, 0.0, 1, "latency_ms=0.0"),
+                                          (1, float("inf"), 1, "latency_ms=inf"), (1, 1.0, 0, "batch_size=0")):
+        with pytest.raises(ValueError, match=message):
+            timing.achieved_gflops(macs, latency, batch_size=batch)
+
+
 def test_side_by_side_takes_each_measurement_once_per_round_in_turn():
     order = []
     values = iter(range(6))

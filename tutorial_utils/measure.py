@@ -142,8 +142,8 @@ class Ledger:
         """Achieved float32-equivalent throughput as a fraction of the measured peak (None without numbers)."""
         if not all(isinstance(v, (int, float)) and v > 0 for v in (macs_per_image, latency)):
             return None
-        achieved_gflops = 2 * macs_per_image * self.latency_batch_size / (latency / 1e3) / 1e9
-        return achieved_gflops / self._peak_gflops()
+        achieved = timing.achieved_gflops(macs_per_image, latency, batch_size=self.latency_batch_size)
+        return achieved / self._peak_gflops()
 
     def _peak_gflops(self) -> float:
         """This CPU's float32 peak at the ledger's threads, measured once and kept in the machine record."""

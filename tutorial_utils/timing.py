@@ -67,6 +67,21 @@ def peak_gflops(*, threads: int | None = None, size: int = 1024) -> float:
     return _PEAK_GFLOPS[threads, size]
 
 
+def achieved_gflops(macs_per_image: float, latency_ms: float, *, batch_size: int) -> float:
+    """The rate a model reached, counting each multiply-add as two operations whatever its type.
+
+        achieved = 2 macs_per_image batch_size / (latency_ms / 1e3) / 1e9   GFLOP/s
+
+    Over `peak_gflops()` it is the one-line roofline share of the measured float32 peak; an int8 kernel can
+    pass 100%, since its multiply-add is cheaper than the float32 one the peak counts.
+    Example: achieved_gflops(101_632, 0.5, batch_size=256) is about 104 GFLOP/s.
+    """
+    validate.positive_float("macs_per_image", macs_per_image)
+    validate.positive_float("latency_ms", latency_ms)
+    validate.positive_int("batch_size", batch_size)
+    return 2 * macs_per_image * batch_size / (latency_ms / 1e3) / 1e9
+
+
 def _device(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
