@@ -32,6 +32,20 @@ def test_dead_inputs_and_units_are_removed_and_the_function_is_kept():
 
 
 @torch.no_grad()
+def test_a_constant_unit_is_folded_as_the_next_layer_reads_it_on_its_activation_grid():
+    model = models.mlp([20, 8, 3])
+    model[0].weight[:4] = 0                                   # four constant units, relu(b) = b ...
+    model[0].bias[:4] = torch.tensor([0.37, 0.81, 0.55, 1.3])  # ... off any coarse grid
+    x = torch.randn(256, 20, generator=torch.Generator().manual_seed(0))
+    quantized = quantization.quantize_model(model, 8, act_bits=3, calibration=x)
+    small = compaction.compact(quantized)
+    assert models.layer_sizes(small) == [20, 4, 3]
+    torch.testing.assert_close(small(x), quantized(x), rtol=0, atol=1e-5)
+    held = torch.relu(quantized[0].bias[:4])                  # folding the unrounded outputs is visibly wrong
+    assert not torch.allclose(quantized[2].round_input(held), held, atol=1e-3)
+
+
+@torch.no_grad()
 def test_a_dense_model_comes_back_unchanged_and_inputs_false_keeps_every_column():
     model = models.mlp([12, 5, 2])
     assert models.layer_sizes(compaction.compact(model)) == [12, 5, 2]

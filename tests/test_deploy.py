@@ -91,6 +91,9 @@ def test_bad_inputs_are_refused_and_leave_no_file(final, tmp_path, splits):
     with pytest.raises(ValueError, match="calibration holds 784 NaN or infinite values"):   # not ORT's 'scale issue'
         deploy.export(quantization.dequantize_model(final), path, "int8-static",
                       calibration=torch.cat([torch.full((1, 784), float("nan")), splits.x_train[:9]]))
+    with pytest.raises(ValueError, match=r"model\[0\] rounds its input to act_bits=8"):   # not silently dropped
+        deploy.export(quantization.quantize_model(quantization.dequantize_model(final), 4, act_bits=8,
+                                                  calibration=splits.x_train[:64]), path, "float32")
     with pytest.raises(ValueError, match=r"kinds\[\]='fp16' must be one of"):   # checked before the first file
         deploy.export_all(final, tmp_path, kinds=("float32", "fp16"))
     with pytest.raises(ValueError, match="block_size=32.0 must be an integer >= 16"):

@@ -67,6 +67,15 @@ def test_refusals_name_the_problem():
         onnx_export.to_onnx(_qat_student(), weights="4bit", accuracy_level=7)
 
 
+@pytest.mark.parametrize("weights", onnx_export.WEIGHTS)
+def test_activation_rounding_is_refused_not_dropped(weights):
+    # no graph writes the rounding of a layer's input onto its act_bits grid: a file would be another function
+    model = quantization.quantize_model(models.mlp([784, 16, 10]), 4, act_bits=3, calibration=torch.rand(32, 784))
+    model[0].act_bits = None                                   # only the second layer rounds its input
+    with pytest.raises(ValueError, match=r"model\[2\] rounds its input to act_bits=3 bits"):
+        onnx_export.to_onnx(model, weights=weights)
+
+
 def _pixels(batch: int, features: int = 784) -> torch.Tensor:
     return torch.randint(0, 256, (batch, features), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
 

@@ -6,7 +6,8 @@ some hidden units are cut off. Such pieces cost a dense kernel full price, so th
     input pixel i, column W1[:, i] all zero      -> never read: dropped by a SelectInputs layer (x[:, keep])
     hidden unit j, outgoing column W2[:, j] = 0  -> never used: row j of W1 and b1_j dropped
     hidden unit j, incoming row W1[j, :] = 0     -> outputs the constant h_j = relu(b1_j): folded into the
-                                                    next bias, b2 <- b2 + W2[:, j] * relu(b1_j), then dropped
+                                                    next bias, b2 <- b2 + W2[:, j] * h_j, then dropped
+                                                    (h_j rounded to the next layer's activation grid, if any)
 
 The rules repeat until nothing changes (dropping one layer's unit can empty a column of the next).
 The compact model computes the same logits up to float rounding; its Linear layers are smaller, so
@@ -129,7 +130,10 @@ def compact(model: nn.Sequential, *, inputs: bool = True) -> nn.Sequential:
             keep = ~(unused | constant)
             if keep.all() or not keep.any():                             # keep at least one unit
                 continue
-            outgoing.bias += outgoing.weight[:, constant] @ torch.relu(incoming.bias[constant])
+            held = torch.relu(incoming.bias[constant])                   # (constant units,): what they output
+            if isinstance(outgoing, QuantizedLinear):                    # as the next layer reads it (act_bits)
+                held = outgoing.round_input(held)
+            outgoing.bias += outgoing.weight[:, constant] @ held
             if isinstance(outgoing, QuantizedLinear):
                 outgoing._refresh_weight()
             rows = keep.nonzero().flatten()

@@ -51,7 +51,8 @@ def _onnx():
 
 
 def check_exportable(model: nn.Module) -> None:
-    """Raise TypeError unless model is an nn.Sequential of SelectInputs, Linear, QuantizedLinear, ReLU, Dropout."""
+    """Raise TypeError unless model is an nn.Sequential of SelectInputs, Linear, QuantizedLinear, ReLU, Dropout;
+    ValueError for a QuantizedLinear with act_bits (the exported graphs do not round activations)."""
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential MLP, got {type(model).__name__}")
     allowed = (compaction.SelectInputs, nn.Linear, QuantizedLinear, nn.ReLU, nn.Dropout)
@@ -61,6 +62,11 @@ def check_exportable(model: nn.Module) -> None:
                             f"QuantizedLinear, ReLU, Dropout and compaction.SelectInputs only")
     if not any(isinstance(layer, (nn.Linear, QuantizedLinear)) for layer in model):
         raise TypeError("model has no Linear layer to export")
+    for position, layer in enumerate(model):
+        if isinstance(layer, QuantizedLinear) and layer.act_bits is not None:
+            # the graphs write weights only: a file would skip this rounding and compute another function
+            raise ValueError(f"model[{position}] rounds its input to act_bits={layer.act_bits} bits, which export "
+                             "does not write; export the weight-only model (quantize_model without act_bits)")
 
 
 def _symmetric_codes(layer: nn.Module, *, max_bits: int = 8) -> bool:

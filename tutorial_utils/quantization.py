@@ -102,12 +102,17 @@ class QuantizedLinear(nn.Module):
     def out_features(self) -> int:
         return self.codes.shape[0]
 
+    def round_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x as this layer reads it: s (clamp(round(x / s) + Z, 0, 2^act_bits - 1) - Z) with the activation
+        grid fixed at calibration (scale s, zero point Z); x itself without act_bits."""
+        if self.act_bits is None:
+            return x
+        qmin, qmax = qrange(self.act_bits, False)
+        scale, zero_point = self.act_scale, self.act_zero_point
+        return scale * (torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax) - zero_point)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.act_bits is not None:  # activation grid fixed at calibration: clamp to it, round to it
-            qmin, qmax = qrange(self.act_bits, False)
-            scale, zero_point = self.act_scale, self.act_zero_point
-            x = scale * (torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax) - zero_point)
-        return nn.functional.linear(x, self.weight, self.bias)
+        return nn.functional.linear(self.round_input(x), self.weight, self.bias)
 
     def extra_repr(self) -> str:
         acts = f", act_bits={self.act_bits}" if self.act_bits is not None else ""
