@@ -110,6 +110,11 @@ STUDENT = models.student()
     (lambda: nbits.pack_4bit(torch.zeros(2, 8, dtype=torch.long), 7), ValueError,
      r"block_size=7 must be a power of two >= 16"),
     (lambda: nbits.pack_4bit(torch.full((2, 8), 16), 16), ValueError, r"unsigned 4-bit values 0..15; got values 16 to 16"),
+    (lambda: nbits.pack_4bit(torch.tensor([[3.7, 14.9]]), 16), TypeError,       # was packed as 3 and 14
+     r"codes must be an integer tensor \(values 0..15\); got dtype torch.float32"),
+    (lambda: nbits.inputs(quantization.QuantizedLinear(quantization.quantize(torch.randn(16, 16), 4, per_channel=True,
+                                                                             axis=1), torch.zeros(16)), 16), ValueError,
+     r"one scale per output row \(axis 0\) or one per layer; this layer has 16 scales along axis=1 for 16 rows"),
     # labels that would broadcast, or name no class, were a silent wrong accuracy
     (lambda: evaluation.evaluate(models.mlp([4, 3]), T, torch.zeros(4, 1, dtype=torch.long)), ValueError,
      r"y must be a 1-d integer tensor of class labels; got Tensor of shape \(4, 1\)"),

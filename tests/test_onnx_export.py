@@ -32,12 +32,23 @@ def test_float_graph_uses_matmul_not_gemm_and_has_a_dynamic_batch():
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
 def test_4bit_graph_computes_the_quantized_model_exactly_from_its_codes(bits):
-    model = _qat_student(bits, sparsity=0.5 if bits == 1 else 0.9) if bits > 1 else quantization.quantize_model(
-        models.mlp([784, 64, 10]), 1)
+    # 1-bit codes are +-1, with no zero for a pruned weight: that case is a dense model
+    model = _qat_student(bits) if bits > 1 else quantization.quantize_model(models.mlp([784, 64, 10]), 1)
     proto = onnx_export.to_onnx(model, weights="4bit")
     assert onnx_export.op_types(proto).count("MatMulNBits") == 2
     x = torch.rand(64, 784)
     torch.testing.assert_close(_run(proto, x), model(x), rtol=1e-5, atol=1e-4)
+
+
+def test_accuracy_level_4_is_written_to_each_matmulnbits_and_stays_close():
+    model = _qat_student()
+    proto = onnx_export.to_onnx(model, weights="4bit", accuracy_level=4)
+    levels = [a.i for n in proto.graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"]
+    assert levels == [4, 4]
+    x = torch.rand(64, 784)
+    exact, rounded = model(x).detach(), _run(proto, x)
+    # whether the runtime rounds depends on the CPU's kernels; where it does, the result stays close
+    assert (rounded - exact).abs().max() < 0.05 * exact.abs().max()
 
 
 def test_4bit_graph_of_a_compact_model_gathers_the_kept_inputs():

@@ -34,6 +34,9 @@ def pack_4bit(codes: torch.Tensor, block_size: int) -> np.ndarray:
 
     Padding at the end of K uses u = 8 (weight 0); code 2i goes to the low nibble, 2i + 1 to the high.
     """
+    if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
+        raise TypeError(f"codes must be an integer tensor (values 0..15); got dtype {codes.dtype}, which would be "
+                        "truncated")
     if codes.ndim != 2 or codes.numel() == 0 or codes.min() < 0 or codes.max() > 15:
         got = (f"shape {tuple(codes.shape)}" if codes.ndim != 2 or codes.numel() == 0
                else f"values {codes.min().item()} to {codes.max().item()}")
@@ -60,6 +63,9 @@ def inputs(layer: QuantizedLinear, block_size: int) -> tuple[np.ndarray, np.ndar
         raise ValueError("weights='4bit' does not quantize activations; this layer has act_bits="
                          f"{layer.act_bits}")
     n, k = layer.codes.shape
+    if layer.scale.numel() not in (1, n) or (layer.scale.numel() > 1 and layer.axis != 0):
+        raise ValueError(f"weights='4bit' needs one scale per output row (axis 0) or one per layer; this layer has "
+                         f"{layer.scale.numel()} scales along axis={layer.axis} for {n} rows")
     blocks = math.ceil(k / block_size)
     scale = layer.scale.float().reshape(-1, 1).expand(n, blocks)    # per row (or one per tensor) -> every block
     return pack_4bit(layer.codes + 8, block_size), scale.contiguous().cpu().numpy()
