@@ -97,6 +97,15 @@ def test_requantize_matches_the_float_reference():
         int8.requantize(accumulator.float(), m0, shift, 0)
     with pytest.raises(ValueError, match="zero_point"):
         int8.requantize(accumulator, m0, shift, 300)
+    # a shift past 31 would shift int64 by 64 or more: refused, where it once gave 99 instead of 100
+    tiny_m0, tiny_shift = int8.quantize_multiplier(torch.tensor([2.0**-40], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"shift must hold 0..31 .*got 39 to 39"):
+        int8.requantize(torch.tensor([[-2**31, -5]], dtype=torch.int32), tiny_m0, tiny_shift, 100)
+    smallest_m0, largest_shift = int8.quantize_multiplier(torch.tensor([2.0**-32], dtype=torch.float64))
+    assert int(largest_shift) == 31                                     # the smallest multiplier still taken
+    assert int8.requantize(torch.tensor([[-2**31, 2**31 - 1]]), smallest_m0, largest_shift, 100).tolist() == [[100, 100]]
+    with pytest.raises(ValueError, match=r"accumulator must hold int32 values; got 0 to 4294967296"):
+        int8.requantize(torch.tensor([[0, 2**32]]), m0[:2], shift[:2], 0)
 
 
 def test_accumulate_is_the_exact_integer_sum():
@@ -138,7 +147,8 @@ def test_kernel_saturates_tells_a_saturating_kernel_from_an_exact_one(monkeypatc
 
 
 def test_accumulate_does_not_use_the_int8_kernel(monkeypatch, layer):
-    # the integer-only sums stay exact on a CPU whose int8 kernel saturates
+    # a guard, not a probe: with a saturating stand-in for torch._int_mm (a non-VNNI CPU's int8 kernel), the
+    # integer-only sums must stay exact, so accumulate must never come to call that kernel
     monkeypatch.setattr(torch, "_int_mm", _saturating_int_mm)
     x = torch.full((4, 64), 1.0)
     xq = quantization.quantize(x, 8)

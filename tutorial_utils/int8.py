@@ -182,11 +182,19 @@ def requantize(accumulator: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor,
 
         q_y = clamp(Zy + round(acc * M0 / 2^(31 + n)), low, 255),   low = Zy with relu (ReLU as a clamp), else 0
 
-    The product is formed in int64 and rounded half up by adding 2^(30 + n) before the shift.
+    The product is formed in int64 and rounded half up by adding 2^(30 + n) before the shift; it fits
+    (|acc| <= 2^31, M0 < 2^31, n <= 31) with room for the rounding term. A multiplier below 2^-32 (n > 31)
+    would shift past int64; it would round every int32 accumulator to 0 anyway, and is refused.
     m0 and shift broadcast over the accumulator's last dimension (one per output channel, or one).
     """
     if accumulator.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"accumulator must be an int32 (or int64) tensor, got {accumulator.dtype}")
+    for name, value, low, high, meaning in (("accumulator", accumulator, -2**31, 2**31 - 1, "int32 values"),
+                                            ("m0", m0, 0, 2**31 - 1, "0..2^31 - 1 (quantize_multiplier)"),
+                                            ("shift", shift, 0, 31, "0..31 (multipliers from 2^-32 to 1)")):
+        smallest, largest = (int(value.min()), int(value.max())) if value.numel() else (low, high)
+        if smallest < low or largest > high:   # compared as Python ints: an int32 tensor cannot hold 2^31
+            raise ValueError(f"{name} must hold {meaning}; got {smallest} to {largest}")
     validate.integer("zero_point", zero_point, low=0, high=255)
     total_shift = 31 + shift.to(torch.int64)
     product = accumulator.to(torch.int64) * m0.to(torch.int64)
