@@ -175,6 +175,12 @@ def test_fake_quantize_gives_the_bits_of_dequantize_quantize(x, bits, symmetric,
     kwargs = dict(symmetric=symmetric, per_channel=per_channel, scale_dtype=scale_dtype)
     if bits == 1 and not symmetric:
         kwargs["symmetric"] = True
+    if scale_dtype == torch.float16 and bits == 16 and per_channel and not symmetric:
+        # the tiny row's scale, 2e-3 / 65535, is below float16's smallest number: both paths refuse it alike
+        for quantizer in (quantization.fake_quantize, quantization.quantize):
+            with pytest.raises(ValueError, match="does not fit float16"):
+                quantizer(x, bits, **kwargs)
+        return
     fake = quantization.fake_quantize(x, bits, **kwargs)
     reference = quantization.dequantize(quantization.quantize(x, bits, **kwargs))
     assert fake.dtype == reference.dtype == torch.float32

@@ -37,7 +37,9 @@ class QuantConfig:
     bits: 1..16 per code. symmetric: q in [-(2^(b-1) - 1), 2^(b-1) - 1] with Z = 0, else affine
     q in [0, 2^b - 1]. per_channel: one scale per output row (axis 0), else one per tensor.
     scale_dtype: "float16" rounds every scale *up* to a half-precision value and biases to float16, so
-    a file stores them in 2 bytes with an exact round trip; "float32" keeps both in float32.
+    a file stores them in 2 bytes with an exact round trip; "float32" keeps both in float32. A scale below
+    6.1e-05 (tiny weights, or many bits) is a float16 subnormal, rounded up by as much as 5.96e-08, so its
+    grid can be coarser than asked by more than float16's usual 0.1%; below 5.96e-08 it is refused.
 
     Example:
         >>> QuantConfig(bits=4)
@@ -127,10 +129,16 @@ def _round_scale(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return scale
     if dtype != torch.float16:
         raise ValueError(f"scale_dtype={dtype} must be torch.float32 or torch.float16")
+    # Below float16's smallest normal number (2^-14) its spacing is a fixed 2^-24, so rounding up coarsens the
+    # grid by up to 2^-24 / scale, more than the usual 2^-10: a documented cost. Below 2^-24 itself the grid
+    # would be replaced by a far coarser one (weights of 1e-9 at 8 bits all became code 0): refused.
+    if not bool(torch.isfinite(scale).all()) or float(scale.max()) > 65504 or float(scale.min()) < 2**-24:
+        raise ValueError(f"a scale from {float(scale.min()):.3g} to {float(scale.max()):.3g} does not fit float16 "
+                         "(5.96e-08 to 65504): values too small or too large for the bits; use scale_dtype float32")
     rounded = scale.to(torch.float16)
     rounded = torch.where(rounded.float() < scale, torch.nextafter(rounded, torch.tensor(float("inf"), dtype=torch.float16)), rounded)
-    if not torch.isfinite(rounded).all() or (rounded == 0).any():
-        raise ValueError("the scale does not fit float16 (values too large or too small); use scale_dtype=torch.float32")
+    if not torch.isfinite(rounded).all():                 # 65504 rounded up is infinity
+        raise ValueError("the scale does not fit float16 (values too large); use scale_dtype=torch.float32")
     return rounded.float()
 
 
