@@ -74,8 +74,18 @@ def test_refusals_name_the_problem():
         onnx_export.to_onnx(affine, weights="4bit")
     with pytest.raises(ValueError, match="block_size=24"):
         onnx_export.to_onnx(_qat_student(), weights="4bit", block_size=24)
-    with pytest.raises(ValueError, match="accuracy_level=7"):
+    with pytest.raises(ValueError, match=r"accuracy_level=7 must be an integer in 0..4"):
         onnx_export.to_onnx(_qat_student(), weights="4bit", accuracy_level=7)
+    with pytest.raises(ValueError, match=r"accuracy_level=True must be an integer in 0..4"):
+        onnx_export.to_onnx(_qat_student(), weights="4bit", accuracy_level=True)
+    # settings of another kind of graph were ignored in silence
+    with pytest.raises(ValueError, match=r"block_size, accuracy_level apply to weights='4bit' only; got "
+                                         r"block_size=64, accuracy_level=0.* with weights='float32'"):
+        onnx_export.to_onnx(_qat_student(), block_size=64)
+    with pytest.raises(ValueError, match=r"mean, std, fused apply to weights='int8-pixels' only; .*mean=nan"):
+        onnx_export.to_onnx(_qat_student(), weights="4bit", mean=float("nan"))
+    with pytest.raises(ValueError, match=r"weights='int8-pixels' only; .*fused=False with weights='float32'"):
+        onnx_export.to_onnx(_qat_student(), fused=False)
 
 
 @pytest.mark.parametrize("weights", onnx_export.WEIGHTS)

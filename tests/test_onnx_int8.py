@@ -46,11 +46,20 @@ def test_each_kind_writes_its_int8_graph(kind, present, absent, float_file, tmp_
 def test_bad_kind_or_missing_calibration_is_refused(float_file, tmp_path):
     with pytest.raises(ValueError, match="kind='int4' must be one of"):
         onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int4")
-    with pytest.raises(ValueError, match=r"calibration must be images of shape \(n >= 1, features\) for "
-                                         r"kind='int8-static'; got None"):
+    with pytest.raises(ValueError, match=r"calibration must be a tensor of shape \(n >= 1, 20\) of training "
+                                         r"images for kind='int8-static'; got NoneType"):
         onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int8-static")
     with pytest.raises(ValueError, match=r"got \(20,\)"):
         onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int8-static", calibration=torch.rand(20))
+    # checked here too, not only by deploy.export: the graph's own input width, values ONNX Runtime can range
+    with pytest.raises(ValueError, match=r"shape \(n >= 1, 20\).*got \(8, 21\)"):
+        onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int8-static", calibration=torch.rand(8, 21))
+    with pytest.raises(ValueError, match="calibration holds 1 NaN or infinite value"):
+        onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int8-static",
+                           calibration=torch.cat([torch.full((1, 20), 0.5).index_fill(1, torch.tensor([3]), float("inf")),
+                                                  torch.rand(7, 20)]))
+    with pytest.raises(ValueError, match="calibration is used only with kind='int8-static', not kind='int8-dynamic'"):
+        onnx_int8.quantize(float_file, tmp_path / "o.onnx", "int8-dynamic", calibration=torch.rand(8, 20))
     assert not (tmp_path / "o.onnx").exists()
 
 

@@ -50,15 +50,7 @@ def export(model: nn.Module, path: str | os.PathLike, kind: str = "float32", *,
     kind = validate.choice("kind", kind, KINDS)
     onnx_export.check_exportable(model)
     in_features = next(m for m in model if hasattr(m, "in_features")).in_features
-    if kind == "int8-static":
-        if not isinstance(calibration, torch.Tensor) or calibration.ndim != 2 or len(calibration) == 0 \
-                or calibration.shape[1] != in_features:
-            shape = tuple(calibration.shape) if isinstance(calibration, torch.Tensor) else type(calibration).__name__
-            raise ValueError(f"calibration must be a tensor of shape (n >= 1, {in_features}) of training images "
-                             f"for kind='int8-static'; got {shape}")
-        validate.finite("calibration", calibration)   # ONNX Runtime's own check says only 'scale issue'
-    elif calibration is not None:
-        raise ValueError(f"calibration is used only with kind='int8-static', not kind={kind!r}")
+    onnx_int8.check_calibration(kind, calibration, in_features)   # before any file is written
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # the graph is the model in eval mode, traced from a copy: the caller's model keeps its own mode

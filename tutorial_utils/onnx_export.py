@@ -1,28 +1,22 @@
 """ONNX graphs written from an MLP's own layers: float32 MatMul, 4-bit MatMulNBits from the QAT codes, or
 an integer first layer that takes the raw 8-bit pixels.
 
-torch.onnx.export turns every nn.Linear into one `Gemm` node, and ONNX Runtime's 4-bit quantizer and
-its dynamic int8 quantizer convert only `MatMul` (the static quantizer handles `Gemm`): a 4-bit pass then
-leaves the model float32 without a word. Here each
+torch.onnx.export turns every nn.Linear into one `Gemm` node, which ONNX Runtime's 4-bit and dynamic int8
+quantizers leave alone (they convert only `MatMul`): the model stays float32 without a word. Here each
 Linear is written as the two nodes it really is,
 
     y = x @ W^T + b      ->   MatMul(x, W^T) -> Add(., b)                     (float32 weights)
                           ->   MatMulNBits(x, packed codes, scales) -> Add(., b)  (4-bit weights)
 
-MatMulNBits (an ONNX Runtime contrib operator; its layout is module nbits) holds the QAT codes and
-the row scales themselves, so the graph computes exactly the QAT model's function (accuracy_level 0:
-float arithmetic on the dequantized weights). The batch dimension is symbolic ("batch").
+MatMulNBits (an ONNX Runtime contrib operator; layout in module nbits) holds the QAT codes and row
+scales themselves: at accuracy_level 0 the graph computes the QAT model's function. The batch is symbolic.
 
-weights="int8-pixels" takes the image as it is stored, uint8 pixels p in 0..255, and folds the
-normalisation x = (p / 255 - mean) / std into the first layer (fold_pixels), whose codes meet the
-pixels in one MatMulIntegerToFloat (ONNX Runtime's fused uint8 x int8 product, int32 sums, then scale
-and bias): no float input to quantize, and still the QAT model's function. fused=False writes the same
-layer in standard operators, MatMulInteger -> Cast -> Mul -> Add (for runtimes without ONNX Runtime's
-contrib operators); ONNX Runtime then runs four kernels (its fusion pattern is the dynamic int8
-quantizer's, with a scale computed at run time): 13-16% slower at batch 1 and 256 in one side-by-side
-run on a 2-core AMD EPYC.
-Codes of at most 4 bits are stored as ONNX's INT4 type (opset 21, two per byte) and widened by a Cast
-that ONNX Runtime folds once when the session loads.
+weights="int8-pixels" takes the stored uint8 pixels p and folds the normalisation x = (p / 255 - mean) /
+std into the first layer (fold_pixels): one MatMulIntegerToFloat (uint8 x int8, int32 sums, then scale
+and bias), no float input to quantize, still the QAT model's function. fused=False writes it in standard
+operators, MatMulInteger -> Cast -> Mul -> Add, which ONNX Runtime runs as four kernels: 13-16% slower
+at batch 1 and 256 in one side-by-side run on a 2-core AMD EPYC. Codes of at most 4 bits are stored as
+ONNX's INT4 (opset 21, two per byte), widened by a Cast that ONNX Runtime folds when the session loads.
 
 Example:
     >>> proto = to_onnx(final, weights="4bit")
@@ -141,8 +135,12 @@ def to_onnx(model: nn.Module, *, weights: str = "float32", block_size: int | Non
     check_exportable(model)
     if weights not in WEIGHTS:
         raise ValueError(f"weights={weights!r} must be one of {WEIGHTS}")
-    if accuracy_level not in (0, 1, 2, 3, 4):
-        raise ValueError(f"accuracy_level={accuracy_level!r} must be 0, 1, 2, 3 or 4")
+    validate.integer("accuracy_level", accuracy_level, low=0, high=4)      # True or 1.0 are not levels
+    for names, kind, given in (("block_size, accuracy_level", "4bit", (block_size, accuracy_level) != (None, 0)),
+                               ("mean, std, fused", "int8-pixels", (mean, std, fused) != (data.MEAN, data.STD, True))):
+        if given and weights != kind:   # a setting of another kind of graph, which would be ignored in silence
+            raise ValueError(f"{names} apply to weights={kind!r} only; got block_size={block_size!r}, accuracy_level="
+                             f"{accuracy_level!r}, mean={mean!r}, std={std!r}, fused={fused!r} with weights={weights!r}")
     if block_size is not None and (validate.integer("block_size", block_size, low=16) & (block_size - 1)):
         raise ValueError(f"block_size={block_size!r} must be a power of two >= 16")
     if weights == "4bit" and not any(isinstance(m, QuantizedLinear) for m in model):   # the silent-float32 trap

@@ -43,18 +43,33 @@ class Calibration:
         return None if batch is None else {"x": batch}
 
 
+def check_calibration(kind: str, calibration: object, in_features: int) -> None:
+    """Raise ValueError unless `calibration` suits `kind`: finite images (n >= 1, in_features) for int8-static
+    (ONNX Runtime's own check says only 'scale issue'), None for every other kind."""
+    if kind != "int8-static":
+        if calibration is not None:
+            raise ValueError(f"calibration is used only with kind='int8-static', not kind={kind!r}")
+        return
+    if not isinstance(calibration, torch.Tensor) or calibration.ndim != 2 or len(calibration) == 0 \
+            or calibration.shape[1] != in_features:
+        got = tuple(calibration.shape) if isinstance(calibration, torch.Tensor) else type(calibration).__name__
+        raise ValueError(f"calibration must be a tensor of shape (n >= 1, {in_features}) of training images "
+                         f"for kind='int8-static'; got {got}")
+    validate.finite("calibration", calibration)
+
+
 def quantize(float_path: str | os.PathLike, out_path: str | os.PathLike, kind: str, *,
              calibration: torch.Tensor | None = None) -> None:
     """Write the int8 version (`kind`, see KINDS) of the float32 ONNX file at float_path to out_path.
 
-    int8-static needs `calibration` (images of the model's input shape). Side effects: writes out_path, whole
-    or not at all (ONNX Runtime writes into a scratch folder beside it; the file is renamed into place).
+    int8-static needs `calibration` (images of the model's input shape; check_calibration). Side effects:
+    writes out_path, whole or not at all (ONNX Runtime writes into a scratch folder beside it; the file is
+    renamed into place).
     """
     kind = validate.choice("kind", kind, KINDS)
-    if kind == "int8-static" and (not isinstance(calibration, torch.Tensor) or calibration.ndim != 2
-                                  or len(calibration) == 0):
-        got = tuple(calibration.shape) if isinstance(calibration, torch.Tensor) else calibration
-        raise ValueError(f"calibration must be images of shape (n >= 1, features) for kind='int8-static'; got {got!r}")
+    import onnx
+    graph_input = onnx.load(str(float_path), load_external_data=False).graph.input[0]
+    check_calibration(kind, calibration, graph_input.type.tensor_type.shape.dim[1].dim_value)
     out_path = pathlib.Path(out_path)
     from onnxruntime import quantization as q
     # The quantizers log a suggestion to run their shape-inference pre-processing on the root logger; our
