@@ -212,6 +212,7 @@ assert np.isclose(input_step, 1 / (255 * data.STD), rtol=1e-5)   # black and whi
 # %%
 first = final[0]                                                            # QuantizedLinear 784 -> 64
 pixels = torch.round((splits.x_test * data.STD + data.MEAN) * 255).long()   # (1000, 784), back to 0..255
+assert np.array_equal(pixels.numpy(), deployments["int8-pixels"]["model"].to_pixels(splits.x_test))  # the package's
 codes = first.codes.long()                                                  # (64, 784), -7..7
 row_scale = first.scale.double().reshape(-1)                                # (64,)
 products = pixels @ codes.T                                                 # (1000, 64), integers, exact
@@ -321,14 +322,20 @@ for name, path in (("full", nbits_file), ("compact", small_file)):
 # %% [markdown]
 # The profile answers it: most of the compact graph's time goes to the `Gather`, and its `MatMulNBits`,
 # with 520 inputs instead of 784, is faster than the full graph's. (The profiler's means include its own
-# overhead, so they add up to a little more than the side-by-side timing above.) Fewer operations are not less time unless the kernel profits from
-# the change. (A deployment can avoid the
-# gather by dropping those pixels before the model, or keep every input: `compact(final, inputs=False)`.)
-# What a dense kernel profits from is a narrower matrix: **structured pruning** removes whole hidden units
-# (`recipes.narrow`: the weakest half of the 64 units by `pruning.neuron_scores`, the L1 norm of a unit's
-# incoming weights plus the absolute value of its bias, times the L1 norm of its outgoing weights; then five epochs of
-# distillation), and then we train
-# it through the 4-bit quantizer as before, without magnitude pruning (the pipeline's
+# overhead, so they add up to a little more than the side-by-side timing above.) Fewer operations are
+# not less time unless the kernel profits from the change. A deployment can avoid the gather by dropping
+# those pixels before the model, or keep every input: `compact(final, inputs=False)`.
+#
+# ### Structured pruning
+#
+# What a dense kernel profits from is a narrower matrix. **Structured pruning** removes whole hidden units
+# rather than single weights. `recipes.narrow` scores each of the student's 64 hidden units with
+# `pruning.neuron_scores`,
+#
+#     score = (|incoming weights|_1 + |bias|) * |outgoing weights|_1,
+#
+# removes the weakest half, and distils the 784-32-10 network that is left for five epochs. Then, as
+# before, it is trained through the 4-bit quantizer, this time without magnitude pruning (the pipeline's
 # `--narrow 0.5 --sparsity 0`):
 
 # %%
@@ -386,12 +393,13 @@ peak_gflops = timing.peak_gflops(threads=TIMING_THREADS)
 latency_by_batch = {batch: deploy.compare_latency(candidates, batch, threads=TIMING_THREADS, rounds=5, repeats=50)
                     for batch in (1, 256)}
 print(f"{machine.describe(machine.record(threads=TIMING_THREADS))}; float32 matmul rate {peak_gflops:.0f} GFLOP/s")
-print(f"{'':30} {'batch 1':>18} {'batch 256':>19} {'of peak at 256':>15}")
+print(f"{'':30} {'batch 1':>18} {'batch 256':>19} {'of f32 peak':>12}")
 for name in candidates:
     at_batch_1, at_batch_256 = latency_by_batch[1][name], latency_by_batch[256][name]
-    achieved_gflops = 2 * measure.macs(sources[name.split(",")[0]]) * 256 / (at_batch_256["latency_ms"] / 1e3) / 1e9
+    achieved_gflops = timing.achieved_gflops(measure.macs(sources[name.split(",")[0]]), at_batch_256["latency_ms"],
+                                             batch_size=256)                # notebook 01's one-line roofline
     print(f"{name:30} {at_batch_1['latency_ms'] * 1e3:6.1f} µs ({at_batch_1['speedup']:4.1f}x) "
-          f"{at_batch_256['latency_ms'] * 1e3:7.1f} µs ({at_batch_256['speedup']:4.1f}x) {achieved_gflops / peak_gflops:14.0%}")
+          f"{at_batch_256['latency_ms'] * 1e3:7.1f} µs ({at_batch_256['speedup']:4.1f}x) {achieved_gflops / peak_gflops:11.0%}")
 for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against the same teacher in the same runtime
     ratios = [latency_by_batch[b][name]["speedup"] / latency_by_batch[b]["teacher, ORT float32"]["speedup"]
               for b in (1, 256)]                                    # two speed-ups of the table, each a median of rounds
@@ -406,7 +414,7 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   half the multiply-adds, runs about twice as fast as the final model. The int8-pixels graphs, which never quantize
 #   their input and read a quarter of the bytes (and compute the small second layer in float32), take
 #   about half (final) and nearly two thirds (narrow) less time than dynamic int8: the narrow student's
-#   is the fastest row, 9.5x faster than the teacher. ONNX Runtime's own quantizers gain much less here:
+#   is the fastest row, 9.6x faster than the teacher. ONNX Runtime's own quantizers gain much less here:
 #   their int8 graphs take about a fifth less time than float32 for the final model, and about a fifth
 #   *more* for the narrow student (both quantize the 784-pixel input on every call, a cost that a narrower
 #   hidden layer does not reduce: a likely reason, not profiled here). How much int8 buys depends on the CPU: on an AMD EPYC (avx512_vnni, no avx_vnni) the same
@@ -423,10 +431,12 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   your machine (if its `/proc/cpuinfo` lists `cpuid_fault`), start Jupyter as
 #   `python scripts/masked_avx2.py -- jupyter lab` and run this notebook again: the first line of the table
 #   then shows PyTorch's kernels as AVX2, and every library runs its AVX2 code on your CPU.
-# - **"of peak"** divides the achieved rate by a large float32 matmul's measured rate on this thread
-#   (PyTorch's, 1024 x 1024): a reference, not a hardware limit. ONNX Runtime's float32 kernel on these
-#   small, cache-resident matrices (each weight reused 256 times) runs at about that reference (96% to
-#   103%), the int8-pixels rows at more than twice it, and the quantizers' int8 rows at 82% to 126%.
+# - **"of f32 peak"** is notebook 01's one-line roofline: the achieved rate, 2 x MACs x 256 / latency
+#   (`timing.achieved_gflops`, which counts an int8 multiply-add like a float32 one), over a large float32
+#   matmul's measured rate on this thread (PyTorch's, 1024 x 1024): a reference, not a hardware limit,
+#   and an int8 kernel, whose multiply-adds are cheaper, can pass 100%. ONNX Runtime's float32 kernel on these
+#   small, cache-resident matrices (each weight reused 256 times) runs at about that reference (99% to
+#   102%), the int8-pixels rows at more than twice it, and the quantizers' int8 rows at 81% to 127%.
 #   `MatMulNBits` at accuracy level 0 decodes the codes to float32 and multiplies in float32, so the
 #   4-bit rows run at about float32's speed, a little below it: a small file, not a fast kernel.
 # - **Batch 1**: the ONNX Runtime rows take a few microseconds, and int8 buys little. Read the speed-ups
@@ -437,13 +447,13 @@ for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against t
 #   int8 and 4-bit are slower than float32 (they quantize the input, or decode the codes, on every call). At
 #   this size a call's fixed cost, not arithmetic, sets the time (exercise 4 measures the cost of a call
 #   that does almost nothing). PyTorch eager pays more per layer (Python and dispatch), which is why the
-#   ONNX Runtime rows beat the teacher by 2.3x to 6.5x, and PyTorch's legacy int8 backend is
+#   ONNX Runtime rows beat the teacher by 2.8x to 6.5x, and PyTorch's legacy int8 backend is
 #   *slower* than float32: like ONNX Runtime's dynamic int8 it measures and quantizes the input on every
 #   call, but each of its quantized layers pays PyTorch's per-operator overhead.
 # - **The runtime's share.** The teacher itself, unchanged, is about 3.5x faster in ONNX Runtime than in PyTorch
 #   at batch 1 and 1.1x at batch 256. Against it, the last two lines: what compression alone buys on one
 #   runtime is modest at batch 1 (1.8x for the narrow int8-pixels model, held down by the call's fixed
-#   cost) and large at batch 256 (8.4x).
+#   cost) and large at batch 256 (8.5x).
 #   A speed-up quoted against another runtime mixes the two; ask which one you are reading.
 #
 # Last, the bytes. The `.dcmp` file (notebook 05's format: sparse, packed, entropy-coded) against the
@@ -697,16 +707,16 @@ print(f"level 4 moves the logits by {shift.mean():.2f} on average, {shift.max():
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex4-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <details><summary>What to look for</summary>
 #
-# The solution cell above, in this run (one thread): the one-unit graph took 3.0 µs at batch 1 and the
-# narrow student 3.7 µs, so about four fifths of its time is the call. Through onnxruntime's Python method
-# the same narrow file took 4.5 µs: the wrapper's extra work, mostly its checks, added 0.8 µs a call,
+# The solution cell above, in this run (one thread): the one-unit graph took 2.9 µs at batch 1 and the
+# narrow student 3.6 µs, so about four fifths of its time is the call. Through onnxruntime's Python method
+# the same narrow file took 4.4 µs: the wrapper's extra work, mostly its checks, added 0.8 µs a call,
 # more than everything the narrow student adds to the one-unit call (0.7 µs). One five-round run can move
 # by a microsecond between runs of this notebook; README's benchmark, three passes of nine rounds, also
 # puts the wrapper's cost at about 0.8 µs. Either way, at batch 1 a Python server
 # can pay as much for the wrapper as for the model. Accuracy level 4 rounds the input
 # to int8 per block, so the logits move (by 0.04 on average, 0.27 at most; none of the 1,000 predictions
-# changed here), and at batch 256 it was *slower* than level 0, about twice as slow here (345 against
-# 173 µs, side by side; on an AMD EPYC, about 280 against 240 µs): whether it is faster depends on the
+# changed here), and at batch 256 it was *slower* than level 0, about twice as slow here (350 against
+# 174 µs, side by side; on an AMD EPYC, about 280 against 240 µs): whether it is faster depends on the
 # CPU's int8 kernels for this shape, so measure before choosing it.
 # </details>
 
@@ -750,9 +760,8 @@ def my_fold(layer: torch.nn.Module, mean: float, std: float) -> tuple[torch.Tens
 
 # %% nbgrader={"grade": true, "grade_id": "ex6-fold-check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 exercises_deploy.check_fold_pixels(my_fold)
-test_pixels = torch.round((splits.x_test * data.STD + data.MEAN) * 255).long()   # (1000, 784), as in section 3
 codes_t, scale, bias = (torch.as_tensor(v) for v in my_fold(final[0], data.MEAN, data.STD))
-mine = (test_pixels @ codes_t.long()) * scale + bias
+mine = (pixels @ codes_t.long()) * scale + bias                                 # section 3's test-image pixels
 assert torch.allclose(mine.float(), final[0](splits.x_test), atol=1e-4)
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "ex6-answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
