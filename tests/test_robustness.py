@@ -195,3 +195,27 @@ def test_an_image_wrong_when_clean_never_counts_as_robust(small_splits):
         assert (training.correct(model, fixed, y) & ~clean).any(), attack               # the 'attack' fixed some
         robust = robustness.robust_accuracy(model, x, y, epsilon=0.1, attack=attack, surrogate=helper)
         assert robust <= clean.float().mean().item(), attack
+
+
+@torch.no_grad()
+def test_through_a_surrogate_an_image_stops_when_the_target_is_fooled_not_the_surrogate():
+    """Guards: robust_accuracy attacks a model through a surrogate's gradients; had PGD frozen every image the
+    surrogate already got wrong, those images would never be attacked and the model would look robust."""
+    torch.manual_seed(0)
+    target = models.mlp([20, 32, 3])
+    x = _images(400, 20)
+    y = target(x).argmax(1)                                      # the target is right on every image
+    surrogate = models.mlp([20, 32, 3])
+    surrogate.load_state_dict(target.state_dict())
+    surrogate[-1].bias[0] += 0.3                                 # wrong on some images the target gets right
+    wrong_for_surrogate = surrogate(x).argmax(1) != y
+    assert wrong_for_surrogate.sum() > 20
+    frozen = robustness.pgd(surrogate, x, y, epsilon=0.3, random_start=False)
+    judged = robustness.pgd(surrogate, x, y, epsilon=0.3, random_start=False, judge=target)
+    assert torch.equal(frozen[wrong_for_surrogate], x[wrong_for_surrogate])          # judged by the surrogate
+    moved = (judged[wrong_for_surrogate] != x[wrong_for_surrogate]).any(dim=1)
+    assert moved.all()                                                               # judged by the target
+    attacked = robustness.pgd(surrogate, x, y, epsilon=0.3, seed=0, judge=target)
+    assert robustness.robust_accuracy(target, x, y, epsilon=0.3, surrogate=surrogate) == (
+        (target(attacked).argmax(1) == y).float().mean().item())
+    assert (target(judged).argmax(1) == y).float().mean() < (target(frozen).argmax(1) == y).float().mean()

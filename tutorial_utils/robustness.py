@@ -63,7 +63,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float) 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, steps: int = 10,
         step_size: float | None = None, random_start: bool = True, seed: int = 0,
-        stop_when_fooled: bool = True) -> torch.Tensor:
+        stop_when_fooled: bool = True, judge: nn.Module | None = None) -> torch.Tensor:
     """Projected gradient descent in the L-infinity ball of radius epsilon (pixel units) around x.
 
     step_size defaults to 2.5 * epsilon / steps (a common rule: the steps span 2.5 radii, enough to reach the
@@ -72,13 +72,16 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, s
     projected back onto the ball and clipped to the pixel range. With stop_when_fooled (the default) an
     image keeps the first iterate the model misclassifies: a later step can lead it back to its class, and
     the attack has succeeded if any iterate fooled the model. False gives the textbook loop's last
-    iterate. Returns new images.
+    iterate. `judge` is the model whose mistakes count (default: `model`): attacking a target through a
+    surrogate's gradients, an image stops when the target is fooled, not the surrogate. Returns new images.
     """
     radius = _check(model, x, y, epsilon) / data.STD
     validate.positive_int("steps", steps)
     step = 2.5 * radius / steps if step_size is None else validate.positive_float("step_size", step_size) / data.STD
-    was_training = model.training
+    judge = model if judge is None else judge
+    was_training, judge_was_training = model.training, judge.training
     model.eval()
+    judge.eval()
     try:
         adversarial = x.detach().clone()
         if random_start and radius > 0:
@@ -89,11 +92,15 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, s
             sign, logits = _gradient_sign(model, adversarial, y)
             stepped = torch.clamp(torch.min(torch.max(adversarial + step * sign, x - radius), x + radius), LOW, HIGH)
             if stop_when_fooled:                          # an image the current iterate fools stays there
+                if judge is not model:
+                    with torch.no_grad():
+                        logits = judge(adversarial)
                 stepped = torch.where((logits.argmax(dim=1) != y).unsqueeze(1), adversarial, stepped)
             adversarial = stepped
         return adversarial.detach()
     finally:
         model.train(was_training)
+        judge.train(judge_was_training)
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, attack: str = "pgd",
@@ -117,7 +124,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsil
     if attack == "fgsm":
         return (survived & evaluation.correct(model, fgsm(source, x, y, epsilon=epsilon), y)).float().mean().item()
     for seed in range(restarts):
-        adversarial = pgd(source, x, y, epsilon=epsilon, steps=steps, seed=seed)
+        adversarial = pgd(source, x, y, epsilon=epsilon, steps=steps, seed=seed, judge=model)   # model's mistakes count
         survived &= evaluation.correct(model, adversarial, y)
     return survived.float().mean().item()
 
