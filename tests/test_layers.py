@@ -12,7 +12,7 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "tutorial_utils"
 LAYERS = [
     {"__init__", "validate"},                                                   # argument checks, under everything
     {"files", "models", "encoding", "masks", "timing", "qtensor", "idx", "fileheader", "student_t", "machine",
-     "energy", "calibration"},       # leaves
+     "energy", "calibration", "mcnemar"},       # leaves
     {"data", "checkpoints", "qat", "kmeans", "evaluation", "fileformat", "classroom", "footprint", "stats"},                                    # built on the leaves
     {"training", "robustness", "privacy"},                                      # the one loop; attacks, membership
     {"pruning", "quantization", "distillation", "int8"},                        # the stages

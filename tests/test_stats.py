@@ -17,6 +17,12 @@ def test_wilson_interval_matches_a_hand_computation():
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     low, high = stats.wilson_interval(945, 1000)
     assert low == pytest.approx(center - half, abs=1e-12) and high == pytest.approx(center + half, abs=1e-12)
+    # independent of that formula: Wilson's ends are the two roots pi of (p - pi)^2 = z^2 pi (1 - pi) / n,
+    # the proportions a score test would just accept (a Wald interval's ends miss it by a fifth or more here)
+    for correct, total in ((945, 1000), (3, 10), (999, 1000), (50, 60)):
+        for end in stats.wilson_interval(correct, total):
+            p_hat = correct / total
+            assert (p_hat - end) ** 2 == pytest.approx(z * z * end * (1 - end) / total, rel=1e-9, abs=1e-15)
     # closed form at p = 0: the upper end is z^2 / (n + z^2)
     assert stats.wilson_interval(0, 10)[1] == pytest.approx(z * z / (10 + z * z), abs=1e-12)
 
@@ -41,33 +47,6 @@ def test_wilson_interval_edges_and_bad_input():
         stats.wilson_interval(1, 2, confidence=1.5)
 
 
-def brute_force_mcnemar(b: int, c: int) -> float:
-    """Two-sided exact p-value by enumerating every split of the b + c discordant images."""
-    n = b + c
-    probability = [math.comb(n, k) / 2**n for k in range(n + 1)]
-    observed = probability[min(b, c)]
-    return min(1.0, sum(q for q in probability if q <= observed + 1e-15))
-
-
-@pytest.mark.parametrize("b, c", [(0, 0), (3, 3), (10, 2), (2, 10), (25, 11), (0, 7), (40, 60)])
-def test_paired_test_against_brute_force(b, c):
-    both, neither = 900, 1000 - 900 - b - c
-    a = torch.tensor([True] * both + [True] * b + [False] * c + [False] * neither)
-    other = torch.tensor([True] * both + [False] * b + [True] * c + [False] * neither)
-    result = stats.paired_test(a, other)
-    assert (result.only_a, result.only_b, result.total) == (b, c, 1000)
-    assert result.diff == pytest.approx((b - c) / 1000)
-    assert result.p_value == pytest.approx(1.0 if b + c == 0 else brute_force_mcnemar(b, c), rel=1e-9)
-    assert result.low <= result.diff <= result.high
-
-
-def test_paired_test_refuses_unpaired_input():
-    with pytest.raises(ValueError, match="a paired test needs the same images"):
-        stats.paired_test(torch.ones(3, dtype=torch.bool), torch.ones(4, dtype=torch.bool))
-    with pytest.raises(ValueError, match="correct_a must be a non-empty 1-d boolean tensor"):
-        stats.paired_test(torch.ones(3), torch.ones(3, dtype=torch.bool))
-
-
 def test_mean_std():
     assert stats.mean_std([0.94, 0.95, 0.96]) == pytest.approx((0.95, 0.01))
     assert stats.mean_std([0.9]) == (0.9, 0.0)
@@ -84,6 +63,11 @@ def test_over_seeds_and_paired_over_seeds_text():
     assert stats.paired_over_seeds([0.945, 0.95, 0.955], [0.94, 0.94, 0.94]).endswith(
         "95% t interval -0.24 to +2.24: includes zero)")
     assert stats.paired_over_seeds([0.95], [0.94]).endswith("(higher on 1 of them; one seed gives no interval)")
+    # +1 image of 1,000 on every seed: floats differ by 1e-16, but there is no spread and no interval
+    assert stats.paired_over_seeds([0.945, 0.952, 0.949], [0.944, 0.951, 0.948]) == (
+        "+0.10 ± 0.00 points over 3 seeds (higher on 3 of them; the same on every seed: no t interval, nothing established)")
+    with pytest.raises(ValueError, match=r"values_a - values_b is \+0.01 on every one of the 2 seeds: no spread"):
+        stats.paired_interval([0.95, 0.95], [0.94, 0.94])
     with pytest.raises(ValueError, match="pair them by seed"):
         stats.paired_over_seeds([0.9], [0.9, 0.8])
 
@@ -109,10 +93,16 @@ def test_paired_difference_against_a_hand_computation():
 
 def test_choose_over_seeds_adopts_only_established_gains():
     base = [0.90, 0.93, 0.91]
-    steady, noisy = [b + 0.002 for b in base], [b + d for b, d in zip(base, (0.03, -0.02, 0.02))]
+    steady = [b + d for b, d in zip(base, (0.002, 0.003, 0.002))]
+    noisy = [b + d for b, d in zip(base, (0.03, -0.02, 0.02))]
     assert stats.choose_over_seeds(base, {"noisy": noisy, "steady": steady}) == "steady"
     assert stats.choose_over_seeds(base, {"noisy": noisy}) is None
-    assert stats.choose_over_seeds(base, {"a": [b + 0.004 for b in base], "b": steady}) == "a"
+    # the same gain on every seed has no spread, no t interval, and establishes nothing
+    assert stats.choose_over_seeds(base, {"same +0.4 everywhere": [b + 0.004 for b in base]}) is None
+    a = [b + d for b, d in zip(base, (0.004, 0.005, 0.003))]
+    assert stats.choose_over_seeds(base, {"a": a, "b": [b + d for b, d in zip(base, (0.002, 0.003, 0.001))]}) == "a"
+    with pytest.raises(ValueError, match="candidate 'short' has 2 seeds but the baseline 3"):
+        stats.choose_over_seeds(base, {"short": base[:2]})
     # Beyond two standard errors (mean 0.010, se 0.0029) but not beyond t's 4.303: not adopted.
     lucky = [b + d for b, d in zip(base, (0.005, 0.010, 0.015))]
     assert stats.paired_difference(lucky, base)[0] > 2 * stats.paired_difference(lucky, base)[1]
@@ -132,24 +122,6 @@ def test_paired_interval_covers_the_true_difference_95_percent_of_the_time_with_
         inside_2se += abs(mean - 0.01) <= 2 * se
     assert 0.935 <= inside / 4000 <= 0.965
     assert 0.79 <= inside_2se / 4000 <= 0.85
-
-
-def test_paired_test_text_when_the_models_agree_everywhere():
-    same = torch.tensor([True, False, True])
-    assert str(stats.paired_test(same, same)) == "+0.00% (the two models agree on all 3 images: no evidence either way)"
-
-
-def test_paired_interval_is_the_wald_interval_of_the_per_image_differences():
-    """Guards: the interval's half-width is z times the standard error of the mean of d_i = a_i - b_i in
-    {-1, 0, 1}, computed here from the differences themselves (population std / sqrt(n)); an interval half
-    as wide, or one that forgot the (b - c)^2 / n term, differs."""
-    b, c, both, neither = 30, 10, 900, 60
-    a = torch.tensor([True] * both + [True] * b + [False] * c + [False] * neither)
-    other = torch.tensor([True] * both + [False] * b + [True] * c + [False] * neither)
-    d = a.double() - other.double()
-    half = 1.959963984540054 * d.std(unbiased=False).item() / math.sqrt(len(d))
-    result = stats.paired_test(a, other)
-    assert (result.low, result.high) == pytest.approx((d.mean().item() - half, d.mean().item() + half), abs=1e-12)
 
 
 def test_holm_rejects_in_order_and_stops_at_the_first_that_fails():

@@ -7,15 +7,17 @@ Wilson's interval for a proportion (Wilson 1927), z the normal quantile of the c
 
     center = (p + z^2 / 2n) / (1 + z^2 / n),   half = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / 4n^2)
 
-Two models on the same images are compared pairwise (McNemar 1947): only the images on which they
-disagree carry information. With b = images only A gets right and c = only B gets right,
-
-    diff = (b - c) / n,   p-value = min(1, 2 * P[Binomial(b + c, 1/2) <= min(b, c)])   (exact, two-sided)
-    interval: diff +- z * sqrt(b + c - (b - c)^2 / n) / n                              (Wald, paired)
+Two models on the same images are compared image by image (module mcnemar: stats.paired_test, the exact
+McNemar p-value and the difference's interval).
 
 Over a few seeds, paired by seed, the differences d_1..d_n get Student's t interval (student_t):
 
     mean(d) +- t_q * stdev(d) / sqrt(n),   t_q the two-sided quantile of t with n - 1 degrees of freedom
+
+It covers the mean difference over training seeds on these test images (every seed is scored on the
+same ones), not the test set's own sampling noise, which paired_test measures. When the differences are
+the same on every seed (common on 1,000 images, where accuracies move in steps of 0.1 points) stdev(d)
+is 0 and there is no interval: such seeds establish nothing.
 
 With 3 seeds t_q is 4.30, not 2: "beyond two standard errors" would pass a difference that luck alone
 makes about one time in five (18%).
@@ -29,11 +31,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
-
-import torch
-
 from tutorial_utils import student_t, validate
+from tutorial_utils.mcnemar import PairedTest, paired_test  # noqa: F401  (public here: stats.paired_test)
 
 
 def _z(confidence: float) -> float:
@@ -50,57 +49,6 @@ def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple
     low = 0.0 if correct == 0 else center - half    # exact at the edges, where rounding would leave 1e-17
     high = 1.0 if correct == total else center + half
     return low, high
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """Model A against model B on the same images: accuracy difference A - B, its interval, exact p-value."""
-
-    diff: float
-    low: float
-    high: float
-    p_value: float
-    only_a: int   # images A gets right and B wrong (b)
-    only_b: int   # images B gets right and A wrong (c)
-    total: int
-    confidence: float = 0.95
-
-    def __str__(self) -> str:
-        if self.only_a == self.only_b == 0:     # the Wald interval has no width here; it is not certainty
-            return f"+0.00% (the two models agree on all {self.total:,} images: no evidence either way)"
-        return (f"{self.diff:+.2%} ({self.confidence:.0%} interval {self.low:+.2%} to {self.high:+.2%}; "
-                f"p = {self.p_value:.3g}, "
-                f"{self.only_a} vs {self.only_b} of {self.total:,} images decide)")
-
-
-def _binomial_tail(k: int, n: int) -> float:
-    """P[Binomial(n, 1/2) <= k], exactly: integer coefficients, each from the previous, one division."""
-    total, coefficient = 0, 1
-    for i in range(k + 1):
-        total += coefficient
-        coefficient = coefficient * (n - i) // (i + 1)
-    return total / 2**n
-
-
-def paired_test(correct_a: torch.Tensor, correct_b: torch.Tensor, confidence: float = 0.95) -> PairedTest:
-    """Compare two models on the same test images from their per-image correctness (boolean tensors).
-
-    With b images right only for a, c right only for b, and n images: diff = (b - c) / n, its interval
-    diff +- z sqrt(b + c - (b - c)^2 / n) / n, and the exact McNemar p-value 2 P(Binomial(b + c, 1/2) <= min(b, c)).
-    """
-    for name, value in (("correct_a", correct_a), ("correct_b", correct_b)):
-        if not isinstance(value, torch.Tensor) or value.dtype != torch.bool or value.ndim != 1 or len(value) == 0:
-            raise ValueError(f"{name} must be a non-empty 1-d boolean tensor (one entry per test image)")
-    if correct_a.shape != correct_b.shape:
-        raise ValueError(f"correct_a has {len(correct_a)} images but correct_b has {len(correct_b)}; "
-                         f"a paired test needs the same images")
-    z, n = _z(confidence), len(correct_a)
-    b = int((correct_a & ~correct_b).sum())
-    c = int((~correct_a & correct_b).sum())
-    diff = (b - c) / n
-    half = z * math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
-    p_value = 1.0 if b + c == 0 else min(1.0, 2 * _binomial_tail(min(b, c), b + c))
-    return PairedTest(diff, diff - half, diff + half, p_value, b, c, n, confidence)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -143,9 +91,16 @@ def paired_over_seeds(values_a: list[float], values_b: list[float]) -> str:
     text = f"{mean:+.2f} ± {std:.2f} points over {len(differences)} seeds (higher on {higher} of them"
     if len(differences) < 2:
         return text + "; one seed gives no interval)"
+    if _no_spread(differences):
+        return text + "; the same on every seed: no t interval, nothing established)"
     _, low, high = paired_interval(values_a, values_b)
     verdict = "includes zero" if low <= 0 <= high else "excludes zero"
     return text + f"; 95% t interval {100 * low:+.2f} to {100 * high:+.2f}: {verdict})"
+
+
+def _no_spread(differences: list[float]) -> bool:
+    """True when the per-seed differences are equal up to float rounding (a standard error of 0)."""
+    return max(differences) - min(differences) <= 1e-9 * max(1.0, max(abs(d) for d in differences))
 
 
 def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[float, float]:
@@ -153,12 +108,17 @@ def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[flo
 
         d_i = a_i - b_i,   mean = (1/n) sum d_i,   se = stdev(d) / sqrt(n)
 
-    Pairing by seed cancels the seed's luck that A and B share. Needs at least two seeds of each, paired.
+    Pairing by seed cancels the seed's luck that A and B share. Needs at least two seeds of each, paired,
+    whose differences vary (ValueError otherwise: identical differences give a standard error of 0, and
+    a t interval of no width is no evidence).
     """
     _pairs(values_a, values_b)
     if len(values_a) < 2:
         raise ValueError(f"{len(values_a)} seed(s): a standard error needs at least 2")
     differences = [a - b for a, b in zip(values_a, values_b)]
+    if _no_spread(differences):
+        raise ValueError(f"values_a - values_b is {differences[0]:+.6g} on every one of the {len(differences)} seeds: "
+                         "no spread, so no standard error and no t interval; these seeds establish nothing")
     return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
 
 
@@ -179,8 +139,20 @@ def paired_interval(values_a: list[float], values_b: list[float], confidence: fl
 def choose_over_seeds(baseline: list[float], candidates: dict[str, list[float]]) -> str | None:
     """The candidate to adopt over a baseline, from per-seed (held-out) accuracies paired by seed: among the
     candidates whose 95% t interval of the gain lies above zero (paired_interval: mean - t_q se > 0), the one
-    with the largest mean gain (ties: the first listed); None when no candidate is established."""
-    gains = {name: paired_interval(values, baseline) for name, values in candidates.items()}
+    with the largest mean gain (ties: the first listed); None when no candidate is established. A candidate
+    whose gain is the same on every seed has no interval and is not established.
+
+    Each candidate is tested at 95% on its own: with many candidates one may pass by luck, and the largest
+    passing mean overstates its gain (the winner's curse); use holm() on their p-values, or confirm the
+    choice on new seeds, when the list is long.
+    """
+    gains = {}
+    for name, values in candidates.items():
+        if len(values) != len(baseline):
+            raise ValueError(f"candidate {name!r} has {len(values)} seeds but the baseline {len(baseline)}; pair them by seed")
+        if len(values) >= 2 and _no_spread([v - b for v, b in zip(values, baseline)]):
+            continue                                       # no interval: not established
+        gains[name] = paired_interval(values, baseline)
     established = [(mean, name) for name, (mean, low, _) in gains.items() if low > 0]
     return max(established, key=lambda pair: pair[0], default=(None, None))[1]
 
