@@ -183,6 +183,18 @@ def test_paired_auc_test_agrees_with_a_paired_bootstrap_and_is_silent_on_one_mod
     assert delong_se < unpaired                                   # pairing removes the noise the two share
     same = privacy.paired_auc_test(a_in, a_out, a_in.clone(), a_out.clone())
     assert same["diff"] == same["low"] == same["high"] == 0 and same["p_value"] == 1.0
+    # placements that do not vary: A separates perfectly, B not at all; six images are no certainty
+    degenerate = privacy.paired_auc_test(torch.tensor([.1, .2, .3]), torch.tensor([.5, .6, .7]),
+                                         torch.full((3,), .4), torch.full((3,), .4))
+    assert degenerate["diff"] == 0.5 and all(math.isnan(degenerate[k]) for k in ("low", "high", "p_value"))
+
+
+def test_auc_standard_error_at_one_half_is_the_exact_null_variance():
+    # at A = 1/2 (no information) Hanley and McNeil's SE^2 equals the Mann-Whitney statistic's exact variance
+    # under the null, (m + n + 1) / (12 m n): an identity independent of the formula's Q1 and Q2
+    for members, nonmembers in ((5, 7), (40, 25), (300, 300)):
+        assert privacy.auc_standard_error(0.5, members, nonmembers) ** 2 == pytest.approx(
+            (members + nonmembers + 1) / (12 * members * nonmembers), rel=1e-12)
 
 
 @pytest.mark.parametrize("change, message", [

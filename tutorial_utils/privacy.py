@@ -73,6 +73,9 @@ def auc_standard_error(value: float, members: int, nonmembers: int) -> float:
     """Hanley and McNeil's (1982) standard error of an AUC A from m = `members` positives, n = `nonmembers` negatives:
 
     SE^2 = (A(1 - A) + (m - 1)(Q1 - A^2) + (n - 1)(Q2 - A^2)) / (m n), Q1 = A / (2 - A), Q2 = 2 A^2 / (1 + A).
+
+    It assumes exponential score distributions; at A = 0 or 1 it is 0, which is no certainty (a few
+    images can separate perfectly by chance).
     """
     validate.probability("value", value)
     validate.positive_int("members", members)
@@ -105,7 +108,9 @@ def paired_auc_test(members_a: torch.Tensor, nonmembers_a: torch.Tensor, members
         Var(AUC_a - AUC_b) = (S10_aa + S10_bb - 2 S10_ab) / k + (S01_aa + S01_bb - 2 S01_ab) / m
 
     and z = (AUC_a - AUC_b) / sqrt(Var), two-sided p from the normal distribution (exact when the difference
-    and its variance are both 0: p = 1). Returns {"auc_a", "auc_b", "diff", "low", "high", "p_value"}.
+    and its variance are both 0: p = 1). When the variance is 0 but the difference is not (placements that do
+    not vary, as with a handful of perfectly separated images), the normal approximation says nothing: p, low
+    and high are NaN; use a permutation test. Returns {"auc_a", "auc_b", "diff", "low", "high", "p_value"}.
 
     Example:
         >>> paired_auc_test(final_in, final_out, distilled_in, distilled_out)["p_value"]
@@ -123,8 +128,10 @@ def paired_auc_test(members_a: torch.Tensor, nonmembers_a: torch.Tensor, members
     variance = (v10_a - v10_b).var().item() / len(members_a) + (v01_a - v01_b).var().item() / len(nonmembers_a)
     diff, spread = auc_a - auc_b, math.sqrt(max(variance, 0.0))
     z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
-    if spread == 0:
-        p_value = 1.0 if diff == 0 else 0.0
+    if spread == 0:   # no variance: a zero-width interval and p = 0 would be certainty from nothing
+        if diff != 0:
+            return {"auc_a": auc_a, "auc_b": auc_b, "diff": diff, "low": math.nan, "high": math.nan, "p_value": math.nan}
+        p_value = 1.0
     else:
         p_value = math.erfc(abs(diff) / spread / math.sqrt(2))   # 2 (1 - Phi(|z|)), without cancellation
     return {"auc_a": auc_a, "auc_b": auc_b, "diff": diff, "low": diff - z * spread, "high": diff + z * spread,
