@@ -131,9 +131,16 @@ def test_cached_keys_every_argument_by_value_even_names_the_key_uses_itself(smal
         chain.cached(train, small_splits, teacher, name="named", threads=threads, source="x", config=config,
                      folder=tmp_path)
     assert len(calls) == 3 and len(list(tmp_path.iterdir())) == 3          # three recipes, three files
-    with pytest.raises(ValueError, match="memory address"):
+    with pytest.raises(ValueError, match="config is a object, whose repr cannot key a cache"):
         chain.cached(train, small_splits, teacher, name="named", threads=1, source="x", config=object(),
                      folder=tmp_path)
+    # reprs that look complete but are not: two tensors that differ in one hidden element, two models
+    assert repr(torch.zeros(5000)) == repr(torch.zeros(5000).index_fill(0, torch.tensor([2500]), 1.0))
+    for value in (torch.zeros(5000), models.mlp([4, 3, 2]), (1, torch.zeros(3))):
+        with pytest.raises(ValueError, match="whose repr cannot key a cache"):
+            chain.cached(train, small_splits, teacher, name="named", threads=1, source="x", config=value,
+                         folder=tmp_path)
+    assert len(calls) == 3
 
 
 def test_a_corrupt_stage_file_is_said_and_trained_again(small_splits, tmp_path):

@@ -1,8 +1,10 @@
 """files: atomic writes (all or nothing, open()'s permissions), stale temporaries, the cache folder, safe names."""
 
+import hashlib
 import os
 import pathlib
 import stat
+import types
 import tempfile
 import time
 
@@ -255,3 +257,28 @@ def test_only_old_stage_and_old_set_folders_of_that_name_are_removed(tmp_path):
     assert files.remove_stale_stages(tmp_path, "run") == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.stage-x", ".run.keep", ".run.stage-file",
                                                           ".run.stage-young", "run"]
+
+
+def test_a_publish_killed_between_its_two_moves_gets_the_old_set_back_not_nothing(tmp_path):
+    # where folders cannot be swapped atomically: `run` moved aside, then killed before the new set moved in
+    old = time.time() - 7200
+    (tmp_path / ".run.old-4242").mkdir()
+    (tmp_path / ".run.old-4242" / "ledger.json").write_text("the old set")
+    (tmp_path / ".run.stage-abc").mkdir()
+    for name in (".run.old-4242", ".run.stage-abc"):
+        os.utime(tmp_path / name, (old, old))
+    assert files.remove_stale_stages(tmp_path, "run") == 1               # the stage; the old set is restored
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert (tmp_path / "run" / "ledger.json").read_text() == "the old set"
+
+
+def test_source_digest_changes_with_any_module_and_with_their_order(tmp_path):
+    first, second = tmp_path / "a.py", tmp_path / "b.py"
+    first.write_text("LR = 1e-3\n")
+    second.write_text("EPOCHS = 15\n")
+    modules = [types.SimpleNamespace(__file__=str(first)), types.SimpleNamespace(__file__=str(second))]
+    before = files.source_digest(modules)
+    assert before == hashlib.sha256(b"LR = 1e-3\nEPOCHS = 15\n").hexdigest()     # the bytes, in order
+    assert files.source_digest(modules[::-1]) != before
+    first.write_text("LR = 2e-3\n")                                                  # a changed default
+    assert files.source_digest(modules) != before

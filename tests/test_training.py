@@ -88,6 +88,29 @@ def test_fit_one_step_equals_a_hand_written_adam_step(small_splits):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
+def test_fit_one_step_with_weight_decay_equals_adams_coupled_l2_step(small_splits):
+    # Adam's coupled decay adds weight_decay * w to the gradient: written out here, not by Adam's own argument
+    training.setup(0)
+    model = models.student()
+    reference = models.student()
+    reference.load_state_dict(model.state_dict())
+    one_batch = type(small_splits)(small_splits.x_train[:16], small_splits.y_train[:16],
+                                   small_splits.x_test, small_splits.y_test)
+    training.fit(model, one_batch, epochs=1, lr=0.01, batch_size=16, weight_decay=0.5, progress=False)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.01)
+    F.cross_entropy(reference(one_batch.x_train), one_batch.y_train).backward()
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.grad += 0.5 * parameter
+    optimizer.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    training.setup(0)
+    undecayed = models.student()
+    training.fit(undecayed, one_batch, epochs=1, lr=0.01, batch_size=16, progress=False)
+    assert not torch.allclose(undecayed[0].weight, model[0].weight)   # the decay did change the step
+
+
 def test_fit_uses_the_pluggable_loss(small_splits):
     seen = []
 
@@ -288,11 +311,23 @@ def test_the_cache_key_holds_the_thread_count_and_names_stay_inside(small_splits
     assert not list(tmp_path.glob("escaped*")) and len(list((tmp_path / "inner").iterdir())) == 1
 
 
-def test_a_new_loop_version_does_not_reuse_old_teachers(small_splits, tmp_path, monkeypatch):
+def test_other_training_code_or_another_dropout_does_not_reuse_old_teachers(small_splits, tmp_path, monkeypatch):
+    """Guards: the key holds the source of the code that trains (it once relied on a version number raised
+    by hand) and the preset's dropout (a changed rate was served the old teacher)."""
     training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
-    monkeypatch.setattr(training, "LOOP_VERSION", training.LOOP_VERSION + 1)
+    sources = []
+    real = training.files.source_digest
+    monkeypatch.setattr(training.files, "source_digest", lambda modules: sources.append(modules) or real(modules))
     training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("*.pt"))) == 2      # another key: trained again, the old entry not served
+    assert len(list(tmp_path.glob("*.pt"))) == 1                     # the same code: served from the cache
+    assert {m.__name__ for m in sources[0]} >= {"tutorial_utils.training", "tutorial_utils.data",
+                                                "tutorial_utils.models", "tutorial_utils.evaluation"}
+    monkeypatch.setattr(training.files, "source_digest", lambda modules: "other code")
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 2                     # another key: trained again
+    monkeypatch.setitem(models.PRESETS, "teacher", (models.PRESETS["teacher"][0], 0.1))
+    training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 3
 
 
 def test_the_fingerprint_tells_apart_two_splits_of_the_same_name(splits):

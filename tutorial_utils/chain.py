@@ -25,10 +25,12 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import inspect
 import json
 import pathlib
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -42,14 +44,10 @@ STAGES = ("scratch", "distilled", "pruned", "qat", "final")
 
 
 def _code_digest() -> str:
-    """SHA-256 of the source files that train and quantize models: change a default (a learning rate, a
-    loss) and every model cached with the old code is stale."""
-    digest = hashlib.sha256()
-    for module in (data, distillation, evaluation, masks, models, pruning, qat, qtensor, quantization, recipes,
-                   training):
-        digest.update(pathlib.Path(module.__file__).read_bytes())
-    digest.update(pathlib.Path(__file__).read_bytes())   # the stages themselves (build, _train)
-    return digest.hexdigest()
+    """SHA-256 of the source files that train and quantize models, this one's stages included: change a
+    default (a learning rate, a loss) and every model cached with the old code is stale."""
+    return files.source_digest([data, distillation, evaluation, masks, models, pruning, qat, qtensor, quantization,
+                                recipes, training, sys.modules[__name__]])
 
 
 def _key(splits: data.Splits, teacher: nn.Module, recipe: dict) -> str:
@@ -58,7 +56,7 @@ def _key(splits: data.Splits, teacher: nn.Module, recipe: dict) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     meta = {**recipe, "data": splits.name, "fingerprint": training.fingerprint(splits), "teacher": digest.hexdigest(),
-            "threads": torch.get_num_threads(), "torch": str(torch.__version__), "loop": training.LOOP_VERSION,
+            "threads": torch.get_num_threads(), "torch": str(torch.__version__),
             "code": _code_digest(), **machine.float_path()}
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -91,7 +89,7 @@ def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int
     asks only for "final" does not train "scratch" or "qat". `finetune` and `qat` are the stages' budgets
     (recipes.prune_ and recipes.quantize_aware). Models come back in eval mode.
     Side effects: writes the stages it trains to `folder`; training reseeds the global generators (with
-    `seed`) and puts `teacher` in eval mode (distillation.distillation_loss).
+    `seed`).
     """
     validate.nonnegative_int("seed", seed)
     validate.positive_int("epochs", epochs)
@@ -125,6 +123,17 @@ def build(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, epochs: int
     return {stage: get(stage) for stage in stages}
 
 
+def _keyable(value: object) -> bool:
+    """True for a value whose repr holds all of it: None, numbers, strings, tuples and lists of those, and
+    dataclass configs of those (training.TrainConfig, distillation.KDConfig)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (tuple, list)):
+        return all(_keyable(item) for item in value)
+    return dataclasses.is_dataclass(value) and not isinstance(value, type) and all(
+        _keyable(getattr(value, field.name)) for field in dataclasses.fields(value))
+
+
 def cached(train: Callable[..., nn.Module], splits: data.Splits, teacher: nn.Module, *, name: str,
            folder: str | pathlib.Path | None = None, **recipe: object) -> nn.Module:
     """train(**recipe), trained once and then loaded from `folder` (default files.cache_dir("chain")).
@@ -144,11 +153,11 @@ def cached(train: Callable[..., nn.Module], splits: data.Splits, teacher: nn.Mod
     except (OSError, TypeError) as error:
         raise ValueError(f"train={getattr(train, '__name__', train)!r}: its source code cannot be read, so a "
                          f"cached model could outlive a change to it; define it in a file or a notebook cell") from error
+    for argument, value in recipe.items():
+        if not _keyable(value):   # a tensor's repr is truncated, a model's shows no weights, others an address
+            raise ValueError(f"{argument} is a {type(value).__name__}, whose repr cannot key a cache; pass numbers, "
+                             "strings, tuples or config dataclasses")
     keyed = {argument: repr(value) for argument, value in recipe.items()}
-    for argument, text in keyed.items():
-        if " at 0x" in text:
-            raise ValueError(f"{argument}={text}: its repr is a memory address, which cannot key a cache; "
-                             f"pass numbers, strings or configs")
     folder = pathlib.Path(folder) if folder is not None else files.cache_dir("chain")
     key = _key(splits, teacher, {"recipe": keyed, "name": name, "source": source})
     path = folder / files.safe_name(f"{name}-{splits.name}-{key}.dcmp")

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -52,8 +53,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     except OSError as exc:
         raise OSError(f"path={str(path)!r} cannot be written ({exc.strerror}); choose a writable folder") from exc
     try:
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the permissions open() would
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:   # owns fd from here: closed whatever happens next
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the permissions open() would
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -61,7 +62,27 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)   # the rename itself survives a power cut
     return path.stat().st_size
+
+
+def _sync_folder(folder: pathlib.Path) -> None:
+    """fsync a folder's entry list where the OS allows it (not on Windows, where a folder cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def source_digest(modules: list) -> str:
+    """SHA-256 (hex) of the modules' source files, in order: part of a cache key, so that a change to the
+    code that trains a model (a default, a loss, the loop) makes every entry it trained stale."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(pathlib.Path(module.__file__).read_bytes())
+    return digest.hexdigest()
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, *, older_than_s: float = 3600.0) -> int:
@@ -164,9 +185,16 @@ def publish_folder(staged: str | os.PathLike, out: str | os.PathLike) -> None:
 
 
 def remove_stale_stages(folder: str | os.PathLike, name: str, *, older_than_s: float = 3600.0) -> int:
-    """Delete hidden `.NAME.stage-*` and `.NAME.old-*` folders that a killed publish left in `folder`."""
-    removed, now = 0, time.time()
-    for candidate in pathlib.Path(folder).glob(f".{name}.*"):
+    """Delete hidden `.NAME.stage-*` and `.NAME.old-*` folders that a killed publish left in `folder`.
+
+    If NAME itself is missing (a publish killed between moving the old set aside and moving the new one
+    in), the newest `.NAME.old-*` is moved back to NAME first: the old set, whole, rather than nothing.
+    """
+    removed, now, folder = 0, time.time(), pathlib.Path(folder)
+    asides = sorted((p for p in folder.glob(f".{name}.old-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    if asides and not (folder / name).exists():
+        os.replace(asides[-1], folder / name)
+    for candidate in folder.glob(f".{name}.*"):
         if candidate.is_dir() and (".stage-" in candidate.name or ".old-" in candidate.name) \
                 and now - candidate.stat().st_mtime > older_than_s:
             shutil.rmtree(candidate, ignore_errors=True)

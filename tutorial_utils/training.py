@@ -48,9 +48,6 @@ class Batch(NamedTuple):
 
 
 SCHEDULES = ("constant", "cosine")
-# Part of every teacher's cache key: raise it whenever a change to `fit` changes the weights it trains
-# (2: the fused Adam kernel), so that no cache keeps serving teachers the current code would not train.
-LOOP_VERSION = 2
 LossFn = Callable[[torch.Tensor, Batch], torch.Tensor]
 
 
@@ -198,7 +195,8 @@ def load_or_train_teacher(splits: data.Splits, *, preset: str = "teacher", epoch
     The cache key holds everything that changes the weights: the preset's architecture, the data (name
     and a fingerprint), the recipe (epochs, lr, batch_size, max_shift, seed), the CPU thread count
     and the CPU (machine.float_path: float sums in another order give other weights), the device type, the
-    torch version and LOOP_VERSION. An entry that is missing, made for another key, corrupt (SHA-256 of its
+    torch version, the preset's dropout and the source of the code that trains it (files.source_digest:
+    data, models, masks, evaluation and this module). An entry that is missing, made for another key, corrupt (SHA-256 of its
     tensors) or non-finite is reported and retrained, never used. The cache folder is `cache_dir`, else
     files.cache_dir("checkpoints") ($DC_CACHE_DIR); file names are sanitised, so a dataset name cannot lead
     outside it.
@@ -214,7 +212,8 @@ def load_or_train_teacher(splits: data.Splits, *, preset: str = "teacher", epoch
     meta = {"preset": preset, "sizes": models.layer_sizes(model), "data": splits.name,
             "fingerprint": fingerprint(splits), "epochs": epochs, "lr": lr, "batch_size": batch_size,
             "max_shift": max_shift, "seed": seed, "threads": torch.get_num_threads(), "device": device.type,
-            "torch": str(torch.__version__), "loop": LOOP_VERSION, **machine.float_path()}
+            "torch": str(torch.__version__), "dropout": models.PRESETS[preset][1], **machine.float_path(),
+            "code": files.source_digest([data, models, masking, sys.modules[evaluate.__module__], sys.modules[__name__]])}
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
     folder = pathlib.Path(cache_dir) if cache_dir is not None else files.cache_dir("checkpoints")
     path = folder / files.safe_name(f"{preset}-{splits.name}-{key}.pt")
