@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -146,3 +148,23 @@ def test_match_class_prior_refuses_an_unreachable_prior_and_leaves_the_bias():
     with pytest.raises(ValueError, match=r"prior=0.5 is out of reach"):
         distillation.match_class_prior_(model, torch.randn(20, 4), 1, prior=0.5)
     assert torch.equal(model[2].bias, before)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_the_teacher_runs_in_eval_mode_and_the_callers_teacher_keeps_its_own(small_splits, cached):
+    """Guards: a teacher with dropout, handed over in train mode, must give its eval-mode logits (no dropout
+    noise in the targets) on both paths, and the caller's teacher stays as it was (mode and object)."""
+    torch.manual_seed(0)
+    teacher = models.mlp([784, 32, 10], dropout=0.5).train()
+    loss_fn = distillation.distillation_loss(teacher, small_splits if cached else None, kd=distillation.KDConfig())
+    assert teacher.training and all(m.training for m in teacher.modules())
+    index = torch.arange(16)
+    batch = training.Batch(small_splits.x_train[index], small_splits.y_train[index], index)
+    logits = torch.randn(16, 10, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected_targets = copy.deepcopy(teacher).eval()(batch.x)                 # an eval-mode reference
+    expected = distillation.kd_loss(logits, expected_targets, batch.y, temperature=distillation.KDConfig().temperature,
+                                    alpha=distillation.KDConfig().alpha)
+    for _ in range(2):                                                           # no dropout draw: the same twice
+        torch.testing.assert_close(loss_fn(logits, batch), expected, rtol=1e-5, atol=1e-6)
+    assert teacher.training

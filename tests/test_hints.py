@@ -104,6 +104,14 @@ def test_negative_beta_and_a_mismatched_teacher_layer_are_refused(tiny_splits):
     with pytest.raises(ValueError, match="30 units"):
         hints.hint_distillation_loss(wrapper, teacher, tiny_splits, teacher_layer=-1)
     hints.hint_distillation_loss(wrapper, teacher, tiny_splits, teacher_layer=0)   # 40 units: fine
+    with pytest.raises(ValueError, match=r"teacher_layer=2 must be an integer in -2..1"):   # its own name, not 'layer'
+        hints.hint_distillation_loss(wrapper, teacher, tiny_splits, teacher_layer=2)
+    student = models.mlp([784, 16, 10])
+    for refused, value in (("augment", lambda x, g: -x), ("masks", {})):
+        # the teacher's targets are looked up by row: an augmented batch would meet another image's targets
+        with pytest.raises(ValueError, match=f"{refused} is not supported by distill_with_hints"):
+            hints.distill_with_hints(student, teacher, tiny_splits, teacher_layer=0, epochs=1, progress=False,
+                                     **{refused: value})
 
 
 def test_the_combined_loss_is_kd_plus_beta_times_the_hint_of_the_batch_rows(tiny_splits):

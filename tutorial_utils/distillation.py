@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,6 +86,15 @@ def logit_matching_loss(student_logits: torch.Tensor, teacher_logits: torch.Tens
     return ((s - t) ** 2).sum(dim=1).mean() / (2 * student_logits.shape[1])
 
 
+def frozen(teacher: nn.Module, device: torch.device | str) -> nn.Module:
+    """The teacher as distillation runs it, in eval mode on `device`: itself when it already is, else a copy,
+    so that the caller's teacher keeps its mode and its device."""
+    device, at = torch.device(device), models.device_of(teacher)
+    if not any(m.training for m in teacher.modules()) and at.type == device.type and device.index in (None, at.index):
+        return teacher
+    return copy.deepcopy(teacher).to(device).eval()
+
+
 def distillation_loss(teacher: nn.Module, splits: data.Splits | None = None, *, kd: KDConfig = KDConfig(),
                       device: torch.device | str | None = None) -> training.LossFn:
     """A loss_fn for training.fit: kd_loss(student logits, teacher logits, labels) with `kd`'s T and alpha.
@@ -92,13 +102,12 @@ def distillation_loss(teacher: nn.Module, splits: data.Splits | None = None, *, 
     The teacher runs in eval mode under no_grad and gets no gradient. With `splits`, its logits on
     splits.x_train are computed once (n, classes) and looked up by batch.index, which is exact only
     when fit trains on those same splits without augmentation; without `splits`, the teacher sees
-    every batch as fit feeds it (augmented inputs included).
-    Side effect: puts the teacher in eval mode (and on `device`).
+    every batch as fit feeds it (augmented inputs included). The caller's teacher is not changed (frozen).
     """
     if not isinstance(kd, KDConfig):
         raise TypeError(f"kd must be a distillation.KDConfig, got {type(kd).__name__}")
     device = torch.device(device) if device is not None else models.device_of(teacher)
-    teacher = teacher.to(device).eval()
+    teacher = frozen(teacher, device)
     # (n, classes); remembered, since consecutive runs (pruning, then QAT) distil from the same teacher
     cached = evaluation.predict_memoized(teacher, splits.x_train).to(device) if splits is not None else None
 
@@ -132,7 +141,7 @@ def distill(student: nn.Module, teacher: nn.Module, splits: data.Splits, *, kd: 
     keywords (epochs, lr, batch_size, weight_decay, schedule, or config=TrainConfig) go to fit.
     Without augmentation the teacher's logits are computed once and looked up per batch; with
     `augment` the teacher sees each augmented batch. Returns fit's history.
-    Side effects: trains the student in place (as fit does); the teacher is left in eval mode, on `device`.
+    Side effect: trains the student in place (as fit does); the teacher is not changed (frozen).
     """
     kd = _kd_config(kd, temperature, alpha)
     teacher_classes, student_classes = models.layer_sizes(teacher)[-1], models.layer_sizes(student)[-1]

@@ -38,13 +38,14 @@ def _hidden_index(model: nn.Module, layer: int, name: str) -> int:
     return positions[layer]
 
 
-def hidden(model: nn.Sequential, x: torch.Tensor, *, layer: int = -1) -> torch.Tensor:
+def hidden(model: nn.Sequential, x: torch.Tensor, *, layer: int = -1, name: str = "layer") -> torch.Tensor:
     """The activations of one hidden layer: model's modules up to and including its `layer`-th ReLU.
 
     layer counts hidden layers from 0 (negative from the last, -1 = the one before the logits). The model
     runs in the mode it is in (eval for a teacher's features, so dropout is off). Returns (batch, width).
+    `name` is the argument an error names (a caller's teacher_layer, say).
     """
-    return model[:_hidden_index(model, layer, "layer") + 1](x)
+    return model[:_hidden_index(model, layer, name) + 1](x)
 
 
 def hint_loss(regressed: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
@@ -87,14 +88,15 @@ def hint_distillation_loss(wrapper: HintStudent, teacher: nn.Sequential, splits:
 
     The soft term is distillation.distillation_loss (the teacher's logits computed once and looked up by
     batch.index); the teacher's features on splits.x_train are computed once the same way, in eval mode
-    under no_grad (exact when fit trains on those splits without augmentation).
-    Side effect: puts the teacher in eval mode.
+    under no_grad (exact when fit trains on those splits without augmentation). The caller's teacher is
+    not changed (distillation.frozen).
     """
     beta = validate.nonnegative_float("beta", beta)
     device = models.device_of(wrapper)
-    soft_loss = distillation.distillation_loss(teacher, splits, kd=kd, device=device)   # moves the teacher, eval mode
+    teacher = distillation.frozen(teacher, device)                   # in eval mode, on the student's device
+    soft_loss = distillation.distillation_loss(teacher, splits, kd=kd, device=device)
     with torch.no_grad():
-        teacher_hidden = hidden(teacher, splits.x_train.to(device), layer=teacher_layer)   # (n, width)
+        teacher_hidden = hidden(teacher, splits.x_train.to(device), layer=teacher_layer, name="teacher_layer")
     if teacher_hidden.shape[1] != wrapper.regressor.out_features:
         raise ValueError(f"teacher_layer={teacher_layer} has {teacher_hidden.shape[1]} units but the regressor "
                          f"predicts {wrapper.regressor.out_features}")
@@ -113,9 +115,15 @@ def distill_with_hints(student: nn.Sequential, teacher: nn.Sequential, splits: d
     """Train `student` in place with kd_loss + beta * hint_loss through the one loop (training.fit).
 
     The keywords epochs, lr, batch_size, weight_decay, schedule (or config=TrainConfig) go to fit; the
-    regressor trains with the student and is discarded. Returns fit's history.
+    regressor trains with the student and is discarded. Returns fit's history. No augment or masks: the
+    teacher's features and logits are computed once, on the training rows as they are.
     """
-    width = hidden(teacher, splits.x_train[:1].to(models.device_of(teacher)), layer=teacher_layer).shape[1]
+    for refused in ("augment", "masks"):
+        if config.get(refused) is not None:
+            raise ValueError(f"{refused} is not supported by distill_with_hints: the teacher's targets are computed "
+                             "once on the unaugmented, unmasked training rows")
+    width = hidden(teacher, splits.x_train[:1].to(models.device_of(teacher)), layer=teacher_layer,
+                   name="teacher_layer").shape[1]
     wrapper = HintStudent(student, width, layer=student_layer).to(models.device_of(student))
     loss_fn = hint_distillation_loss(wrapper, teacher, splits, kd=kd, beta=beta, teacher_layer=teacher_layer)
     history = training.fit(wrapper, splits, loss_fn=loss_fn, progress=progress, **config)

@@ -123,7 +123,7 @@ def sweep(teacher: nn.Module | None, splits: data.Splits, folder: str | pathlib.
     once per bit width, every stage seeded with `seed`. Latency is that of the deployed int8 backend
     at batch 256: it depends on the width, not on the sparsity or the bits, since the backend
     computes densely in int8. Side effects: writes each point's file to `folder` (w*-s*-b*.dcmp); every
-    stage reseeds the global generators with `seed`; the teacher is put in eval mode.
+    stage reseeds the global generators with `seed`.
     """
     for i, value in enumerate(widths):
         validate.positive_int(f"widths[{i}]", value)
