@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_utils import (calibration, data, distillation, encoding, evaluation, files, hints, int8, measure, models,
-                            nbits, pipeline, privacy, pruning, quantization, recipes, robustness, stats, storage,
-                            training, validate)
+from tutorial_utils import (calibration, centroids, data, distillation, encoding, evaluation, files, hints, int8,
+                            measure, models, nbits, pipeline, privacy, pruning, quantization, recipes, robustness,
+                            stats, storage, training, validate)
 
 T = torch.randn(4, 4)
 STUDENT = models.student()
@@ -66,6 +66,14 @@ STUDENT = models.student()
     (lambda: quantization.QuantConfig(bits=4, scale_dtype="bfloat16"), ValueError, r"scale_dtype='bfloat16' must be one of"),
     (lambda: quantization.prepare_qat(STUDENT, quantization.QuantConfig(bits=4), per_channel=False), ValueError, r"may only be given with bits"),
     (lambda: quantization.quantize_model(quantization.prepare_qat(STUDENT, 4), 8), ValueError, r"differs from the config the QAT model was trained with"),
+    (lambda: pruning.to_torch_prune_(models.mlp([4, 3]), {"0.bias": torch.ones(3)}), ValueError,
+     r"masks has key '0.bias': to_torch_prune_ hands over weight masks only"),
+    (lambda: centroids.prepare(quantization.quantize_model(STUDENT, 2, method="kmeans", act_bits=4,
+                                                           calibration=torch.rand(8, 784))), ValueError,
+     r"CentroidLinear trains weights only; this layer rounds its input to act_bits=4"),
+    # clustering weights trained on a uniform grid converts them to another function (up to 0.1 in the logits)
+    (lambda: quantization.quantize_model(quantization.prepare_qat(STUDENT, 4), method="kmeans"), ValueError,
+     r"method='kmeans' would cluster weights that QAT trained on a uniform grid"),
     (lambda: quantization.quantize_model(STUDENT), ValueError, r"config=None: give a QuantConfig or bits"),
     (lambda: quantization.quantize_model(STUDENT, 4, method="huffman"), ValueError, r"method='huffman' must be one of"),
     (lambda: quantization.quantize_model(STUDENT, 4, act_bits=8), ValueError, r"calibration must be a non-empty 2-d floating-point tensor; got NoneType"),

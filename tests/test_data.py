@@ -95,6 +95,13 @@ def test_local_folder_of_idx_files(tmp_path):
     assert splits.name == "fashion-mnist" and splits.class_names[9] == "Ankle boot"
 
 
+def test_a_folder_of_empty_idx_files_is_a_named_error(tmp_path):
+    # zero test images used to fail inside numpy ("zero-size array to reduction operation maximum")
+    folder = make_folder(tmp_path / "fashion", n_test=0)
+    with pytest.raises(ValueError, match=r"fashion test files do not hold 28x28 images \(at least one\)"):
+        data.load("fashion-mnist", root=folder)
+
+
 @pytest.mark.skipif(not data.DEBIAN_FASHION_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_full_fashion_mnist_from_debian_folder():
     splits = data.load("fashion-mnist", root=data.DEBIAN_FASHION_DIR)

@@ -42,6 +42,8 @@ def test_a_hand_built_file_plain_or_gzipped_and_find_prefers_the_gz(tmp_path):
     (_idx(np.zeros((2, 3), np.uint8)) + b"\x00", r"truncated or padded: 19 bytes"),
     (bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 1) + b"\x00\x00\x00\x00", r"not an IDX file of unsigned bytes \(header 00000d01\)"),
     (b"\x00\x00", r"not an IDX file of unsigned bytes"),
+    # dims whose product passes 2^63: np.prod wrapped around and the error came from numpy, without the file
+    (bytes([0, 0, 8, 3]) + struct.pack(">III", 2**31, 2**31, 4), r"expected 18446744073709551632 for dims"),
 ])
 def test_bad_files_are_named_errors(content, message, tmp_path):
     path = tmp_path / "bad-idx2-ubyte"

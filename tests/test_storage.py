@@ -257,6 +257,9 @@ def test_every_model_the_package_makes_round_trips(tmp_path, name):
     (torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sequential(torch.nn.ReLU())), "model[1] is a Sequential"),
     (torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LeakyReLU()), "model[1] is a LeakyReLU"),
     (torch.nn.Sequential(torch.nn.Linear(4, 4, bias=False)), "model[0] is a Linear without bias"),
+    # a subclass would load as a plain Linear, with another forward (it was saved as one)
+    (torch.nn.Sequential(type("Clipped", (torch.nn.Linear,), {"forward": lambda self, x: x.clamp(-0.1, 0.1)})(4, 4)),
+     "model[0] is a Clipped"),
 ])
 def test_what_the_file_cannot_hold_is_refused_at_save_time(tmp_path, model, layer):
     with pytest.raises(TypeError, match=re.escape(layer)):
@@ -276,3 +279,25 @@ def test_nan_weights_are_refused_before_overwriting_a_good_file(tmp_path):
     with pytest.raises(ValueError, match=r"model\[0\] holds NaN or infinite weights"):
         storage.save(broken, tmp_path / "m.dcmp")
     assert (tmp_path / "m.dcmp").read_bytes() == before
+
+
+def test_what_load_would_refuse_is_refused_before_overwriting_a_good_file(tmp_path):
+    """Guards: a layer with one scale per column, or a codebook of fewer than 2^bits centroids, was saved into
+    a file that load refuses, replacing the good file that was there."""
+    storage.save(models.student(), tmp_path / "m.dcmp")
+    before = (tmp_path / "m.dcmp").read_bytes()
+    columns = quantization.QuantizedLinear(quantization.quantize(torch.randn(3, 4), 4, per_channel=True, axis=1),
+                                           torch.zeros(3))
+    small_book = quantization.QuantizedLinear(
+        quantization.Codebook(torch.tensor([[0, 1, 2, 1]], dtype=torch.int32), torch.tensor([-1.0, 0.0, 1.0]), 2, 1),
+        torch.zeros(1))
+    for layer, field in ((columns, r"spec.axis=1 must be null"), (small_book, r"spec.centroids=\[1, 12\] must be")):
+        with pytest.raises(ValueError, match=field):
+            storage.save(torch.nn.Sequential(layer), tmp_path / "m.dcmp")
+        assert (tmp_path / "m.dcmp").read_bytes() == before
+
+
+def test_a_float16_label_on_scales_that_are_not_float16_is_refused():
+    # the file would have stored them rounded: a model other than the one in memory
+    with pytest.raises(ValueError, match="scale_dtype='float16' but the scales are not float16 values"):
+        quantization.QuantizedLinear(quantization.quantize(torch.randn(3, 4), 4), torch.zeros(3), scale_dtype="float16")

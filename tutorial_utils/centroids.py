@@ -34,6 +34,9 @@ class CentroidLinear(nn.Module):
         if not isinstance(layer, QuantizedLinear) or layer.kind != "kmeans":
             raise TypeError("CentroidLinear needs a QuantizedLinear with k-means codes "
                             "(quantization.quantize_model(..., method='kmeans'))")
+        if layer.act_bits is not None:   # training and converting back would drop the input's rounding
+            raise ValueError(f"CentroidLinear trains weights only; this layer rounds its input to act_bits="
+                             f"{layer.act_bits}: quantize without act_bits to fine-tune the centroids")
         self.bits, self.zero_code = layer.bits, layer.zero_code
         self.register_buffer("codes", layer.codes.to(torch.int64).clone())
         self.centroids = nn.Parameter(layer.centroids.detach().float().clone())

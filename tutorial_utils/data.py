@@ -109,8 +109,8 @@ def from_idx_folder(folder: str | os.PathLike, *, name: str = "custom", verify: 
                                  f"or rebuild it with scripts/build_mnist_5k.py")
     x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)
     for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
-        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.ndim != 1 or len(x) != len(y) or y.max() > 9:
-            raise ValueError(f"{folder} {part} files do not hold 28x28 images with labels 0..9: "
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.ndim != 1 or len(x) != len(y) or len(y) == 0 or y.max() > 9:
+            raise ValueError(f"{folder} {part} files do not hold 28x28 images (at least one) with labels 0..9: "
                              f"images {x.shape}, labels {y.shape}")
     return Splits(_normalise(x_train), torch.from_numpy(y_train.astype(np.int64)),
                   _normalise(x_test), torch.from_numpy(y_test.astype(np.int64)), name=name)

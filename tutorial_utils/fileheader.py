@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-MAX_PARAMETERS = 50_000_000      # 200 MB of float32 weights; raise it with max_parameters= for larger models
+MAX_PARAMETERS = 25_000_000      # 100 MB of float32 weights, 10x the big teacher; raise it with max_parameters=
 MAX_MODULES = 10_000
 LINEAR_KINDS = ("linear", "quantized", "fake_quant")
 PLAIN_KINDS = ("relu", "tanh", "sigmoid", "gelu", "dropout", "flatten", "identity")

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import math
 import pathlib
 
 import numpy as np
@@ -42,7 +43,7 @@ def read_idx(path: pathlib.Path) -> np.ndarray:
         raise ValueError(f"{path.name} is not an IDX file of unsigned bytes (header {raw[:4].hex()})")
     ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = 4 + 4 * ndim + int(np.prod(dims))
+    expected = 4 + 4 * ndim + math.prod(dims)   # exact: np.prod wraps around past 2^63
     if len(raw) != expected:
         raise ValueError(f"{path.name} is truncated or padded: {len(raw)} bytes, expected {expected} for dims {dims}")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()  # writable

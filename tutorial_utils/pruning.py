@@ -106,7 +106,10 @@ def to_torch_prune_(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Modu
     masking.check_masks(model, masks)
     modules = dict(model.named_modules())
     for name, mask in masks.items():
-        torch_prune.custom_from_mask(modules[name.rsplit(".", 1)[0]], "weight", mask)
+        module_name, parameter = name.rsplit(".", 1)
+        if parameter != "weight":   # from_torch_prune_ takes back weight masks only
+            raise ValueError(f"masks has key {name!r}: to_torch_prune_ hands over weight masks only")
+        torch_prune.custom_from_mask(modules[module_name], "weight", mask)
     return model
 
 
@@ -188,18 +191,19 @@ def prune_neurons(model: nn.Sequential, amount: float) -> nn.Sequential:
 
 
 def sensitivity_scan(model: nn.Module, splits: data.Splits, sparsities: list[float]) -> dict[str, list[float]]:
-    """Test accuracy when one Linear layer alone is magnitude-pruned to each sparsity (Han et al., 2015).
+    """Accuracy on splits' test images when one Linear layer alone is magnitude-pruned to each sparsity
+    (Han et al., 2015); to choose rates, scan a model trained on splits.holdout() with that split.
 
     Returns {weight name: [accuracy at each sparsity]}; layers whose accuracy falls late can be
-    pruned harder. The model is not changed (each point prunes a copy).
+    pruned harder. The model is not changed (each point prunes a copy; no other layer is masked).
     """
     for i, s in enumerate(sparsities):
         validate.fraction(f"sparsities[{i}]", s)
     result = {}
-    for name in masking.linear_weights(model):
+    for name, weight in masking.linear_weights(model).items():
         result[name] = []
         for s in sparsities:
-            pruned = apply_masks(model, {name: magnitude_masks(model, s)[name]})
+            pruned = apply_masks(model, _masks_from_scores({name: weight.detach().abs()}, s, "layer", False))
             result[name].append(training.evaluate(pruned, splits.x_test, splits.y_test))
     return result
 

@@ -55,6 +55,9 @@ class QuantizedLinear(nn.Module):
         else:
             self.kind, self.symmetric, self.axis = "uniform", weight.symmetric, weight.axis
             exact_half = torch.equal(weight.scale.half().float(), weight.scale.float())
+            if scale_dtype == "float16" and not exact_half:   # a file would round the scales: another model
+                raise ValueError("scale_dtype='float16' but the scales are not float16 values; quantize with "
+                                 "scale_dtype=torch.float16 (or QuantConfig's float16), or pass 'float32'")
             self.scale_dtype = scale_dtype or ("float16" if exact_half else "float32")
             self.register_buffer("scale", weight.scale.float().clone())
             self.register_buffer("zero_point", weight.zero_point.to(torch.int32).clone())
@@ -176,7 +179,9 @@ def quantize_model(model: nn.Sequential, config: QuantConfig | int | None = None
         raise ValueError(f"config={config} differs from the config the QAT model was trained with ({trained}); "
                          f"convert with that one (or omit config)")
     config = config or trained
-    validate.choice("method", method, METHODS)
+    if validate.choice("method", method, METHODS) != "uniform" and trained is not None:
+        raise ValueError(f"method={method!r} would cluster weights that QAT trained on a uniform grid ({trained}); "
+                         "convert a QAT model with method='uniform'")
     if act_bits is not None:
         validate.bits("act_bits", act_bits)
         validate.inputs("calibration", calibration, model)   # act_bits needs inputs (n, features) to calibrate on

@@ -35,12 +35,13 @@ import lzma
 import os
 import pathlib
 import struct
+import sys
 import zlib
 
 import torch
 from torch import nn
 
-from tutorial_utils import fileformat, files, quantization, serialize, validate
+from tutorial_utils import fileformat, fileheader, files, quantization, serialize, validate
 from tutorial_utils.files import atomic_write  # noqa: F401  (public here too: storage.atomic_write)
 
 MAGIC, VERSION = fileformat.MAGIC, fileformat.VERSION
@@ -70,8 +71,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", ind
         return [len(payload) - len(data), len(data)]
 
     for i, module in enumerate(model):
-        if not isinstance(module, (nn.Linear, quantization.QuantizedLinear)):
-            modules.append(serialize.plain_entry(i, module))
+        if type(module) not in (nn.Linear, quantization.FakeQuantLinear, quantization.QuantizedLinear):
+            modules.append(serialize.plain_entry(i, module))   # a Linear subclass is refused there, by name
             continue
         if module.bias is None:
             raise TypeError(f"model[{i}] is a Linear without bias, which the model file cannot store")
@@ -97,6 +98,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, sparse: str = "auto", ind
         entry.update(bias_dtype=bias_dtype, bias=blob(module.bias.detach().cpu().numpy().astype(bias_dtype).tobytes()))
         layers.append(entry)
     header = json.dumps({"modules": modules, "layers": layers}, separators=(",", ":")).encode()
+    # what load would refuse (a scale per column, a codebook of another size) is refused before `path` is replaced
+    fileheader.check(json.loads(header), name=pathlib.Path(path).name, max_parameters=sys.maxsize)
     block = struct.pack("<I", len(header)) + header + bytes(payload)
     coded = {name: _CODERS[name](block) for name in (COMPRESSIONS if compress == "auto" else [compress])}
     name = min(coded, key=lambda n: len(coded[n]))
