@@ -189,8 +189,9 @@ history = training.fit(model, splits, epochs=EPOCHS, lr=1e-3, batch_size=32, dev
 #
 # Every later notebook needs this teacher. `training.load_or_train_teacher` returns it from a
 # checkpoint cache (`files.cache_dir("checkpoints")`: `$DC_CACHE_DIR`, else `~/.cache/distill-and-compress`),
-# keyed by everything that changes the weights (architecture, data, recipe, seed, CPU threads, torch
-# version, and the CPU's model and instruction set: another kind of CPU sums floats in another order)
+# keyed by everything that changes the weights (architecture, dropout, data, recipe, seed, CPU threads,
+# torch version, the source of the package's training code, and the CPU's model and instruction set:
+# another kind of CPU sums floats in another order)
 # and checked by a SHA-256 of its tensors; if the entry is missing, stale or corrupt, it retrains
 # with the same seed, so every notebook also runs on its own. Because training is seeded, the cached teacher is the model we just trained.
 
