@@ -88,7 +88,8 @@ def brier_change(logits: torch.Tensor, y: torch.Tensor, *, temperature: float,
 
     Brier score of one image: b_i = sum_c (p_ic - [c = y_i])^2 with p = softmax(logits / T). The change
     d_i = b_i(T) - b_i(1) is a per-image difference, so its mean has a plain interval,
-    mean(d) +- z * stdev(d) / sqrt(n) (normal, n >= 30 images). A binned ECE has no such interval: it is
+    mean(d) +- z * stdev(d) / sqrt(n) (normal; at least 30 images, but the d_i are very skewed, most images
+    barely moving and a few moving a lot, so trust it with hundreds). A binned ECE has no such interval: it is
     biased upwards, most for a model that is nearly calibrated, so its change under scaling is biased too.
     Returns change, low and high (negative: scaling improved the probabilities). Side effects: none.
 
