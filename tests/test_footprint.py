@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from tutorial_utils import footprint, measure, models, pruning
+from tutorial_utils import footprint, int8, measure, models, pruning
 
 
 def test_parameters_and_nonzeros():
@@ -64,3 +64,14 @@ def test_measure_publishes_the_same_functions():
     """Guards: the design's public names (measure.macs, measure.storage_bytes, ...) stay the footprint functions."""
     for name in ("count_parameters", "count_nonzeros", "storage_bytes", "csr_bytes", "macs"):
         assert getattr(measure, name) is getattr(footprint, name), name
+
+
+@pytest.mark.parametrize("backend", ["legacy", "torchao"])
+def test_int8_backends_are_refused_by_name_not_counted_as_zero(backend):
+    """Guards: the legacy backend's weights hide in packed parameters (parameters, non-zeros and MACs all
+    came out 0) and torchao's Int8Tensor cannot count its zeros (a crash inside torchao)."""
+    fast = int8.to_backend(models.teacher(), backend)
+    for count, what in ((footprint.macs, "macs"), (footprint.count_parameters, "parameters"),
+                        (footprint.count_nonzeros, "nonzeros")):
+        with pytest.raises(TypeError, match=rf"{what} cannot count an int8 backend's layer \(model.0 is a"):
+            count(fast)

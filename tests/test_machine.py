@@ -7,7 +7,7 @@ from tutorial_utils import machine
 
 def test_record_has_what_decides_int8_speed():
     record = machine.record(threads=3)
-    assert record["threads"] == 3 and record["cores"] == os.cpu_count()
+    assert record["threads"] == 3 and record["cores"] == machine.usable_cores() <= os.cpu_count()
     assert set(record["isa"]) <= set(machine.ISA_FLAGS)
     assert isinstance(record["cpu"], str) and record["cpu"]
     assert record["kernels"]  # torch's CPU kernel level, e.g. AVX512 or AVX2
@@ -46,3 +46,10 @@ def test_no_cpuid_is_counted_without_the_mask():
 def test_the_float_path_is_the_records_cpu_isa_and_kernels():
     record, path = machine.record(), machine.float_path()
     assert path == {key: record[key] for key in ("cpu", "isa", "kernels")}
+
+
+def test_usable_cores_follow_the_affinity_mask(monkeypatch):
+    # a container limited to 2 CPUs of a 64-core host: os.cpu_count() says 64, the process can use 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert machine.usable_cores() == 2 and machine.busy(3.0, 1) and not machine.busy(2.4, 1)

@@ -149,11 +149,14 @@ def test_ledger_json_carries_the_machine_record(tmp_path):
     for key in ("cpu", "isa", "cores", "threads", "torch", "torchao", "load_before", "load_after"):
         assert key in document["machine"], key
     assert document["machine"]["threads"] == 1
-    assert measure.Ledger.from_json(tmp_path / "ledger.json").machine["cpu"] == document["machine"]["cpu"]
+    loaded = measure.Ledger.from_json(tmp_path / "ledger.json")
+    assert loaded.machine["cpu"] == document["machine"]["cpu"]
+    assert loaded.threads == 1    # a row measured into it is timed at the threads of its other rows
 
 
 def test_a_busy_machine_is_flagged_beside_the_latency(monkeypatch, splits):
     from tutorial_utils import machine
+    monkeypatch.setattr(machine, "usable_cores", lambda: 2)   # 7.5 runnable is busy for 2 cores, not for 16
     monkeypatch.setattr(machine, "load_average", lambda: 7.5)
     ledger = measure.Ledger(threads=1, repeats=2)
     row = ledger.measure("student", models.student(), splits)

@@ -205,3 +205,15 @@ def test_side_by_side_takes_each_measurement_once_per_round_in_turn():
     assert order == ["a", "b"] * 3 and times == {"a": [0, 2, 4], "b": [1, 3, 5]} and len(rests) == 6
     with pytest.raises(ValueError, match="rounds=0"):
         timing.side_by_side({"a": measure("a")}, rounds=0)
+
+
+def test_a_model_with_its_own_timer_is_refused_by_name(model):
+    class Session(nn.Module):   # like deploy.RuntimeModel: timed here it would count conversions, on other threads
+        own_timer = "deploy.latency_ms"
+
+        def forward(self, x):
+            return x
+
+    with pytest.raises(TypeError, match=r"model is a Session, which this timer would time wrongly; use deploy.latency_ms"):
+        timing.latency_ms(Session(), 1)
+    assert timing.latency_ms(model, 1, repeats=2, warmup=0, in_features=16) > 0

@@ -19,6 +19,7 @@ import math
 import statistics
 import warnings
 
+import torch
 from torch import nn
 
 from tutorial_utils import int8, timing, validate
@@ -32,7 +33,8 @@ def int8_latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 6
     At each batch size the float model and every backend are timed side by side (timing.side_by_side,
     `rounds` rounds); each entry is the median over rounds. Returns rows
     {"batch_size", "fp32", <backend>: ms, ...}; a backend that cannot run here is reported as its error
-    message instead of a time.
+    message instead of a time. The backends are built at `threads` threads too: torch.compile's code keeps
+    the thread count it was compiled with.
     """
     validate.positive_int("rounds", rounds)
     for i, batch_size in enumerate(batch_sizes):
@@ -42,11 +44,16 @@ def int8_latency_table(model: nn.Module, *, batch_sizes: tuple[int, ...] = (1, 6
     with warnings.catch_warnings(), int8.quiet_torch_logs():  # compile chatter is not a result
         warnings.simplefilter("ignore")
         fast: dict[str, nn.Module | str] = {}
-        for backend in backends:
-            try:
-                fast[backend] = int8.to_backend(model, backend)
-            except Exception as exc:  # a missing compiler or package must not stop the comparison
-                fast[backend] = f"unavailable ({type(exc).__name__})"
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads or previous)   # compiled code keeps the thread count it was built with
+        try:
+            for backend in backends:
+                try:
+                    fast[backend] = int8.to_backend(model, backend)
+                except Exception as exc:  # a missing compiler or package must not stop the comparison
+                    fast[backend] = f"unavailable ({type(exc).__name__})"
+        finally:
+            torch.set_num_threads(previous)
         runnable = {"fp32": model, **{b: m for b, m in fast.items() if not isinstance(m, str)}}
         rows = []
         for batch_size in batch_sizes:

@@ -7,10 +7,13 @@ memory, per 64-bit read: 8 KB cache 10 pJ, 32 KB cache 20 pJ, 1 MB cache 100 pJ,
 
     compute     = n_in * n_out MACs * (mult + add) at the width the layer really computes in
     weights     = the layer's weight and bias bytes (1 byte per int8 weight, 4 per float) * e(level)
-    activations = (n_in inputs at the layer's width + n_out float32 outputs) * e(smallest level)
+    activations = (n_in inputs at the layer's width + n_out float32 outputs) * e(activation level)
     per image at batch 1 = compute + weights + activations;  amortized at batch B: weights / B
 
-e(level) is the energy per byte of the smallest level in Horowitz's table that holds all the weights.
+e(level) is the energy per byte of the smallest level in Horowitz's table that holds all the weights;
+the activation level is the smallest that holds every layer's activations added up (8 KB for the small
+MLPs, 32 KB for the 784-1200-1200-10 teacher's 22 KB): a simple bound, since one layer at a time needs
+only its own input and output.
 Layers of an int8 backend compute in int8 (an int8 MAC accumulates in 32 bits: 0.2 + 0.1 pJ); every
 other layer, fake-quantized and low-bit-coded float layers included, computes in float32: they
 dequantize their codes before multiplying. So the same computation costs the same whatever file stores

@@ -26,8 +26,23 @@ from torch.utils.flop_counter import FlopCounterMode
 from tutorial_utils import files, models, validate
 
 
-def _weights_and_biases(model: nn.Module) -> list[torch.Tensor]:
+def _refuse_int8_backends(model: nn.Module, what: str) -> None:
+    """TypeError for PyTorch's int8 backends (int8.to_backend): torch's FLOP counter does not see their
+    kernels, the legacy backend hides its weights in packed parameters, and torchao's Int8Tensor cannot
+    count its zeros, so a count would be 0 or a crash deep inside torchao."""
+    for name, module in model.named_modules():
+        weight = module.__dict__.get("_parameters", {}).get("weight")
+        if type(module).__module__.startswith("torch.ao.nn.quantized") or (
+                weight is not None and type(weight.data) is not torch.Tensor):
+            held = f" holding a {type(weight.data).__name__} weight" if weight is not None else ""
+            raise TypeError(f"{what} cannot count an int8 backend's layer (model.{name or 'root'} is a "
+                            f"{type(module).__module__}.{type(module).__name__}{held}); count the float or QAT model "
+                            f"it came from, and pass the value (Ledger.measure(..., {what}=...))")
+
+
+def _weights_and_biases(model: nn.Module, what: str) -> list[torch.Tensor]:
     """Parameters, plus weight/bias buffers of layers that keep them as buffers (quantized layers)."""
+    _refuse_int8_backends(model, what)
     tensors = [p for p in model.parameters()]
     tensors += [b for name, b in model.named_buffers() if name.rsplit(".", 1)[-1] in ("weight", "bias")]
     return tensors
@@ -35,12 +50,12 @@ def _weights_and_biases(model: nn.Module) -> list[torch.Tensor]:
 
 def count_parameters(model: nn.Module) -> int:
     """Number of scalars in all weights and biases: sum of numel() (quantized layers included)."""
-    return sum(t.numel() for t in _weights_and_biases(model))
+    return sum(t.numel() for t in _weights_and_biases(model, "parameters"))
 
 
 def count_nonzeros(model: nn.Module) -> int:
     """Number of non-zero weights and biases (a pruned weight still counts as a parameter)."""
-    return sum(int(torch.count_nonzero(t).item()) for t in _weights_and_biases(model))
+    return sum(int(torch.count_nonzero(t).item()) for t in _weights_and_biases(model, "nonzeros"))
 
 
 def storage_bytes(model: nn.Module, path: str | os.PathLike | None = None) -> int:
@@ -81,6 +96,7 @@ def macs(model: nn.Module, *, in_features: int = 784) -> int:
     multiplies by a pruned weight all the same.
     """
     validate.in_features(model, in_features)
+    _refuse_int8_backends(model, "macs")
     counter = FlopCounterMode(display=False)
     device = models.device_of(model)
     with counter, torch.no_grad():

@@ -65,7 +65,7 @@ def record(threads: int | None = None) -> dict:
     torch's CPU kernel level, Python version and the current load average; and "cpuid_mask" when the
     process runs under scripts/masked_avx2.py (isa is then the hardware's, kernels what torch chose)."""
     mask = os.environ.get("DC_CPUID_MASK")
-    return {**float_path(), "cores": os.cpu_count(),
+    return {**float_path(), "cores": usable_cores(),
             "threads": threads if threads is not None else torch.get_num_threads(),
             "torch": torch.__version__.split("+")[0], "torchao": _version("torchao"),
             "python": platform.python_version(), "load": load_average(), **({"cpuid_mask": mask, "cpuid_seen": cpuid_seen()} if mask else {})}
@@ -97,10 +97,18 @@ def cpuid_seen() -> dict[str, bool]:
     return {name: bool(seen.get(name, False)) for name in ("AVX2", "AVX512F", "AVX512VNNI", "AVX512FP16")}
 
 
+def usable_cores() -> int | None:
+    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):   # not on macOS or Windows
+        return os.cpu_count()
+
+
 def busy(load: float | None, threads: int, cores: int | None = None) -> bool:
     """True when runnable processes outnumber what the machine can run at once (the larger of the threads in
     use and the cores) by more than half a process: then other work competes with the timed threads."""
-    capacity = max(threads, cores if cores is not None else os.cpu_count() or threads)
+    capacity = max(threads, cores if cores is not None else usable_cores() or threads)
     return load is not None and load > capacity + 0.5
 
 

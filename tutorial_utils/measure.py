@@ -69,9 +69,7 @@ def _json_safe(value: object) -> object:
         return None
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+    return [_json_safe(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 class Ledger:
@@ -220,7 +218,7 @@ class Ledger:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Ledger:
-        """Read a ledger written by `to_json` (or an older bare list of rows)."""
+        """Read a ledger written by `to_json` (or a bare list of rows), threads included; add rows only on its machine."""
         ledger = cls()
         with open(path, encoding="utf-8") as f:
             document = json.load(f)
@@ -230,6 +228,7 @@ class Ledger:
         ledger.rows = rows
         if isinstance(document, dict) and isinstance(document.get("machine"), dict):
             ledger.machine, ledger.command = document["machine"], document.get("command")
+            ledger.threads = document["machine"].get("threads", ledger.threads)
             ledger.latency_batch_size = document.get("latency_batch_size", ledger.latency_batch_size)
             ledger.repeats, ledger.notes = document.get("repeats", ledger.repeats), document.get("notes", {})
         return ledger

@@ -96,7 +96,11 @@ def latency_ms(model: nn.Module, batch_size: int = 1, *, repeats: int = 50, warm
     on a GPU it synchronises around each pass. `threads` fixes torch's CPU threads for the measurement
     and restores them after. The input is drawn from a private generator (seed 0): the global random
     stream is untouched. Compare latencies only as ratios measured in one run: a shared machine is noisy.
+    A model that names its own timer (`own_timer`, e.g. deploy.RuntimeModel) is refused: timed here, its
+    call would include conversions and run on threads `threads` does not set.
     """
+    if getattr(model, "own_timer", None):
+        raise TypeError(f"model is a {type(model).__name__}, which this timer would time wrongly; use {model.own_timer}")
     validate.positive_int("batch_size", batch_size)
     validate.in_features(model, in_features)
     if threads is not None:
