@@ -95,6 +95,24 @@ def test_make_course_keeps_a_course_in_use(tmp_path, capsys):
     assert "already holds a course" in capsys.readouterr().err
 
 
+def test_a_bad_notebook_in_the_source_leaves_nothing_half_written(tmp_path, capsys):
+    # a broken second notebook used to leave the first written, and the retry then refused without --force
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "01_teacher.ipynb").write_bytes(NOTEBOOKS[0].read_bytes())
+    (source / "02_broken.ipynb").write_text("{ not json")
+    for command in ("student-edition", "course"):
+        assert cli.main([command, str(tmp_path / command), "--source", str(source)]) == 2
+        assert capsys.readouterr().err.startswith("error:")
+        assert not list((tmp_path / command).rglob("*.ipynb"))
+    (source / "02_broken.ipynb").unlink()
+    assert cli.main(["student-edition", str(tmp_path / "student-edition"), "--source", str(source)]) == 0
+    assert cli.main(["course", str(tmp_path / "course"), "--source", str(source)]) == 0
+    (tmp_path / "a-file").write_text("")
+    assert cli.main(["course", str(tmp_path / "a-file")]) == 2             # one line, not a traceback
+    assert capsys.readouterr().err.count("\n") <= 2
+
+
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     folder = tmp_path_factory.mktemp("course")

@@ -82,6 +82,18 @@ def test_out_that_is_a_file(tmp_path, capsys):
     assert "cannot be written" in capsys.readouterr().err
 
 
+def test_out_that_cannot_be_replaced_as_a_whole_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    # --out . staged inside itself and failed to publish after all the training; a symbolic link was
+    # replaced by the new set while the old set stayed where it pointed
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path / "real")
+    for out in (".", "..", str(tmp_path / "link")):
+        assert pipeline.main(["--out", out]) == 2
+        assert "which cannot be replaced as a whole" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"] and not list((tmp_path / "real").iterdir())
+
+
 def test_module_entry_point_help(capsys):
     result = subprocess.run([sys.executable, "-m", "tutorial_utils", "pipeline", "--help"],
                             capture_output=True, text=True, timeout=120)

@@ -37,10 +37,18 @@ def test_cache_all_refuses_an_unknown_name(small_splits):
         teachers.cache_all(small_splits, names=("teacher",))
 
 
-def test_the_command_refuses_a_bad_thread_count(capsys):
-    with pytest.raises(SystemExit):
-        teachers.main(["--threads", "0"])
-    assert "threads" in capsys.readouterr().err
+def test_the_command_refuses_bad_values_with_one_line_and_status_2(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("DC_THREADS", raising=False)
+    for argv, message in ((["--threads", "0"], "argument --threads: 0 must be a positive integer"),
+                          # the chain uses seed + 1 and seed + 2: a seed at the top of the range failed after training
+                          (["--seed", "4294967295"], "argument --seed: 4294967295 must be an integer in 0..4294967293")):
+        with pytest.raises(SystemExit) as exited:
+            teachers.main(argv)
+        assert exited.value.code == 2 and message in capsys.readouterr().err
+    # an error after parsing (here a missing data folder) is one line too, not a traceback
+    monkeypatch.setenv("DC_CACHE_DIR", str(tmp_path / "cache"))
+    assert teachers.main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith("error: root=")
 
 
 def test_sweep_parser_has_the_sweeps_defaults_and_refuses_bad_values(capsys):

@@ -341,3 +341,12 @@ def test_another_kind_of_cpu_does_not_reuse_this_ones_teacher(small_splits, tmp_
                                                                  "kernels": "AVX2"})
     training.load_or_train_teacher(small_splits, epochs=1, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.pt"))) == 2
+
+
+def test_a_diverging_loss_stops_training_with_its_cause(small_splits):
+    # a temperature near 0 made kd_loss NaN on the first step, and the run failed stages later on NaN weights
+    def nan_loss(logits, batch):
+        return F.cross_entropy(logits, batch.y) * float("nan")
+
+    with pytest.raises(ValueError, match=r"loss nan in epoch 1: training diverged"):
+        training.fit(models.student(), small_splits, epochs=1, loss_fn=nan_loss, progress=False)

@@ -72,11 +72,11 @@ def student_edition(source: str | os.PathLike = SOURCE, out: str | os.PathLike =
     if existing and not force:
         raise FileExistsError(f"out={str(out)!r} already holds {', '.join(p.name for p in existing)}; your work there "
                               f"is kept: choose another folder, or pass --force to overwrite")
-    written = []
-    for path in notebooks:
-        stripped = strip(nbformat.read(path, as_version=4))
-        files.atomic_write(out / path.name, lambda f, nb=stripped: f.write(nbformat.writes(nb).encode("utf-8")))
-        written.append(out / path.name)
+    # every notebook read and stripped before the first is written: a bad one leaves `out` as it was
+    editions = {out / path.name: nbformat.writes(strip(nbformat.read(path, as_version=4))) for path in notebooks}
+    for target, text in editions.items():
+        files.atomic_write(target, lambda f, text=text: f.write(text.encode("utf-8")))
+    written = list(editions)
     _unpaired(out)
     return written
 
@@ -97,7 +97,8 @@ def make_course(out: str | os.PathLike, *, source: str | os.PathLike = SOURCE,
 
     Side effects: creates `out` and out/jupytext.toml (notebooks only). Raises FileExistsError, before
     writing anything, if `out` already holds a source/ folder or a config (a course in use is never
-    overwritten), FileNotFoundError without notebooks.
+    overwritten), FileNotFoundError without notebooks, ValueError for one nbformat cannot read (nothing
+    written in either case).
     """
     source, out = pathlib.Path(source), pathlib.Path(out)
     notebooks = sorted(source.glob("*.ipynb"))
@@ -106,11 +107,23 @@ def make_course(out: str | os.PathLike, *, source: str | os.PathLike = SOURCE,
     if (out / "source").exists() or (out / "nbgrader_config.py").exists():
         raise FileExistsError(f"out={str(out)!r} already holds a course (source/ or nbgrader_config.py); it is kept: "
                               f"choose an empty folder")
+    contents = {path: _notebook_bytes(path) for path in notebooks}   # all read and checked before any write
     files.atomic_write(out / "nbgrader_config.py", lambda f: f.write(pathlib.Path(config).read_bytes()))
-    for path in notebooks:
-        files.atomic_write(out / "source" / path.stem / path.name, lambda f, p=path: f.write(p.read_bytes()))
+    for path, content in contents.items():
+        files.atomic_write(out / "source" / path.stem / path.name, lambda f, c=content: f.write(c))
     _unpaired(out)
     return [path.stem for path in notebooks]
+
+
+def _notebook_bytes(path: pathlib.Path) -> bytes:
+    """The file's bytes, once nbformat has read them as a notebook (ValueError naming the file if not)."""
+    import nbformat
+    content = path.read_bytes()
+    try:
+        nbformat.reads(content.decode("utf-8"), as_version=4)
+    except Exception as exc:   # nbformat raises JSON, Unicode and validation errors of several kinds
+        raise ValueError(f"{path.name} is not a readable notebook ({type(exc).__name__})") from None
+    return content
 
 
 def _api(course: pathlib.Path):
@@ -177,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         written = student_edition(args.source, args.out, force=args.force)
-    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as exc:
+    except (OSError, ValueError, ImportError) as exc:   # OSError: a missing or unwritable folder, a file in the way
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {len(written)} student notebooks to {args.out}: open them with `jupyter lab {args.out}`; each "
@@ -196,7 +209,7 @@ def course_main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         names = make_course(args.out, source=args.source)
-    except (FileNotFoundError, FileExistsError) as exc:
+    except (OSError, ValueError) as exc:   # a course in use, a missing folder, a file in the way, a bad notebook
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"course in {args.out} with assignments {', '.join(names)}; next: cd {args.out} && nbgrader "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import glob
 import hashlib
 import json
 import os
@@ -191,10 +192,11 @@ def remove_stale_stages(folder: str | os.PathLike, name: str, *, older_than_s: f
     in), the newest `.NAME.old-*` is moved back to NAME first: the old set, whole, rather than nothing.
     """
     removed, now, folder = 0, time.time(), pathlib.Path(folder)
-    asides = sorted((p for p in folder.glob(f".{name}.old-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    pattern = glob.escape(f".{name}.")   # a name like exp[1] is not a pattern
+    asides = sorted((p for p in folder.glob(pattern + "old-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     if asides and not (folder / name).exists():
         os.replace(asides[-1], folder / name)
-    for candidate in folder.glob(f".{name}.*"):
+    for candidate in folder.glob(pattern + "*"):
         if candidate.is_dir() and (".stage-" in candidate.name or ".old-" in candidate.name) \
                 and now - candidate.stat().st_mtime > older_than_s:
             shutil.rmtree(candidate, ignore_errors=True)

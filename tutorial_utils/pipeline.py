@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data-dir", default=None, help="folder with the four IDX files (e.g. /usr/share/datasets/fashion-mnist)")
     add("--cache-dir", default=None,
         help="folder for cached teachers (default $DC_CACHE_DIR, else ~/.cache/distill-and-compress)")
-    add("--out", default="runs/pipeline", help="output folder (default runs/pipeline)")
+    add("--out", default="runs/pipeline", help="output folder, replaced as a whole by the run's outputs: new, or "
+                                                "one a previous run wrote (default runs/pipeline)")
     add("--teacher", default="big-teacher", choices=workflow.TEACHERS,
         help="teacher to distil from (default big-teacher, 784-1200-1200-10); 'self' distils the pruned and "
              "quantized student from its own float32 version; 'none' trains with labels only")
@@ -67,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=validate.cli(validate.positive_int), default=2,
         help="CPU threads for training and latency (default 2)")
     add("--deploy", default="none", choices=("none", "onnx"),
-        help="onnx: also write the final model as ONNX files (model.onnx with its 4-bit codes, model-int8.onnx, "
-             "model-pixels.onnx: int8 on the raw pixels) "
+        help="onnx: also write the final model as ONNX files (model.onnx: its 4-bit codes, or float32 weights "
+             "above 4 bits; model-int8.onnx; model-pixels.onnx, int8 on the raw pixels, for codes of at most 7 bits) "
              "and measure them in ONNX Runtime (needs pip install -e '.[deploy]'; default none)")
     return parser
 

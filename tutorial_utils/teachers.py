@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import torch
@@ -75,6 +76,11 @@ def cache_all(splits: data.Splits, *, seed: int = 0, threads: int = 2, epochs: i
         torch.set_num_threads(previous)
 
 
+def _chain_seed(name: str, seed: object) -> int:
+    """A first seed whose chain seeds, up to seed + CHAIN_SEEDS - 1, are all valid seeds (0..2^32 - 1)."""
+    return validate.integer(name, seed, low=0, high=2**32 - CHAIN_SEEDS)
+
+
 def cache_chain(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, threads: int = 2,
                 epochs: int = 15) -> None:
     """chain.build's five models for seeds seed .. seed + CHAIN_SEEDS - 1 with the notebooks' budgets
@@ -83,7 +89,7 @@ def cache_chain(splits: data.Splits, teacher: nn.Module, *, seed: int = 0, threa
     Side effects: writes the missing models to files.cache_dir("chain"); sets torch's thread count to
     `threads` while building (part of the cache key) and restores it after.
     """
-    validate.nonnegative_int("seed", seed)
+    _chain_seed("seed", seed)
     validate.positive_int("threads", threads)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=settings["data_dir"],
                         help="folder with the four IDX files (full datasets); default $DC_DATA_DIR")
     parser.add_argument("--cache-dir", default=None, help="default $DC_CACHE_DIR, else ~/.cache/distill-and-compress")
-    parser.add_argument("--seed", type=validate.cli(validate.nonnegative_int), default=settings["seed"],
+    parser.add_argument("--seed", type=validate.cli(_chain_seed, parse=int), default=settings["seed"],
                         help="as DC_SEED (default: $DC_SEED, else 0)")
     parser.add_argument("--threads", type=validate.cli(validate.positive_int), default=settings["threads"],
                         help="as DC_THREADS (default: $DC_THREADS, else 2); teachers are cached per thread count")
@@ -195,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.cache_dir.strip():
             parser.error("--cache-dir='': give a folder (or leave it out for $DC_CACHE_DIR or the default)")
         os.environ["DC_CACHE_DIR"] = os.path.abspath(os.path.expanduser(args.cache_dir))
-    prepare(data.load(args.dataset, root=args.data_dir), seed=args.seed, threads=args.threads, epochs=args.epochs,
-            device=args.device, progress=True)
+    try:   # a missing data folder, a full disk: one line, as the pipeline says it
+        prepare(data.load(args.dataset, root=args.data_dir), seed=args.seed, threads=args.threads, epochs=args.epochs,
+                device=args.device, progress=True)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

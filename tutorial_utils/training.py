@@ -158,6 +158,8 @@ def fit(model: nn.Module, splits: data.Splits, *, epochs: int | None = None, lr:
                 x = augment(x, generator)
             logits = model(x)  # (batch, classes)
             loss = loss_fn(logits, Batch(x, y, index))
+            if not torch.isfinite(loss):   # stop here, not stages later on NaN weights that name no cause
+                raise ValueError(f"loss {loss.item()} in epoch {epoch}: training diverged; lower lr or check the loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -41,7 +41,10 @@ def check_out(out: str) -> pathlib.Path:
     It may be new, or a folder that holds only the pipeline's own outputs (it is replaced as a whole).
     Leftovers of killed runs beside it are removed.
     """
-    path = pathlib.Path(out)
+    path = pathlib.Path(out).expanduser()
+    if path.is_symlink() or path.resolve() in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents):   # e.g. --out .
+        raise ValueError(f"out={out!r} is a symbolic link, or the working folder or one above it, which cannot be "
+                         "replaced as a whole; give a folder of its own for the run's outputs")
     if path.exists() and not path.is_dir():
         raise ValueError(f"out={out!r} exists and is not a folder")
     if path.is_dir():
@@ -92,10 +95,7 @@ def run(config: PipelineConfig, *, command: str | None = None) -> measure.Ledger
     finally:
         shutil.rmtree(out, ignore_errors=True)  # gone after publishing; removed if anything failed
         torch.set_num_threads(threads)
-        if cache_dir is None:
-            os.environ.pop("DC_CACHE_DIR", None)
-        else:
-            os.environ["DC_CACHE_DIR"] = cache_dir
+        os.environ.pop("DC_CACHE_DIR", None) if cache_dir is None else os.environ.update(DC_CACHE_DIR=cache_dir)
     written = ", ".join(name for name in OUTPUTS if (target / name).exists())
     print(f"wrote {target}/{written} in {time.perf_counter() - start:.0f} s")
     return ledger
@@ -126,7 +126,7 @@ def _over_seeds(ledgers: list[measure.Ledger], seeds: tuple[int, ...]) -> measur
 
 def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Ledger:
     if config.cache_dir is not None:
-        os.environ["DC_CACHE_DIR"] = str(pathlib.Path(config.cache_dir).resolve())
+        os.environ["DC_CACHE_DIR"] = str(pathlib.Path(config.cache_dir).expanduser().resolve())   # as `teachers`
     device = training.setup(config.seed, threads=config.threads)
     splits = data.load(config.dataset, root=config.data_dir)
     log = lambda stage, text: print(f"[{time.perf_counter() - start:6.1f} s] {stage}: {text}", flush=True)  # noqa: E731
