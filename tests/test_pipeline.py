@@ -66,6 +66,10 @@ def test_pipeline_with_self_distillation_and_a_cosine_schedule(tmp_path, capsys)
     (["--bits", "1"], "bits=1 with sparsity > 0 is refused"),
     (["--out", ""], "out='' must name a folder"),
     (["--dataset", "fashion-mnist", "--data-dir", "/no/such/folder"], "does not exist"),
+    # options another option makes meaningless were dropped in silence
+    (["--seed", "5", "--seeds", "0", "1"], "--seed 5 with --seeds 0 1: give one"),
+    (["--teacher", "none", "--temperature", "20"], "--temperature 20.0 with --teacher none: there is no distillation"),
+    (["--teacher", "none", "--alpha", "0.1"], "--alpha 0.1 with --teacher none"),
 ])
 def test_pipeline_reports_bad_input_clearly(tmp_path, capsys, argv, message):
     assert pipeline.main(["--out", str(tmp_path / "x"), *argv]) == 2
