@@ -1,8 +1,9 @@
 """energy: the estimate's terms against hand counts (Horowitz 45 nm), what a layer really computes, batches."""
 
 import pytest
+import torch
 
-from tutorial_utils import energy, measure, models, pruning, quantization, storage
+from tutorial_utils import energy, int8, measure, models, pruning, quantization, storage
 
 
 def test_measure_publishes_the_same_estimate():
@@ -97,3 +98,12 @@ def test_energy_of_the_teacher_by_hand_in_float32_and_in_int8():
     assert quantized["activations_pj"] == pytest.approx(1_464 * 1.25)
     assert quantized["total_nj"] == pytest.approx((101_632 * 0.3 + 102_184 * 12.5 + 1_464 * 1.25) / 1000)
     assert energy.energy_estimate(teacher, batch_size=256)["weights_pj"] == pytest.approx(407_080 * 12.5 / 256)
+
+
+def test_skip_zeros_counts_a_torchao_layers_codes():
+    # torchao's Int8Tensor cannot count its zeros (a crash inside torchao); its int8 codes can
+    model = models.teacher()
+    pruning.apply_masks_(model, pruning.magnitude_masks(model, 0.5))
+    fast = int8.to_backend(model, "torchao")
+    nonzero = sum(int(m.weight.count_nonzero()) for m in model if isinstance(m, torch.nn.Linear))
+    assert energy.energy_estimate(fast, skip_zeros=True)["compute_pj"] == pytest.approx(nonzero * energy.MAC_PJ["int8"])

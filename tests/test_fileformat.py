@@ -9,6 +9,7 @@ never a large allocation.
 import hashlib
 import json
 import lzma
+import pathlib
 import random
 import resource
 import struct
@@ -272,3 +273,13 @@ def test_a_small_file_with_a_large_sparse_layer_stays_within_its_declared_size(t
     loaded = storage.load(tmp_path / "zeros.dcmp")
     assert torch.equal(loaded[0].weight, model[0].weight)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 120_000  # kilobytes
+
+
+def test_a_file_too_large_for_any_allowed_model_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "huge.dcmp"
+    path.write_bytes(b"\0" * (2 << 20))                     # 2 MB: more than a 1-parameter model can take
+    read = []
+    monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: read.append(self) or b"")
+    with pytest.raises(ValueError, match=r"huge.dcmp holds 2,097,152 bytes, more than a model of at most 1 parameters"):
+        storage.load(path, max_parameters=1)
+    assert read == []

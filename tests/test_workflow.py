@@ -31,8 +31,9 @@ def test_a_run_publishes_a_complete_verified_set(first_run):
     manifest = files.verify_manifest(out)
     assert sorted(manifest["files"]) == ["ledger.csv", "ledger.json", "model.dcmp", "pareto.png"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
-    rows = json.loads((out / "ledger.json").read_text())["rows"]
-    assert rows[-2]["bytes"] == (out / "model.dcmp").stat().st_size
+    document = json.loads((out / "ledger.json").read_text())
+    assert document["rows"][-2]["bytes"] == (out / "model.dcmp").stat().st_size
+    assert document["machine"]["training_device"] == "cpu"   # DC_DEVICE=cuda would train other weights
 
 
 @pytest.mark.parametrize("failing", ["storage.save", "files.publish_folder"])

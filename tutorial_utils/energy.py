@@ -109,6 +109,7 @@ def energy_estimate(model: nn.Module, *, batch_size: int = 1, weight_bytes: int 
 
 def _nonzero_weights(layer: nn.Module, dense_macs: int) -> int:
     weight = getattr(layer, "weight", None)
+    weight = getattr(weight, "qdata", weight)   # torchao's Int8Tensor cannot count its zeros; its codes can
     if weight is None or callable(weight) or not hasattr(weight, "count_nonzero"):
-        return dense_macs  # an int8 backend hides its weights: count them all
+        return dense_macs  # the legacy int8 backend hides its weights: count them all
     return int(weight.count_nonzero())

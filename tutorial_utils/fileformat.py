@@ -86,9 +86,12 @@ class _Stream:
 
 def read(path: str | os.PathLike, *, max_parameters: int = MAX_PARAMETERS) -> tuple[dict, bytes]:
     """(checked header, payload) of a model file; ValueError naming the file and the field otherwise."""
-    path = pathlib.Path(path)
+    path, name = pathlib.Path(path), pathlib.Path(path).name
+    limit = 8 * max_parameters + MAX_HEADER_BYTES + 64   # 8 bytes a weight is more than any encoding stores
+    if path.stat().st_size > limit:   # a wrong path to a huge file is refused before it is read into memory
+        raise ValueError(f"{name} holds {path.stat().st_size:,} bytes, more than a model of at most "
+                         f"{max_parameters:,} parameters can take ({limit:,}); raise max_parameters if it is one")
     raw = path.read_bytes()
-    name = path.name
     if raw[:4] != MAGIC:
         raise ValueError(f"{name} is not a distill-and-compress model file (magic {raw[:4]!r}, expected {MAGIC!r})")
     body, digest = raw[:-32], raw[-32:]

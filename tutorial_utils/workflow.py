@@ -132,6 +132,7 @@ def _run(config: PipelineConfig, out: pathlib.Path, start: float) -> measure.Led
     log = lambda stage, text: print(f"[{time.perf_counter() - start:6.1f} s] {stage}: {text}", flush=True)  # noqa: E731
     log("data", f"{config.dataset}, {len(splits.x_train):,} train / {len(splits.x_test):,} test")
     ledger = measure.Ledger(threads=config.threads)
+    ledger.machine["training_device"] = device.type   # DC_DEVICE=cuda trains other weights: the record says so
     log("machine", f"{machine.describe(ledger.machine)}; training on {device.type} (measuring on the cpu)")
 
     def row(stage: str, model: nn.Module, **given: object) -> dict:
