@@ -68,6 +68,10 @@ def test_over_seeds_and_paired_over_seeds_text():
         "+0.10 ± 0.00 points over 3 seeds (higher on 3 of them; the same on every seed: no t interval, nothing established)")
     with pytest.raises(ValueError, match=r"values_a - values_b is \+0.01 on every one of the 2 seeds: no spread"):
         stats.paired_interval([0.95, 0.95], [0.94, 0.94])
+    # identical lists (ONNX Runtime against PyTorch on every seed, say) are no difference, not an error
+    assert stats.paired_interval([0.94, 0.95, 0.93], [0.94, 0.95, 0.93]) == (0.0, 0.0, 0.0)
+    assert stats.paired_difference([0.95, 0.95], [0.94, 0.94]) == (pytest.approx(0.01), 0.0)
+    assert stats.paired_over_seeds([0.94, 0.95], [0.94, 0.95]).endswith("95% t interval +0.00 to +0.00: includes zero)")
     with pytest.raises(ValueError, match="pair them by seed"):
         stats.paired_over_seeds([0.9], [0.9, 0.8])
 

@@ -91,7 +91,7 @@ def paired_over_seeds(values_a: list[float], values_b: list[float]) -> str:
     text = f"{mean:+.2f} ± {std:.2f} points over {len(differences)} seeds (higher on {higher} of them"
     if len(differences) < 2:
         return text + "; one seed gives no interval)"
-    if _no_spread(differences):
+    if _no_spread(differences) and mean != 0:
         return text + "; the same on every seed: no t interval, nothing established)"
     _, low, high = paired_interval(values_a, values_b)
     verdict = "includes zero" if low <= 0 <= high else "excludes zero"
@@ -108,17 +108,15 @@ def paired_difference(values_a: list[float], values_b: list[float]) -> tuple[flo
 
         d_i = a_i - b_i,   mean = (1/n) sum d_i,   se = stdev(d) / sqrt(n)
 
-    Pairing by seed cancels the seed's luck that A and B share. Needs at least two seeds of each, paired,
-    whose differences vary (ValueError otherwise: identical differences give a standard error of 0, and
-    a t interval of no width is no evidence).
+    Pairing by seed cancels the seed's luck that A and B share. Needs at least two seeds of each, paired.
+    The same difference on every seed gives se = 0 (exactly, not float noise): a description, not evidence.
     """
     _pairs(values_a, values_b)
     if len(values_a) < 2:
         raise ValueError(f"{len(values_a)} seed(s): a standard error needs at least 2")
     differences = [a - b for a, b in zip(values_a, values_b)]
     if _no_spread(differences):
-        raise ValueError(f"values_a - values_b is {differences[0]:+.6g} on every one of the {len(differences)} seeds: "
-                         "no spread, so no standard error and no t interval; these seeds establish nothing")
+        return statistics.fmean(differences), 0.0
     return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
 
 
@@ -126,12 +124,17 @@ def paired_interval(values_a: list[float], values_b: list[float], confidence: fl
                     ) -> tuple[float, float, float]:
     """(mean, low, high): Student's t interval of the mean per-seed difference A - B,
     mean +- student_t.quantile(confidence, n - 1) * se, with (mean, se) from paired_difference.
+    Identical lists give (0, 0, 0), which includes zero; the same nonzero difference on every seed has no
+    interval at all (se = 0 is no evidence of certainty) and is a ValueError.
 
     Example:
         >>> [round(v, 4) for v in paired_interval([0.95, 0.96, 0.97], [0.94, 0.945, 0.95])]
         [0.015, 0.0026, 0.0274]
     """
     mean, se = paired_difference(values_a, values_b)
+    if se == 0 and mean != 0:
+        raise ValueError(f"values_a - values_b is {mean:+.6g} on every one of the {len(values_a)} seeds: no spread, "
+                         "so no standard error and no t interval; these seeds establish nothing")
     half = student_t.quantile(confidence, len(values_a) - 1) * se
     return mean, mean - half, mean + half
 
