@@ -566,7 +566,9 @@ exercises_compress.check_kd_loss(my_kd_loss)                    # hidden logits,
 # d_i = candidate_i - baseline_i; among the candidates whose 95% t interval of the mean gain lies above
 # zero (mean(d) - t stdev(d) / sqrt(n) > 0, stdev with n - 1 and t = `measure.t_quantile(0.95, n - 1)`,
 # 2.78 for five seeds), adopt the one with the largest mean gain (a tie: the first listed); if none
-# qualifies, return None. Raise `ValueError` when the seeds do not
+# qualifies, return None. A candidate whose d_i are all the same (equal up to float rounding, say within
+# 1e-9: one image better on every seed) has stdev(d) = 0 and no interval at all, so it does not qualify:
+# an interval of no width is no certainty. Raise `ValueError` when the seeds do not
 # pair or there is only one. Which recipe does it adopt from the committed sweep, and why is the best mean
 # gain alone not enough?
 
@@ -579,6 +581,8 @@ def my_choose_over_seeds(baseline, candidates):
     best, best_gain = None, None
     for name, values in candidates.items():
         d = [v - b for v, b in zip(values, baseline)]                     # paired by seed: shared luck cancels
+        if max(d) - min(d) <= 1e-9:                                       # no spread: no interval, nothing shown
+            continue
         mean = sum(d) / len(d)
         se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1)) ** 0.5 / len(d) ** 0.5
         t = measure.t_quantile(0.95, len(d) - 1)    # not 2: five seeds estimate the spread roughly

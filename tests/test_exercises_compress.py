@@ -138,13 +138,15 @@ def _check_seeds(baseline, candidates):
         raise ValueError("seeds")
 
 
-def _choose_paired(baseline, candidates, standard_errors):
+def _choose_paired(baseline, candidates, standard_errors, spread_needed=True):
     _check_seeds(baseline, candidates)
     best, best_mean = None, None
     for name, values in candidates.items():
         d = [v - b for v, b in zip(values, baseline)]
         mean = sum(d) / len(d)
         se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1)) ** 0.5 / len(d) ** 0.5
+        if spread_needed and max(d) - min(d) <= 1e-9:
+            continue
         if mean - standard_errors(len(d)) * se > 0 and (best_mean is None or mean > best_mean):
             best, best_mean = name, mean
     return best
@@ -152,6 +154,10 @@ def _choose_paired(baseline, candidates, standard_errors):
 
 def choose_paired(baseline, candidates):
     return _choose_paired(baseline, candidates, lambda n: measure.t_quantile(0.95, n - 1))
+
+
+def choose_zero_width_interval(baseline, candidates):
+    return _choose_paired(baseline, candidates, lambda n: measure.t_quantile(0.95, n - 1), spread_needed=False)
 
 
 def choose_wrong_degrees_of_freedom(baseline, candidates):
@@ -197,7 +203,8 @@ CASES = [
     (exercises_compress.check_fake_quantize, fake_right, [fake_no_straight_through, fake_round_in_graph]),
     (exercises_compress.check_kd_loss, kd_right, [kd_no_t_squared, kd_mean_reduction]),
     (exercises_compress.check_choose_over_seeds, choose_paired, [choose_by_mean, choose_unpaired, choose_without_checks,
-                                                                   choose_two_standard_errors, choose_wrong_degrees_of_freedom]),
+                                                                   choose_two_standard_errors, choose_wrong_degrees_of_freedom,
+                                                                   choose_zero_width_interval]),
     (exercises_compress.check_distillation_step, step_right,
      [step_teacher_in_train_mode, step_without_zero_grad, step_teacher_with_gradients, step_package_loss_without_no_grad,
       step_without_t_squared, step_returns_the_tensor]),

@@ -114,15 +114,13 @@ def check_choose_over_seeds(my_choose: Callable) -> None:
 
     baseline: per-seed accuracies without a teacher; candidates: {name: per-seed accuracies, same seeds}.
     Hidden cases: a noisy candidate with the best mean that is not established, a small gain on every seed
-    (established only when paired), no gain, a gain beyond two
+    (established only when paired), no gain, the same gain on every seed (no spread: not adopted), a gain beyond two
     standard errors but not beyond t's 2.776 (five seeds), one beyond the t quantile with n instead of n - 1
     degrees of freedom (2.571) but not beyond 2.776, and a ValueError for seeds that do not pair or a
     single seed.
     """
     my_choose = own_work("check_choose_over_seeds", my_choose, "stats.choose_over_seeds")
     base = [0.900, 0.930, 0.910, 0.950, 0.920]
-    # every gain below varies a little between seeds: the same difference on every seed has no interval
-    # at all (stats.choose_over_seeds does not adopt it), a case the exercise leaves out
     cases = [({"steady +0.3": [b + d for b, d in zip(base, (0.003, 0.004, 0.002, 0.003, 0.003))], "noisy +0.6": [b + d for b, d in zip(base, (0.03, -0.02, 0.01, -0.01, 0.02))]},
               "a steady small gain against a noisy larger one"),
              ({"same": list(base), "worse": [b - 0.004 for b in base]}, "no candidate gains"),
@@ -133,13 +131,15 @@ def check_choose_over_seeds(my_choose: Callable) -> None:
              ({"2.4 standard errors": [b + d for b, d in zip(base, (-0.002, 0.010, 0.022, 0.004, 0.016))]},
               "a gain beyond two standard errors, inside the t interval"),
              ({"2.7 standard errors": [b + d for b, d in zip(base, (0.000, 0.010, 0.020, 0.004, 0.016))]},
-              "a gain beyond the normal curve's 2.58 and t's 2.57 with n degrees of freedom, inside t's 2.78")]
+              "a gain beyond the normal curve's 2.58 and t's 2.57 with n degrees of freedom, inside t's 2.78"),
+             ({"+0.1 on every seed": [b + 0.001 for b in base]},   # differences equal up to float rounding
+              "the same gain on every seed: stdev(d) = 0, no interval, not adopted")]
     for candidates, name in cases:
         expected, got = stats.choose_over_seeds(base, candidates), my_choose(list(base), {k: list(v) for k, v in candidates.items()})
         if got != expected:
             _fail("check_choose_over_seeds", name, expected, got, "d_i = candidate_i - baseline_i per seed; adopt only "
-                  "if mean(d) - t * stdev(d) / sqrt(n) > 0 with t = measure.t_quantile(0.95, n - 1); among "
-                  "those, the largest mean(d); else None")
+                  "if mean(d) - t * stdev(d) / sqrt(n) > 0 with t = measure.t_quantile(0.95, n - 1) and the d_i "
+                  "are not all equal (within 1e-9); among those, the largest mean(d); else None")
     for baseline, candidates, name in ((base, {"short": base[:4]}, "4 seeds against 5"), (base[:1], {"one": base[:1]}, "one seed")):
         try:
             my_choose(list(baseline), candidates)
