@@ -270,6 +270,10 @@ def test_a_publish_killed_between_its_two_moves_gets_the_old_set_back_not_nothin
     assert files.remove_stale_stages(tmp_path, "run") == 1               # the stage; the old set is restored
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert (tmp_path / "run" / "ledger.json").read_text() == "the old set"
+    # a young old set may be another publish between its two moves: left alone, neither restored nor deleted
+    (tmp_path / "run").rename(tmp_path / ".run.old-99")
+    os.utime(tmp_path / ".run.old-99")                                 # moved aside just now
+    assert files.remove_stale_stages(tmp_path, "run") == 0 and not (tmp_path / "run").exists()
 
 
 def test_source_digest_changes_with_any_module_and_with_their_order(tmp_path):

@@ -49,6 +49,9 @@ def test_the_command_refuses_bad_values_with_one_line_and_status_2(capsys, monke
     monkeypatch.setenv("DC_CACHE_DIR", str(tmp_path / "cache"))
     assert teachers.main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.startswith("error: root=")
+    (tmp_path / "empty").mkdir()     # offline, a folder without the IDX files: the first row of WORKSHOP's errors
+    assert teachers.main(["--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "empty")]) == 2
+    assert "has no train-images-idx3-ubyte.gz" in capsys.readouterr().err
 
 
 def test_sweep_parser_has_the_sweeps_defaults_and_refuses_bad_values(capsys):

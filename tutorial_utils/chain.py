@@ -130,8 +130,8 @@ def _keyable(value: object) -> bool:
         return True
     if isinstance(value, (tuple, list)):
         return all(_keyable(item) for item in value)
-    return dataclasses.is_dataclass(value) and not isinstance(value, type) and all(
-        _keyable(getattr(value, field.name)) for field in dataclasses.fields(value))
+    return dataclasses.is_dataclass(value) and not isinstance(value, type) and all(   # every field in its repr
+        field.repr and _keyable(getattr(value, field.name)) for field in dataclasses.fields(value))
 
 
 def cached(train: Callable[..., nn.Module], splits: data.Splits, teacher: nn.Module, *, name: str,

@@ -90,7 +90,9 @@ def frozen(teacher: nn.Module, device: torch.device | str) -> nn.Module:
     """The teacher as distillation runs it, in eval mode on `device`: itself when it already is, else a copy,
     so that the caller's teacher keeps its mode and its device."""
     device, at = torch.device(device), models.device_of(teacher)
-    if not any(m.training for m in teacher.modules()) and at.type == device.type and device.index in (None, at.index):
+    if device.type == "cuda" and device.index is None:   # a bare "cuda" is the current GPU, not any GPU
+        device = torch.device("cuda", torch.cuda.current_device())
+    if not any(m.training for m in teacher.modules()) and at == device:
         return teacher
     return copy.deepcopy(teacher).to(device).eval()
 

@@ -189,13 +189,13 @@ def remove_stale_stages(folder: str | os.PathLike, name: str, *, older_than_s: f
     """Delete hidden `.NAME.stage-*` and `.NAME.old-*` folders that a killed publish left in `folder`.
 
     If NAME itself is missing (a publish killed between moving the old set aside and moving the new one
-    in), the newest `.NAME.old-*` is moved back to NAME first: the old set, whole, rather than nothing.
+    in), the newest stale `.NAME.old-*` is moved back to NAME first: the old set, whole, not nothing.
     """
     removed, now, folder = 0, time.time(), pathlib.Path(folder)
     pattern = glob.escape(f".{name}.")   # a name like exp[1] is not a pattern
-    asides = sorted((p for p in folder.glob(pattern + "old-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    if asides and not (folder / name).exists():
-        os.replace(asides[-1], folder / name)
+    asides = [p for p in folder.glob(pattern + "old-*") if p.is_dir() and now - p.stat().st_mtime > older_than_s]
+    if asides and not (folder / name).exists():   # (a young one may belong to a publish in progress)
+        os.replace(max(asides, key=lambda p: p.stat().st_mtime), folder / name)
     for candidate in folder.glob(pattern + "*"):
         if candidate.is_dir() and (".stage-" in candidate.name or ".old-" in candidate.name) \
                 and now - candidate.stat().st_mtime > older_than_s:

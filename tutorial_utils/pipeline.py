@@ -77,12 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """The PipelineConfig of parsed command-line options (argparse dest names equal the field names).
     Options that another option makes meaningless are refused (ValueError), never silently dropped."""
-    defaults = build_parser().parse_args(["--out", args.out])
-    if args.seeds and args.seed != defaults.seed:
+    default = build_parser().get_default
+    if args.seeds and args.seed != default("seed"):
         raise ValueError(f"--seed {args.seed} with --seeds {' '.join(map(str, args.seeds))}: give one (--seeds runs "
                          "every seed it lists)")
     for name in ("temperature", "alpha"):
-        if args.teacher == "none" and getattr(args, name) != getattr(defaults, name):
+        if args.teacher == "none" and getattr(args, name) != default(name):
             raise ValueError(f"--{name} {getattr(args, name)} with --teacher none: there is no distillation to set")
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineConfig)}
     return PipelineConfig(**{**values, "seeds": tuple(values["seeds"])})

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     try:   # a missing data folder, a full disk: one line, as the pipeline says it
         prepare(data.load(args.dataset, root=args.data_dir), seed=args.seed, threads=args.threads, epochs=args.epochs,
                 device=args.device, progress=True)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, data.DatasetUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
