@@ -212,7 +212,6 @@ assert np.isclose(input_step, 1 / (255 * data.STD), rtol=1e-5)   # black and whi
 # %%
 first = final[0]                                                            # QuantizedLinear 784 -> 64
 pixels = torch.round((splits.x_test * data.STD + data.MEAN) * 255).long()   # (1000, 784), back to 0..255
-assert np.array_equal(pixels.numpy(), deployments["int8-pixels"]["model"].to_pixels(splits.x_test))  # the package's
 codes = first.codes.long()                                                  # (64, 784), -7..7
 row_scale = first.scale.double().reshape(-1)                                # (64,)
 products = pixels @ codes.T                                                 # (1000, 64), integers, exact
@@ -234,6 +233,7 @@ assert np.allclose(scale, (row_scale / (255 * data.STD)).numpy())
 # %%
 print(onnx_export.op_types(onnx.load(deployments["int8-pixels"]["path"])))
 session = deploy.session(deployments["int8-pixels"]["path"])                 # the file itself, fed raw uint8
+assert np.array_equal(pixels.numpy(), deployments["int8-pixels"]["model"].to_pixels(splits.x_test))  # the package's
 from_file = torch.from_numpy(session.run(None, {"x": pixels.to(torch.uint8).numpy()})[0])
 print(f"the file on raw pixels: largest logit difference to the QAT model {(from_file - final(splits.x_test)).abs().max():.1e}")
 assert torch.allclose(from_file, final(splits.x_test), atol=1e-4)
@@ -396,10 +396,9 @@ print(f"{machine.describe(machine.record(threads=TIMING_THREADS))}; float32 matm
 print(f"{'':30} {'batch 1':>18} {'batch 256':>19} {'of f32 peak':>12}")
 for name in candidates:
     at_batch_1, at_batch_256 = latency_by_batch[1][name], latency_by_batch[256][name]
-    achieved_gflops = timing.achieved_gflops(measure.macs(sources[name.split(",")[0]]), at_batch_256["latency_ms"],
-                                             batch_size=256)                # notebook 01's one-line roofline
+    rate = timing.achieved_gflops(measure.macs(sources[name.split(",")[0]]), at_batch_256["latency_ms"], batch_size=256)
     print(f"{name:30} {at_batch_1['latency_ms'] * 1e3:6.1f} µs ({at_batch_1['speedup']:4.1f}x) "
-          f"{at_batch_256['latency_ms'] * 1e3:7.1f} µs ({at_batch_256['speedup']:4.1f}x) {achieved_gflops / peak_gflops:11.0%}")
+          f"{at_batch_256['latency_ms'] * 1e3:7.1f} µs ({at_batch_256['speedup']:4.1f}x) {rate / peak_gflops:11.0%}")
 for name in ("narrow, ORT int8-pixels", "final, ORT int8-pixels"):   # against the same teacher in the same runtime
     ratios = [latency_by_batch[b][name]["speedup"] / latency_by_batch[b]["teacher, ORT float32"]["speedup"]
               for b in (1, 256)]                                    # two speed-ups of the table, each a median of rounds

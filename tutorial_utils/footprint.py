@@ -31,10 +31,10 @@ def _refuse_int8_backends(model: nn.Module, what: str) -> None:
     kernels, the legacy backend hides its weights in packed parameters, and torchao's Int8Tensor cannot
     count its zeros, so a count would be 0 or a crash deep inside torchao."""
     for name, module in model.named_modules():
-        weight = module.__dict__.get("_parameters", {}).get("weight")
-        if type(module).__module__.startswith("torch.ao.nn.quantized") or (
-                weight is not None and type(weight.data) is not torch.Tensor):
-            held = f" holding a {type(weight.data).__name__} weight" if weight is not None else ""
+        weight = getattr(module, "weight", None)   # legacy backends: a method; torchao: a Parameter of Int8Tensor
+        tensor = isinstance(weight, torch.Tensor)
+        if type(module).__module__.startswith("torch.ao.nn.quantized") or (tensor and type(weight.data) is not torch.Tensor):
+            held = f" holding a {type(weight.data).__name__} weight" if tensor else ""
             raise TypeError(f"{what} cannot count an int8 backend's layer (model.{name or 'root'} is a "
                             f"{type(module).__module__}.{type(module).__name__}{held}); count the float or QAT model "
                             f"it came from, and pass the value (Ledger.measure(..., {what}=...))")
